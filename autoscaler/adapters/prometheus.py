@@ -1,0 +1,72 @@
+"""Prometheus as a metrics source: instant queries through prometheus-api-client.
+
+Every degenerate answer is named here before a value reaches the core: an HTTP or
+connection error, a timeout, an answer that is not a vector or scalar, a value that does
+not parse. NaN and infinities pass through as floats; the core reads them as missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from autoscaler.model import Series
+from autoscaler.ports import SourceUnavailable
+
+
+class PrometheusSource:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = timeout
+        self._client = PrometheusConnect(
+            url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout
+        )
+
+    def query(self, promql: str) -> list[Series]:
+        try:
+            result = self._client.custom_query(promql, timeout=self._timeout)
+        except PrometheusApiClientException as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} refused the query: {error}"
+            ) from error
+        except requests.RequestException as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
+            ) from error
+        except ValueError as error:
+            raise SourceUnavailable(f"Prometheus at {self.url} sent no JSON: {error}") from error
+        return _series(result, self.url)
+
+
+def _series(result: Any, url: str) -> list[Series]:
+    if _is_sample(result):
+        return [Series({}, _number(result[1], url))]
+    if not isinstance(result, list):
+        raise SourceUnavailable(f"Prometheus at {url} answered with {type(result).__name__}")
+    series = []
+    for item in result:
+        if not isinstance(item, dict) or not _is_sample(item.get("value")):
+            raise SourceUnavailable(
+                f"Prometheus at {url} answered with a range or an unknown shape, "
+                "not an instant vector"
+            )
+        labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+        series.append(Series(labels, _number(item["value"][1], url)))
+    return series
+
+
+def _is_sample(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and not isinstance(value[1], list | dict)
+
+
+def _number(text: Any, url: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise SourceUnavailable(
+            f"Prometheus at {url} sent a value that is not a number: {text!r}"
+        ) from None

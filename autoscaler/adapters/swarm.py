@@ -1,0 +1,148 @@
+"""Docker Swarm as the service scaler, through docker-py's low-level API.
+
+Scaling posts the inspected spec back with only `Mode.Replicated.Replicas` changed and the
+inspected version: docker-py's `Service.scale()` rebuilds the spec and restarted every
+running task in our trials, and the version makes a concurrent change fail instead of being
+overwritten.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import datetime
+from typing import Any
+
+import docker
+import requests
+from docker.errors import DockerException, NotFound
+
+from autoscaler.model import ServiceState
+from autoscaler.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+
+_OUT_OF_SEQUENCE = "update out of sequence"
+_NANOSECONDS = re.compile(r"(\.\d{6})\d+")
+
+
+class SwarmScaler:
+    """The engine named by DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+
+    The client is made on first use and again after a failure, so that an engine that is
+    down when the agent starts is picked up once it is back.
+    """
+
+    def __init__(self, *, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+
+    @property
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=int(self._timeout)).api
+            except DockerException as error:
+                raise SourceUnavailable(f"cannot reach the Docker engine: {error}") from error
+        return self._client
+
+    def list_services(self) -> dict[str, ServiceState]:
+        try:
+            listed = self._api.services()
+        except (DockerException, requests.RequestException) as error:
+            self._client = None
+            raise SourceUnavailable(f"cannot list Swarm services: {error}") from error
+        states = (service_state(raw) for raw in listed)
+        return {state.name: state for state in states}
+
+    def scale(self, service: ServiceState, replicas: int) -> None:
+        try:
+            inspected = self._api.inspect_service(service.id)
+        except SourceUnavailable as error:
+            raise ScaleFailed(str(error)) from error
+        except NotFound as error:
+            raise ScaleFailed(f"service {service.name} is gone") from error
+        except (DockerException, requests.RequestException) as error:
+            raise ScaleFailed(f"cannot inspect service {service.name}: {error}") from error
+        version = inspected["Version"]["Index"]
+        if version != service.version:
+            raise ScaleConflict(
+                f"service {service.name} changed since it was listed "
+                f"(version {service.version} -> {version})"
+            )
+        spec = with_replicas(inspected["Spec"], replicas)
+        api = self._api
+        try:
+            response = api.post(
+                f"{api.base_url}/v{api.api_version}/services/{service.id}/update",
+                json=spec,
+                params={"version": version},
+            )
+        except requests.RequestException as error:
+            raise ScaleFailed(f"cannot scale {service.name}: {error}") from error
+        if response.ok:
+            return
+        message = _error_message(response)
+        if response.status_code == 409 or _OUT_OF_SEQUENCE in message:
+            raise ScaleConflict(f"service {service.name} changed meanwhile: {message}")
+        raise ScaleFailed(
+            f"Swarm refused to scale {service.name} (HTTP {response.status_code}): {message}"
+        )
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text))
+    except ValueError:
+        return response.text
+
+
+def with_replicas(spec: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """A copy of a service spec with only its replica count changed."""
+    changed = copy.deepcopy(spec)
+    changed["Mode"]["Replicated"]["Replicas"] = replicas
+    return changed
+
+
+def service_state(raw: dict[str, Any]) -> ServiceState:
+    """A listed service as the core sees it."""
+    spec = raw.get("Spec", {})
+    replicated = spec.get("Mode", {}).get("Replicated")
+    replicas = replicated.get("Replicas", 1) if isinstance(replicated, dict) else None
+    return ServiceState(
+        name=spec.get("Name", raw.get("ID", "")),
+        id=raw["ID"],
+        version=raw["Version"]["Index"],
+        replicas=replicas,
+        last_scaled_at=_last_scaled_at(raw),
+    )
+
+
+def _last_scaled_at(raw: dict[str, Any]) -> datetime | None:
+    """`UpdatedAt` when the last update changed the replica count and nothing else."""
+    previous, current = raw.get("PreviousSpec"), raw.get("Spec")
+    if not isinstance(previous, dict) or not isinstance(current, dict):
+        return None
+    before = _replicas(previous)
+    after = _replicas(current)
+    if before is None or after is None or before == after:
+        return None
+    if with_replicas(previous, 0) != with_replicas(current, 0):
+        return None
+    return parse_docker_time(raw.get("UpdatedAt"))
+
+
+def _replicas(spec: dict[str, Any]) -> int | None:
+    replicated = spec.get("Mode", {}).get("Replicated")
+    if not isinstance(replicated, dict):
+        return None
+    count = replicated.get("Replicas", 1)
+    return count if isinstance(count, int) else None
+
+
+def parse_docker_time(text: object) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which `fromisoformat` cannot take."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(_NANOSECONDS.sub(r"\1", text))
+    except ValueError:
+        return None

@@ -1,0 +1,131 @@
+"""The long-running process: an interval job that ticks the engine, signal handling, and
+the HTTP endpoints /healthz and /metrics."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import make_wsgi_app
+
+from autoscaler.engine import Engine, TickReport
+from autoscaler.telemetry import Telemetry
+
+log = structlog.get_logger("autoscaler.agent")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+class Agent:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        interval: timedelta,
+        telemetry: Telemetry,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._telemetry = telemetry
+        self._clock = clock
+        self._started = time.monotonic()
+        self._last_tick_done: float | None = None
+        self._lock = threading.Lock()
+
+    def tick(self) -> TickReport | None:
+        """Run one tick; a crash inside it is logged and counted, never raised."""
+        with self._lock:
+            began = time.monotonic()
+            try:
+                report = self._engine.tick(self._clock())
+            except Exception:
+                log.exception("tick_failed")
+                self._telemetry.tick_crashed()
+                return None
+            elapsed = time.monotonic() - began
+            self._telemetry.observe(report, elapsed)
+            _log_failures(report)
+            self._last_tick_done = time.monotonic()
+            return report
+
+    def healthy(self) -> bool:
+        """A tick finished within the last three intervals (or the agent started since)."""
+        last = self._last_tick_done if self._last_tick_done is not None else self._started
+        return time.monotonic() - last <= 3 * self._interval.total_seconds()
+
+    def run_forever(self, *, port: int) -> None:
+        """Tick every interval until SIGTERM or SIGINT; the tick in flight is finished."""
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        server = self._serve(port) if port else None
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self.tick, "interval", seconds=self._interval.total_seconds(),
+            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            misfire_grace_time=None, id="tick",
+        )
+        scheduler.start()
+        log.info("agent_started", interval_seconds=self._interval.total_seconds(), port=port)
+        try:
+            stop.wait()
+        finally:
+            log.info("agent_stopping")
+            scheduler.shutdown(wait=True)
+            if server is not None:
+                server.shutdown()
+            log.info("agent_stopped")
+
+    def _serve(self, port: int) -> WSGIServer:
+        server = make_server(
+            "", port, self._wsgi_app(), server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        return server
+
+    def _wsgi_app(self) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+        metrics_app = make_wsgi_app(self._telemetry.registry)
+
+        def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                ok = self.healthy()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable",
+                    [("Content-Type", "text/plain; charset=utf-8")],
+                )
+                return [b"ok\n" if ok else b"no tick finished within three intervals\n"]
+            if path == "/metrics":
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"see /healthz and /metrics\n"]
+
+        return app
+
+
+def _log_failures(report: TickReport) -> None:
+    for query, error in report.query_errors.items():
+        log.warning("prometheus_query_failed", query=query, error=error)
+    if report.listing_error is not None:
+        log.error("swarm_listing_failed", error=report.listing_error)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are not worth a log line each."""

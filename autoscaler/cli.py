@@ -1,0 +1,168 @@
+"""Commands and exit codes: 0 done, 1 a --once tick could reach neither Prometheus nor Docker,
+2 bad input (usage or an invalid policy)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+from autoscaler.durations import parse_duration
+from autoscaler.policy_files import PolicySet, load_policies
+from autoscaler.settings import ENVIRONMENT, Settings
+
+EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _env_default(setting: str) -> str:
+    variable, default = ENVIRONMENT[setting]
+    return os.environ.get(variable, default)
+
+
+def _env_help(setting: str, text: str) -> str:
+    variable, default = ENVIRONMENT[setting]
+    return f"{text} (env {variable}; default {default})"
+
+
+def _interval(text: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {port}")
+    return port
+
+
+def _add_policies_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policies", type=Path, default=Path(_env_default("policies")), metavar="DIR",
+        help=_env_help("policies", "folder of policy files, one *.yaml or *.yml per service"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoscaler",
+        description="Autoscaling agent for Docker Swarm: reads metrics from Prometheus, "
+        "decides per service by the policy files, scales the services, and logs every "
+        "decision as one JSON line.",
+        epilog="Exit codes: 0 done; 1 a --once tick got no answer from Prometheus (every query "
+        "failed) or from Docker; 2 bad input (usage or an invalid policy). "
+        "Run 'autoscaler COMMAND --help' for a command's options.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="check policy files and report every problem",
+        description="Check policy files and report every problem of every file at once. "
+        "Exit 0 when all are valid, 2 otherwise.",
+    )
+    validate.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH",
+        help="policy files or folders (default: the --policies folder)",
+    )
+    _add_policies_option(validate)
+
+    for name, text in (
+        ("run", "scale the services by their policies, every interval"),
+        ("dry-run", "decide and log as 'run' does, but never change a service"),
+    ):
+        command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _add_policies_option(command)
+        command.add_argument(
+            "--prometheus-url", default=_env_default("prometheus_url"), metavar="URL",
+            help=_env_help("prometheus_url", "base URL of Prometheus"),
+        )
+        command.add_argument(
+            "--interval", type=_interval, default=_env_default("interval"), metavar="DURATION",
+            help=_env_help("interval", "time between ticks, such as 15s or 1m"),
+        )
+        command.add_argument(
+            "--port", type=_port, default=_env_default("port"),
+            help=_env_help("port", "port serving /healthz and /metrics; 0 turns them off"),
+        )
+        command.add_argument(
+            "--log-format", choices=("auto", "json", "console"),
+            default=_env_default("log_format"),
+            help=_env_help("log_format", "auto is JSON unless stdout is a terminal"),
+        )
+        command.add_argument(
+            "--once", action="store_true", help="run one tick, then exit (0, or 1 when "
+            "every Prometheus query failed or Docker could not be listed)",
+        )
+    return parser
+
+
+def print_problems(policy_set: PolicySet, out: TextIO) -> None:
+    for problem in policy_set.problems:
+        print(problem, file=out)
+    files = {p.file for p in policy_set.problems}
+    count = len(policy_set.problems)
+    print(
+        f"{count} problem{'s' if count != 1 else ''} in {len(files)} "
+        f"file{'s' if len(files) != 1 else ''}",
+        file=out,
+    )
+
+
+def _validate(arguments: argparse.Namespace) -> int:
+    policy_set = load_policies(arguments.paths or [arguments.policies])
+    if not policy_set.valid:
+        print_problems(policy_set, sys.stdout)
+        return EXIT_BAD_INPUT
+    for file, policy in policy_set.policies.items():
+        print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
+              f"{policy.min_replicas}..{policy.max_replicas} replicas")
+    return EXIT_OK
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from autoscaler.app import build_agent
+    from autoscaler.logs import configure_logging
+
+    policy_set = load_policies([arguments.policies])
+    if not policy_set.valid:
+        print(f"autoscaler: refusing to start, the policies in {arguments.policies} are "
+              "invalid:", file=sys.stderr)
+        print_problems(policy_set, sys.stderr)
+        return EXIT_BAD_INPUT
+    settings = Settings(
+        policies=arguments.policies,
+        prometheus_url=arguments.prometheus_url,
+        interval=arguments.interval,
+        port=arguments.port,
+        log_format=arguments.log_format,
+        dry_run=arguments.command == "dry-run",
+        once=arguments.once,
+    )
+    configure_logging(settings.log_format)
+    agent = build_agent(settings, policy_set.policies)
+    if settings.once:
+        report = agent.tick()
+        if report is None or report.listing_error is not None or report.every_query_failed:
+            return EXIT_UNREACHABLE
+        return EXIT_OK
+    agent.run_forever(port=settings.port)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    if arguments.command == "validate":
+        return _validate(arguments)
+    return _run(arguments)

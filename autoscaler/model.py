@@ -1,0 +1,71 @@
+"""Value types shared by the core, the engine and the adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a decision ended where it did: the closed set the decision log uses."""
+
+    DESIRED_WITHIN_RANGE = "DesiredWithinRange"
+    WITHIN_TOLERANCE = "WithinTolerance"
+    METRICS_MISSING = "MetricsMissing"
+    SCALE_UP_STABILIZED = "ScaleUpStabilized"
+    SCALE_DOWN_STABILIZED = "ScaleDownStabilized"
+    SCALE_UP_LIMIT = "ScaleUpLimit"
+    SCALE_DOWN_LIMIT = "ScaleDownLimit"
+    COOLDOWN = "Cooldown"
+    TOO_FEW_REPLICAS = "TooFewReplicas"
+    TOO_MANY_REPLICAS = "TooManyReplicas"
+    SCALED_TO_ZERO = "ScaledToZero"
+    SERVICE_NOT_FOUND = "ServiceNotFound"
+    NOT_REPLICATED = "NotReplicated"
+    CONFLICT = "Conflict"
+    APPLY_FAILED = "ApplyFailed"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A Swarm service as one listing saw it.
+
+    `replicas` is None for a service that is not in replicated mode. `last_scaled_at` is when
+    the replica count last changed, as the service itself records it (its `UpdatedAt` when
+    the previous spec differs from the current one in the replica count only).
+    """
+
+    name: str
+    id: str
+    version: int
+    replicas: int | None
+    last_scaled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One service's decision for one tick: what was decided, why, and what became of it."""
+
+    service: str
+    strategy: str
+    time: datetime
+    reason: Reason
+    message: str
+    metrics: Mapping[str, float | None]
+    policy_file: str
+    dry_run: bool
+    current_replicas: int | None = None
+    spec_replicas: int | None = None
+    recommended_replicas: int | None = None
+    desired_replicas: int | None = None
+    applied: bool = False
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of an instant query's answer."""
+
+    labels: Mapping[str, str]
+    value: float

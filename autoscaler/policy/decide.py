@@ -1,0 +1,68 @@
+"""One service's decision for one tick: the strategy, then every limit in order. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from autoscaler.model import Reason
+from autoscaler.policy.limits import Limited, clamp, cooldown, rate_limit, stabilize
+from autoscaler.policy.memory import ServiceMemory
+from autoscaler.policy.spec import Policy
+from autoscaler.policy.strategies import recommend
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recommended: int
+    desired: int
+    reason: Reason
+    message: str
+
+
+def decide(
+    policy: Policy,
+    *,
+    current: int,
+    metrics: Mapping[str, float | None],
+    memory: ServiceMemory,
+    last_change_at: datetime | None,
+    now: datetime,
+) -> Outcome:
+    """Decide the replica count of `policy.service`, given what was gathered at `now`."""
+    if current == 0 and policy.min_replicas > 0:
+        return Outcome(0, 0, Reason.SCALED_TO_ZERO,
+                       "service is at 0 replicas and min_replicas > 0: left alone")
+    recommendation = recommend(policy, current, metrics)
+    if recommendation.missing_blocked:
+        reason = Reason.METRICS_MISSING
+    elif recommendation.within_tolerance:
+        reason = Reason.WITHIN_TOLERANCE
+    else:
+        reason = Reason.DESIRED_WITHIN_RANGE
+    notes = [recommendation.explanation]
+    desired = recommendation.replicas
+    behavior = policy.behavior
+    steps: tuple[Callable[[int], Limited], ...] = (
+        lambda count: stabilize(
+            current=current, recommended=count, memory=memory, behavior=behavior, now=now
+        ),
+        lambda count: rate_limit(
+            current=current, desired=count, memory=memory, behavior=behavior, now=now
+        ),
+        lambda count: cooldown(
+            current=current, desired=count, last_change_at=last_change_at, behavior=behavior,
+            now=now,
+        ),
+        lambda count: clamp(
+            desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
+        ),
+    )
+    for step in steps:
+        limited = step(desired)
+        if limited.replicas != desired and limited.reason is not None:
+            reason = limited.reason
+            notes.append(limited.note)
+        desired = limited.replicas
+    return Outcome(recommendation.replicas, desired, reason, "; ".join(notes))

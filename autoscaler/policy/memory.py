@@ -1,0 +1,67 @@
+"""What the engine remembers about a service between ticks. Pure values and functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+Stamped = tuple[datetime, int]
+
+
+@dataclass(frozen=True)
+class ServiceMemory:
+    """Per-service history that the limits read.
+
+    `recommendations` are the strategy's counts before limits (stabilization windows);
+    `seed` is the count found when the agent first saw the service, held in the scale-down
+    window only so that a fresh agent does not scale down at once; `changes` are the net
+    replica changes this agent made (or, in dry-run, would have made), for the rate limits;
+    `shadow` is dry-run's replica count, and `seen_spec` the spec count it was last synced to.
+    """
+
+    seed: Stamped
+    recommendations: tuple[Stamped, ...] = ()
+    changes: tuple[Stamped, ...] = ()
+    last_change_at: datetime | None = None
+    shadow: int = 0
+    seen_spec: int = 0
+
+    @classmethod
+    def first_seen(cls, *, replicas: int, now: datetime) -> ServiceMemory:
+        return cls(seed=(now, replicas), shadow=replicas, seen_spec=replicas)
+
+
+def in_window(stamped: tuple[Stamped, ...], *, now: datetime, window: timedelta) -> list[int]:
+    """Values stamped in the half-open window (now - window, now]."""
+    start = now - window
+    return [value for at, value in stamped if start < at <= now]
+
+
+def synced_shadow(memory: ServiceMemory, spec_replicas: int) -> ServiceMemory:
+    """Dry-run's count follows the spec whenever the spec itself changes."""
+    if memory.seen_spec == spec_replicas:
+        return memory
+    return replace(memory, shadow=spec_replicas, seen_spec=spec_replicas)
+
+
+def remember(
+    memory: ServiceMemory,
+    *,
+    now: datetime,
+    recommended: int,
+    change: int,
+    keep: timedelta,
+) -> ServiceMemory:
+    """Add this tick's recommendation and change; forget what is older than `keep`."""
+    horizon = now - keep
+    recommendations = tuple(s for s in memory.recommendations if s[0] > horizon)
+    changes = tuple(s for s in memory.changes if s[0] > horizon)
+    if change:
+        changes += ((now, change),)
+    return replace(
+        memory,
+        recommendations=(*recommendations, (now, recommended)),
+        changes=changes,
+        last_change_at=now if change else memory.last_change_at,
+        shadow=memory.shadow + change,
+    )

@@ -1,0 +1,277 @@
+"""The policy file contract: YAML text in, a validated `Policy` or every problem out.
+
+Pure: `parse_policy` takes the bytes of a file and returns values; reading files and
+checking across files is done by `autoscaler.policy_files`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails
+
+from autoscaler.durations import format_duration, parse_duration
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    """One thing wrong with one policy file, located by its key path."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}" if self.key else (
+            f"{self.file}: {self.message}"
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _ScaleRules(_Strict):
+    """One direction of `behavior` (HPA semantics)."""
+
+    stabilization: Duration = timedelta(0)
+    max_step: int | None = Field(default=None, ge=1)
+    max_percent: float | None = Field(default=None, gt=0)
+    period: Duration = timedelta(seconds=15)
+    cooldown: Duration = timedelta(0)
+
+    def step_limits(self, default_step: int | None) -> tuple[int | None, float | None]:
+        """(max_step, max_percent) in force: those the file sets, else the defaults."""
+        if self.max_step is None and self.max_percent is None:
+            return default_step, 100.0
+        return self.max_step, self.max_percent
+
+
+class ScaleUpRules(_ScaleRules):
+    def step_limits_in_force(self) -> tuple[int | None, float | None]:
+        return self.step_limits(default_step=4)
+
+
+class ScaleDownRules(_ScaleRules):
+    stabilization: Duration = timedelta(minutes=5)
+
+    def step_limits_in_force(self) -> tuple[int | None, float | None]:
+        return self.step_limits(default_step=None)
+
+
+class Behavior(_Strict):
+    scale_up: ScaleUpRules = ScaleUpRules()
+    scale_down: ScaleDownRules = ScaleDownRules()
+
+
+class MetricSpec(_Strict):
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    service_label: str = Field(default="service", min_length=1)
+    target: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    scale_up_above: float | None = Field(default=None, allow_inf_nan=False)
+    scale_down_below: float | None = Field(default=None, allow_inf_nan=False)
+
+
+Strategy = Literal["target", "threshold"]
+
+
+class Policy(_Strict):
+    """A validated policy for one Swarm service."""
+
+    service: str = Field(min_length=1)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(ge=0)
+    strategy: Strategy = "target"
+    tolerance: float = Field(default=0.1, ge=0, allow_inf_nan=False)
+    step: int = Field(default=1, ge=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    behavior: Behavior = Behavior()
+    on_missing_metrics: Literal["hold"] = "hold"
+
+
+
+def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
+    """Checks that span keys, on the raw document so that they join the type errors.
+
+    A value of the wrong type is left to the field checks and skipped here.
+    """
+    problems: list[tuple[str, str]] = []
+    low, high = document.get("min_replicas", 1), document.get("max_replicas")
+    if _is_number(low) and _is_number(high) and low > high:
+        problems.append(
+            ("min_replicas", f"min_replicas ({low}) is greater than max_replicas ({high})")
+        )
+    strategy = document.get("strategy", "target")
+    metrics = document.get("metrics")
+    seen: set[object] = set()
+    for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+        if not isinstance(metric, dict):
+            continue
+        where = f"metrics[{index}]"
+        name = metric.get("name")
+        if isinstance(name, str) and name in seen:
+            problems.append((f"{where}.name", f"metric name {name!r} is used twice"))
+        seen.add(name)
+        problems.extend(_strategy_problems(strategy, metric, where))
+    return problems
+
+
+def _strategy_problems(
+    strategy: object, metric: dict[Any, Any], where: str
+) -> list[tuple[str, str]]:
+    if strategy == "target":
+        needed: tuple[str, ...] = ("target",)
+    elif strategy == "threshold":
+        needed = ("scale_up_above", "scale_down_below")
+    else:
+        return []
+    problems = [
+        (f"{where}.{key}", f"required by strategy {strategy!r}")
+        for key in needed
+        if metric.get(key) is None
+    ]
+    up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
+    if strategy == "threshold" and isinstance(up, int | float) and isinstance(down, int | float) \
+            and down >= up:
+        problems.append(
+            (f"{where}.scale_down_below", f"must be below scale_up_above ({up:g}), got {down:g}")
+        )
+    return problems
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
+    """Turn a file's bytes into a Policy, or into every problem found in it."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return [PolicyProblem(file, "", f"is not UTF-8 text (byte {error.start})")]
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        return [PolicyProblem(file, "", f"is not valid YAML{where}: {problem}")]
+    if document is None:
+        return [PolicyProblem(file, "", "is empty: a policy needs at least service, "
+                              "max_replicas and metrics")]
+    if not isinstance(document, dict):
+        return [PolicyProblem(
+            file, "", f"must be a mapping of keys to values, got {_type_name(document)}"
+        )]
+    problems = [PolicyProblem(file, key, message) for key, message in _cross_key_problems(document)]
+    try:
+        policy = Policy.model_validate(document)
+    except ValidationError as error:
+        problems[:0] = [
+            PolicyProblem(file, _key_path(tuple(d["loc"])), _message(d, tuple(d["loc"])))
+            for d in error.errors()
+        ]
+    return problems or policy
+
+
+def _message(detail: ErrorDetails, location: tuple[int | str, ...]) -> str:
+    kind = detail["type"]
+    value = detail.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key" + _did_you_mean(location)
+    if kind in ("int_type", "int_from_float"):
+        return f"must be a whole number, got {_shown(value)}"
+    if kind in ("float_type", "finite_number"):
+        return f"must be a finite number, got {_shown(value)}"
+    if kind == "string_type":
+        return f"must be text, got {_shown(value)}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be a mapping of keys to values, got {_shown(value)}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list, got {_shown(value)}"
+    if kind == "literal_error":
+        expected = (detail.get("ctx") or {}).get("expected", "")
+        return f"must be one of {expected}, got {_shown(value)}"
+    if kind == "value_error":
+        return str((detail.get("ctx") or {}).get("error", detail["msg"]))
+    if kind == "greater_than_equal":
+        return f"must be at least {(detail.get('ctx') or {}).get('ge')}, got {_shown(value)}"
+    if kind == "greater_than":
+        return f"must be greater than {(detail.get('ctx') or {}).get('gt')}, got {_shown(value)}"
+    if kind == "too_short" and location and location[-1] == "metrics":
+        return "must list at least one metric"
+    return f"{detail['msg'][:1].lower()}{detail['msg'][1:]}, got {_shown(value)}"
+
+
+def _did_you_mean(location: tuple[int | str, ...]) -> str:
+    model = _model_at(location[:-1])
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(location[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(location: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Policy
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        nested = _nested_model(annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _key_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _type_name(value: object) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number",
+            bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."

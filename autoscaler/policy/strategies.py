@@ -1,0 +1,102 @@
+"""What each strategy recommends for one service, before any limit. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from autoscaler.policy.spec import MetricSpec, Policy
+
+SLACK = 1e-9
+"""Float slack in comparisons and ceilings: 330 on 3 x 100 is within 0.1, ceil(2.1/0.7) is 3."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One metric's count. `replicas` is None when the metric is missing."""
+
+    metric: str
+    replicas: int | None
+    within_tolerance: bool
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The strategy's count for a service, and how it was reached."""
+
+    replicas: int
+    within_tolerance: bool
+    missing_blocked: bool
+    explanation: str
+
+
+def ceil_slack(value: float) -> int:
+    return math.ceil(value - SLACK)
+
+
+def target_count(
+    *, value: float, current: int, target: float, tolerance: float
+) -> tuple[int, bool]:
+    """The HPA rule: (count, within_tolerance)."""
+    if current == 0:
+        return ceil_slack(value / target), False
+    ratio = value / (current * target)
+    if abs(ratio - 1.0) <= tolerance + SLACK:
+        return current, True
+    return ceil_slack(value / target), False
+
+
+def threshold_count(
+    *, value: float, current: int, up_above: float, down_below: float, step: int
+) -> tuple[int, bool]:
+    """Add or remove `step` when the per-replica value leaves its bounds: (count, within)."""
+    if current == 0:
+        return (step if value > SLACK else 0), False
+    per_replica = value / current
+    if per_replica > up_above + SLACK:
+        return current + step, False
+    if per_replica < down_below - SLACK:
+        return max(current - step, 0), False
+    return current, True
+
+
+def propose(metric: MetricSpec, policy: Policy, current: int, value: float | None) -> Proposal:
+    if value is None:
+        return Proposal(metric.name, None, False, f"{metric.name} is missing")
+    if policy.strategy == "threshold":
+        assert metric.scale_up_above is not None and metric.scale_down_below is not None
+        count, within = threshold_count(
+            value=value, current=current, up_above=metric.scale_up_above,
+            down_below=metric.scale_down_below, step=policy.step,
+        )
+        per = f"{value / current:g} per replica" if current else f"{value:g} at 0 replicas"
+        bounds = f"scale down below {metric.scale_down_below:g}, up above {metric.scale_up_above:g}"
+        return Proposal(metric.name, count, within, f"{metric.name} {per} ({bounds}) -> {count}")
+    assert metric.target is not None
+    count, within = target_count(
+        value=value, current=current, target=metric.target, tolerance=policy.tolerance
+    )
+    shown = f"{metric.name} {value:g} over {current} replicas (target {metric.target:g} each)"
+    note = " within tolerance" if within else ""
+    return Proposal(metric.name, count, within, f"{shown}{note} -> {count}")
+
+
+def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) -> Recommendation:
+    """The largest proposal among the metrics present; a missing metric blocks a decrease."""
+    proposals = [propose(m, policy, current, values.get(m.name)) for m in policy.metrics]
+    present = [p for p in proposals if p.replicas is not None]
+    explanation = "; ".join(p.explanation for p in proposals)
+    if not present:
+        return Recommendation(current, False, True, f"{explanation}: hold at {current}")
+    best = max(p.replicas for p in present if p.replicas is not None)
+    winner = next(
+        (p for p in present if p.replicas == best and p.within_tolerance),
+        next(p for p in present if p.replicas == best),
+    )
+    if best < current and len(present) < len(proposals):
+        return Recommendation(
+            current, False, True, f"{explanation}: a missing metric blocks scaling down"
+        )
+    return Recommendation(best, winner.within_tolerance, False, explanation)

@@ -1,0 +1,42 @@
+"""The small interfaces the engine drives; adapters implement them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from autoscaler.model import Decision, Series, ServiceState
+
+
+class SourceUnavailable(Exception):
+    """A metrics source or the Swarm could not answer; the tick records it and goes on."""
+
+
+class ScaleConflict(Exception):
+    """The service changed since it was listed (optimistic concurrency); decide again."""
+
+
+class ScaleFailed(Exception):
+    """The Swarm refused or failed the update."""
+
+
+class MetricsSource(Protocol):
+    def query(self, promql: str) -> list[Series]:
+        """Run an instant query; raise SourceUnavailable when there is no usable answer."""
+        ...
+
+
+class ServiceScaler(Protocol):
+    def list_services(self) -> dict[str, ServiceState]:
+        """Every service by name; raise SourceUnavailable when the listing fails."""
+        ...
+
+    def scale(self, service: ServiceState, replicas: int) -> None:
+        """Set the replica count of `service` as listed, changing nothing else.
+
+        Raise ScaleConflict when the service's version moved on, ScaleFailed otherwise.
+        """
+        ...
+
+
+class DecisionSink(Protocol):
+    def record(self, decision: Decision) -> None: ...

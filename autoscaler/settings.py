@@ -1,0 +1,36 @@
+"""The agent's settings: each from a flag, else an AUTOSCALER_* variable, else a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from autoscaler.logs import LogFormat
+
+
+@dataclass(frozen=True)
+class Settings:
+    policies: Path
+    """Folder (or file) of policy files."""
+    prometheus_url: str
+    """Base URL of the Prometheus HTTP API."""
+    interval: timedelta
+    """Time between ticks."""
+    port: int
+    """Port for /healthz and /metrics; 0 serves neither."""
+    log_format: LogFormat
+    dry_run: bool
+    """Record decisions, apply none."""
+    once: bool
+    """Run one tick and exit."""
+
+
+ENVIRONMENT = {
+    "policies": ("AUTOSCALER_POLICIES", "policies"),
+    "prometheus_url": ("AUTOSCALER_PROMETHEUS_URL", "http://localhost:9090"),
+    "interval": ("AUTOSCALER_INTERVAL", "15s"),
+    "port": ("AUTOSCALER_PORT", "9180"),
+    "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
+}
+"""Setting -> (environment variable, default as text)."""

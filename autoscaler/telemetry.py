@@ -1,0 +1,58 @@
+"""The agent's own metrics, on a registry of its own, and the health it reports."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from autoscaler.engine import TickReport
+from autoscaler.model import Reason
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.ticks = Counter(
+            "autoscaler_ticks_total", "Ticks run.", registry=self.registry
+        )
+        self.tick_duration = Histogram(
+            "autoscaler_tick_duration_seconds", "How long a tick took.", registry=self.registry
+        )
+        self.decisions = Counter(
+            "autoscaler_decisions_total", "Decisions recorded, by service and reason.",
+            ["service", "reason"], registry=self.registry,
+        )
+        self.scale_actions = Counter(
+            "autoscaler_scale_actions_total",
+            "Replica changes applied (or, in dry-run, that would have been), by direction.",
+            ["service", "direction"], registry=self.registry,
+        )
+        self.errors = Counter(
+            "autoscaler_errors_total", "Failures by source: prometheus, docker, agent.",
+            ["source"], registry=self.registry,
+        )
+        self.desired_replicas = Gauge(
+            "autoscaler_desired_replicas", "Replicas the last decision wanted.",
+            ["service"], registry=self.registry,
+        )
+
+    def observe(self, report: TickReport, seconds: float) -> None:
+        self.ticks.inc()
+        self.tick_duration.observe(seconds)
+        if report.failed_queries:
+            self.errors.labels("prometheus").inc(report.failed_queries)
+        if report.listing_error is not None:
+            self.errors.labels("docker").inc()
+        for decision in report.decisions:
+            self.decisions.labels(decision.service, str(decision.reason)).inc()
+            if decision.reason in (Reason.CONFLICT, Reason.APPLY_FAILED):
+                self.errors.labels("docker").inc()
+            if decision.desired_replicas is None or decision.current_replicas is None:
+                continue
+            self.desired_replicas.labels(decision.service).set(decision.desired_replicas)
+            change = decision.desired_replicas - decision.current_replicas
+            if change and (decision.applied or decision.dry_run):
+                direction = "up" if change > 0 else "down"
+                self.scale_actions.labels(decision.service, direction).inc()
+
+    def tick_crashed(self) -> None:
+        self.errors.labels("agent").inc()
