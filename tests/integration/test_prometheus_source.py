@@ -1,0 +1,115 @@
+"""PrometheusSource and the query plan against a real Prometheus."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+import yaml
+
+from autoscaler.adapters.prometheus import PrometheusSource
+from autoscaler.policy.queries import assign_values, plan_queries
+from autoscaler.policy.spec import Policy, parse_policy
+from autoscaler.ports import SourceUnavailable
+from tests.integration.conftest import LoadExporter, RunningPrometheus, free_port
+
+
+def policy(service: str, query: str) -> Policy:
+    document = {"service": service, "max_replicas": 10,
+                "metrics": [{"name": "load", "query": query, "target": 10}]}
+    parsed = parse_policy(yaml.safe_dump(document).encode(), f"{service}.yaml")
+    assert isinstance(parsed, Policy), parsed
+    return parsed
+
+
+def gather(prometheus: RunningPrometheus, policies: list[Policy]
+           ) -> tuple[dict[str, dict[str, float | None]], int]:
+    source = PrometheusSource(prometheus.url)
+    plan = plan_queries(policies)
+    answers = {}
+    for query in plan:
+        try:
+            answers[query] = source.query(query)
+        except SourceUnavailable:
+            answers[query] = None
+    return assign_values(plan, answers), len(plan)
+
+
+def test_one_query_serves_every_service_and_names_are_escaped(
+    prometheus: RunningPrometheus, load_exporter: LoadExporter
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dashed, dotted, lookalike = f"shop-web-{tag}", f"a.b{tag}", f"aXb{tag}"
+    load_exporter.gauge.labels(dashed).set(120)
+    load_exporter.gauge.labels(dotted).set(30)
+    load_exporter.gauge.labels(lookalike).set(999)  # would match a.b unescaped
+    prometheus.wait_value(f'astest_load{{service="{lookalike}"}}', 999)
+    query = 'sum by (service) (astest_load{service=~"{{services}}"})'
+
+    values, queries = gather(prometheus, [policy(dashed, query), policy(dotted, query)])
+
+    assert queries == 1
+    assert values == {dashed: {"load": 120.0}, dotted: {"load": 30.0}}
+
+
+def test_a_per_service_query_runs_once_per_service(
+    prometheus: RunningPrometheus, load_exporter: LoadExporter
+) -> None:
+    first, second = f"one{uuid.uuid4().hex[:6]}", f"two{uuid.uuid4().hex[:6]}"
+    load_exporter.gauge.labels(first).set(7)
+    load_exporter.gauge.labels(second).set(9)
+    prometheus.wait_value(f'astest_load{{service="{second}"}}', 9)
+    query = 'sum(astest_load{service="{{service}}"})'
+
+    values, queries = gather(prometheus, [policy(first, query), policy(second, query)])
+
+    assert queries == 2
+    assert values == {first: {"load": 7.0}, second: {"load": 9.0}}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(
+            'sum by (service) (astest_load{service=~"{{services}}"}) / 0', id="nan-or-inf"
+        ),
+        pytest.param('sum by (service) (astest_load{service=~"{{services}}-none"})', id="empty"),
+        pytest.param('astest_load{service=~"{{services}}"} or '
+                     'label_replace(astest_load{service=~"{{services}}"}, "x", "1", "", "")',
+                     id="several-series"),
+        pytest.param('sum by (service) (rate(astest_load{service=~"{{services}}"}[1m)',
+                     id="bad-query"),
+    ],
+)
+def test_a_degenerate_answer_is_missing_never_zero(
+    prometheus: RunningPrometheus, load_exporter: LoadExporter, query: str
+) -> None:
+    service = f"deg{uuid.uuid4().hex[:6]}"
+    load_exporter.gauge.labels(service).set(0)
+    prometheus.wait_value(f'astest_load{{service="{service}"}}', 0)
+
+    values, _ = gather(prometheus, [policy(service, query)])
+
+    assert values == {service: {"load": None}}
+
+
+def test_a_scalar_answer_is_one_unlabelled_series(prometheus: RunningPrometheus) -> None:
+    series = PrometheusSource(prometheus.url).query("scalar(vector(4.5))")
+
+    assert [(dict(s.labels), s.value) for s in series] == [({}, 4.5)]
+
+
+def test_nan_passes_through_as_a_float(prometheus: RunningPrometheus) -> None:
+    series = PrometheusSource(prometheus.url).query("vector(0) / 0")
+
+    assert len(series) == 1 and math.isnan(series[0].value)
+
+
+def test_a_refused_query_and_an_absent_server_are_unavailable(
+    prometheus: RunningPrometheus,
+) -> None:
+    with pytest.raises(SourceUnavailable, match="refused the query"):
+        PrometheusSource(prometheus.url).query("sum(")
+    with pytest.raises(SourceUnavailable, match="did not answer"):
+        PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=2).query("vector(1)")

@@ -1,0 +1,79 @@
+"""SwarmScaler against a real Docker engine in Swarm mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.swarm import SwarmScaler
+from autoscaler.ports import ScaleConflict, ScaleFailed
+from tests.integration.conftest import docker_cli, service_version, wait_running
+
+
+@pytest.mark.parametrize("made_by", ["service-create", "stack-deploy"])
+def test_scaling_up_keeps_the_running_tasks(
+    made_by: str, make_service: Callable[..., str], make_stack: Callable[..., str]
+) -> None:
+    name = make_service("keep", replicas=2) if made_by == "service-create" else make_stack(
+        replicas=2
+    )
+    before = wait_running(name, 2)
+    scaler = SwarmScaler()
+
+    scaler.scale(scaler.list_services()[name], 4)
+
+    after = wait_running(name, 4)
+    assert before <= after, f"tasks {before - after} were replaced by the scale-up"
+    assert scaler.list_services()[name].replicas == 4
+
+
+def test_listing_reads_replicas_mode_and_the_last_scale(make_service: Callable[..., str]) -> None:
+    replicated = make_service("rep", replicas=1)
+    global_mode = make_service("glob", mode="global")
+    scaler = SwarmScaler()
+    listed = scaler.list_services()
+    assert listed[replicated].replicas == 1
+    assert listed[replicated].last_scaled_at is None
+    assert listed[global_mode].replicas is None
+
+    scaler.scale(listed[replicated], 2)
+
+    scaled = scaler.list_services()[replicated]
+    assert scaled.replicas == 2
+    assert scaled.last_scaled_at is not None
+    assert abs(datetime.now(UTC) - scaled.last_scaled_at) < timedelta(seconds=30)
+
+
+def test_an_update_of_more_than_replicas_is_not_a_scale(make_service: Callable[..., str]) -> None:
+    name = make_service("env", replicas=1)
+    docker_cli("service", "update", "--detach", "--replicas", "2", "--env-add", "X=1", name)
+
+    assert SwarmScaler().list_services()[name].last_scaled_at is None
+
+
+def test_a_stale_version_is_a_conflict_and_changes_nothing(
+    make_service: Callable[..., str],
+) -> None:
+    name = make_service("stale", replicas=1)
+    scaler = SwarmScaler()
+    stale = scaler.list_services()[name]
+    docker_cli("service", "update", "--detach", "--label-add", "touched=1", name)
+    version = service_version(name)
+
+    with pytest.raises(ScaleConflict, match="out of sequence"):
+        scaler.scale(stale, 3)
+
+    assert service_version(name) == version
+    assert scaler.list_services()[name].replicas == 1
+
+
+def test_a_service_gone_since_the_listing_fails_to_scale(make_service: Callable[..., str]) -> None:
+    name = make_service("gone", replicas=1)
+    scaler = SwarmScaler()
+    state = scaler.list_services()[name]
+    docker_cli("service", "rm", name)
+
+    with pytest.raises(ScaleFailed, match="gone"):
+        scaler.scale(state, 2)
