@@ -25,7 +25,8 @@ fi
 if ! .venv/bin/python -c 'import autoscaler, pytest, mypy, ruff' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing the project and its test tools into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >.venv/install.log 2>&1 \
+    || { cat .venv/install.log >&2; exit 1; }
   touch .venv/.installed
 fi
 
