@@ -1,7 +1,7 @@
 """Docker Swarm as the service scaler, through docker-py's low-level API.
 
 Scaling posts the inspected spec back with only `Mode.Replicated.Replicas` changed and the
-inspected version: docker-py's `Service.scale()` rebuilds the spec and restarted every
+listed version: docker-py's `Service.scale()` rebuilds the spec and restarted every
 running task in our trials, and the version makes a concurrent change fail instead of being
 overwritten.
 """
@@ -54,6 +54,9 @@ class SwarmScaler:
         return {state.name: state for state in states}
 
     def scale(self, service: ServiceState, replicas: int) -> None:
+        """Post the inspected spec with the *listed* version: if the service changed since
+        the listing, the engine refuses the update ("update out of sequence") and the
+        decision is made again next tick on fresh data."""
         try:
             inspected = self._api.inspect_service(service.id)
         except SourceUnavailable as error:
@@ -62,19 +65,13 @@ class SwarmScaler:
             raise ScaleFailed(f"service {service.name} is gone") from error
         except (DockerException, requests.RequestException) as error:
             raise ScaleFailed(f"cannot inspect service {service.name}: {error}") from error
-        version = inspected["Version"]["Index"]
-        if version != service.version:
-            raise ScaleConflict(
-                f"service {service.name} changed since it was listed "
-                f"(version {service.version} -> {version})"
-            )
         spec = with_replicas(inspected["Spec"], replicas)
         api = self._api
         try:
             response = api.post(
                 f"{api.base_url}/v{api.api_version}/services/{service.id}/update",
                 json=spec,
-                params={"version": version},
+                params={"version": service.version},
             )
         except requests.RequestException as error:
             raise ScaleFailed(f"cannot scale {service.name}: {error}") from error
