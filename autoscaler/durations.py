@@ -30,7 +30,7 @@ def parse_duration(value: object) -> timedelta:
     else:
         raise ValueError(f"must be a duration such as 30s, 5m or 1h, got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"must be a duration of zero or more, got {value!r}")
+        raise ValueError(f"must be a finite duration of zero or more, got {value!r}")
     return timedelta(seconds=seconds)
 
 

@@ -63,7 +63,7 @@ def threshold_count(
 
 
 def propose(metric: MetricSpec, policy: Policy, current: int, value: float | None) -> Proposal:
-    if value is None:
+    if value is None or not math.isfinite(value):
         return Proposal(metric.name, None, False, f"{metric.name} is missing")
     if policy.strategy == "threshold":
         assert metric.scale_up_above is not None and metric.scale_down_below is not None

@@ -1,0 +1,61 @@
+"""Fakes that record calls, standing in for the adapters in tests of the pure engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from autoscaler.model import Decision, Series, ServiceState
+from autoscaler.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+
+
+@dataclass
+class FakeMetrics:
+    """Answers each query from `answer(query)`; `down` makes every query fail."""
+
+    answer: Callable[[str], list[Series]]
+    down: bool = False
+    queries: list[str] = field(default_factory=list)
+
+    def query(self, promql: str) -> list[Series]:
+        self.queries.append(promql)
+        if self.down:
+            raise SourceUnavailable("Prometheus is down")
+        return self.answer(promql)
+
+
+@dataclass
+class FakeSwarm:
+    services: dict[str, ServiceState] = field(default_factory=dict)
+    down: bool = False
+    refuse_with: type[Exception] | None = None
+    scaled: list[tuple[str, int]] = field(default_factory=list)
+    listings: int = 0
+
+    def add(self, name: str, replicas: int | None) -> None:
+        self.services[name] = ServiceState(name=name, id=f"id-{name}", version=1,
+                                           replicas=replicas)
+
+    def list_services(self) -> dict[str, ServiceState]:
+        self.listings += 1
+        if self.down:
+            raise SourceUnavailable("Docker is down")
+        return dict(self.services)
+
+    def scale(self, service: ServiceState, replicas: int) -> None:
+        if self.refuse_with is ScaleConflict:
+            raise ScaleConflict("update out of sequence")
+        if self.refuse_with is ScaleFailed:
+            raise ScaleFailed("no space left")
+        self.scaled.append((service.name, replicas))
+        self.services[service.name] = replace(
+            service, replicas=replicas, version=service.version + 1
+        )
+
+
+@dataclass
+class ListSink:
+    decisions: list[Decision] = field(default_factory=list)
+
+    def record(self, decision: Decision) -> None:
+        self.decisions.append(decision)

@@ -1,0 +1,117 @@
+"""The command line: validate's report, exit codes, options and their variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cli import build_parser, main
+
+VALID = "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n"
+
+
+def test_validate_reports_every_problem_of_every_file(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    (tmp_path / "typo.yaml").write_text(VALID.replace("web", "api").replace(
+        "max_replicas", "max_replica"))
+    (tmp_path / "twice.yml").write_text(VALID)
+    (tmp_path / "bytes.yaml").write_bytes(b"service: \xff\n")
+    (tmp_path / "notes.txt").write_text("not a policy")
+
+    code = main(["validate", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert f"{tmp_path / 'typo.yaml'}: max_replica: unknown key (did you mean 'max_replicas'?)" \
+        in out
+    assert f"{tmp_path / 'typo.yaml'}: max_replicas: required key is missing" in out
+    assert f"{tmp_path / 'bytes.yaml'}: is not UTF-8 text" in out
+    assert f"{tmp_path / 'twice.yml'}: service: service 'web' already has a policy" in out
+    assert "notes.txt" not in out
+    assert "Traceback" not in out
+    assert out.rstrip().endswith("4 problems in 3 files")
+
+
+def test_validate_defaults_to_the_policies_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "web.yaml").write_text(VALID)
+    monkeypatch.setenv("AUTOSCALER_POLICIES", str(tmp_path))
+
+    assert main(["validate"]) == 0
+    assert "ok " in capsys.readouterr().out
+    assert main(["validate", "--policies", str(tmp_path / "elsewhere")]) == 2
+    assert "no such file or folder" in capsys.readouterr().out
+
+
+def test_validate_an_empty_folder_and_a_folder_named_like_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "x.yaml").mkdir()
+
+    assert main(["validate", str(tmp_path / "empty"), str(tmp_path / "policies")]) == 2
+
+    out = capsys.readouterr().out
+    assert "empty: folder holds no policy file" in out
+    assert "x.yaml: is not a readable file" in out
+
+
+def test_run_refuses_to_start_on_an_invalid_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.yaml").write_text("service: web\nmax_replicas: 1\nmin_replicas: 3\n")
+
+    assert main(["dry-run", "--once", "--policies", str(tmp_path)]) == 2
+
+    captured = capsys.readouterr()
+    assert "refusing to start" in captured.err
+    assert "min_replicas: min_replicas (3) is greater than max_replicas (1)" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        pytest.param("AUTOSCALER_PROMETHEUS_URL", "http://p:9", "prometheus_url", "http://p:9",
+                     id="url"),
+        pytest.param("AUTOSCALER_INTERVAL", "1m", "interval", 60.0, id="interval"),
+        pytest.param("AUTOSCALER_PORT", "0", "port", 0, id="port"),
+        pytest.param("AUTOSCALER_LOG_FORMAT", "console", "log_format", "console", id="log"),
+        pytest.param("AUTOSCALER_POLICIES", "/etc/p", "policies", Path("/etc/p"), id="policies"),
+    ],
+)
+def test_options_fall_back_to_their_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, attribute: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    parsed = getattr(build_parser().parse_args(["run"]), attribute)
+
+    assert (parsed.total_seconds() if attribute == "interval" else parsed) == expected
+
+
+def test_a_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSCALER_INTERVAL", "1m")
+
+    assert build_parser().parse_args(["run", "--interval", "5s"]).interval.total_seconds() == 5
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["run", "--interval", "0s"], id="zero-interval"),
+        pytest.param(["run", "--port", "70000"], id="port-out-of-range"),
+        pytest.param(["dry-run", "--log-format", "xml"], id="unknown-format"),
+        pytest.param(["scale"], id="unknown-command"),
+        pytest.param([], id="no-command"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err

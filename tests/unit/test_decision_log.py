@@ -1,0 +1,48 @@
+"""The decision event and the logging set-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from structlog.testing import capture_logs
+
+from autoscaler.adapters.decision_log import LogDecisionSink
+from autoscaler.logs import configure_logging
+from autoscaler.model import Decision, Reason
+
+DECISION = Decision(
+    service="web", strategy="target", time=datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC),
+    reason=Reason.SCALE_UP_LIMIT, message="m", metrics={"rps": 500.0, "cpu": None},
+    policy_file="policies/web.yaml", dry_run=False, current_replicas=2, spec_replicas=2,
+    recommended_replicas=5, desired_replicas=4, applied=True,
+)
+
+
+def test_a_decision_is_one_event_with_every_field() -> None:
+    with capture_logs() as logs:
+        LogDecisionSink().record(DECISION)
+
+    assert logs == [{
+        "event": "scaling_decision", "log_level": "info",
+        "timestamp": "2026-11-30T12:00:01Z", "service": "web", "strategy": "target",
+        "current_replicas": 2, "spec_replicas": 2, "recommended_replicas": 5,
+        "desired_replicas": 4, "reason": "ScaleUpLimit", "message": "m",
+        "metrics": {"rps": 500.0, "cpu": None}, "dry_run": False, "applied": True,
+        "policy_file": "policies/web.yaml",
+    }]
+
+
+def test_json_lines_carry_structlog_and_stdlib_events(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    configure_logging("json")
+    LogDecisionSink().record(DECISION)
+    logging.getLogger("apscheduler.scheduler").warning("a library speaks")
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert [line["event"] for line in lines] == ["scaling_decision", "a library speaks"]
+    assert lines[0]["timestamp"] == "2026-11-30T12:00:01Z"
+    assert lines[1]["level"] == "warning" and lines[1]["timestamp"].endswith("Z")

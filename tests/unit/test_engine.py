@@ -1,0 +1,168 @@
+"""The engine's tick (gather, decide, apply, record) with fakes that record calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.engine import Engine
+from autoscaler.model import Reason, Series
+from autoscaler.ports import ScaleConflict, ScaleFailed
+from tests.unit.conftest import build_policy
+from tests.unit.fakes import FakeMetrics, FakeSwarm, ListSink
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+ALL = 'sum by (service) (rate(r{service=~"{{services}}"}[1m]))'
+
+
+def by_service(values: dict[str, float]) -> FakeMetrics:
+    return FakeMetrics(lambda _: [Series({"service": s}, v) for s, v in values.items()])
+
+
+def engine_for(metrics: FakeMetrics, swarm: FakeSwarm, *, dry_run: bool, **policies: dict
+               ) -> tuple[Engine, ListSink]:
+    sink = ListSink()
+    built = {
+        f"{service}.yaml": build_policy(
+            service=service, metrics=[{"name": "rps", "query": ALL, "target": 100}], **keys
+        )
+        for service, keys in policies.items()
+    }
+    return Engine(metrics=metrics, swarm=swarm, sink=sink, dry_run=dry_run,
+                  policies=built), sink
+
+
+def test_one_query_for_all_services_and_one_listing_per_tick() -> None:
+    swarm = FakeSwarm()
+    for name in ("a", "b", "c"):
+        swarm.add(name, 2)
+    metrics = by_service({"a": 500, "b": 200, "c": 100})
+    engine, sink = engine_for(metrics, swarm, dry_run=False, a={}, b={}, c={})
+
+    engine.tick(NOW)
+
+    assert metrics.queries == ['sum by (service) (rate(r{service=~"a|b|c"}[1m]))']
+    assert swarm.listings == 1
+    assert [(d.service, d.desired_replicas) for d in sink.decisions] == [
+        ("a", 5), ("b", 2), ("c", 2)
+    ]
+    assert swarm.scaled == [("a", 5)]
+    assert [d.applied for d in sink.decisions] == [True, False, False]
+
+
+def test_missing_and_global_services_are_recorded_and_the_others_go_on() -> None:
+    swarm = FakeSwarm()
+    swarm.add("global", None)
+    swarm.add("ok", 1)
+    engine, sink = engine_for(by_service({"ok": 300}), swarm, dry_run=False,
+                              gone={}, ok={}, **{"global": {}})
+
+    engine.tick(NOW)
+
+    reasons = {d.service: d.reason for d in sink.decisions}
+    assert reasons == {"gone": Reason.SERVICE_NOT_FOUND, "global": Reason.NOT_REPLICATED,
+                       "ok": Reason.DESIRED_WITHIN_RANGE}
+    assert swarm.scaled == [("ok", 3)]
+
+
+def test_dry_run_applies_nothing_and_keeps_a_shadow_count() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    engine, sink = engine_for(by_service({"web": 1000}), swarm, dry_run=True,
+                              web={"behavior": {"scale_up": {"max_step": 2}}})
+
+    for tick in range(3):
+        engine.tick(NOW + timedelta(seconds=15 * tick))
+
+    assert swarm.scaled == []
+    assert [(d.current_replicas, d.desired_replicas, d.spec_replicas) for d in sink.decisions
+            ] == [(2, 4, 2), (4, 6, 2), (6, 8, 2)]
+    assert all(d.dry_run and not d.applied for d in sink.decisions)
+
+
+def test_the_shadow_count_resets_when_the_spec_changes() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    engine, sink = engine_for(by_service({"web": 500}), swarm, dry_run=True, web={})
+    engine.tick(NOW)
+    swarm.add("web", 7)
+
+    engine.tick(NOW + timedelta(seconds=15))
+
+    assert [d.current_replicas for d in sink.decisions] == [2, 7]
+
+
+def test_rate_limits_count_the_changes_this_agent_made() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    rules = {"scale_up": {"max_step": 2, "period": "1m"}}
+    engine, sink = engine_for(by_service({"web": 2000}), swarm, dry_run=False,
+                              web={"behavior": rules})
+
+    engine.tick(NOW)
+    engine.tick(NOW + timedelta(seconds=30))
+    engine.tick(NOW + timedelta(seconds=61))
+
+    assert [(d.current_replicas, d.desired_replicas, d.reason) for d in sink.decisions] == [
+        (2, 4, Reason.SCALE_UP_LIMIT),
+        (4, 4, Reason.SCALE_UP_LIMIT),
+        (4, 6, Reason.SCALE_UP_LIMIT),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [pytest.param(ScaleConflict, Reason.CONFLICT, id="conflict"),
+     pytest.param(ScaleFailed, Reason.APPLY_FAILED, id="failed")],
+)
+def test_a_refused_scale_is_recorded_and_decided_again(refusal: type[Exception],
+                                                       reason: Reason) -> None:
+    swarm = FakeSwarm(refuse_with=refusal)
+    swarm.add("web", 2)
+    engine, sink = engine_for(by_service({"web": 500}), swarm, dry_run=False, web={})
+
+    engine.tick(NOW)
+    swarm.refuse_with = None
+    engine.tick(NOW + timedelta(seconds=1))
+
+    first, second = sink.decisions
+    assert (first.reason, first.desired_replicas, first.applied) == (reason, 5, False)
+    assert (second.desired_replicas, second.applied) == (5, True)
+
+
+def test_prometheus_down_holds_every_service_and_is_reported() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    engine, sink = engine_for(FakeMetrics(lambda _: [], down=True), swarm, dry_run=False,
+                              web={"min_replicas": 1})
+
+    report = engine.tick(NOW)
+
+    assert report.every_query_failed
+    assert [(d.reason, d.desired_replicas) for d in sink.decisions] == [
+        (Reason.METRICS_MISSING, 3)
+    ]
+    assert sink.decisions[0].metrics == {"rps": None}
+
+
+def test_docker_down_records_no_decision_and_is_reported() -> None:
+    engine, sink = engine_for(by_service({}), FakeSwarm(down=True), dry_run=False, web={})
+
+    report = engine.tick(NOW)
+
+    assert report.listing_error == "Docker is down"
+    assert sink.decisions == []
+
+
+def test_a_fresh_engine_does_not_scale_down_at_once() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 6)
+    engine, sink = engine_for(by_service({"web": 100}), swarm, dry_run=False, web={})
+
+    engine.tick(NOW)
+    engine.tick(NOW + timedelta(minutes=5, seconds=1))
+
+    assert [(d.desired_replicas, d.reason) for d in sink.decisions] == [
+        (6, Reason.SCALE_DOWN_STABILIZED), (1, Reason.DESIRED_WITHIN_RANGE)
+    ]

@@ -1,0 +1,329 @@
+"""parse_policy: a policy file's bytes in, a Policy or every problem (file, key path, what) out."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy
+
+FILE = "policies/web.yaml"
+
+VALID: dict[str, Any] = {
+    "service": "shop_web",
+    "max_replicas": 10,
+    "metrics": [{"name": "rps", "query": "sum(rate(x[1m]))", "target": 50}],
+}
+
+CONTRACT_EXAMPLE = b"""\
+service: shop_web            # required: exact Swarm service name; one file per service
+min_replicas: 1              # default 1; 0 allowed (see "current" below)
+max_replicas: 20             # required, >= min_replicas
+strategy: target             # target (default) | threshold   (predictive comes later)
+tolerance: 0.1               # default 0.1
+step: 1                      # default 1
+metrics:                     # required, at least one
+  - name: requests           # required, unique in the file
+    query: 'sum by (service) (rate(http_requests_total{service=~"{{services}}"}[1m]))'
+    service_label: service
+    target: 50
+    scale_up_above: 60
+    scale_down_below: 20
+behavior:
+  scale_up:   {stabilization: 0s, max_step: 4, max_percent: 100, period: 15s, cooldown: 0s}
+  scale_down: {stabilization: 5m, max_percent: 100, period: 15s, cooldown: 0s}
+on_missing_metrics: hold
+"""
+
+
+def parse(document: Any) -> Policy | list[PolicyProblem]:
+    return parse_policy(yaml.safe_dump(document).encode(), FILE)
+
+
+def changed(**keys: Any) -> dict[str, Any]:
+    document = copy.deepcopy(VALID)
+    document.update(keys)
+    return document
+
+
+def with_metric(**keys: Any) -> dict[str, Any]:
+    metric = {"name": "rps", "query": "q", **keys}
+    return changed(metrics=[{k: v for k, v in metric.items() if v is not None}])
+
+
+def problems_of(result: Policy | list[PolicyProblem]) -> list[PolicyProblem]:
+    assert isinstance(result, list), f"expected problems, got a valid policy {result!r}"
+    assert result, "an invalid policy must report at least one problem"
+    assert all(problem.file == FILE for problem in result)
+    return result
+
+
+# --- valid files --------------------------------------------------------------------------
+
+
+def test_contract_example_validates() -> None:
+    policy = parse_policy(CONTRACT_EXAMPLE, FILE)
+    assert isinstance(policy, Policy), policy
+    assert policy.service == "shop_web"
+    assert (policy.min_replicas, policy.max_replicas, policy.step) == (1, 20, 1)
+    assert policy.metrics[0].name == "requests"
+    assert "{{services}}" in policy.metrics[0].query
+    assert policy.behavior.scale_down.stabilization == timedelta(minutes=5)
+    assert policy.behavior.scale_up.step_limits_in_force() == (4, 100.0)
+
+
+def test_defaults() -> None:
+    policy = parse(VALID)
+    assert isinstance(policy, Policy), policy
+    assert policy.min_replicas == 1
+    assert policy.strategy == "target"
+    assert policy.tolerance == pytest.approx(0.1)
+    assert policy.step == 1
+    assert policy.on_missing_metrics == "hold"
+    assert policy.metrics[0].service_label == "service"
+    up, down = policy.behavior.scale_up, policy.behavior.scale_down
+    assert up.stabilization == timedelta(0)
+    assert down.stabilization == timedelta(minutes=5)
+    assert up.period == down.period == timedelta(seconds=15)
+    assert up.cooldown == down.cooldown == timedelta(0)
+    assert up.step_limits_in_force() == (4, 100.0)
+    assert down.step_limits_in_force() == (None, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("document", "check"),
+    [
+        pytest.param(changed(min_replicas=0), lambda p: p.min_replicas == 0, id="min-zero"),
+        pytest.param(
+            changed(min_replicas=4, max_replicas=4), lambda p: p.max_replicas == 4,
+            id="min-equals-max",
+        ),
+        pytest.param(
+            with_metric(scale_up_above=60, scale_down_below=20, target=None)
+            | {"strategy": "threshold"},
+            lambda p: p.strategy == "threshold", id="threshold",
+        ),
+        pytest.param(
+            with_metric(target=50, scale_up_above=60, scale_down_below=20),
+            lambda p: p.metrics[0].target == 50, id="other-strategy-keys-ignored",
+        ),
+        pytest.param(
+            with_metric(target=50, scale_up_above=10, scale_down_below=20),
+            lambda p: p.strategy == "target", id="threshold-bounds-unchecked-under-target",
+        ),
+        pytest.param(
+            with_metric(target=0.5), lambda p: p.metrics[0].target == 0.5, id="fractional-target",
+        ),
+        pytest.param(
+            changed(behavior={"scale_up": {"period": 30, "stabilization": "1h30m"}}),
+            lambda p: (p.behavior.scale_up.period, p.behavior.scale_up.stabilization)
+            == (timedelta(seconds=30), timedelta(minutes=90)),
+            id="bare-seconds-and-compound-duration",
+        ),
+        pytest.param(
+            changed(behavior={"scale_up": {"max_step": 2}}),
+            lambda p: p.behavior.scale_up.step_limits_in_force() == (2, None),
+            id="only-max-step-in-force",
+        ),
+        pytest.param(
+            changed(behavior={"scale_down": {"max_percent": 50}}),
+            lambda p: p.behavior.scale_down.step_limits_in_force() == (None, 50.0),
+            id="only-max-percent-in-force",
+        ),
+        pytest.param(
+            changed(behavior={"scale_down": {"cooldown": "2m"}}),
+            lambda p: p.behavior.scale_down.stabilization == timedelta(minutes=5),
+            id="partial-block-keeps-defaults",
+        ),
+        pytest.param(
+            changed(metrics=[
+                {"name": "rps", "query": "q", "target": 50},
+                {"name": "cpu", "query": "{{service}}", "target": 0.7, "service_label": "svc"},
+            ]),
+            lambda p: [m.name for m in p.metrics] == ["rps", "cpu"], id="two-metrics",
+        ),
+    ],
+)
+def test_valid_documents(document: dict[str, Any], check: Any) -> None:
+    policy = parse(document)
+    assert isinstance(policy, Policy), [str(p) for p in policy]
+    assert check(policy)
+
+
+def test_switching_strategy_is_one_line() -> None:
+    metric = {"name": "rps", "query": "q", "target": 50, "scale_up_above": 60,
+              "scale_down_below": 20}
+    for strategy in ("target", "threshold"):
+        policy = parse(changed(strategy=strategy, metrics=[metric]))
+        assert isinstance(policy, Policy), policy
+        assert policy.strategy == strategy
+
+
+# --- broken files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        pytest.param(b"service: [\n", "is not valid YAML at line", id="malformed-yaml"),
+        pytest.param(b"service: web\n  max_replicas: 3\n", "is not valid YAML", id="bad-indent"),
+        pytest.param(b"a: 1\n---\nb: 2\n", "is not valid YAML", id="two-documents"),
+        pytest.param(b"", "is empty", id="empty"),
+        pytest.param(b"# only a comment\n", "is empty", id="only-comments"),
+        pytest.param(b"- service: web\n", "must be a mapping", id="a-list"),
+        pytest.param(b"just words", "must be a mapping", id="a-scalar"),
+        pytest.param(b"service: caf\xe9\n", "is not UTF-8", id="latin-1"),
+        pytest.param(b"\xff\xfe\x00s", "is not UTF-8", id="utf-16-bom"),
+    ],
+)
+def test_unreadable_documents(data: bytes, fragment: str) -> None:
+    problems = problems_of(parse_policy(data, FILE))
+    assert len(problems) == 1
+    assert problems[0].key == ""
+    assert fragment in problems[0].message
+    assert str(problems[0]).startswith(f"{FILE}: ")
+
+
+@pytest.mark.parametrize(
+    ("document", "key", "fragment"),
+    [
+        # wrong types
+        pytest.param(changed(service=3), "service", "must be text", id="service-number"),
+        pytest.param(changed(max_replicas="ten"), "max_replicas", "whole number",
+                     id="max-replicas-text"),
+        pytest.param(changed(max_replicas=2.5), "max_replicas", "whole number",
+                     id="max-replicas-fraction"),
+        pytest.param(changed(min_replicas=True), "min_replicas", "whole number",
+                     id="min-replicas-bool"),
+        pytest.param(changed(tolerance="small"), "tolerance", "finite number",
+                     id="tolerance-text"),
+        pytest.param(changed(step=1.5), "step", "whole number", id="step-fraction"),
+        pytest.param(changed(metrics="rps"), "metrics", "must be a list", id="metrics-text"),
+        pytest.param(changed(metrics=["rps"]), "metrics[0]", "mapping", id="metric-text"),
+        pytest.param(changed(behavior=[]), "behavior", "mapping", id="behavior-list"),
+        pytest.param(changed(behavior={"scale_up": "fast"}), "behavior.scale_up", "mapping",
+                     id="scale-up-text"),
+        pytest.param(with_metric(target="fifty"), "metrics[0].target", "finite number",
+                     id="target-text"),
+        pytest.param(changed(strategy="predictive"), "strategy", "'threshold'",
+                     id="unknown-strategy"),
+        pytest.param(changed(on_missing_metrics="zero"), "on_missing_metrics", "'hold'",
+                     id="on-missing-not-hold"),
+        # missing keys
+        pytest.param({k: v for k, v in VALID.items() if k != "service"}, "service",
+                     "required key is missing", id="no-service"),
+        pytest.param({k: v for k, v in VALID.items() if k != "max_replicas"}, "max_replicas",
+                     "required key is missing", id="no-max-replicas"),
+        pytest.param({k: v for k, v in VALID.items() if k != "metrics"}, "metrics",
+                     "required key is missing", id="no-metrics"),
+        pytest.param(changed(metrics=[]), "metrics", "at least one metric", id="empty-metrics"),
+        pytest.param(changed(metrics=[{"name": "rps", "target": 5}]), "metrics[0].query",
+                     "required key is missing", id="no-query"),
+        # unknown keys, with did-you-mean for a near miss
+        pytest.param(
+            {**{k: v for k, v in VALID.items() if k != "max_replicas"}, "max_replica": 5},
+            "max_replica", "unknown key (did you mean 'max_replicas'?)", id="max-replica-typo",
+        ),
+        pytest.param(changed(colour="blue"), "colour", "unknown key", id="unknown-top-level"),
+        pytest.param(with_metric(target=5, targt=3), "metrics[0].targt",
+                     "did you mean 'target'?", id="metric-typo"),
+        pytest.param(changed(behavior={"scale_up": {"stabilisation": "1m"}}),
+                     "behavior.scale_up.stabilisation", "did you mean 'stabilization'?",
+                     id="behavior-typo"),
+        pytest.param(changed(behavior={"scale_down": {"max_steps": 1}}),
+                     "behavior.scale_down.max_steps", "did you mean 'max_step'?",
+                     id="max-steps-typo"),
+        pytest.param(changed(behavior={"scale_sideways": {}}), "behavior.scale_sideways",
+                     "unknown key", id="unknown-direction"),
+        # values out of range
+        pytest.param(changed(min_replicas=7, max_replicas=5), "min_replicas",
+                     "min_replicas (7) is greater than max_replicas (5)", id="min-above-max"),
+        pytest.param(changed(max_replicas=0), "min_replicas",
+                     "greater than max_replicas (0)", id="default-min-above-max"),
+        pytest.param(changed(min_replicas=-1), "min_replicas", "at least 0",
+                     id="negative-min"),
+        pytest.param(changed(tolerance=-0.1), "tolerance", "at least 0",
+                     id="negative-tolerance"),
+        pytest.param(changed(step=0), "step", "at least 1", id="zero-step"),
+        pytest.param(with_metric(target=0), "metrics[0].target", "greater than 0",
+                     id="zero-target"),
+        pytest.param(with_metric(target=-5), "metrics[0].target", "greater than 0",
+                     id="negative-target"),
+        pytest.param(with_metric(target=float("inf")), "metrics[0].target", "finite",
+                     id="infinite-target"),
+        pytest.param(changed(behavior={"scale_up": {"max_step": 0}}),
+                     "behavior.scale_up.max_step", "at least 1", id="zero-max-step"),
+        pytest.param(changed(behavior={"scale_down": {"max_percent": 0}}),
+                     "behavior.scale_down.max_percent", "greater than 0", id="zero-max-percent"),
+        pytest.param(changed(metrics=[{"name": "rps", "query": "q", "target": 1},
+                                      {"name": "rps", "query": "r", "target": 2}]),
+                     "metrics[1].name", "used twice", id="duplicate-metric-name"),
+        # threshold bounds
+        pytest.param(
+            with_metric(scale_up_above=20, scale_down_below=20) | {"strategy": "threshold"},
+            "metrics[0].scale_down_below", "must be below scale_up_above", id="down-equals-up",
+        ),
+        pytest.param(
+            with_metric(scale_up_above=10, scale_down_below=30) | {"strategy": "threshold"},
+            "metrics[0].scale_down_below", "must be below scale_up_above (10)", id="down-above-up",
+        ),
+        # keys the strategy needs
+        pytest.param(with_metric(), "metrics[0].target", "required by strategy 'target'",
+                     id="target-missing"),
+        pytest.param(with_metric(target=50) | {"strategy": "threshold"},
+                     "metrics[0].scale_up_above", "required by strategy 'threshold'",
+                     id="scale-up-above-missing"),
+        pytest.param(with_metric(scale_up_above=60) | {"strategy": "threshold"},
+                     "metrics[0].scale_down_below", "required by strategy 'threshold'",
+                     id="scale-down-below-missing"),
+        # durations
+        pytest.param(changed(behavior={"scale_up": {"period": "5x"}}),
+                     "behavior.scale_up.period", "must be a duration such as 30s",
+                     id="bad-duration"),
+        pytest.param(changed(behavior={"scale_down": {"stabilization": "five minutes"}}),
+                     "behavior.scale_down.stabilization", "must be a duration",
+                     id="duration-in-words"),
+        pytest.param(changed(behavior={"scale_down": {"cooldown": -3}}),
+                     "behavior.scale_down.cooldown", "zero or more", id="negative-duration"),
+    ],
+)
+def test_problem_key_and_message(document: dict[str, Any], key: str, fragment: str) -> None:
+    problems = problems_of(parse(document))
+    found = [p for p in problems if p.key == key]
+    assert found, f"no problem at {key!r}: {[str(p) for p in problems]}"
+    assert any(fragment in p.message for p in found), [p.message for p in found]
+    assert all(str(p) == f"{FILE}: {p.key}: {p.message}" for p in found)
+
+
+def test_every_problem_reported_at_once() -> None:
+    document = {
+        "service": 7,
+        "min_replicas": 9,
+        "max_replicas": 3,
+        "strategy": "threshold",
+        "metrics": [
+            {"name": "rps", "query": "q", "scale_up_above": 5, "scale_down_below": 8},
+            {"name": "cpu", "query": "q", "scale_up_above": 5},
+        ],
+        "behavior": {"scale_up": {"period": "later"}},
+        "max_replica": 3,
+    }
+    keys = {p.key for p in problems_of(parse(document))}
+    assert {
+        "service",
+        "min_replicas",
+        "max_replica",
+        "metrics[0].scale_down_below",
+        "metrics[1].scale_down_below",
+        "behavior.scale_up.period",
+    } <= keys
+
+
+def test_cross_key_checks_skip_values_of_the_wrong_type() -> None:
+    problems = problems_of(parse(changed(min_replicas="many", max_replicas=2)))
+    assert [p.key for p in problems] == ["min_replicas"]
+    assert "whole number" in problems[0].message
