@@ -51,7 +51,7 @@ def test_parse_duration_accepts(text: object, expected: timedelta) -> None:
     ],
 )
 def test_parse_duration_rejects_with_operator_message(value: object, fragment: str) -> None:
-    with pytest.raises(ValueError, match="must be a (finite )?duration") as raised:
+    with pytest.raises(ValueError, match=r"must be a (finite )?duration") as raised:
         parse_duration(value)
     assert fragment in str(raised.value)
 
