@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -17,6 +18,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import make_wsgi_app
 
 from autoscaler.engine import Engine, TickReport
+from autoscaler.policy_files import PolicyWatcher
+from autoscaler.ports import Leadership
 from autoscaler.telemetry import Telemetry
 
 log = structlog.get_logger("autoscaler.agent")
@@ -32,21 +35,44 @@ class Agent:
         *,
         interval: timedelta,
         telemetry: Telemetry,
+        watcher: PolicyWatcher,
+        leadership: Leadership | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
         self._interval = interval
         self._telemetry = telemetry
+        self._watcher = watcher
+        self._leadership = leadership
         self._clock = clock
         self._started = time.monotonic()
         self._last_tick_done: float | None = None
         self._lock = threading.Lock()
+        self._label_problems: dict[str, list[str]] = {}
+        self._was_leader: bool | None = None
+
+    def reload(self) -> None:
+        """Take up changed, added and removed policy files; keep the last good version of a
+        file that became invalid."""
+        with self._lock:
+            self._reload()
+
+    def _reload(self) -> None:
+        for event in self._watcher.refresh():
+            fields = {k: v for k, v in asdict(event).items() if v not in (None, ())}
+            if event.event == "policy_rejected":
+                self._telemetry.policy_rejected()
+                log.warning(**fields)
+            else:
+                log.info(**fields)
+        self._engine.set_policies(self._watcher.policies, self._watcher.templates)
 
     def tick(self) -> TickReport | None:
         """Run one tick; a crash inside it is logged and counted, never raised."""
         with self._lock:
             began = time.monotonic()
             try:
+                self._reload()
                 report = self._engine.tick(self._clock())
             except Exception:
                 log.exception("tick_failed")
@@ -54,9 +80,33 @@ class Agent:
                 return None
             elapsed = time.monotonic() - began
             self._telemetry.observe(report, elapsed)
-            _log_failures(report)
+            self._log_tick(report)
             self._last_tick_done = time.monotonic()
             return report
+
+    def _log_tick(self, report: TickReport) -> None:
+        for query, error in report.query_errors.items():
+            log.warning("prometheus_query_failed", query=query, error=error)
+        if report.listing_error is not None:
+            log.error("swarm_listing_failed", error=report.listing_error)
+            return
+        if report.leadership_error is not None:
+            log.error("lease_unavailable", error=report.leadership_error)
+        if report.leader != self._was_leader:
+            log.info("leadership", leader=report.leader)
+            self._was_leader = report.leader
+        problems = {service: [str(p) for p in found]
+                    for service, found in report.label_problems.items()}
+        for service, messages in problems.items():
+            if self._label_problems.get(service) != messages:
+                log.warning("policy_rejected", service=service, policy_source="label",
+                            problems=messages)
+        self._label_problems = problems
+
+    def close(self) -> None:
+        """Give up the lease, so that another agent can act at once."""
+        if self._leadership is not None:
+            self._leadership.release()
 
     def healthy(self) -> bool:
         """A tick finished within the last three intervals (or the agent started since)."""
@@ -64,10 +114,13 @@ class Agent:
         return time.monotonic() - last <= 3 * self._interval.total_seconds()
 
     def run_forever(self, *, port: int) -> None:
-        """Tick every interval until SIGTERM or SIGINT; the tick in flight is finished."""
+        """Tick every interval until SIGTERM or SIGINT, finishing the tick in flight; SIGHUP
+        reloads the policies at once."""
         stop = threading.Event()
+        hangup = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: hangup.set())
         server = self._serve(port) if port else None
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
@@ -76,12 +129,18 @@ class Agent:
             misfire_grace_time=None, id="tick",
         )
         scheduler.start()
-        log.info("agent_started", interval_seconds=self._interval.total_seconds(), port=port)
+        log.info("agent_started", interval_seconds=self._interval.total_seconds(), port=port,
+                 policies=str(self._watcher.folder))
         try:
-            stop.wait()
+            while not stop.wait(0.2):
+                if hangup.is_set():
+                    hangup.clear()
+                    log.info("sighup_reload")
+                    self.reload()
         finally:
             log.info("agent_stopping")
             scheduler.shutdown(wait=True)
+            self.close()
             if server is not None:
                 server.shutdown()
             log.info("agent_stopped")
@@ -112,13 +171,6 @@ class Agent:
             return [b"see /healthz and /metrics\n"]
 
         return app
-
-
-def _log_failures(report: TickReport) -> None:
-    for query, error in report.query_errors.items():
-        log.warning("prometheus_query_failed", query=query, error=error)
-    if report.listing_error is not None:
-        log.error("swarm_listing_failed", error=report.listing_error)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

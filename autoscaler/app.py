@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from autoscaler.adapters.decision_log import LogDecisionSink
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.adapters.swarm import SwarmScaler
+from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
+from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
 from autoscaler.agent import Agent
 from autoscaler.engine import Engine
-from autoscaler.policy.spec import Policy
+from autoscaler.policy_files import PolicyWatcher
 from autoscaler.settings import Settings
 from autoscaler.telemetry import Telemetry
 
 
-def build_agent(settings: Settings, policies: dict[str, Policy]) -> Agent:
+def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
+    """The agent for `settings`; dry-run takes no lease, since it never acts."""
+    connection = DockerConnection()
+    leadership = None if settings.dry_run else SwarmLease(
+        connection, ttl=3 * settings.interval, holder=new_holder_id()
+    )
     engine = Engine(
         metrics=PrometheusSource(settings.prometheus_url),
-        swarm=SwarmScaler(),
+        swarm=SwarmScaler(connection),
         sink=LogDecisionSink(),
         dry_run=settings.dry_run,
-        policies=policies,
+        leadership=leadership,
     )
-    return Agent(engine, interval=settings.interval, telemetry=Telemetry())
+    return Agent(engine, interval=settings.interval, telemetry=Telemetry(), watcher=watcher,
+                 leadership=leadership)

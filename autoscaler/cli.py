@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autoscaler.durations import parse_duration
-from autoscaler.policy_files import PolicySet, load_policies
+from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
 from autoscaler.settings import ENVIRONMENT, Settings
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
@@ -151,9 +151,11 @@ def _run(arguments: argparse.Namespace) -> int:
         once=arguments.once,
     )
     configure_logging(settings.log_format)
-    agent = build_agent(settings, policy_set.policies)
+    watcher = PolicyWatcher(settings.policies)
+    agent = build_agent(settings, watcher)
     if settings.once:
         report = agent.tick()
+        agent.close()
         if report is None or report.listing_error is not None or report.every_query_failed:
             return EXIT_UNREACHABLE
         return EXIT_OK

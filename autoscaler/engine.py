@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 
 from autoscaler.model import Decision, Reason, Series, ServiceState
 from autoscaler.policy.decide import decide
+from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
 from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.policy.queries import assign_values, plan_queries
-from autoscaler.policy.spec import Policy
+from autoscaler.policy.spec import Policy, PolicyProblem
 from autoscaler.ports import (
     DecisionSink,
+    Leadership,
     MetricsSource,
     ScaleConflict,
     ScaleFailed,
@@ -23,13 +25,16 @@ from autoscaler.ports import (
 
 @dataclass
 class TickReport:
-    """What one tick did, for exit codes, health and the agent's own metrics."""
+    """What one tick did, for exit codes, health, the log and the agent's own metrics."""
 
     decisions: list[Decision] = field(default_factory=list)
     queries: int = 0
     failed_queries: int = 0
     listing_error: str | None = None
     query_errors: dict[str, str] = field(default_factory=dict)
+    label_problems: dict[str, list[PolicyProblem]] = field(default_factory=dict)
+    leader: bool = True
+    leadership_error: str | None = None
 
     @property
     def every_query_failed(self) -> bool:
@@ -46,25 +51,37 @@ class Engine:
         swarm: ServiceScaler,
         sink: DecisionSink,
         dry_run: bool,
+        leadership: Leadership | None = None,
         policies: Mapping[str, Policy] | None = None,
+        templates: Mapping[str, Template] | None = None,
     ) -> None:
         self._metrics = metrics
         self._swarm = swarm
         self._sink = sink
         self._dry_run = dry_run
-        self._policies: dict[str, Policy] = dict(policies or {})
+        self._leadership = leadership
+        self._files: dict[str, Policy] = {}
+        self._templates: dict[str, Template] = {}
         self._memory: dict[str, ServiceMemory] = {}
+        self.set_policies(policies or {}, templates or {})
 
-    def set_policies(self, policies: Mapping[str, Policy]) -> None:
-        """Use these policies (file name -> policy) from the next tick on."""
-        self._policies = dict(policies)
-        managed = {p.service for p in self._policies.values()}
-        self._memory = {name: m for name, m in self._memory.items() if name in managed}
+    def set_policies(
+        self, policies: Mapping[str, Policy], templates: Mapping[str, Template]
+    ) -> None:
+        """Use these policy files (file -> policy) and label templates from the next tick on."""
+        self._files = dict(policies)
+        self._templates = dict(templates)
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport()
-        # 1. Gather: one query per distinct rendered query, one listing of the services.
-        plan = plan_queries(self._policies.values())
+        # 1. Gather: one listing of the services, then one query per distinct rendered query.
+        try:
+            services = self._swarm.list_services()
+        except SourceUnavailable as error:
+            report.listing_error = str(error)
+            return report
+        managed = self._managed_policies(services, report)
+        plan = plan_queries(m.policy for m in managed)
         answers: dict[str, list[Series] | None] = {}
         for query in plan:
             report.queries += 1
@@ -74,34 +91,56 @@ class Engine:
                 answers[query] = None
                 report.failed_queries += 1
                 report.query_errors[query] = str(error)
-        try:
-            services = self._swarm.list_services()
-        except SourceUnavailable as error:
-            report.listing_error = str(error)
-            return report
         values = assign_values(plan, answers)
+        report.leader = self._may_act(now, report)
         # 2. Decide, 3. apply, 4. record, service by service.
-        for file, policy in sorted(self._policies.items()):
+        for entry in managed:
+            service = entry.policy.service
             decision = self._decide_and_apply(
-                policy, file, services.get(policy.service), values.get(policy.service, {}), now
+                entry, services.get(service), values.get(service, {}), now, leader=report.leader
             )
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
 
+    def _managed_policies(
+        self, services: Mapping[str, ServiceState], report: TickReport
+    ) -> list[ManagedPolicy]:
+        from_files = [ManagedPolicy(policy, file, "file")
+                      for file, policy in sorted(self._files.items())]
+        file_services = {m.policy.service for m in from_files}
+        from_labels, report.label_problems = label_policies(
+            services.values(), self._templates, file_services=file_services
+        )
+        managed = from_files + sorted(from_labels, key=lambda m: m.policy.service)
+        names = {m.policy.service for m in managed}
+        self._memory = {name: m for name, m in self._memory.items() if name in names}
+        return managed
+
+    def _may_act(self, now: datetime, report: TickReport) -> bool:
+        if self._dry_run or self._leadership is None:
+            return True
+        try:
+            return self._leadership.acquire(now)
+        except SourceUnavailable as error:
+            report.leadership_error = str(error)
+            return False
+
     def _decide_and_apply(
         self,
-        policy: Policy,
-        file: str,
+        entry: ManagedPolicy,
         state: ServiceState | None,
         values: dict[str, float | None],
         now: datetime,
+        *,
+        leader: bool,
     ) -> Decision:
+        policy = entry.policy
         base = Decision(
             service=policy.service, strategy=policy.strategy, time=now,
             reason=Reason.SERVICE_NOT_FOUND, message="no Swarm service has this name",
             metrics={m.name: values.get(m.name) for m in policy.metrics},
-            policy_file=file, dry_run=self._dry_run,
+            policy_file=entry.file, policy_source=entry.source, dry_run=self._dry_run,
         )
         if state is None:
             return base
@@ -130,7 +169,14 @@ class Engine:
             reason=outcome.reason, message=outcome.message,
         )
         change = outcome.desired - current
-        if change and not self._dry_run:
+        if not leader:
+            change = 0
+            decision = replace(
+                decision, reason=Reason.NOT_LEADER,
+                message=f"{decision.message}; {decision.reason}; nothing applied: another "
+                "agent holds the lease",
+            )
+        elif change and not self._dry_run:
             try:
                 self._swarm.scale(state, outcome.desired)
                 decision = replace(decision, applied=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -24,6 +24,7 @@ class Reason(StrEnum):
     SCALED_TO_ZERO = "ScaledToZero"
     SERVICE_NOT_FOUND = "ServiceNotFound"
     NOT_REPLICATED = "NotReplicated"
+    NOT_LEADER = "NotLeader"
     CONFLICT = "Conflict"
     APPLY_FAILED = "ApplyFailed"
 
@@ -42,6 +43,7 @@ class ServiceState:
     version: int
     replicas: int | None
     last_scaled_at: datetime | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Decision:
     metrics: Mapping[str, float | None]
     policy_file: str
     dry_run: bool
+    policy_source: str = "file"
     current_replicas: int | None = None
     spec_replicas: int | None = None
     recommended_replicas: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from autoscaler.model import Decision, Series, ServiceState
@@ -40,3 +41,18 @@ class ServiceScaler(Protocol):
 
 class DecisionSink(Protocol):
     def record(self, decision: Decision) -> None: ...
+
+
+class Leadership(Protocol):
+    """At most one agent acts at a time: the one holding the lease."""
+
+    def acquire(self, now: datetime) -> bool:
+        """Take or renew the lease; False while another agent holds it.
+
+        Raise SourceUnavailable when the lease cannot be read or written.
+        """
+        ...
+
+    def release(self) -> None:
+        """Give the lease up, if held, so that another agent can take it at once."""
+        ...

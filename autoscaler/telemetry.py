@@ -27,7 +27,7 @@ class Telemetry:
             ["service", "direction"], registry=self.registry,
         )
         self.errors = Counter(
-            "autoscaler_errors_total", "Failures by source: prometheus, docker, agent.",
+            "autoscaler_errors_total", "Failures by source: prometheus, docker, policy, agent.",
             ["source"], registry=self.registry,
         )
         self.desired_replicas = Gauge(
@@ -56,3 +56,6 @@ class Telemetry:
 
     def tick_crashed(self) -> None:
         self.errors.labels("agent").inc()
+
+    def policy_rejected(self) -> None:
+        self.errors.labels("policy").inc()

@@ -25,6 +25,7 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
         "dry_run": decision.dry_run,
         "applied": decision.applied,
         "policy_file": decision.policy_file,
+        "policy_source": decision.policy_source,
     }
 
 

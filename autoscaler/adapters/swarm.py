@@ -24,7 +24,7 @@ _OUT_OF_SEQUENCE = "update out of sequence"
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
-class SwarmScaler:
+class DockerConnection:
     """The engine named by DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
 
     The client is made on first use and again after a failure, so that an engine that is
@@ -36,7 +36,7 @@ class SwarmScaler:
         self._client: docker.APIClient | None = None
 
     @property
-    def _api(self) -> docker.APIClient:
+    def api(self) -> docker.APIClient:
         if self._client is None:
             try:
                 self._client = docker.from_env(timeout=int(self._timeout)).api
@@ -44,11 +44,23 @@ class SwarmScaler:
                 raise SourceUnavailable(f"cannot reach the Docker engine: {error}") from error
         return self._client
 
+    def forget(self) -> None:
+        self._client = None
+
+
+class SwarmScaler:
+    def __init__(self, connection: DockerConnection) -> None:
+        self._connection = connection
+
+    @property
+    def _api(self) -> docker.APIClient:
+        return self._connection.api
+
     def list_services(self) -> dict[str, ServiceState]:
         try:
             listed = self._api.services()
         except (DockerException, requests.RequestException) as error:
-            self._client = None
+            self._connection.forget()
             raise SourceUnavailable(f"cannot list Swarm services: {error}") from error
         states = (service_state(raw) for raw in listed)
         return {state.name: state for state in states}
@@ -78,11 +90,16 @@ class SwarmScaler:
         if response.ok:
             return
         message = _error_message(response)
-        if response.status_code == 409 or _OUT_OF_SEQUENCE in message:
+        if is_conflict(response.status_code, message):
             raise ScaleConflict(f"service {service.name} changed meanwhile: {message}")
         raise ScaleFailed(
             f"Swarm refused to scale {service.name} (HTTP {response.status_code}): {message}"
         )
+
+
+def is_conflict(status: int | None, message: str) -> bool:
+    """This engine answers a stale version with HTTP 500 "update out of sequence"."""
+    return status == 409 or _OUT_OF_SEQUENCE in message
 
 
 def _error_message(response: requests.Response) -> str:
@@ -110,6 +127,7 @@ def service_state(raw: dict[str, Any]) -> ServiceState:
         version=raw["Version"]["Index"],
         replicas=replicas,
         last_scaled_at=_last_scaled_at(raw),
+        labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
     )
 
 

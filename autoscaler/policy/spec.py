@@ -162,8 +162,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
-    """Turn a file's bytes into a Policy, or into every problem found in it."""
+Document = dict[str, Any]
+
+
+def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
+    """A file's bytes as a YAML mapping, or what keeps them from being one."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -182,6 +185,11 @@ def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
         return [PolicyProblem(
             file, "", f"must be a mapping of keys to values, got {_type_name(document)}"
         )]
+    return document
+
+
+def validate_document(document: Document, file: str) -> Policy | list[PolicyProblem]:
+    """A mapping as a Policy, or every problem found in it."""
     problems = [PolicyProblem(file, key, message) for key, message in _cross_key_problems(document)]
     try:
         policy = Policy.model_validate(document)
@@ -191,6 +199,27 @@ def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
             for d in error.errors()
         ]
     return problems or policy
+
+
+def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
+    """Turn a file's bytes into a Policy, or into every problem found in it."""
+    document = parse_document(data, file)
+    return document if isinstance(document, list) else validate_document(document, file)
+
+
+TEMPLATE_CHECK_SERVICE = "template"
+
+
+def parse_template(data: bytes, file: str) -> Document | list[PolicyProblem]:
+    """A template: a policy without `service`, checked as a policy for a stand-in service."""
+    document = parse_document(data, file)
+    if isinstance(document, list):
+        return document
+    if "service" in document:
+        return [PolicyProblem(file, "service", "a template names no service: the label "
+                              "autoscaler.enable=true on a service applies it")]
+    checked = validate_document({**document, "service": TEMPLATE_CHECK_SERVICE}, file)
+    return checked if isinstance(checked, list) else document
 
 
 def _message(detail: ErrorDetails, location: tuple[int | str, ...]) -> str:

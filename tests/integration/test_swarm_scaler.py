@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.adapters.swarm import SwarmScaler
+from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.ports import ScaleConflict, ScaleFailed
 from tests.integration.conftest import docker_cli, service_version, wait_running
 
@@ -20,7 +20,7 @@ def test_scaling_up_keeps_the_running_tasks(
         replicas=2
     )
     before = wait_running(name, 2)
-    scaler = SwarmScaler()
+    scaler = SwarmScaler(DockerConnection())
 
     scaler.scale(scaler.list_services()[name], 4)
 
@@ -32,7 +32,7 @@ def test_scaling_up_keeps_the_running_tasks(
 def test_listing_reads_replicas_mode_and_the_last_scale(make_service: Callable[..., str]) -> None:
     replicated = make_service("rep", replicas=1)
     global_mode = make_service("glob", mode="global")
-    scaler = SwarmScaler()
+    scaler = SwarmScaler(DockerConnection())
     listed = scaler.list_services()
     assert listed[replicated].replicas == 1
     assert listed[replicated].last_scaled_at is None
@@ -50,14 +50,14 @@ def test_an_update_of_more_than_replicas_is_not_a_scale(make_service: Callable[.
     name = make_service("env", replicas=1)
     docker_cli("service", "update", "--detach", "--replicas", "2", "--env-add", "X=1", name)
 
-    assert SwarmScaler().list_services()[name].last_scaled_at is None
+    assert SwarmScaler(DockerConnection()).list_services()[name].last_scaled_at is None
 
 
 def test_a_stale_version_is_a_conflict_and_changes_nothing(
     make_service: Callable[..., str],
 ) -> None:
     name = make_service("stale", replicas=1)
-    scaler = SwarmScaler()
+    scaler = SwarmScaler(DockerConnection())
     stale = scaler.list_services()[name]
     docker_cli("service", "update", "--detach", "--label-add", "touched=1", name)
     version = service_version(name)
@@ -71,7 +71,7 @@ def test_a_stale_version_is_a_conflict_and_changes_nothing(
 
 def test_a_service_gone_since_the_listing_fails_to_scale(make_service: Callable[..., str]) -> None:
     name = make_service("gone", replicas=1)
-    scaler = SwarmScaler()
+    scaler = SwarmScaler(DockerConnection())
     state = scaler.list_services()[name]
     docker_cli("service", "rm", name)
 

@@ -31,7 +31,7 @@ def test_a_decision_is_one_event_with_every_field() -> None:
         "current_replicas": 2, "spec_replicas": 2, "recommended_replicas": 5,
         "desired_replicas": 4, "reason": "ScaleUpLimit", "message": "m",
         "metrics": {"rps": 500.0, "cpu": None}, "dry_run": False, "applied": True,
-        "policy_file": "policies/web.yaml",
+        "policy_file": "policies/web.yaml", "policy_source": "file",
     }]
 
 

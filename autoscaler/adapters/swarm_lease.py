@@ -1,0 +1,105 @@
+"""Leadership through a lease kept in the Swarm itself, so that at most one agent acts.
+
+The lease is the label `autoscaler.lease` on the Swarm's first manager node (lowest node
+ID): `<holder> <expiry>`. An agent takes it when it is absent, expired or its own, writing
+the node spec with the version it read, so two agents racing for it cannot both win (the
+loser's write is refused as out of sequence). The holder renews it as it ticks and removes
+it when it stops; an agent that dies loses it when it expires. Node labels change no task.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from docker.errors import APIError, DockerException
+
+from autoscaler.adapters.swarm import DockerConnection, is_conflict
+from autoscaler.ports import SourceUnavailable
+
+LEASE_LABEL = "autoscaler.lease"
+
+
+def new_holder_id() -> str:
+    """Unique per process: the host name is the container's ID inside a Swarm task."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+class SwarmLease:
+    def __init__(self, connection: DockerConnection, *, ttl: timedelta, holder: str) -> None:
+        self._connection = connection
+        self._ttl = ttl
+        self.holder = holder
+        self._expiry: datetime | None = None
+
+    def acquire(self, now: datetime) -> bool:
+        node = self._lease_node()
+        holder, expiry = parse_lease(node["Spec"].get("Labels", {}).get(LEASE_LABEL))
+        if holder is not None and holder != self.holder and expiry is not None and expiry > now:
+            self._expiry = None
+            return False
+        if holder == self.holder and expiry is not None and expiry - now > self._ttl * 2 / 3:
+            return True
+        new_expiry = now + self._ttl
+        if not self._write(node, f"{self.holder} {new_expiry.isoformat()}"):
+            self._expiry = None
+            return False
+        self._expiry = new_expiry
+        return True
+
+    def release(self) -> None:
+        if self._expiry is None:
+            return
+        try:
+            node = self._lease_node()
+            holder, _ = parse_lease(node["Spec"].get("Labels", {}).get(LEASE_LABEL))
+            if holder == self.holder:
+                self._write(node, None)
+        except SourceUnavailable:
+            pass
+        self._expiry = None
+
+    def _lease_node(self) -> dict[str, Any]:
+        try:
+            managers = self._connection.api.nodes(filters={"role": "manager"})
+        except (DockerException, requests.RequestException) as error:
+            self._connection.forget()
+            raise SourceUnavailable(f"cannot read the lease: {error}") from error
+        if not managers:
+            raise SourceUnavailable("cannot read the lease: no manager node is listed")
+        return dict(min(managers, key=lambda node: node["ID"]))
+
+    def _write(self, node: dict[str, Any], value: str | None) -> bool:
+        """Write the lease label (None removes it); False when another write came first."""
+        spec = copy.deepcopy(node["Spec"])
+        labels = dict(spec.get("Labels") or {})
+        if value is None:
+            labels.pop(LEASE_LABEL, None)
+        else:
+            labels[LEASE_LABEL] = value
+        spec["Labels"] = labels
+        try:
+            self._connection.api.update_node(node["ID"], node["Version"]["Index"], spec)
+        except APIError as error:
+            if is_conflict(error.status_code, str(error.explanation or error)):
+                return False
+            raise SourceUnavailable(f"cannot write the lease: {error}") from error
+        except (DockerException, requests.RequestException) as error:
+            raise SourceUnavailable(f"cannot write the lease: {error}") from error
+        return True
+
+
+def parse_lease(value: str | None) -> tuple[str | None, datetime | None]:
+    """(holder, expiry) of a lease label; a label that does not parse holds nothing."""
+    if not value:
+        return None, None
+    holder, _, expiry = value.rpartition(" ")
+    try:
+        return holder or None, datetime.fromisoformat(expiry)
+    except ValueError:
+        return None, None
