@@ -17,7 +17,7 @@ def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
     """The agent for `settings`; dry-run takes no lease, since it never acts."""
     connection = DockerConnection()
     leadership = None if settings.dry_run else SwarmLease(
-        connection, ttl=3 * settings.interval, holder=new_holder_id()
+        connection, ttl=3 * settings.interval, holder=new_holder_id(), label=settings.lease
     )
     engine = Engine(
         metrics=PrometheusSource(settings.prometheus_url),

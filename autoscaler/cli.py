@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
             help=_env_help("log_format", "auto is JSON unless stdout is a terminal"),
         )
         command.add_argument(
+            "--lease", default=_env_default("lease"), metavar="LABEL",
+            help=_env_help("lease", "node label holding the lease: of the agents sharing it, "
+                           "only the holder scales (dry-run takes none)"),
+        )
+        command.add_argument(
             "--once", action="store_true", help="run one tick, then exit (0, or 1 when "
             "every Prometheus query failed or Docker could not be listed)",
         )
@@ -147,6 +152,7 @@ def _run(arguments: argparse.Namespace) -> int:
         interval=arguments.interval,
         port=arguments.port,
         log_format=arguments.log_format,
+        lease=arguments.lease,
         dry_run=arguments.command == "dry-run",
         once=arguments.once,
     )

@@ -20,6 +20,8 @@ class Settings:
     port: int
     """Port for /healthz and /metrics; 0 serves neither."""
     log_format: LogFormat
+    lease: str
+    """Node label that holds the lease; agents sharing it exclude each other."""
     dry_run: bool
     """Record decisions, apply none."""
     once: bool
@@ -32,5 +34,6 @@ ENVIRONMENT = {
     "interval": ("AUTOSCALER_INTERVAL", "15s"),
     "port": ("AUTOSCALER_PORT", "9180"),
     "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
+    "lease": ("AUTOSCALER_LEASE", "autoscaler.lease"),
 }
 """Setting -> (environment variable, default as text)."""

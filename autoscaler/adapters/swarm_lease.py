@@ -31,15 +31,17 @@ def new_holder_id() -> str:
 
 
 class SwarmLease:
-    def __init__(self, connection: DockerConnection, *, ttl: timedelta, holder: str) -> None:
+    def __init__(self, connection: DockerConnection, *, ttl: timedelta, holder: str,
+                 label: str = LEASE_LABEL) -> None:
         self._connection = connection
+        self.label = label
         self._ttl = ttl
         self.holder = holder
         self._expiry: datetime | None = None
 
     def acquire(self, now: datetime) -> bool:
         node = self._lease_node()
-        holder, expiry = parse_lease(node["Spec"].get("Labels", {}).get(LEASE_LABEL))
+        holder, expiry = parse_lease(node["Spec"].get("Labels", {}).get(self.label))
         if holder is not None and holder != self.holder and expiry is not None and expiry > now:
             self._expiry = None
             return False
@@ -57,7 +59,7 @@ class SwarmLease:
             return
         try:
             node = self._lease_node()
-            holder, _ = parse_lease(node["Spec"].get("Labels", {}).get(LEASE_LABEL))
+            holder, _ = parse_lease(node["Spec"].get("Labels", {}).get(self.label))
             if holder == self.holder:
                 self._write(node, None)
         except SourceUnavailable:
@@ -79,9 +81,9 @@ class SwarmLease:
         spec = copy.deepcopy(node["Spec"])
         labels = dict(spec.get("Labels") or {})
         if value is None:
-            labels.pop(LEASE_LABEL, None)
+            labels.pop(self.label, None)
         else:
-            labels[LEASE_LABEL] = value
+            labels[self.label] = value
         spec["Labels"] = labels
         try:
             self._connection.api.update_node(node["ID"], node["Version"]["Index"], spec)

@@ -25,6 +25,8 @@ from tests.integration.conftest import (
 )
 
 QUERY = 'sum by (service) (astest_load{service=~"{{services}}"})'
+LEASE = f"astest.lease.{uuid.uuid4().hex[:8]}"
+"""The tests' agents share a lease of their own, apart from any real agent on this Swarm."""
 
 
 def write_policy(folder: Path, service: str, **overrides: Any) -> Path:
@@ -48,8 +50,30 @@ def autoscaler(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSCALER_")}
+    env["AUTOSCALER_LEASE"] = LEASE
     env.update(extra or {})
     return env
+
+
+def start_agent(command: str, log: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", command, "--interval", "1s"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=clean_env(env),
+    )
+
+
+def stop_agent(agent: subprocess.Popen[str]) -> int:
+    agent.send_signal(signal.SIGTERM)
+    try:
+        return agent.wait(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+
+
+def events(log: Path, name: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == name]
 
 
 def decisions(stdout: str) -> list[dict[str, Any]]:
@@ -196,3 +220,70 @@ def test_the_decision_log_is_json_lines_only(tmp_path: Path, prometheus: Running
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines and all(json.loads(line)["event"] for line in lines)
+
+
+def test_policy_edits_are_taken_live_and_a_broken_edit_keeps_the_last_good_one(
+    tmp_path: Path, make_service: Callable[..., str], prometheus: RunningPrometheus,
+    load_exporter: LoadExporter,
+) -> None:
+    busy = make_service("reload", replicas=2)
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    policy = write_policy(folder, busy)
+    set_load(prometheus, load_exporter, busy, 500)
+    log = tmp_path / "agent.log"
+    agent = start_agent("dry-run", log, AUTOSCALER_POLICIES=str(folder), AUTOSCALER_PORT="0",
+                        AUTOSCALER_PROMETHEUS_URL=prometheus.url)
+    try:
+        wait_for("a first decision", lambda: decisions(log.read_text()), 30)
+        write_policy(folder, busy, max_replicas=3)
+        wait_for("the edit", lambda: events(log, "policy_reloaded")[-1].get("change") == "changed",
+                 30)
+        wait_for("a decision capped by the new max_replicas",
+                 lambda: decisions(log.read_text())[-1]["reason"] == "TooManyReplicas", 30)
+        policy.write_text(policy.read_text().replace("max_replicas", "max_replica"))
+        wait_for("the rejection", lambda: events(log, "policy_rejected"), 30)
+        ticks_before = len(decisions(log.read_text()))
+        wait_for("two more ticks", lambda: len(decisions(log.read_text())) >= ticks_before + 2,
+                 30)
+        assert stop_agent(agent) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    (rejected,) = events(log, "policy_rejected")
+    assert rejected["kept"] == "last good version"
+    assert any("did you mean 'max_replicas'" in p for p in rejected["problems"])
+    assert events(log, "policy_reloaded")[-1]["changed_keys"] == ["max_replicas"]
+    last = decisions(log.read_text())[-1]
+    assert (last["desired_replicas"], last["reason"]) == (3, "TooManyReplicas")
+
+
+def test_a_second_agent_records_not_leader_and_applies_nothing(
+    tmp_path: Path, make_service: Callable[..., str], prometheus: RunningPrometheus,
+    load_exporter: LoadExporter,
+) -> None:
+    busy = make_service("leader", replicas=1)
+    write_policy(tmp_path, busy, max_replicas=3)
+    set_load(prometheus, load_exporter, busy, 300)
+    log = tmp_path / "first.log"
+    first = start_agent("run", log, AUTOSCALER_POLICIES=str(tmp_path), AUTOSCALER_PORT="0",
+                        AUTOSCALER_PROMETHEUS_URL=prometheus.url)
+    try:
+        wait_for("the first agent to lead", lambda: any(
+            e["leader"] for e in events(log, "leadership")), 30)
+        wait_running(busy, 3)
+        set_load(prometheus, load_exporter, busy, 100)
+        version = service_version(busy)
+
+        second = autoscaler("run", "--once", "--policies", str(tmp_path),
+                            "--prometheus-url", prometheus.url, "--port", "0")
+
+        assert second.returncode == 0, second.stderr
+        decision = by_service(second.stdout)[busy]
+        assert (decision["reason"], decision["applied"]) == ("NotLeader", False)
+        assert service_version(busy) == version
+        assert stop_agent(first) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not [d for d in decisions(log.read_text()) if d["reason"] == "NotLeader"]

@@ -59,3 +59,19 @@ class ListSink:
 
     def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
+
+
+@dataclass
+class FakeLeadership:
+    leader: bool = True
+    down: bool = False
+    acquired: list[object] = field(default_factory=list)
+
+    def acquire(self, now: object) -> bool:
+        self.acquired.append(now)
+        if self.down:
+            raise SourceUnavailable("lease unreadable")
+        return self.leader
+
+    def release(self) -> None:
+        self.leader = False

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from autoscaler.engine import Engine
 from autoscaler.model import Reason, Series
+from autoscaler.policy.labels import Template
 from autoscaler.ports import ScaleConflict, ScaleFailed
 from tests.unit.conftest import build_policy
-from tests.unit.fakes import FakeMetrics, FakeSwarm, ListSink
+from tests.unit.fakes import FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ALL = 'sum by (service) (rate(r{service=~"{{services}}"}[1m]))'
@@ -166,3 +168,68 @@ def test_a_fresh_engine_does_not_scale_down_at_once() -> None:
     assert [(d.desired_replicas, d.reason) for d in sink.decisions] == [
         (6, Reason.SCALE_DOWN_STABILIZED), (1, Reason.DESIRED_WITHIN_RANGE)
     ]
+
+
+@pytest.mark.parametrize(
+    "leadership",
+    [pytest.param(FakeLeadership(leader=False), id="another-agent-leads"),
+     pytest.param(FakeLeadership(down=True), id="lease-unreadable")],
+)
+def test_an_agent_without_the_lease_records_not_leader_and_applies_nothing(
+    leadership: FakeLeadership,
+) -> None:
+    swarm = FakeSwarm()
+    swarm.add("busy", 2)
+    swarm.add("calm", 2)
+    sink = ListSink()
+    policies = {f"{s}.yaml": build_policy(service=s, metrics=[
+        {"name": "rps", "query": ALL, "target": 100}]) for s in ("busy", "calm")}
+    engine = Engine(metrics=by_service({"busy": 500, "calm": 200}), swarm=swarm, sink=sink,
+                    dry_run=False, leadership=leadership, policies=policies)
+
+    report = engine.tick(NOW)
+
+    assert not report.leader
+    assert swarm.scaled == []
+    assert [(d.reason, d.desired_replicas, d.applied) for d in sink.decisions] == [
+        (Reason.NOT_LEADER, 5, False), (Reason.NOT_LEADER, 2, False)
+    ]
+
+
+def test_dry_run_takes_no_lease() -> None:
+    leadership = FakeLeadership(leader=False)
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=ListSink(),
+                    dry_run=True, leadership=leadership,
+                    policies={"w.yaml": build_policy(service="web")})
+
+    report = engine.tick(NOW)
+
+    assert report.leader and leadership.acquired == []
+
+
+def test_labelled_services_are_managed_and_a_file_wins() -> None:
+    swarm = FakeSwarm()
+    swarm.add("filed", 1)
+    swarm.add("labelled", 1)
+    swarm.add("plain", 1)
+    for name in ("filed", "labelled"):
+        swarm.services[name] = replace(swarm.services[name],
+                                       labels={"autoscaler.enable": "true"})
+    template = Template("default", "t/default.yaml", {
+        "max_replicas": 3, "metrics": [{"name": "rps", "query": ALL, "target": 100}]})
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"filed": 800, "labelled": 800, "plain": 800}),
+                    swarm=swarm, sink=sink, dry_run=False,
+                    policies={"filed.yaml": build_policy(
+                        service="filed", metrics=[{"name": "rps", "query": ALL, "target": 100}])},
+                    templates={"default": template})
+
+    engine.tick(NOW)
+
+    assert [(d.service, d.policy_source, d.policy_file, d.desired_replicas)
+            for d in sink.decisions] == [
+        ("filed", "file", "filed.yaml", 5), ("labelled", "label", "t/default.yaml", 3)
+    ]
+    assert sorted(swarm.scaled) == [("filed", 5), ("labelled", 3)]

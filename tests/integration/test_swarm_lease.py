@@ -1,0 +1,72 @@
+"""The lease on a real Swarm: one holder at a time, handed over on release or expiry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import docker
+import pytest
+
+from autoscaler.adapters.swarm import DockerConnection
+from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
+from tests.integration.conftest import running_tasks
+
+TTL = timedelta(seconds=30)
+
+
+@pytest.fixture
+def leases(docker_client: docker.DockerClient) -> Iterator[tuple[SwarmLease, SwarmLease]]:
+    label = f"astest.lease.{uuid.uuid4().hex[:8]}"
+    first = SwarmLease(DockerConnection(), ttl=TTL, holder=new_holder_id(), label=label)
+    second = SwarmLease(DockerConnection(), ttl=TTL, holder=new_holder_id(), label=label)
+    yield first, second
+    first.release()
+    second.release()
+
+
+def lease_label(client: docker.DockerClient, label: str) -> str | None:
+    managers = client.api.nodes(filters={"role": "manager"})
+    node = min(managers, key=lambda n: n["ID"])
+    return node["Spec"].get("Labels", {}).get(label)
+
+
+def test_one_holder_at_a_time_and_a_release_hands_over(
+    leases: tuple[SwarmLease, SwarmLease], docker_client: docker.DockerClient
+) -> None:
+    first, second = leases
+    now = datetime.now(UTC)
+
+    assert first.acquire(now)
+    assert not second.acquire(now)
+    assert first.acquire(now + timedelta(seconds=1))
+    assert (lease_label(docker_client, first.label) or "").startswith(first.holder + " ")
+
+    first.release()
+
+    assert lease_label(docker_client, first.label) is None
+    assert second.acquire(now + timedelta(seconds=2))
+    assert not first.acquire(now + timedelta(seconds=2))
+
+
+def test_an_expired_lease_can_be_taken(leases: tuple[SwarmLease, SwarmLease]) -> None:
+    first, second = leases
+    now = datetime.now(UTC)
+    assert first.acquire(now)
+
+    assert second.acquire(now + TTL + timedelta(seconds=1))
+    assert not first.acquire(now + TTL + timedelta(seconds=2))
+
+
+def test_the_lease_restarts_no_task(
+    leases: tuple[SwarmLease, SwarmLease], make_service: Callable[..., str]
+) -> None:
+    name = make_service("lease", replicas=2)
+    before = running_tasks(name)
+    first, _ = leases
+
+    assert first.acquire(datetime.now(UTC))
+    first.release()
+
+    assert running_tasks(name) == before
