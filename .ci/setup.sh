@@ -57,12 +57,6 @@ if [ -n "$leftovers" ]; then
   docker service rm $leftovers >/dev/null
 fi
 
-# A lease left by an agent that did not stop cleanly would keep `run` from acting until it
-# expires; the tests' own agents use leases of their own, so only the default one is cleared.
-if docker node inspect self --format '{{json .Spec.Labels}}' | grep -q '"autoscaler.lease"'; then
-  docker node update --label-rm autoscaler.lease self >/dev/null || true
-fi
-
 # A tiny image for the services the tests create: busybox on scratch (nothing can be pulled).
 image=autoscaler-test/busybox:1
 if ! docker image inspect "$image" >/dev/null 2>&1; then
