@@ -113,15 +113,19 @@ class Agent:
         last = self._last_tick_done if self._last_tick_done is not None else self._started
         return time.monotonic() - last <= 3 * self._interval.total_seconds()
 
-    def run_forever(self, *, port: int) -> None:
+    def run_forever(self, *, port: int) -> bool:
         """Tick every interval until SIGTERM or SIGINT, finishing the tick in flight; SIGHUP
-        reloads the policies at once."""
+        reloads the policies at once. False when the HTTP port cannot be served."""
+        try:
+            server = self._serve(port) if port else None
+        except OSError as error:
+            log.error("http_server_failed", port=port, error=str(error))
+            return False
         stop = threading.Event()
         hangup = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
-        server = self._serve(port) if port else None
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
             self.tick, "interval", seconds=self._interval.total_seconds(),
@@ -144,6 +148,7 @@ class Agent:
             if server is not None:
                 server.shutdown()
             log.info("agent_stopped")
+        return True
 
     def _serve(self, port: int) -> WSGIServer:
         server = make_server(

@@ -20,7 +20,9 @@ def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
         connection, ttl=3 * settings.interval, holder=new_holder_id(), label=settings.lease
     )
     engine = Engine(
-        metrics=PrometheusSource(settings.prometheus_url),
+        metrics=PrometheusSource(
+            settings.prometheus_url, timeout=min(10.0, settings.interval.total_seconds())
+        ),
         swarm=SwarmScaler(connection),
         sink=LogDecisionSink(),
         dry_run=settings.dry_run,

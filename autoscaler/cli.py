@@ -6,21 +6,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
 from autoscaler.durations import parse_duration
+from autoscaler.logs import LOG_FORMATS
 from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
 from autoscaler.settings import ENVIRONMENT, Settings
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _env_default(setting: str) -> str:
-    variable, default = ENVIRONMENT[setting]
-    return os.environ.get(variable, default)
 
 
 def _env_help(setting: str, text: str) -> str:
@@ -38,6 +34,20 @@ def _interval(text: str) -> timedelta:
     return value
 
 
+def _log_format(text: str) -> str:
+    if text not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text
+
+
+def _policies(text: str) -> Path:
+    return Path(text)
+
+
+def _text(text: str) -> str:
+    return text
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -48,9 +58,30 @@ def _port(text: str) -> int:
     return port
 
 
+CONVERTERS: dict[str, Callable[[str], object]] = {
+    "policies": _policies, "prometheus_url": _text, "interval": _interval, "port": _port,
+    "log_format": _log_format, "lease": _text,
+}
+"""Setting -> the conversion of its text, shared by the flag and its variable."""
+
+
+def _fill_from_environment(parser: argparse.ArgumentParser, arguments: argparse.Namespace
+                           ) -> None:
+    """Each setting not given as a flag comes from its variable, else its default."""
+    for setting, convert in CONVERTERS.items():
+        if getattr(arguments, setting, "absent") is not None:
+            continue
+        variable, default = ENVIRONMENT[setting]
+        text = os.environ.get(variable, default)
+        try:
+            setattr(arguments, setting, convert(text))
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"environment variable {variable}={text!r}: {error}")
+
+
 def _add_policies_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--policies", type=Path, default=Path(_env_default("policies")), metavar="DIR",
+        "--policies", type=_policies, metavar="DIR",
         help=_env_help("policies", "folder of policy files, one *.yaml or *.yml per service"),
     )
 
@@ -82,27 +113,34 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "scale the services by their policies, every interval"),
         ("dry-run", "decide and log as 'run' does, but never change a service"),
     ):
-        command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        command = commands.add_parser(
+            name, help=text,
+            description=f"{text[0].upper()}{text[1:]}. The Docker engine is the one DOCKER_HOST "
+            "names (default: the local socket). Each tick logs one scaling_decision JSON line "
+            "per policy; edits of the policy files are taken up at the next tick or on SIGHUP.",
+            epilog="Exit codes: 0 done (SIGTERM or SIGINT stop it after the tick in flight); "
+            "1 a --once tick got no answer from Prometheus or Docker; 2 bad input (usage, an "
+            "invalid policy, or a port already in use).",
+        )
         _add_policies_option(command)
         command.add_argument(
-            "--prometheus-url", default=_env_default("prometheus_url"), metavar="URL",
+            "--prometheus-url", metavar="URL",
             help=_env_help("prometheus_url", "base URL of Prometheus"),
         )
         command.add_argument(
-            "--interval", type=_interval, default=_env_default("interval"), metavar="DURATION",
+            "--interval", type=_interval, metavar="DURATION",
             help=_env_help("interval", "time between ticks, such as 15s or 1m"),
         )
         command.add_argument(
-            "--port", type=_port, default=_env_default("port"),
+            "--port", type=_port,
             help=_env_help("port", "port serving /healthz and /metrics; 0 turns them off"),
         )
         command.add_argument(
-            "--log-format", choices=("auto", "json", "console"),
-            default=_env_default("log_format"),
+            "--log-format", type=_log_format, metavar="{auto,json,console}",
             help=_env_help("log_format", "auto is JSON unless stdout is a terminal"),
         )
         command.add_argument(
-            "--lease", default=_env_default("lease"), metavar="LABEL",
+            "--lease", metavar="LABEL",
             help=_env_help("lease", "node label holding the lease: of the agents sharing it, "
                            "only the holder scales (dry-run takes none)"),
         )
@@ -140,6 +178,7 @@ def _run(arguments: argparse.Namespace) -> int:
     from autoscaler.app import build_agent
     from autoscaler.logs import configure_logging
 
+
     policy_set = load_policies([arguments.policies])
     if not policy_set.valid:
         print(f"autoscaler: refusing to start, the policies in {arguments.policies} are "
@@ -165,12 +204,23 @@ def _run(arguments: argparse.Namespace) -> int:
         if report is None or report.listing_error is not None or report.every_query_failed:
             return EXIT_UNREACHABLE
         return EXIT_OK
-    agent.run_forever(port=settings.port)
+    if not agent.run_forever(port=settings.port):
+        print(f"autoscaler: cannot serve /healthz and /metrics on port {settings.port}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     return EXIT_OK
 
 
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Flags, else their AUTOSCALER_* variables, else the defaults; exit 2 on bad input."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    _fill_from_environment(parser, arguments)
+    return arguments
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    arguments = parse_arguments(argv)
     if arguments.command == "validate":
         return _validate(arguments)
     return _run(arguments)

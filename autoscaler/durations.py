@@ -6,6 +6,7 @@ import math
 import re
 from datetime import timedelta
 
+MAX_SECONDS = 365 * 86400.0
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
@@ -31,6 +32,8 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"must be a duration such as 30s, 5m or 1h, got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"must be a finite duration of zero or more, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"must be at most 365d, got {value!r}")
     return timedelta(seconds=seconds)
 
 

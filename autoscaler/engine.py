@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -82,16 +83,7 @@ class Engine:
             return report
         managed = self._managed_policies(services, report)
         plan = plan_queries(m.policy for m in managed)
-        answers: dict[str, list[Series] | None] = {}
-        for query in plan:
-            report.queries += 1
-            try:
-                answers[query] = self._metrics.query(query)
-            except SourceUnavailable as error:
-                answers[query] = None
-                report.failed_queries += 1
-                report.query_errors[query] = str(error)
-        values = assign_values(plan, answers)
+        values = assign_values(plan, self._run_queries(list(plan), report))
         report.leader = self._may_act(now, report)
         # 2. Decide, 3. apply, 4. record, service by service.
         for entry in managed:
@@ -102,6 +94,28 @@ class Engine:
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
+
+    def _run_queries(
+        self, queries: list[str], report: TickReport
+    ) -> dict[str, list[Series] | None]:
+        """Run the queries side by side, so that a slow Prometheus costs one timeout a tick."""
+        def run(query: str) -> list[Series] | str:
+            try:
+                return self._metrics.query(query)
+            except SourceUnavailable as error:
+                return str(error)
+
+        answers: dict[str, list[Series] | None] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(queries)))) as pool:
+            for query, answer in zip(queries, pool.map(run, queries), strict=True):
+                report.queries += 1
+                if isinstance(answer, str):
+                    report.failed_queries += 1
+                    report.query_errors[query] = answer
+                    answers[query] = None
+                else:
+                    answers[query] = answer
+        return answers
 
     def _managed_policies(
         self, services: Mapping[str, ServiceState], report: TickReport
@@ -189,7 +203,8 @@ class Engine:
                 decision = replace(decision, reason=Reason.APPLY_FAILED,
                                    message=f"{decision.message}; not applied: {error}")
         self._memory[policy.service] = remember(
-            memory, now=now, recommended=outcome.recommended, change=change,
+            memory, now=now,
+            recommended=outcome.recommended if outcome.from_metrics else None, change=change,
             keep=_history_to_keep(policy),
         )
         return decision

@@ -12,6 +12,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 LogFormat = Literal["auto", "json", "console"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 
 
 def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -32,11 +33,11 @@ def configure_logging(log_format: LogFormat = "auto", *, level: int = logging.IN
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         _timestamp,
+        structlog.processors.format_exc_info,
     ]
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -53,3 +54,4 @@ def configure_logging(log_format: LogFormat = "auto", *, level: int = logging.IN
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

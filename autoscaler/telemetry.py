@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from autoscaler.engine import TickReport
 from autoscaler.model import Reason
 
+ERROR_SOURCES = ("prometheus", "docker", "policy", "agent")
+
 
 class Telemetry:
     def __init__(self) -> None:
@@ -34,6 +36,9 @@ class Telemetry:
             "autoscaler_desired_replicas", "Replicas the last decision wanted.",
             ["service"], registry=self.registry,
         )
+
+        for source in ERROR_SOURCES:
+            self.errors.labels(source)
 
     def observe(self, report: TickReport, seconds: float) -> None:
         self.ticks.inc()

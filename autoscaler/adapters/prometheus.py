@@ -37,8 +37,10 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
             ) from error
-        except ValueError as error:
-            raise SourceUnavailable(f"Prometheus at {self.url} sent no JSON: {error}") from error
+        except (ValueError, KeyError, TypeError) as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
+            ) from error
         return _series(result, self.url)
 
 

@@ -62,7 +62,10 @@ class SwarmScaler:
         except (DockerException, requests.RequestException) as error:
             self._connection.forget()
             raise SourceUnavailable(f"cannot list Swarm services: {error}") from error
-        states = (service_state(raw) for raw in listed)
+        try:
+            states = [service_state(raw) for raw in listed]
+        except (KeyError, TypeError, AttributeError) as error:
+            raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
         return {state.name: state for state in states}
 
     def scale(self, service: ServiceState, replicas: int) -> None:
@@ -77,13 +80,17 @@ class SwarmScaler:
             raise ScaleFailed(f"service {service.name} is gone") from error
         except (DockerException, requests.RequestException) as error:
             raise ScaleFailed(f"cannot inspect service {service.name}: {error}") from error
-        spec = with_replicas(inspected["Spec"], replicas)
+        try:
+            spec = with_replicas(inspected["Spec"], replicas)
+        except (KeyError, TypeError) as error:
+            raise ScaleFailed(f"service {service.name} is no longer replicated") from error
         api = self._api
         try:
             response = api.post(
                 f"{api.base_url}/v{api.api_version}/services/{service.id}/update",
                 json=spec,
                 params={"version": service.version},
+                timeout=api.timeout,
             )
         except requests.RequestException as error:
             raise ScaleFailed(f"cannot scale {service.name}: {error}") from error

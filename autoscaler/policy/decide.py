@@ -15,10 +15,15 @@ from autoscaler.policy.strategies import recommend
 
 @dataclass(frozen=True)
 class Outcome:
+    """`recommended` is the strategy's count; `from_metrics` is False when it is only a hold
+    (all metrics missing, a missing one blocking a decrease, a service scaled to zero), which
+    the stabilization windows must not remember as a recommendation."""
+
     recommended: int
     desired: int
     reason: Reason
     message: str
+    from_metrics: bool = True
 
 
 def decide(
@@ -33,7 +38,8 @@ def decide(
     """Decide the replica count of `policy.service`, given what was gathered at `now`."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
-                       "service is at 0 replicas and min_replicas > 0: left alone")
+                       "service is at 0 replicas and min_replicas > 0: left alone",
+                       from_metrics=False)
     recommendation = recommend(policy, current, metrics)
     if recommendation.missing_blocked:
         reason = Reason.METRICS_MISSING
@@ -65,4 +71,5 @@ def decide(
             reason = limited.reason
             notes.append(limited.note)
         desired = limited.replicas
-    return Outcome(recommendation.replicas, desired, reason, "; ".join(notes))
+    return Outcome(recommendation.replicas, desired, reason, "; ".join(notes),
+                   from_metrics=not recommendation.missing_blocked)

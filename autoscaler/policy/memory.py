@@ -48,11 +48,12 @@ def remember(
     memory: ServiceMemory,
     *,
     now: datetime,
-    recommended: int,
+    recommended: int | None,
     change: int,
     keep: timedelta,
 ) -> ServiceMemory:
-    """Add this tick's recommendation and change; forget what is older than `keep`."""
+    """Add this tick's recommendation (None: none to remember) and change; forget what is
+    older than `keep`."""
     horizon = now - keep
     recommendations = tuple(s for s in memory.recommendations if s[0] > horizon)
     changes = tuple(s for s in memory.changes if s[0] > horizon)
@@ -60,7 +61,9 @@ def remember(
         changes += ((now, change),)
     return replace(
         memory,
-        recommendations=(*recommendations, (now, recommended)),
+        recommendations=(
+            recommendations if recommended is None else (*recommendations, (now, recommended))
+        ),
         changes=changes,
         last_change_at=now if change else memory.last_change_at,
         shadow=memory.shadow + change,

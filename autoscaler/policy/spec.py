@@ -54,7 +54,7 @@ class _ScaleRules(_Strict):
 
     stabilization: Duration = timedelta(0)
     max_step: int | None = Field(default=None, ge=1)
-    max_percent: float | None = Field(default=None, gt=0)
+    max_percent: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     period: Duration = timedelta(seconds=15)
     cooldown: Duration = timedelta(0)
 
@@ -86,7 +86,7 @@ class MetricSpec(_Strict):
     name: str = Field(min_length=1)
     query: str = Field(min_length=1)
     service_label: str = Field(default="service", min_length=1)
-    target: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    target: float | None = Field(default=None, allow_inf_nan=False)
     scale_up_above: float | None = Field(default=None, allow_inf_nan=False)
     scale_down_below: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -101,8 +101,8 @@ class Policy(_Strict):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(ge=0)
     strategy: Strategy = "target"
-    tolerance: float = Field(default=0.1, ge=0, allow_inf_nan=False)
-    step: int = Field(default=1, ge=1)
+    tolerance: float = Field(default=0.1, allow_inf_nan=False)
+    step: int = 1
     metrics: list[MetricSpec] = Field(min_length=1)
     behavior: Behavior = Behavior()
     on_missing_metrics: Literal["hold"] = "hold"
@@ -121,6 +121,11 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
             ("min_replicas", f"min_replicas ({low}) is greater than max_replicas ({high})")
         )
     strategy = document.get("strategy", "target")
+    tolerance, step = document.get("tolerance", 0.1), document.get("step", 1)
+    if strategy == "target" and _is_number(tolerance) and tolerance < 0:
+        problems.append(("tolerance", f"must be at least 0, got {tolerance!r}"))
+    if strategy == "threshold" and _is_number(step) and step < 1:
+        problems.append(("step", f"must be at least 1, got {step!r}"))
     metrics = document.get("metrics")
     seen: set[object] = set()
     for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
@@ -149,6 +154,9 @@ def _strategy_problems(
         for key in needed
         if metric.get(key) is None
     ]
+    target = metric.get("target")
+    if strategy == "target" and isinstance(target, int | float) and target <= 0:
+        problems.append((f"{where}.target", f"must be greater than 0, got {target!r}"))
     up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
     if strategy == "threshold" and isinstance(up, int | float) and isinstance(down, int | float) \
             and down >= up:
@@ -165,6 +173,21 @@ def _is_number(value: object) -> bool:
 Document = dict[str, Any]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     """A file's bytes as a YAML mapping, or what keeps them from being one."""
     try:
@@ -172,7 +195,7 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     except UnicodeDecodeError as error:
         return [PolicyProblem(file, "", f"is not UTF-8 text (byte {error.start})")]
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

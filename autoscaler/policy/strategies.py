@@ -53,7 +53,7 @@ def threshold_count(
 ) -> tuple[int, bool]:
     """Add or remove `step` when the per-replica value leaves its bounds: (count, within)."""
     if current == 0:
-        return (step if value > SLACK else 0), False
+        return (step if value > 0 else 0), False
     per_replica = value / current
     if per_replica > up_above + SLACK:
         return current + step, False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import build_parser, main
+from autoscaler.cli import main, parse_arguments
 
 VALID = "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n"
 
@@ -89,7 +89,7 @@ def test_options_fall_back_to_their_variables(
 ) -> None:
     monkeypatch.setenv(variable, value)
 
-    parsed = getattr(build_parser().parse_args(["run"]), attribute)
+    parsed = getattr(parse_arguments(["run"]), attribute)
 
     assert (parsed.total_seconds() if attribute == "interval" else parsed) == expected
 
@@ -97,7 +97,7 @@ def test_options_fall_back_to_their_variables(
 def test_a_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTOSCALER_INTERVAL", "1m")
 
-    assert build_parser().parse_args(["run", "--interval", "5s"]).interval.total_seconds() == 5
+    assert parse_arguments(["run", "--interval", "5s"]).interval.total_seconds() == 5
 
 
 @pytest.mark.parametrize(
@@ -106,6 +106,7 @@ def test_a_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(["run", "--interval", "0s"], id="zero-interval"),
         pytest.param(["run", "--port", "70000"], id="port-out-of-range"),
         pytest.param(["dry-run", "--log-format", "xml"], id="unknown-format"),
+        pytest.param(["run", "--interval", "1e20"], id="interval-overflow"),
         pytest.param(["scale"], id="unknown-command"),
         pytest.param([], id="no-command"),
     ],
@@ -115,3 +116,22 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         main(argv)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [pytest.param("AUTOSCALER_LOG_FORMAT", "xml", id="log-format"),
+     pytest.param("AUTOSCALER_PORT", "abc", id="port"),
+     pytest.param("AUTOSCALER_INTERVAL", "soon", id="interval")],
+)
+def test_a_bad_variable_is_a_usage_error_that_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(["run"])
+
+    assert exit_info.value.code == 2
+    assert f"environment variable {variable}={value!r}" in capsys.readouterr().err

@@ -233,3 +233,23 @@ def test_labelled_services_are_managed_and_a_file_wins() -> None:
         ("filed", "file", "filed.yaml", 5), ("labelled", "label", "t/default.yaml", 3)
     ]
     assert sorted(swarm.scaled) == [("filed", 5), ("labelled", 3)]
+
+
+def test_a_hold_for_missing_metrics_is_not_remembered_as_a_recommendation() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    values: dict[str, float] = {"web": 1000}
+    metrics = FakeMetrics(lambda _: [Series({"service": "web"}, values["web"])])
+    engine, sink = engine_for(metrics, swarm, dry_run=False,
+                              web={"behavior": {"scale_up": {"stabilization": "2m"}}})
+
+    engine.tick(NOW)
+    values["web"] = float("nan")
+    engine.tick(NOW + timedelta(seconds=15))
+    values["web"] = 1000
+    engine.tick(NOW + timedelta(seconds=30))
+
+    assert [(d.desired_replicas, d.reason) for d in sink.decisions] == [
+        (7, Reason.SCALE_UP_LIMIT), (7, Reason.METRICS_MISSING),
+        (10, Reason.DESIRED_WITHIN_RANGE),
+    ]

@@ -248,7 +248,9 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
                      id="negative-min"),
         pytest.param(changed(tolerance=-0.1), "tolerance", "at least 0",
                      id="negative-tolerance"),
-        pytest.param(changed(step=0), "step", "at least 1", id="zero-step"),
+        pytest.param(changed(step=0, strategy="threshold", metrics=[
+            {"name": "rps", "query": "q", "scale_up_above": 2, "scale_down_below": 1}]),
+            "step", "at least 1", id="zero-step"),
         pytest.param(with_metric(target=0), "metrics[0].target", "greater than 0",
                      id="zero-target"),
         pytest.param(with_metric(target=-5), "metrics[0].target", "greater than 0",
@@ -327,3 +329,39 @@ def test_cross_key_checks_skip_values_of_the_wrong_type() -> None:
     problems = problems_of(parse(changed(min_replicas="many", max_replicas=2)))
     assert [p.key for p in problems] == ["min_replicas"]
     assert "whole number" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param({**VALID, "strategy": "threshold", "metrics": [
+            {"name": "rps", "query": "q", "target": 0, "scale_up_above": 2,
+             "scale_down_below": 1}]}, id="threshold-ignores-a-zero-target"),
+        pytest.param({**VALID, "step": 0, "strategy": "target"},
+                     id="target-ignores-a-zero-step"),
+    ],
+)
+def test_keys_another_strategy_uses_are_allowed_and_ignored(document: dict[str, Any]) -> None:
+    assert isinstance(parse_policy(yaml.safe_dump(document).encode(), "p.yaml"), Policy)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        pytest.param("max_replicas: 3\nmax_replicas: 30\n", "", "appears twice",
+                     id="duplicate-key"),
+        pytest.param("behavior: {scale_up: {max_percent: .inf}}\n",
+                     "behavior.scale_up.max_percent", "finite", id="infinite-percent"),
+        pytest.param("behavior: {scale_down: {period: 99999999999d}}\n",
+                     "behavior.scale_down.period", "at most 365d", id="huge-duration"),
+    ],
+)
+def test_values_that_would_break_a_tick_are_rejected(text: str, key: str, fragment: str) -> None:
+    base = "service: web\nmetrics: [{name: rps, query: q, target: 10}]\n"
+    if "max_replicas" not in text:
+        base += "max_replicas: 5\n"
+
+    problems = parse_policy((base + text).encode(), "p.yaml")
+
+    assert isinstance(problems, list)
+    assert any(p.key == key and fragment in p.message for p in problems), problems
