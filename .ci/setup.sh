@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and start everything the tests need, from a fresh machine or over an earlier run:
-# Debian packages, the virtual environment, dockerd, a single-node Swarm, the test images.
+# Debian packages, the virtual environment, dockerd, a single-node Swarm, the test images and
+# the images of the stack in compose/.
 # Safe to run again; it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 command -v docker >/dev/null || packages+=(docker.io)
 [ -x /usr/bin/prometheus ] || packages+=(prometheus)
 dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
+command -v debootstrap >/dev/null || packages+=(debootstrap)
+command -v curl >/dev/null || packages+=(curl)
 if ((${#packages[@]})); then
   log "installing Debian packages: ${packages[*]}"
   apt-get update -qq
@@ -50,6 +53,10 @@ for _ in $(seq 30); do
   [ "$(docker info --format '{{.Swarm.ControlAvailable}}')" = true ] && break; sleep 1
 done
 
+for stack in $(docker stack ls --format '{{.Name}}' | grep -E '^aste2e[0-9a-f]+$' || true); do
+  log "removing the stack $stack left by an earlier test run"
+  bash compose/remove.sh "$stack" >/dev/null 2>&1 || true
+done
 leftovers=$(docker service ls -q --filter label=autoscaler.test=1)
 if [ -n "$leftovers" ]; then
   log "removing services left by an earlier test run"
@@ -68,4 +75,8 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
   tar -C "$root" -c . | docker import --change 'CMD ["/bin/busybox","sleep","86400"]' - "$image" >/dev/null
   rm -rf "$root"
 fi
+# The images of the stack in compose/ (the end-to-end tests deploy it): a debootstrap base
+# once (about two minutes), then only what changed.
+bash compose/build-images.sh
+
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), Swarm active, $image"
