@@ -7,14 +7,15 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from autoscaler.durations import parse_duration
 from autoscaler.logs import LOG_FORMATS
 from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
 from autoscaler.settings import ENVIRONMENT, Settings
+from autoscaler.traces import parse_time
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -148,7 +149,125 @@ def build_parser() -> argparse.ArgumentParser:
             "--once", action="store_true", help="run one tick, then exit (0, or 1 when "
             "every Prometheus query failed or Docker could not be listed)",
         )
+    _add_offline_commands(commands)
     return parser
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_number(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO 8601 time or Unix seconds, got {text!r}"
+        ) from None
+
+
+def _add_offline_commands(commands: Any) -> None:
+    backtest = commands.add_parser(
+        "backtest", help="replay a trace through policies and score them",
+        description="Replay history through the agent's engine and the given policies, one "
+        "tick per step, against a simulated cluster, and score each policy against the "
+        "oracle (the fewest replicas meeting the SLO at each step). Writes summary.json, "
+        "report.md and report.html into --out. The history is a CSV (--trace) or a "
+        "Prometheus range (--prometheus-url, --query, --start, --end, --step).",
+        epilog="Exit codes: 0 done; 1 Prometheus did not answer; 2 bad input.",
+    )
+    source = backtest.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", type=Path, metavar="CSV",
+                        help="a CSV with a timestamp column and a value column at a regular "
+                        "step (as minute,requests)")
+    source.add_argument("--prometheus-url", metavar="URL",
+                        help="replay a live service's history from this Prometheus instead")
+    backtest.add_argument("--query", help="with --prometheus-url: a query answering one series")
+    backtest.add_argument("--start", type=_time, help="with --prometheus-url: first time")
+    backtest.add_argument("--end", type=_time, help="with --prometheus-url: last time")
+    backtest.add_argument("--step", type=_interval, help="with --prometheus-url: step, e.g. 1m")
+    backtest.add_argument("--policy", type=Path, action="append", required=True, metavar="FILE",
+                          help="a policy file; repeat to compare several")
+    backtest.add_argument("--out", type=Path, required=True, metavar="DIR",
+                          help="folder for summary.json, report.md, report.html")
+    backtest.add_argument("--capacity", type=_positive_number,
+                          help="what one replica carries at 100 %%, in the trace's unit "
+                          "(default: the first target among the policies / 0.7)")
+    backtest.add_argument("--startup", type=_duration, default=timedelta(minutes=1),
+                          metavar="DURATION", help="time until a new replica is ready "
+                          "(default 1m)")
+    backtest.add_argument("--slo-utilisation", type=_fraction, default=0.9, metavar="U",
+                          help="share of capacity a replica may run at within the SLO "
+                          "(default 0.9)")
+    backtest.add_argument("--warmup", type=_duration, default=timedelta(days=8),
+                          metavar="DURATION", help="history before the scored steps, never "
+                          "scored (default 8d)")
+    backtest.add_argument("--metric", metavar="NAME",
+                          help="the policy metric the trace feeds (default: each policy's first)")
+
+    report = commands.add_parser(
+        "report", help="turn a dry-run's decision log into a report",
+        description="Turn the decision log of `autoscaler dry-run` (JSON lines as the agent "
+        "writes them, or `docker service logs --raw`) into a report per service: metrics, "
+        "current and desired replicas over time, the changes and their reasons.",
+    )
+    report.add_argument("--log", type=Path, required=True, metavar="FILE")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR")
+
+    demo = commands.add_parser(
+        "demo", help="backtest the example policies on a shipped real trace (no Docker needed)",
+        description="Backtest the example policies shipped with the agent on three weeks of "
+        "real traffic (the 1998 World Cup web site), print the comparison and write the "
+        "report. Needs neither Docker nor Prometheus.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("autoscaler-demo"), metavar="DIR",
+                      help="folder for the report (default ./autoscaler-demo)")
+
+
+def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from autoscaler import offline
+
+    if arguments.command == "demo":
+        return offline.demo(arguments.out)
+    if arguments.command == "report":
+        return offline.report_from_log(arguments.log, arguments.out)
+    inputs = offline.BacktestInputs(
+        policy_files=arguments.policy, out=arguments.out, capacity=arguments.capacity,
+        slo_utilisation=arguments.slo_utilisation, startup=arguments.startup,
+        warmup=arguments.warmup, metric=arguments.metric,
+    )
+    if arguments.trace is not None:
+        return offline.backtest_csv(arguments.trace, inputs)
+    missing = [f"--{n}" for n in ("query", "start", "end", "step")
+               if getattr(arguments, n) is None]
+    if missing:
+        parser.error(f"--prometheus-url needs {', '.join(missing)}")
+    if arguments.end <= arguments.start:
+        parser.error("--end must come after --start")
+    return offline.backtest_prometheus(
+        arguments.prometheus_url, arguments.query, arguments.start, arguments.end,
+        arguments.step, inputs,
+    )
 
 
 def print_problems(policy_set: PolicySet, out: TextIO) -> None:
@@ -215,12 +334,20 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Flags, else their AUTOSCALER_* variables, else the defaults; exit 2 on bad input."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    if arguments.command in OFFLINE_COMMANDS:
+        return arguments
     _fill_from_environment(parser, arguments)
     return arguments
 
 
+OFFLINE_COMMANDS = ("backtest", "report", "demo")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     arguments = parse_arguments(argv)
+    if arguments.command in OFFLINE_COMMANDS:
+        return _offline(arguments, parser)
     if arguments.command == "validate":
         return _validate(arguments)
     return _run(arguments)

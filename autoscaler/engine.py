@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from autoscaler.model import Decision, Reason, Series, ServiceState
 from autoscaler.policy.decide import decide
 from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
 from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
-from autoscaler.policy.queries import assign_values, plan_queries
+from autoscaler.policy.queries import QueryUse, assign_values, plan_queries
 from autoscaler.policy.spec import Policy, PolicyProblem
 from autoscaler.ports import (
     DecisionSink,
@@ -63,7 +64,11 @@ class Engine:
         self._leadership = leadership
         self._files: dict[str, Policy] = {}
         self._templates: dict[str, Template] = {}
+        self._from_files: list[ManagedPolicy] = []
+        self._file_services: set[str] = set()
         self._memory: dict[str, ServiceMemory] = {}
+        self._plan_key: tuple[int, ...] = ()
+        self._plan_cache: dict[str, list[QueryUse]] = {}
         self.set_policies(policies or {}, templates or {})
 
     def set_policies(
@@ -72,6 +77,9 @@ class Engine:
         """Use these policy files (file -> policy) and label templates from the next tick on."""
         self._files = dict(policies)
         self._templates = dict(templates)
+        self._from_files = [ManagedPolicy(policy, file, "file")
+                            for file, policy in sorted(self._files.items())]
+        self._file_services = {m.policy.service for m in self._from_files}
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport()
@@ -82,7 +90,7 @@ class Engine:
             report.listing_error = str(error)
             return report
         managed = self._managed_policies(services, report)
-        plan = plan_queries(m.policy for m in managed)
+        plan = self._plan(managed)
         values = assign_values(plan, self._run_queries(list(plan), report))
         report.leader = self._may_act(now, report)
         # 2. Decide, 3. apply, 4. record, service by service.
@@ -106,30 +114,41 @@ class Engine:
                 return str(error)
 
         answers: dict[str, list[Series] | None] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(queries)))) as pool:
-            for query, answer in zip(queries, pool.map(run, queries), strict=True):
-                report.queries += 1
-                if isinstance(answer, str):
-                    report.failed_queries += 1
-                    report.query_errors[query] = answer
-                    answers[query] = None
-                else:
-                    answers[query] = answer
+        if len(queries) <= 1:
+            results: list[list[Series] | str] = [run(query) for query in queries]
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(queries))) as pool:
+                results = list(pool.map(run, queries))
+        for query, answer in zip(queries, results, strict=True):
+            report.queries += 1
+            if isinstance(answer, str):
+                report.failed_queries += 1
+                report.query_errors[query] = answer
+                answers[query] = None
+            else:
+                answers[query] = answer
         return answers
 
     def _managed_policies(
         self, services: Mapping[str, ServiceState], report: TickReport
     ) -> list[ManagedPolicy]:
-        from_files = [ManagedPolicy(policy, file, "file")
-                      for file, policy in sorted(self._files.items())]
-        file_services = {m.policy.service for m in from_files}
-        from_labels, report.label_problems = label_policies(
-            services.values(), self._templates, file_services=file_services
-        )
-        managed = from_files + sorted(from_labels, key=lambda m: m.policy.service)
-        names = {m.policy.service for m in managed}
-        self._memory = {name: m for name, m in self._memory.items() if name in names}
+        managed = list(self._from_files)
+        if self._templates:
+            from_labels, report.label_problems = label_policies(
+                services.values(), self._templates, file_services=self._file_services
+            )
+            managed += sorted(from_labels, key=lambda m: m.policy.service)
+        if len(self._memory) > len(managed):
+            names = {m.policy.service for m in managed}
+            self._memory = {name: m for name, m in self._memory.items() if name in names}
         return managed
+
+    def _plan(self, managed: list[ManagedPolicy]) -> dict[str, list[QueryUse]]:
+        """The tick's queries; the same as last tick's while the policies are the same."""
+        key = tuple(id(m.policy) for m in managed)
+        if key != self._plan_key:
+            self._plan_key, self._plan_cache = key, plan_queries(m.policy for m in managed)
+        return self._plan_cache
 
     def _may_act(self, now: datetime, report: TickReport) -> bool:
         if self._dry_run or self._leadership is None:
@@ -150,19 +169,16 @@ class Engine:
         leader: bool,
     ) -> Decision:
         policy = entry.policy
-        base = Decision(
-            service=policy.service, strategy=policy.strategy, time=now,
-            reason=Reason.SERVICE_NOT_FOUND, message="no Swarm service has this name",
+        record = partial(
+            Decision, service=policy.service, strategy=policy.strategy, time=now,
             metrics={m.name: values.get(m.name) for m in policy.metrics},
             policy_file=entry.file, policy_source=entry.source, dry_run=self._dry_run,
         )
         if state is None:
-            return base
+            return record(reason=Reason.SERVICE_NOT_FOUND, message="no Swarm service has this name")
         if state.replicas is None:
-            return replace(
-                base, reason=Reason.NOT_REPLICATED,
-                message="service is not in replicated mode: left alone",
-            )
+            return record(reason=Reason.NOT_REPLICATED,
+                          message="service is not in replicated mode: left alone")
         spec = state.replicas
         memory = self._memory.get(policy.service) or ServiceMemory.first_seen(
             replicas=spec, now=now
@@ -177,37 +193,33 @@ class Engine:
             policy, current=current, metrics=values, memory=memory,
             last_change_at=last_change, now=now,
         )
-        decision = replace(
-            base, current_replicas=current, spec_replicas=spec,
-            recommended_replicas=outcome.recommended, desired_replicas=outcome.desired,
-            reason=outcome.reason, message=outcome.message,
-        )
+        reason, message, applied = outcome.reason, outcome.message, False
         change = outcome.desired - current
         if not leader:
             change = 0
-            decision = replace(
-                decision, reason=Reason.NOT_LEADER,
-                message=f"{decision.message}; {decision.reason}; nothing applied: another "
-                "agent holds the lease",
+            reason, message = Reason.NOT_LEADER, (
+                f"{message}; {outcome.reason}; nothing applied: another agent holds the lease"
             )
         elif change and not self._dry_run:
             try:
                 self._swarm.scale(state, outcome.desired)
-                decision = replace(decision, applied=True)
+                applied = True
             except ScaleConflict as error:
                 change = 0
-                decision = replace(decision, reason=Reason.CONFLICT,
-                                   message=f"{decision.message}; not applied: {error}")
+                reason, message = Reason.CONFLICT, f"{message}; not applied: {error}"
             except ScaleFailed as error:
                 change = 0
-                decision = replace(decision, reason=Reason.APPLY_FAILED,
-                                   message=f"{decision.message}; not applied: {error}")
+                reason, message = Reason.APPLY_FAILED, f"{message}; not applied: {error}"
         self._memory[policy.service] = remember(
             memory, now=now,
             recommended=outcome.recommended if outcome.from_metrics else None, change=change,
             keep=_history_to_keep(policy),
         )
-        return decision
+        return record(
+            reason=reason, message=message, applied=applied, current_replicas=current,
+            spec_replicas=spec, recommended_replicas=outcome.recommended,
+            desired_replicas=outcome.desired,
+        )
 
 
 def _history_to_keep(policy: Policy) -> timedelta:

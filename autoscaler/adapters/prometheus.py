@@ -7,6 +7,8 @@ not parse. NaN and infinities pass through as floats; the core reads them as mis
 
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -16,6 +18,7 @@ from urllib3.util.retry import Retry
 
 from autoscaler.model import Series
 from autoscaler.ports import SourceUnavailable
+from autoscaler.traces import Trace, TraceError, regular
 
 
 class PrometheusSource:
@@ -42,6 +45,38 @@ class PrometheusSource:
                 f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
             ) from error
         return _series(result, self.url)
+
+
+    def range_trace(self, promql: str, *, start: datetime, end: datetime, step: timedelta
+                    ) -> Trace:
+        """A range query answering one series, as a trace at `step`. A step with no sample
+        takes the value before it (0 before the first), as Prometheus's staleness would."""
+        try:
+            result = self._client.custom_query_range(
+                promql, start_time=start, end_time=end, step=str(int(step.total_seconds())),
+            )
+        except PrometheusApiClientException as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} refused the query: {error}"
+            ) from error
+        except requests.RequestException as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
+            ) from error
+        if not isinstance(result, list) or len(result) != 1:
+            count = len(result) if isinstance(result, list) else 0
+            raise TraceError(f"the query must answer one series, it answered {count}: "
+                             "aggregate it (sum by nothing, or filter to one service)")
+        samples = {float(t): float(v) for t, v in result[0].get("values", [])}
+        seconds = step.total_seconds()
+        count = int((end - start).total_seconds() // seconds) + 1
+        values, last = [], 0.0
+        for index in range(count):
+            value = samples.get(start.timestamp() + index * seconds)
+            last = last if value is None or not math.isfinite(value) else value
+            values.append(last)
+        return regular([start + index * step for index in range(count)], values,
+                        f"{self.url} {promql}")
 
 
 def _series(result: Any, url: str) -> list[Series]:

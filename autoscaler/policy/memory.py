@@ -56,15 +56,18 @@ def remember(
     older than `keep`."""
     horizon = now - keep
     recommendations = tuple(s for s in memory.recommendations if s[0] > horizon)
-    changes = tuple(s for s in memory.changes if s[0] > horizon)
+    if recommended is not None:
+        recommendations += ((now, recommended),)
+    changes = memory.changes
+    if changes and changes[0][0] <= horizon:
+        changes = tuple(s for s in changes if s[0] > horizon)
     if change:
         changes += ((now, change),)
-    return replace(
-        memory,
-        recommendations=(
-            recommendations if recommended is None else (*recommendations, (now, recommended))
-        ),
+    return ServiceMemory(
+        seed=memory.seed,
+        recommendations=recommendations,
         changes=changes,
         last_change_at=now if change else memory.last_change_at,
         shadow=memory.shadow + change,
+        seen_spec=memory.seen_spec,
     )

@@ -8,6 +8,7 @@ the PromQL string they sit in. Pure.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,11 @@ def _string_contexts(query: str) -> list[tuple[int, str, bool]]:
 
 def render(query: str, *, services: Sequence[str], service: str | None = None) -> str:
     """Fill the placeholders of `query` for `services` (all) and `service` (one)."""
+    return _render(query, tuple(sorted(services)), service)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(query: str, services: tuple[str, ...], service: str | None) -> str:
     contexts = {offset: (quote, regex) for offset, quote, regex in _string_contexts(query)}
     out = []
     index = 0
@@ -77,7 +83,7 @@ def render(query: str, *, services: Sequence[str], service: str | None = None) -
             if query.startswith(placeholder, index):
                 quote, regex = contexts.get(index, ('"', True))
                 if placeholder == ALL_SERVICES:
-                    text = "|".join(escape_regex(s) for s in sorted(services))
+                    text = "|".join(escape_regex(s) for s in services)
                 else:
                     text = escape_regex(service or "") if regex else (service or "")
                 out.append(_escape_string(text, quote) if index in contexts else text)

@@ -1,0 +1,70 @@
+"""A simulated cluster behind the same ports as Prometheus and Swarm, for the backtest.
+
+One service. At each step the metric every query sees is the load of the step before (one
+scrape late). A scale-up adds replicas that are ready `startup_steps` later; a scale-down
+cancels pending replicas first (the latest-ready first), then removes ready ones, at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from autoscaler.model import Series, ServiceState
+
+
+class SimulatedCluster:
+    def __init__(self, *, service: str, service_label: str, ready: int, startup_steps: int
+                 ) -> None:
+        self.service = service
+        self._label = service_label
+        self.ready = ready
+        self._startup_steps = startup_steps
+        self._pending: list[tuple[int, int]] = []  # (step it is ready at, replicas)
+        self._step = 0
+        self._now: datetime | None = None
+        self._metric: float | None = None
+        self._version = 1
+        self._last_scaled_at: datetime | None = None
+        self.actions = 0
+
+    @property
+    def pending(self) -> int:
+        return sum(count for _, count in self._pending)
+
+    def begin_step(self, step: int, now: datetime, metric: float | None) -> None:
+        """Move to `step`: replicas due by then become ready; the metric is `metric`."""
+        self._step, self._now, self._metric = step, now, metric
+        due = [count for ready_at, count in self._pending if ready_at <= step]
+        if due:
+            self.ready += sum(due)
+            self._pending = [p for p in self._pending if p[0] > step]
+
+    def query(self, promql: str) -> list[Series]:
+        if self._metric is None:
+            return []
+        return [Series({self._label: self.service}, self._metric)]
+
+    def list_services(self) -> dict[str, ServiceState]:
+        state = ServiceState(self.service, self.service, self._version, self.ready + self.pending,
+                             self._last_scaled_at)
+        return {self.service: state}
+
+    def scale(self, service: ServiceState, replicas: int) -> None:
+        change = replicas - (self.ready + self.pending)
+        if change == 0:
+            return
+        self.actions += 1
+        self._version += 1
+        self._last_scaled_at = self._now
+        if change > 0:
+            self._pending.append((self._step + self._startup_steps, change))
+            self.begin_step(self._step, self._now or datetime.min, self._metric)
+            return
+        to_remove = -change
+        while to_remove and self._pending:
+            ready_at, count = self._pending.pop()
+            taken = min(count, to_remove)
+            to_remove -= taken
+            if count > taken:
+                self._pending.append((ready_at, count - taken))
+        self.ready -= to_remove

@@ -1,0 +1,150 @@
+"""The backtest: the real engine and the real policy, ticked once per trace step against a
+simulated cluster, and scored against the oracle demand.
+
+Semantics (so that two implementations give the same numbers): the metric at tick t is the
+load of step t-1, in the unit of the policy's `target`; the engine ticks from the first
+scored step w (after the warm-up) with d_w replicas ready and no history; a scale-up decided
+at step t is ready at t + startup (whole steps); a scale-down cancels pending replicas first,
+then removes ready ones at once; cost counts every replica from its decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from autoscaler.adapters.simulated import SimulatedCluster
+from autoscaler.engine import Engine
+from autoscaler.model import Decision
+from autoscaler.policy.spec import MetricSpec, Policy
+from autoscaler.scoring import Scores, demand, score
+from autoscaler.traces import Trace
+
+Progress = Callable[[int, int], None]
+"""(steps done, steps in all) of the policy being replayed."""
+
+DEFAULT_UTILISATION_OF_TARGET = 0.7
+
+
+class BacktestError(ValueError):
+    """Settings or inputs that make a backtest impossible; the message says why."""
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    capacity: float
+    """What one replica carries at 100 %, in the trace's unit."""
+    slo_utilisation: float = 0.9
+    startup: timedelta = timedelta(minutes=1)
+    warmup: timedelta = timedelta(days=8)
+    metric: str | None = None
+    """The metric the trace feeds; default the policy's first."""
+
+
+def default_capacity(policies: Sequence[Policy]) -> float | None:
+    """The first `target` among the policies / 0.7, so that policies compared in one run
+    share it; None when no policy has a target."""
+    for policy in policies:
+        for metric in policy.metrics:
+            if metric.target is not None and metric.target > 0:
+                return metric.target / DEFAULT_UTILISATION_OF_TARGET
+    return None
+
+
+@dataclass
+class _Recorder:
+    """The decision sink of a replay: reasons counted, changes kept."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    changes: list[Decision] = field(default_factory=list)
+
+    def record(self, decision: Decision) -> None:
+        self.reasons[str(decision.reason)] += 1
+        if decision.applied:
+            self.changes.append(decision)
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One policy replayed over the scored steps of a trace."""
+
+    file: str
+    policy: Policy
+    metric: str
+    times: list[datetime]
+    load: list[float]
+    demand: list[int]
+    supply: list[int]
+    billed: list[int]
+    changes: list[Decision]
+    reasons: dict[str, int]
+    scores: Scores
+
+
+def fed_metric(policy: Policy, name: str | None) -> MetricSpec:
+    if name is None:
+        return policy.metrics[0]
+    for metric in policy.metrics:
+        if metric.name == name:
+            return metric
+    known = ", ".join(m.name for m in policy.metrics)
+    raise BacktestError(f"policy for {policy.service} has no metric {name!r} (it has {known})")
+
+
+def scored_range(trace: Trace, warmup: timedelta) -> int:
+    """The first scored step w: the warm-up in whole steps."""
+    first = math.ceil(warmup / trace.step - 1e-9)
+    if first >= len(trace) - 1:
+        raise BacktestError(
+            f"the trace ({len(trace)} steps of {trace.step}) is not longer than the warm-up "
+            f"({warmup}): nothing to score; shorten --warmup"
+        )
+    return first
+
+
+def replay(
+    policy: Policy, file: str, trace: Trace, settings: BacktestSettings,
+    progress: Progress | None = None,
+) -> PolicyRun:
+    """Run `policy` over `trace` through the real engine and score it."""
+    metric = fed_metric(policy, settings.metric)
+    traced = policy.model_copy(update={"metrics": [metric]})
+    first = scored_range(trace, settings.warmup)
+    startup_steps = math.ceil(settings.startup / trace.step - 1e-9)
+    demands = [
+        demand(load, capacity=settings.capacity, slo_utilisation=settings.slo_utilisation,
+               min_replicas=policy.min_replicas)
+        for load in trace.values[first:]
+    ]
+    cluster = SimulatedCluster(service=policy.service, service_label=metric.service_label,
+                               ready=demands[0], startup_steps=startup_steps)
+    recorder = _Recorder()
+    engine = Engine(metrics=cluster, swarm=cluster, sink=recorder, dry_run=False,
+                    policies={file: traced})
+    total = len(trace) - first
+    supply: list[int] = []
+    billed: list[int] = []
+    for index in range(total):
+        step = first + index
+        now = trace.time(step)
+        cluster.begin_step(step, now, trace.values[step - 1] if step > 0 else None)
+        engine.tick(now)
+        supply.append(cluster.ready)
+        billed.append(cluster.ready + cluster.pending)
+        if progress is not None and (index % 2000 == 0 or index == total - 1):
+            progress(index + 1, total)
+    load = trace.values[first:]
+    scores = score(
+        load=load, demand=demands, supply=supply, billed=billed,
+        step_hours=trace.step.total_seconds() / 3600, capacity=settings.capacity,
+        slo_utilisation=settings.slo_utilisation, actions=cluster.actions,
+    )
+    return PolicyRun(
+        file=file, policy=policy, metric=metric.name,
+        times=[trace.time(first + i) for i in range(total)], load=load, demand=demands,
+        supply=supply, billed=billed, changes=recorder.changes,
+        reasons=dict(sorted(recorder.reasons.items())), scores=scores,
+    )

@@ -1,0 +1,183 @@
+"""The backtest's report: the metric table side by side, and per policy the load, the oracle
+and the supplied replicas over time, the worst hour of under-provisioning, and the decisions
+that shaped the curve."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from autoscaler.backtest import BacktestSettings, PolicyRun
+from autoscaler.charts import Line, line_chart
+from autoscaler.durations import format_duration
+from autoscaler.report import Chart, Document, Section, Table
+from autoscaler.traces import Trace
+
+METRICS = (
+    ("replica_hours", "replica-hours"),
+    ("oracle_replica_hours", "oracle replica-hours"),
+    ("slo_violation_pct", "SLO violation %"),
+    ("under_provisioned_time_pct", "under-provisioned time %"),
+    ("over_provisioned_time_pct", "over-provisioned time %"),
+    ("under_provisioning_accuracy", "under-provisioning accuracy"),
+    ("over_provisioning_accuracy", "over-provisioning accuracy"),
+    ("instability_pct", "instability %"),
+    ("scaling_actions_per_hour", "scaling actions / hour"),
+)
+SHOWN_CHANGES = 40
+
+
+def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> dict[str, Any]:
+    """summary.json: the run's settings and one record per policy."""
+    return {
+        "settings": {
+            "trace": trace.source,
+            "trace_step_seconds": trace.step.total_seconds(),
+            "trace_steps": len(trace),
+            "scored_steps": len(runs[0].load) if runs else 0,
+            "scored_from": runs[0].times[0].isoformat() if runs else None,
+            "capacity": settings.capacity,
+            "slo_utilisation": settings.slo_utilisation,
+            "startup_seconds": settings.startup.total_seconds(),
+            "warmup_seconds": settings.warmup.total_seconds(),
+            "metric": settings.metric,
+        },
+        "policies": [
+            {
+                "file": run.file, "service": run.policy.service,
+                "strategy": run.policy.strategy, "metric": run.metric,
+                **asdict(run.scores),
+                "scaling_actions": len(run.changes),
+                "decisions_by_reason": run.reasons,
+            }
+            for run in runs
+        ],
+    }
+
+
+def labels(runs: list[PolicyRun]) -> list[str]:
+    """Each run's file name, or its whole path where two runs share a name."""
+    names = [Path(run.file).name for run in runs]
+    return [name if names.count(name) == 1 else run.file for name, run in zip(names, runs,
+                                                                              strict=True)]
+
+
+def metric_table(runs: list[PolicyRun]) -> Table:
+    header = ["metric", *(f"{label} ({run.policy.strategy})"
+                          for label, run in zip(labels(runs), runs, strict=True))]
+    rows = [[label, *(round(getattr(run.scores, key), 3) for run in runs)]
+            for key, label in METRICS]
+    return Table(header, rows)
+
+
+def _worst_hour(run: PolicyRun, step: timedelta) -> tuple[int, int] | None:
+    """The hour (as [first, last) step indices) with the largest replica shortfall."""
+    width = max(1, round(timedelta(hours=1) / step))
+    shortfall = [max(d - s, 0) for d, s in zip(run.demand, run.supply, strict=True)]
+    if not any(shortfall):
+        return None
+    window = sum(shortfall[:width])
+    best, best_start = window, 0
+    for start in range(1, len(shortfall) - width + 1):
+        window += shortfall[start + width - 1] - shortfall[start - 1]
+        if window > best:
+            best, best_start = window, start
+    return best_start, min(best_start + width, len(shortfall))
+
+
+def _series_chart(name: str, title: str, run: PolicyRun, first: int, last: int,
+                  capacity: float) -> Chart:
+    times = run.times[first:last]
+    svg = line_chart(
+        title, times,
+        [Line("load (right axis)", run.load[first:last], step=False, axis="right"),
+         Line("oracle demand d", run.demand[first:last]),
+         Line("ready replicas s", run.supply[first:last]),
+         Line("billed replicas (ready + starting)", run.billed[first:last])],
+        left_label="replicas", right_label=f"load (capacity {capacity:g} per replica)",
+    )
+    return Chart(name, svg, title)
+
+
+def _policy_section(index: int, run: PolicyRun, settings: BacktestSettings,
+                    step: timedelta) -> Section:
+    scores = run.scores
+    section = Section(f"{run.file}: {run.policy.strategy}, service {run.policy.service}")
+    section.blocks.append(
+        f"**{scores.replica_hours:,.0f} replica-hours** against the oracle's "
+        f"{scores.oracle_replica_hours:,.0f} ({_ratio(scores)}), SLO violated in "
+        f"{scores.slo_violation_pct:.2f} % of steps, under-provisioned "
+        f"{scores.under_provisioned_time_pct:.2f} % of the time, "
+        f"{len(run.changes)} scaling actions ({scores.scaling_actions_per_hour:.2f} an hour). "
+        f"The trace feeds the metric `{run.metric}`."
+    )
+    section.blocks.append(_series_chart(
+        f"policy{index}-overview", f"{run.file}: demand and supply over the scored steps",
+        run, 0, len(run.times), settings.capacity))
+    worst = _worst_hour(run, step)
+    if worst is None:
+        section.blocks.append("Never under-provisioned: no worst hour to show.")
+    else:
+        first, last = worst
+        section.blocks.append(_series_chart(
+            f"policy{index}-worst-hour",
+            f"{run.file}: the worst hour of under-provisioning, from "
+            f"{run.times[first]:%Y-%m-%d %H:%M}", run, first, last, settings.capacity))
+    section.blocks.append(
+        "Decisions by reason: " + ", ".join(f"{k} {v}" for k, v in run.reasons.items()) + "."
+    )
+    section.blocks.append(_changes_text(run))
+    section.blocks.append(_changes_table(run, worst))
+    return section
+
+
+def _ratio(scores: Any) -> str:
+    if not scores.oracle_replica_hours:
+        return "no oracle cost"
+    return f"{scores.replica_hours / scores.oracle_replica_hours:.2f} x"
+
+
+def _changes_text(run: PolicyRun) -> str:
+    if len(run.changes) <= SHOWN_CHANGES:
+        return "Every scaling action:"
+    return (f"The scaling actions of the worst hour and the largest ones, {SHOWN_CHANGES} of "
+            f"{len(run.changes)}:")
+
+
+def _changes_table(run: PolicyRun, worst: tuple[int, int] | None) -> Table:
+    changes = run.changes
+    if len(changes) > SHOWN_CHANGES:
+        start = run.times[worst[0]] if worst else None
+        end = run.times[worst[1] - 1] if worst else None
+        in_worst = [c for c in changes if start is not None and end is not None
+                    and start <= c.time <= end]
+        largest = sorted(changes, key=lambda c: -abs((c.desired_replicas or 0)
+                                                      - (c.current_replicas or 0)))
+        chosen = {id(c): c for c in (in_worst + largest)[:SHOWN_CHANGES]}
+        changes = sorted(chosen.values(), key=lambda c: c.time)
+    return Table(
+        ["time", "from", "to", "reason", "why"],
+        [[f"{c.time:%Y-%m-%d %H:%M}", c.current_replicas, c.desired_replicas, c.reason,
+          c.message] for c in changes],
+    )
+
+
+def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> Document:
+    first = runs[0].times[0]
+    last = runs[0].times[-1]
+    intro = [
+        f"Replay of `{trace.source}` ({len(trace)} steps of {format_duration(trace.step)}), "
+        f"scored from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
+        f"({len(runs[0].times)} steps, after a warm-up of {format_duration(settings.warmup)}).",
+        f"Each policy runs through the agent's own engine, one tick per step, against a "
+        f"simulated cluster: the metric at a step is the load of the step before; a new "
+        f"replica is ready {format_duration(settings.startup)} after the decision. One replica "
+        f"carries {settings.capacity:g} at 100 %; the oracle demand d is the fewest replicas "
+        f"that keep each step under {settings.slo_utilisation:.0%} of that.",
+    ]
+    sections = [Section("Side by side", [metric_table(runs)])]
+    sections.extend(_policy_section(i, run, settings, trace.step)
+                    for i, run in enumerate(runs, start=1))
+    return Document("Backtest", intro, sections)

@@ -1,0 +1,177 @@
+"""The commands that need no Swarm: backtest, report and demo. Reads the inputs, replays,
+writes the reports, and says what it did; exit codes as in `autoscaler.cli`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from autoscaler import backtest_report, decision_report
+from autoscaler.backtest import (
+    BacktestError,
+    BacktestSettings,
+    PolicyRun,
+    Progress,
+    default_capacity,
+    replay,
+)
+from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.report import write_report
+from autoscaler.traces import Trace, TraceError, load_csv
+
+EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BacktestInputs:
+    policy_files: Sequence[Path]
+    out: Path
+    capacity: float | None
+    slo_utilisation: float
+    startup: timedelta
+    warmup: timedelta
+    metric: str | None
+
+
+def _progress(out: TextIO, label: str) -> Progress:
+    """Progress of one replay: a line that updates in place on a terminal, else every 25 %."""
+    started = time.monotonic()
+    shown: set[int] = set()
+
+    def report(done: int, total: int) -> None:
+        percent = 100 * done // total
+        rate = done / max(time.monotonic() - started, 1e-9)
+        text = f"  {label}: {percent:3d} % ({done}/{total} steps, {rate:,.0f} steps/s)"
+        if out.isatty():
+            out.write("\r" + text + ("\n" if done == total else ""))
+            out.flush()
+        elif percent // 25 not in shown or done == total:
+            shown.add(percent // 25)
+            print(text, file=out)
+    return report
+
+
+def _load_policies(files: Sequence[Path]) -> tuple[list[tuple[str, Policy]], list[PolicyProblem]]:
+    """Each file on its own: policies compared in one run may name the same service."""
+    policies, problems = [], []
+    for file in files:
+        try:
+            parsed = parse_policy(file.read_bytes(), str(file))
+        except OSError as error:
+            problems.append(PolicyProblem(str(file), "", f"is not a readable file "
+                                                          f"({error.strerror})"))
+            continue
+        if isinstance(parsed, Policy):
+            policies.append((str(file), parsed))
+        else:
+            problems.extend(parsed)
+    return policies, problems
+
+
+def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
+    out, err = sys.stdout, sys.stderr
+    policies, problems = _load_policies(inputs.policy_files)
+    if problems:
+        for problem in problems:
+            print(problem, file=err)
+        return EXIT_BAD_INPUT
+    capacity = inputs.capacity or default_capacity([p for _, p in policies])
+    if capacity is None:
+        print("autoscaler: no policy has a target to derive the capacity from: give "
+              "--capacity (what one replica carries at 100 %, in the trace's unit)", file=err)
+        return EXIT_BAD_INPUT
+    settings = BacktestSettings(
+        capacity=capacity, slo_utilisation=inputs.slo_utilisation, startup=inputs.startup,
+        warmup=inputs.warmup, metric=inputs.metric,
+    )
+    runs: list[PolicyRun] = []
+    print(f"replaying {len(trace)} steps of {trace.source} (capacity {capacity:g} per replica)",
+          file=err)
+    try:
+        for file, policy in policies:
+            runs.append(replay(policy, file, trace, settings, _progress(err, file)))
+    except BacktestError as error:
+        print(f"autoscaler: {error}", file=err)
+        return EXIT_BAD_INPUT
+    write_report(backtest_report.document(runs, settings, trace),
+                 backtest_report.summary(runs, settings, trace), inputs.out)
+    print_table(runs, out)
+    print(f"\nreport: {inputs.out / 'report.html'} (also report.md and summary.json)", file=out)
+    return EXIT_OK
+
+
+def print_table(runs: list[PolicyRun], out: TextIO) -> None:
+    table = backtest_report.metric_table(runs)
+    widths = [max(len(str(row[i])) for row in [table.header, *table.rows])
+              for i in range(len(table.header))]
+    for row in [table.header, *table.rows]:
+        print("  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i])
+                        for i, cell in enumerate(row)), file=out)
+
+
+def backtest_csv(trace_file: Path, inputs: BacktestInputs) -> int:
+    try:
+        trace = load_csv(trace_file)
+    except TraceError as error:
+        print(f"autoscaler: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_backtest(trace, inputs)
+
+
+def backtest_prometheus(url: str, query: str, start: datetime, end: datetime, step: timedelta,
+                        inputs: BacktestInputs) -> int:
+    from autoscaler.adapters.prometheus import PrometheusSource
+    from autoscaler.ports import SourceUnavailable
+
+    try:
+        trace = PrometheusSource(url).range_trace(query, start=start, end=end, step=step)
+    except SourceUnavailable as error:
+        print(f"autoscaler: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except TraceError as error:
+        print(f"autoscaler: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run_backtest(trace, inputs)
+
+
+def report_from_log(log: Path, out: Path) -> int:
+    try:
+        services, skipped = decision_report.read_log(log)
+    except decision_report.LogError as error:
+        print(f"autoscaler: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    write_report(decision_report.document(services, str(log)),
+                 decision_report.summary(services, str(log), skipped), out)
+    for name, service in services.items():
+        print(f"{name}: {len(service.times)} decisions, {len(service.changes)} changes, "
+              + ", ".join(f"{k} {v}" for k, v in sorted(service.reasons.items())))
+    print(f"\nreport: {out / 'report.html'} (also report.md and summary.json)")
+    return EXIT_OK
+
+
+DEMO_TRACE = "worldcup98-3-weeks.csv.gz"
+DEMO_POLICIES = ("threshold.yaml", "target.yaml")
+
+
+def demo(out: Path) -> int:
+    """Backtest the shipped example policies on the shipped trace; no Docker, no Prometheus."""
+    data = resources.files("autoscaler") / "demo"
+    with resources.as_file(data) as folder:
+        trace = load_csv(folder / DEMO_TRACE)
+        print("The demo replays three weeks of the 1998 World Cup web site's traffic "
+              "(requests per minute, eight days of history, then the tournament's first two "
+              "weeks) through the agent's engine with each example policy:", file=sys.stderr)
+        for name in DEMO_POLICIES:
+            print(f"  {folder / name}", file=sys.stderr)
+        inputs = BacktestInputs(
+            policy_files=[folder / name for name in DEMO_POLICIES], out=out, capacity=None,
+            slo_utilisation=0.9, startup=timedelta(minutes=1), warmup=timedelta(days=8),
+            metric=None,
+        )
+        return run_backtest(trace, inputs)

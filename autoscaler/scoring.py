@@ -1,0 +1,69 @@
+"""How well a supply of replicas met the demand of a trace: the backtest's metrics. Pure.
+
+Definitions (SPEC RG's elasticity metrics): over n scored steps with demand d_t (the fewest
+replicas that meet the SLO at step t) and supply s_t (replicas ready at step t).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def demand(load: float, *, capacity: float, slo_utilisation: float, min_replicas: int) -> int:
+    """d_t = max(min_replicas, ceil(load / (capacity * slo_utilisation)))."""
+    return max(min_replicas, math.ceil(load / (capacity * slo_utilisation) - 1e-9))
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+@dataclass(frozen=True)
+class Scores:
+    replica_hours: float
+    oracle_replica_hours: float
+    slo_violation_pct: float
+    under_provisioned_time_pct: float
+    over_provisioned_time_pct: float
+    under_provisioning_accuracy: float
+    over_provisioning_accuracy: float
+    instability_pct: float
+    scaling_actions_per_hour: float
+
+
+def score(
+    *,
+    load: Sequence[float],
+    demand: Sequence[int],
+    supply: Sequence[int],
+    billed: Sequence[int],
+    step_hours: float,
+    capacity: float,
+    slo_utilisation: float,
+    actions: int,
+) -> Scores:
+    """`billed` counts every replica from its decision (ready or still starting)."""
+    n = len(load)
+    if n == 0:
+        raise ValueError("no scored step")
+    per_step = 100.0 / n
+    pairs = list(zip(demand, supply, strict=True))
+    instability = sum(
+        min(abs(_sign(supply[t] - supply[t - 1]) - _sign(demand[t] - demand[t - 1])), 1)
+        for t in range(1, n)
+    )
+    return Scores(
+        replica_hours=sum(billed) * step_hours,
+        oracle_replica_hours=sum(demand) * step_hours,
+        slo_violation_pct=per_step * sum(
+            1 for x, s in zip(load, supply, strict=True) if x > s * capacity * slo_utilisation
+        ),
+        under_provisioned_time_pct=per_step * sum(1 for d, s in pairs if s < d),
+        over_provisioned_time_pct=per_step * sum(1 for d, s in pairs if s > d),
+        under_provisioning_accuracy=per_step * sum(max(d - s, 0) / max(d, 1) for d, s in pairs),
+        over_provisioning_accuracy=per_step * sum(max(s - d, 0) / max(d, 1) for d, s in pairs),
+        instability_pct=100.0 * instability / (n - 1) if n > 1 else 0.0,
+        scaling_actions_per_hour=actions / (n * step_hours),
+    )

@@ -1,0 +1,117 @@
+"""The backtest's semantics on traces small enough to check by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.simulated import SimulatedCluster
+from autoscaler.backtest import BacktestError, BacktestSettings, default_capacity, replay
+from autoscaler.scoring import demand
+from autoscaler.traces import Trace
+from tests.unit.conftest import build_policy
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def trace(*values: float) -> Trace:
+    return Trace(START, MINUTE, list(values), "test")
+
+
+def test_scale_up_is_ready_after_startup_and_scale_down_cancels_the_latest_first() -> None:
+    cluster = SimulatedCluster(service="web", service_label="service", ready=2, startup_steps=2)
+    cluster.begin_step(0, START, 1.0)
+    state = cluster.list_services()["web"]
+
+    cluster.scale(state, 5)
+    assert (cluster.ready, cluster.pending) == (2, 3)
+    cluster.begin_step(1, START + MINUTE, 1.0)
+    cluster.scale(cluster.list_services()["web"], 7)
+    assert (cluster.ready, cluster.pending) == (2, 5)
+    cluster.begin_step(2, START + 2 * MINUTE, 1.0)
+    assert (cluster.ready, cluster.pending) == (5, 2)
+
+    cluster.scale(cluster.list_services()["web"], 4)
+    assert (cluster.ready, cluster.pending) == (4, 0)
+    assert cluster.actions == 3
+
+
+def test_startup_zero_is_ready_at_once() -> None:
+    cluster = SimulatedCluster(service="web", service_label="service", ready=1, startup_steps=0)
+    cluster.begin_step(0, START, 1.0)
+
+    cluster.scale(cluster.list_services()["web"], 3)
+
+    assert (cluster.ready, cluster.pending) == (3, 0)
+
+
+def test_a_replay_scored_by_hand() -> None:
+    policy = build_policy(
+        min_replicas=1, max_replicas=100, tolerance=0,
+        behavior={"scale_down": {"stabilization": "0s"}},
+        metrics=[{"name": "rps", "query": "q", "target": 10}],
+    )
+    settings = BacktestSettings(capacity=10, slo_utilisation=1.0, startup=MINUTE, warmup=MINUTE)
+
+    run = replay(policy, "p.yaml", trace(10, 10, 50, 50, 10, 10), settings)
+
+    assert run.demand == [1, 5, 5, 1, 1]
+    assert run.supply == [1, 1, 1, 5, 1]
+    assert run.billed == [1, 1, 5, 5, 1]
+    scores = run.scores
+    assert scores.replica_hours == pytest.approx(13 / 60)
+    assert scores.oracle_replica_hours == pytest.approx(13 / 60)
+    assert scores.slo_violation_pct == pytest.approx(40)
+    assert scores.under_provisioned_time_pct == pytest.approx(40)
+    assert scores.over_provisioned_time_pct == pytest.approx(20)
+    assert scores.under_provisioning_accuracy == pytest.approx(32)
+    assert scores.over_provisioning_accuracy == pytest.approx(80)
+    assert scores.instability_pct == pytest.approx(75)
+    assert scores.scaling_actions_per_hour == pytest.approx(24)
+    assert [(c.current_replicas, c.desired_replicas) for c in run.changes] == [(1, 5), (5, 1)]
+    assert run.reasons == {"DesiredWithinRange": 2, "WithinTolerance": 3}
+
+
+def test_the_policys_limits_shape_the_replay() -> None:
+    policy = build_policy(
+        min_replicas=1, max_replicas=100,
+        behavior={"scale_up": {"max_step": 1}, "scale_down": {"stabilization": "0s"}},
+        metrics=[{"name": "rps", "query": "q", "target": 10}],
+    )
+    settings = BacktestSettings(capacity=10, slo_utilisation=1.0, startup=timedelta(0),
+                                warmup=MINUTE)
+
+    run = replay(policy, "p.yaml", trace(10, 40, 40, 40, 40), settings)
+
+    assert run.supply == [1, 2, 3, 4]
+    assert run.reasons["ScaleUpLimit"] == 2
+
+
+def test_demand_and_the_default_capacity() -> None:
+    assert demand(0, capacity=10, slo_utilisation=0.9, min_replicas=2) == 2
+    assert demand(90, capacity=10, slo_utilisation=0.9, min_replicas=1) == 10
+    assert demand(90.1, capacity=10, slo_utilisation=0.9, min_replicas=1) == 11
+    target = build_policy(metrics=[{"name": "rps", "query": "q", "target": 7}])
+    threshold = build_policy(strategy="threshold", metrics=[
+        {"name": "rps", "query": "q", "scale_up_above": 2, "scale_down_below": 1}])
+    assert default_capacity([threshold, target]) == pytest.approx(10)
+    assert default_capacity([threshold]) is None
+
+
+def test_a_trace_shorter_than_the_warmup_is_refused() -> None:
+    settings = BacktestSettings(capacity=10, warmup=timedelta(hours=1))
+    with pytest.raises(BacktestError, match="warm-up"):
+        replay(build_policy(), "p.yaml", trace(1, 2, 3), settings)
+
+
+def test_several_metrics_the_trace_feeds_the_named_one() -> None:
+    policy = build_policy(metrics=[{"name": "cpu", "query": "c", "target": 1},
+                                   {"name": "rps", "query": "r", "target": 10}])
+    settings = BacktestSettings(capacity=10, slo_utilisation=1.0, warmup=MINUTE, metric="rps")
+
+    assert replay(policy, "p.yaml", trace(30, 30, 30), settings).metric == "rps"
+    with pytest.raises(BacktestError, match="no metric 'mem'"):
+        replay(policy, "p.yaml", trace(30, 30, 30),
+               BacktestSettings(capacity=10, warmup=MINUTE, metric="mem"))

@@ -1,0 +1,161 @@
+"""backtest, report and demo from the command line: inputs, exit codes and what they write."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.adapters.decision_log import decision_fields
+from autoscaler.cli import main
+from autoscaler.model import Decision, Reason
+from autoscaler.traces import TraceError, load_csv
+
+TARGET = "service: web\nmax_replicas: 50\nmetrics: [{name: rps, query: q, target: 7}]\n"
+THRESHOLD = ("service: web\nmax_replicas: 50\nstrategy: threshold\nmetrics: [{name: rps, "
+             "query: q, scale_up_above: 9, scale_down_below: 3}]\n")
+
+
+def write_trace(path: Path, values: list[float], step: str = "00:01:00") -> Path:
+    start = datetime(2026, 1, 1)
+    minutes = int(step.split(":")[1])
+    lines = ["minute,requests"] + [
+        f"{start + timedelta(minutes=i * minutes):%Y-%m-%d %H:%M:%S},{v:g}"
+        for i, v in enumerate(values)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_backtest_writes_the_summary_and_the_reports(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    trace = write_trace(tmp_path / "t.csv", [10, 20, 80, 80, 80, 20, 10, 10] * 40)
+    (tmp_path / "target.yaml").write_text(TARGET)
+    (tmp_path / "threshold.yaml").write_text(THRESHOLD)
+    out = tmp_path / "out"
+
+    code = main(["backtest", "--trace", str(trace), "--policy", str(tmp_path / "target.yaml"),
+                 "--policy", str(tmp_path / "threshold.yaml"), "--out", str(out),
+                 "--warmup", "1h", "--startup", "2m"])
+
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["capacity"] == pytest.approx(10)
+    assert summary["settings"]["scored_steps"] == 320 - 60
+    assert [p["strategy"] for p in summary["policies"]] == ["target", "threshold"]
+    for record in summary["policies"]:
+        assert sum(record["decisions_by_reason"].values()) == 260
+        assert record["replica_hours"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "| SLO violation % |" in markdown
+    assert "(policy1-overview.svg)" in markdown and (out / "policy1-overview.svg").exists()
+    assert "<svg" in (out / "report.html").read_text()
+    assert "replica-hours" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--policy", "{threshold}"], "give --capacity", id="no-target-no-capacity"),
+        pytest.param(["--policy", "{missing}"], "not a readable file", id="missing-policy"),
+        pytest.param(["--policy", "{broken}"], "max_replica: unknown key", id="invalid-policy"),
+        pytest.param(["--policy", "{target}", "--warmup", "30d"], "warm-up", id="warmup-too-long"),
+    ],
+)
+def test_backtest_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    args: list[str], message: str) -> None:
+    trace = write_trace(tmp_path / "t.csv", [1.0] * 100)
+    files = {"threshold": THRESHOLD, "target": TARGET, "broken": "service: x\nmax_replica: 2\n"}
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    paths = {name: str(tmp_path / f"{name}.yaml") for name in [*files, "missing"]}
+
+    code = main(["backtest", "--trace", str(trace), "--out", str(tmp_path / "out"),
+                 *[a.format(**paths) for a in args]])
+
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_trace_with_a_gap_or_a_bad_value_is_refused(tmp_path: Path) -> None:
+    gap = tmp_path / "gap.csv"
+    gap.write_text("minute,requests\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,1\n"
+                   "2026-01-01 00:03:00,1\n")
+    with pytest.raises(TraceError, match="step changes"):
+        load_csv(gap)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("minute,requests\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,lots\n")
+    with pytest.raises(TraceError, match="line 3"):
+        load_csv(bad)
+
+
+def test_a_gzipped_trace_with_unix_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"time,value\n0,1\n60,2.5\n120,3\n"))
+
+    trace = load_csv(path)
+
+    assert (trace.step, trace.values) == (timedelta(minutes=1), [1.0, 2.5, 3.0])
+
+
+def decision_line(at: datetime, current: int, desired: int, reason: Reason, rps: float | None
+                  ) -> str:
+    decision = Decision(
+        service="web", strategy="target", time=at, reason=reason, message=f"rps {rps}",
+        metrics={"rps": rps}, policy_file="p.yaml", dry_run=True, current_replicas=current,
+        spec_replicas=2, recommended_replicas=desired, desired_replicas=desired,
+    )
+    return json.dumps({**decision_fields(decision), "event": "scaling_decision",
+                       "level": "info"})
+
+
+def test_report_turns_a_dry_run_log_into_a_report(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    start = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    lines = [
+        '{"event": "agent_started", "level": "info"}',
+        decision_line(start, 2, 2, Reason.WITHIN_TOLERANCE, 200),
+        "web.1.abc@node    | " + decision_line(start + timedelta(seconds=15), 2, 5,
+                                               Reason.DESIRED_WITHIN_RANGE, 500),
+        decision_line(start + timedelta(seconds=30), 5, 5, Reason.METRICS_MISSING, None),
+        "not json at all",
+    ]
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    (web,) = summary["services"]
+    assert (web["decisions"], web["changes"], summary["lines_skipped"]) == (3, 1, 2)
+    assert web["decisions_by_reason"] == {"DesiredWithinRange": 1, "MetricsMissing": 1,
+                                          "WithinTolerance": 1}
+    markdown = (out / "report.md").read_text()
+    assert "| 2026-11-30T12:00:15Z | 2 | 5 | DesiredWithinRange | rps 500 |" in markdown
+    assert (out / "service1-replicas.svg").exists()
+    assert "1 changes" in capsys.readouterr().out
+
+
+def test_report_of_a_log_without_decisions_exits_2(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "empty.log"
+    log.write_text('{"event": "agent_started"}\n')
+
+    assert main(["report", "--log", str(log), "--out", str(tmp_path / "o")]) == 2
+    assert "no scaling_decision line" in capsys.readouterr().err
+
+
+def test_the_demo_needs_nothing_but_the_package(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+
+    assert main(["demo", "--out", str(out)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["strategy"] for p in summary["policies"]] == ["threshold", "target"]
+    assert summary["settings"]["scored_steps"] == 30240 - 8 * 1440
+    assert "SLO violation %" in capsys.readouterr().out
