@@ -93,28 +93,28 @@ def _series_chart(name: str, title: str, run: PolicyRun, first: int, last: int,
     svg = line_chart(
         title, times,
         [Line("load (right axis)", run.load[first:last], step=False, axis="right"),
+         Line("billed replicas (ready + starting)", run.billed[first:last], dashed=True),
          Line("oracle demand d", run.demand[first:last]),
-         Line("ready replicas s", run.supply[first:last]),
-         Line("billed replicas (ready + starting)", run.billed[first:last])],
+         Line("ready replicas s", run.supply[first:last])],
         left_label="replicas", right_label=f"load (capacity {capacity:g} per replica)",
     )
     return Chart(name, svg, title)
 
 
-def _policy_section(index: int, run: PolicyRun, settings: BacktestSettings,
+def _policy_section(index: int, label: str, run: PolicyRun, settings: BacktestSettings,
                     step: timedelta) -> Section:
     scores = run.scores
-    section = Section(f"{run.file}: {run.policy.strategy}, service {run.policy.service}")
+    section = Section(f"{label}: {run.policy.strategy}, service {run.policy.service}")
     section.blocks.append(
         f"**{scores.replica_hours:,.0f} replica-hours** against the oracle's "
         f"{scores.oracle_replica_hours:,.0f} ({_ratio(scores)}), SLO violated in "
         f"{scores.slo_violation_pct:.2f} % of steps, under-provisioned "
         f"{scores.under_provisioned_time_pct:.2f} % of the time, "
         f"{len(run.changes)} scaling actions ({scores.scaling_actions_per_hour:.2f} an hour). "
-        f"The trace feeds the metric `{run.metric}`."
+        f"The trace feeds the metric `{run.metric}`. Policy file: `{run.file}`."
     )
     section.blocks.append(_series_chart(
-        f"policy{index}-overview", f"{run.file}: demand and supply over the scored steps",
+        f"policy{index}-overview", f"{label}: demand and supply over the scored steps",
         run, 0, len(run.times), settings.capacity))
     worst = _worst_hour(run, step)
     if worst is None:
@@ -123,7 +123,7 @@ def _policy_section(index: int, run: PolicyRun, settings: BacktestSettings,
         first, last = worst
         section.blocks.append(_series_chart(
             f"policy{index}-worst-hour",
-            f"{run.file}: the worst hour of under-provisioning, from "
+            f"{label}: the worst hour of under-provisioning, from "
             f"{run.times[first]:%Y-%m-%d %H:%M}", run, first, last, settings.capacity))
     section.blocks.append(
         "Decisions by reason: " + ", ".join(f"{k} {v}" for k, v in run.reasons.items()) + "."
@@ -178,6 +178,7 @@ def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) ->
         f"that keep each step under {settings.slo_utilisation:.0%} of that.",
     ]
     sections = [Section("Side by side", [metric_table(runs)])]
-    sections.extend(_policy_section(i, run, settings, trace.step)
-                    for i, run in enumerate(runs, start=1))
+    sections.extend(_policy_section(i, label, run, settings, trace.step)
+                    for i, (label, run) in enumerate(zip(labels(runs), runs, strict=True),
+                                                     start=1))
     return Document("Backtest", intro, sections)

@@ -25,6 +25,7 @@ class Line:
     step: bool = True
     axis: str = "left"
     """"left" or "right"."""
+    dashed: bool = False
 
 
 def _reduced(times: Sequence[datetime], values: Sequence[float | None]
@@ -54,7 +55,9 @@ def line_chart(
         xs = mdates.date2num(kept_times)
         plotted = [float("nan") if y is None else y for y in ys]
         if line.step:
-            (handle,) = axis.step(xs, plotted, where="post", label=line.label, linewidth=1.2)
+            (handle,) = axis.step(xs, plotted, where="post", label=line.label,
+                                  linewidth=1.0 if line.dashed else 1.4,
+                                  linestyle="--" if line.dashed else "-")
         else:
             (handle,) = axis.plot(xs, plotted, label=line.label, linewidth=0.8, alpha=0.6,
                                   color="grey")
