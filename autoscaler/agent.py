@@ -19,10 +19,13 @@ from prometheus_client import make_wsgi_app
 
 from autoscaler.engine import Engine, TickReport
 from autoscaler.policy_files import PolicyWatcher
-from autoscaler.ports import Leadership
+from autoscaler.ports import HistorySource, Leadership
 from autoscaler.telemetry import Telemetry
 
 log = structlog.get_logger("autoscaler.agent")
+
+RETRAIN_CHECK = timedelta(minutes=1)
+"""How often the retrain job looks for predictive policies due for training."""
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -36,6 +39,7 @@ class Agent:
         interval: timedelta,
         telemetry: Telemetry,
         watcher: PolicyWatcher,
+        history: HistorySource,
         leadership: Leadership | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -43,6 +47,7 @@ class Agent:
         self._interval = interval
         self._telemetry = telemetry
         self._watcher = watcher
+        self._history = history
         self._leadership = leadership
         self._clock = clock
         self._started = time.monotonic()
@@ -66,6 +71,25 @@ class Agent:
             else:
                 log.info(**fields)
         self._engine.set_policies(self._watcher.policies, self._watcher.templates)
+
+    def retrain(self) -> None:
+        """Train the forecasters of the predictive policies that are due (the engine knows
+        each policy's `retrain_every`) on their history in Prometheus."""
+        with self._lock:
+            try:
+                self._reload()
+                trained = self._engine.retrain(self._clock(), self._history)
+            except Exception:
+                log.exception("retrain_failed")
+                self._telemetry.tick_crashed()
+                return
+        for result in trained:
+            fields = {"service": result.service, "metric": result.metric,
+                      "points": result.points, "seconds": round(result.seconds, 3)}
+            if result.failure is None:
+                log.info("forecaster_trained", **fields)
+            else:
+                log.warning("forecaster_not_trained", reason=result.failure, **fields)
 
     def tick(self) -> TickReport | None:
         """Run one tick; a crash inside it is logged and counted, never raised."""
@@ -131,6 +155,11 @@ class Agent:
             self.tick, "interval", seconds=self._interval.total_seconds(),
             next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
             misfire_grace_time=None, id="tick",
+        )
+        scheduler.add_job(
+            self.retrain, "interval", seconds=RETRAIN_CHECK.total_seconds(),
+            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            misfire_grace_time=None, id="retrain",
         )
         scheduler.start()
         log.info("agent_started", interval_seconds=self._interval.total_seconds(), port=port,

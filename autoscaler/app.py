@@ -19,14 +19,16 @@ def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
     leadership = None if settings.dry_run else SwarmLease(
         connection, ttl=3 * settings.interval, holder=new_holder_id(), label=settings.lease
     )
+    prometheus = PrometheusSource(
+        settings.prometheus_url, timeout=min(10.0, settings.interval.total_seconds())
+    )
     engine = Engine(
-        metrics=PrometheusSource(
-            settings.prometheus_url, timeout=min(10.0, settings.interval.total_seconds())
-        ),
+        metrics=prometheus,
         swarm=SwarmScaler(connection),
         sink=LogDecisionSink(),
         dry_run=settings.dry_run,
         leadership=leadership,
+        tick=settings.interval,
     )
     return Agent(engine, interval=settings.interval, telemetry=Telemetry(), watcher=watcher,
-                 leadership=leadership)
+                 history=prometheus, leadership=leadership)

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from autoscaler.adapters.simulated import SimulatedCluster
 from autoscaler.engine import Engine
 from autoscaler.model import Decision
+from autoscaler.policy.forecast import ForecastMemo
 from autoscaler.policy.spec import MetricSpec, Policy
-from autoscaler.scoring import Scores, demand, score
+from autoscaler.scoring import ForecastQuality, Scores, demand, forecast_quality, score
 from autoscaler.traces import Trace
 
 Progress = Callable[[int, int], None]
@@ -58,13 +59,21 @@ def default_capacity(policies: Sequence[Policy]) -> float | None:
 class _Recorder:
     """The decision sink of a replay: reasons counted, changes kept."""
 
+    metric: str
     reasons: Counter[str] = field(default_factory=Counter)
     changes: list[Decision] = field(default_factory=list)
+    forecasts: list[float | None] = field(default_factory=list)
+    """Predictive: the fed metric's forecast made at each tick (for the horizon)."""
+    fallbacks: Counter[str] = field(default_factory=Counter)
 
     def record(self, decision: Decision) -> None:
         self.reasons[str(decision.reason)] += 1
         if decision.applied:
             self.changes.append(decision)
+        if decision.forecast is not None:
+            self.forecasts.append(decision.forecast.get(self.metric, {}).get("value"))
+            if decision.fallback_reason:
+                self.fallbacks[decision.fallback_reason] += 1
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,9 @@ class PolicyRun:
     changes: list[Decision]
     reasons: dict[str, int]
     scores: Scores
+    forecast: ForecastQuality | None = None
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    training_seconds: list[float] = field(default_factory=list)
 
 
 def fed_metric(policy: Policy, name: str | None) -> MetricSpec:
@@ -107,9 +119,10 @@ def scored_range(trace: Trace, warmup: timedelta) -> int:
 
 def replay(
     policy: Policy, file: str, trace: Trace, settings: BacktestSettings,
-    progress: Progress | None = None,
+    progress: Progress | None = None, forecast_memo: ForecastMemo | None = None,
 ) -> PolicyRun:
-    """Run `policy` over `trace` through the real engine and score it."""
+    """Run `policy` over `trace` through the real engine and score it. Replays of one trace
+    may share a `forecast_memo` (see `ForecastMemo`)."""
     metric = fed_metric(policy, settings.metric)
     traced = policy.model_copy(update={"metrics": [metric]})
     first = scored_range(trace, settings.warmup)
@@ -120,10 +133,11 @@ def replay(
         for load in trace.values[first:]
     ]
     cluster = SimulatedCluster(service=policy.service, service_label=metric.service_label,
-                               ready=demands[0], startup_steps=startup_steps)
-    recorder = _Recorder()
+                               ready=demands[0], startup_steps=startup_steps, trace=trace)
+    recorder = _Recorder(metric.name)
     engine = Engine(metrics=cluster, swarm=cluster, sink=recorder, dry_run=False,
-                    policies={file: traced})
+                    policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo)
+    training: list[float] = []
     total = len(trace) - first
     supply: list[int] = []
     billed: list[int] = []
@@ -131,6 +145,7 @@ def replay(
         step = first + index
         now = trace.time(step)
         cluster.begin_step(step, now, trace.values[step - 1] if step > 0 else None)
+        training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
         engine.tick(now)
         supply.append(cluster.ready)
         billed.append(cluster.ready + cluster.pending)
@@ -142,9 +157,18 @@ def replay(
         step_hours=trace.step.total_seconds() / 3600, capacity=settings.capacity,
         slo_utilisation=settings.slo_utilisation, actions=cluster.actions,
     )
+    quality = None
+    if recorder.forecasts:
+        seen: list[float | None] = [None, *trace.values[:-1]]
+        quality = forecast_quality(
+            seen, recorder.forecasts, first=first,
+            horizon=engine.forecast_settings(traced).horizon_steps,
+            season=max(1, round(timedelta(days=1) / trace.step)),
+        )
     return PolicyRun(
         file=file, policy=policy, metric=metric.name,
         times=[trace.time(first + i) for i in range(total)], load=load, demand=demands,
         supply=supply, billed=billed, changes=recorder.changes,
-        reasons=dict(sorted(recorder.reasons.items())), scores=scores,
+        reasons=dict(sorted(recorder.reasons.items())), scores=scores, forecast=quality,
+        fallbacks=dict(sorted(recorder.fallbacks.items())), training_seconds=training,
     )

@@ -51,9 +51,24 @@ def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> 
                 **asdict(run.scores),
                 "scaling_actions": len(run.changes),
                 "decisions_by_reason": run.reasons,
+                **_forecast_record(run),
             }
             for run in runs
         ],
+    }
+
+
+def _forecast_record(run: PolicyRun) -> dict[str, Any]:
+    if run.policy.strategy != "predictive":
+        return {}
+    quality = run.forecast
+    return {
+        "smape_pct": quality.smape_pct if quality else None,
+        "mase": quality.mase if quality else None,
+        "forecasts_scored": quality.forecasts_scored if quality else 0,
+        "fallbacks_by_reason": run.fallbacks,
+        "trainings": len(run.training_seconds),
+        "training_seconds_max": max(run.training_seconds, default=None),
     }
 
 
@@ -69,6 +84,10 @@ def metric_table(runs: list[PolicyRun]) -> Table:
                           for label, run in zip(labels(runs), runs, strict=True))]
     rows = [[label, *(round(getattr(run.scores, key), 3) for run in runs)]
             for key, label in METRICS]
+    if any(run.forecast is not None for run in runs):
+        for key, label in (("smape_pct", "forecast sMAPE %"), ("mase", "forecast MASE")):
+            rows.append([label, *("" if run.forecast is None
+                                  else round(getattr(run.forecast, key), 3) for run in runs)])
     return Table(header, rows)
 
 

@@ -318,6 +318,7 @@ def _run(arguments: argparse.Namespace) -> int:
     watcher = PolicyWatcher(settings.policies)
     agent = build_agent(settings, watcher)
     if settings.once:
+        agent.retrain()
         report = agent.tick()
         agent.close()
         if report is None or report.listing_error is not None or report.every_query_failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,12 +11,14 @@ from functools import partial
 
 from autoscaler.model import Decision, Reason, Series, ServiceState
 from autoscaler.policy.decide import decide
+from autoscaler.policy.forecast import ForecastBook, ForecastMemo, ForecastSettings
 from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
 from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.policy.queries import QueryUse, assign_values, plan_queries
 from autoscaler.policy.spec import Policy, PolicyProblem
 from autoscaler.ports import (
     DecisionSink,
+    HistorySource,
     Leadership,
     MetricsSource,
     ScaleConflict,
@@ -23,6 +26,17 @@ from autoscaler.ports import (
     ServiceScaler,
     SourceUnavailable,
 )
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One forecaster's training: on how many points, and why it failed (None: trained)."""
+
+    service: str
+    metric: str
+    points: int
+    failure: str | None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -56,6 +70,8 @@ class Engine:
         leadership: Leadership | None = None,
         policies: Mapping[str, Policy] | None = None,
         templates: Mapping[str, Template] | None = None,
+        tick: timedelta = timedelta(seconds=15),
+        forecast_memo: ForecastMemo | None = None,
     ) -> None:
         self._metrics = metrics
         self._swarm = swarm
@@ -69,6 +85,7 @@ class Engine:
         self._memory: dict[str, ServiceMemory] = {}
         self._plan_key: tuple[int, ...] = ()
         self._plan_cache: dict[str, list[QueryUse]] = {}
+        self._forecasts = ForecastBook(tick, forecast_memo)
         self.set_policies(policies or {}, templates or {})
 
     def set_policies(
@@ -102,6 +119,40 @@ class Engine:
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
+
+    def forecast_settings(self, policy: Policy) -> ForecastSettings:
+        return self._forecasts.settings_for(policy)
+
+    def retrain(self, now: datetime, history: HistorySource) -> list[Retrained]:
+        """Train the forecasters of the predictive policies that are due, on the history
+        before `now`; what each training did."""
+        done: list[Retrained] = []
+        for entry in self._from_files:
+            policy = entry.policy
+            if policy.strategy != "predictive" or not self._forecasts.due(policy, now):
+                continue
+            results = [self._train(policy, use, rendered, now, history)
+                       for rendered, uses in plan_queries([policy]).items() for use in uses]
+            self._forecasts.trained(policy, now, ok=all(r.failure is None for r in results))
+            done += results
+        return done
+
+    def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
+               history: HistorySource) -> Retrained:
+        forecaster = self._forecasts.forecaster(policy, use.metric)
+        settings = forecaster.settings
+        try:
+            times, values = history.history(
+                rendered, service=policy.service, service_label=use.service_label,
+                per_service=use.service is not None, start=now - settings.history, end=now,
+                step=settings.step,
+            )
+        except SourceUnavailable as error:
+            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
+        started = time.perf_counter()
+        reason = forecaster.train(times, values)
+        return Retrained(policy.service, use.metric, sum(v is not None for v in values),
+                         reason, time.perf_counter() - started)
 
     def _run_queries(
         self, queries: list[str], report: TickReport
@@ -189,9 +240,17 @@ class Engine:
             (t for t in (memory.last_change_at, state.last_scaled_at) if t is not None),
             default=None,
         )
+        forecast: dict[str, dict[str, float | None]] | None = None
+        fallback: str | None = None
+        used: dict[str, float | None] | None = None
+        if policy.strategy == "predictive":
+            found, fallback = self._forecasts.forecast(policy, values, now)
+            forecast = {name: {"value": f.value, "with_margin": f.with_margin}
+                        for name, f in found.items()}
+            used = {name: f.with_margin for name, f in found.items()}
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
-            last_change_at=last_change, now=now,
+            last_change_at=last_change, now=now, forecasts=used,
         )
         reason, message, applied = outcome.reason, outcome.message, False
         change = outcome.desired - current
@@ -218,7 +277,7 @@ class Engine:
         return record(
             reason=reason, message=message, applied=applied, current_replicas=current,
             spec_replicas=spec, recommended_replicas=outcome.recommended,
-            desired_replicas=outcome.desired,
+            desired_replicas=outcome.desired, forecast=forecast, fallback_reason=fallback,
         )
 
 

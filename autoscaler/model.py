@@ -64,6 +64,10 @@ class Decision:
     recommended_replicas: int | None = None
     desired_replicas: int | None = None
     applied: bool = False
+    forecast: Mapping[str, Mapping[str, float | None]] | None = None
+    """Predictive only: per metric, the forecast at the horizon and with its margin."""
+    fallback_reason: str | None = None
+    """Predictive only: why the forecast was not used (the target rule alone decided)."""
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def report_from_log(log: Path, out: Path) -> int:
 
 
 DEMO_TRACE = "worldcup98-3-weeks.csv.gz"
-DEMO_POLICIES = ("threshold.yaml", "target.yaml")
+DEMO_POLICIES = ("threshold.yaml", "target.yaml", "predictive.yaml")
 
 
 def demo(out: Path) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.model import Decision, Series, ServiceState
@@ -55,4 +55,14 @@ class Leadership(Protocol):
 
     def release(self) -> None:
         """Give the lease up, if held, so that another agent can take it at once."""
+        ...
+
+
+class HistorySource(Protocol):
+    def history(
+        self, promql: str, *, service: str, service_label: str, per_service: bool,
+        start: datetime, end: datetime, step: timedelta,
+    ) -> tuple[list[datetime], list[float | None]]:
+        """The service's series of a query over [start, end) at `step` (None: no sample);
+        raise SourceUnavailable when there is no usable answer."""
         ...

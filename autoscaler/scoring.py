@@ -67,3 +67,43 @@ def score(
         instability_pct=100.0 * instability / (n - 1) if n > 1 else 0.0,
         scaling_actions_per_hour=actions / (n * step_hours),
     )
+
+
+@dataclass(frozen=True)
+class ForecastQuality:
+    smape_pct: float
+    mase: float
+    forecasts_scored: int
+
+
+def forecast_quality(
+    seen: Sequence[float | None], forecasts: Sequence[float | None], *, first: int,
+    horizon: int, season: int,
+) -> ForecastQuality | None:
+    """sMAPE and MASE at the horizon over the scored steps.
+
+    `seen[k]` is the metric at step k; `forecasts[i]` was made at step first + i for step
+    first + i + horizon. sMAPE: mean of 200 |a - f| / (|a| + |f|) (0 when both are 0). MASE:
+    mean |a - f| over the mean |a_k - a_(k - season)| of the seasonal naive forecast (one day)
+    on the same steps. None when no forecast could be scored.
+    """
+    smape, errors, naive = [], [], []
+    for index, forecast in enumerate(forecasts):
+        step = first + index + horizon
+        if forecast is None or step >= len(seen) or step - season < 0:
+            continue
+        actual, earlier = seen[step], seen[step - season]
+        if actual is None or earlier is None:
+            continue
+        total = abs(actual) + abs(forecast)
+        smape.append(0.0 if total == 0 else 200 * abs(actual - forecast) / total)
+        errors.append(abs(actual - forecast))
+        naive.append(abs(actual - earlier))
+    if not smape:
+        return None
+    scale = sum(naive) / len(naive)
+    return ForecastQuality(
+        smape_pct=sum(smape) / len(smape),
+        mase=(sum(errors) / len(errors)) / scale if scale else math.inf,
+        forecasts_scored=len(smape),
+    )

@@ -11,7 +11,7 @@ from autoscaler.model import Decision
 
 def decision_fields(decision: Decision) -> dict[str, Any]:
     """The JSON fields of a decision event, `event` and logging metadata aside."""
-    return {
+    fields: dict[str, Any] = {
         "timestamp": decision.time.isoformat().replace("+00:00", "Z"),
         "service": decision.service,
         "strategy": decision.strategy,
@@ -27,6 +27,10 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
         "policy_file": decision.policy_file,
         "policy_source": decision.policy_source,
     }
+    if decision.strategy == "predictive":
+        fields["forecast"] = decision.forecast
+        fields["fallback_reason"] = decision.fallback_reason
+    return fields
 
 
 class LogDecisionSink:

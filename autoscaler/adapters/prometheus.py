@@ -51,9 +51,56 @@ class PrometheusSource:
                     ) -> Trace:
         """A range query answering one series, as a trace at `step`. A step with no sample
         takes the value before it (0 before the first), as Prometheus's staleness would."""
+        count = int((end - start) / step) + 1
+        times = [start + index * step for index in range(count)]
+        samples: dict[int, float] = {}
+        for first in range(0, count, 10_000):
+            last = min(count, first + 10_000) - 1
+            result = self._range(promql, times[first], times[last], step)
+            if len(result) != 1:
+                raise TraceError(f"the query must answer one series, it answered {len(result)}:"
+                                 " aggregate it (sum by nothing, or filter to one service)")
+            for stamp, text in result[0].get("values", []):
+                samples[round((float(stamp) - start.timestamp()) / step.total_seconds())] = \
+                    float(text)
+        values, last_value = [], 0.0
+        for index in range(count):
+            value = samples.get(index)
+            if value is not None and math.isfinite(value):
+                last_value = value
+            values.append(last_value)
+        return regular(times, values, f"{self.url} {promql}")
+
+    def history(
+        self, promql: str, *, service: str, service_label: str, per_service: bool,
+        start: datetime, end: datetime, step: timedelta,
+    ) -> tuple[list[datetime], list[float | None]]:
+        """The service's series over [start, end) at `step`, in range queries of at most
+        10,000 points (Prometheus refuses more than 11,000 a series)."""
+        count = max(0, math.ceil((end - start) / step - 1e-9))
+        times = [start + index * step for index in range(count)]
+        found: dict[int, float] = {}
+        for first in range(0, count, 10_000):
+            last = min(count, first + 10_000) - 1
+            for series in self._range(promql, times[first], times[last], step):
+                labels = series.get("metric") or {}
+                if not per_service and labels.get(service_label) != service:
+                    continue
+                for stamp, text in series.get("values", []):
+                    index = round((float(stamp) - start.timestamp()) / step.total_seconds())
+                    if index in found:
+                        raise SourceUnavailable(f"the history of {promql} has several series "
+                                                f"for {service}")
+                    value = float(text)
+                    if math.isfinite(value):
+                        found[index] = value
+        return times, [found.get(index) for index in range(count)]
+
+    def _range(self, promql: str, start: datetime, end: datetime, step: timedelta
+               ) -> list[dict[str, Any]]:
         try:
             result = self._client.custom_query_range(
-                promql, start_time=start, end_time=end, step=str(int(step.total_seconds())),
+                promql, start_time=start, end_time=end, step=f"{step.total_seconds():g}s",
             )
         except PrometheusApiClientException as error:
             raise SourceUnavailable(
@@ -63,20 +110,13 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
             ) from error
-        if not isinstance(result, list) or len(result) != 1:
-            count = len(result) if isinstance(result, list) else 0
-            raise TraceError(f"the query must answer one series, it answered {count}: "
-                             "aggregate it (sum by nothing, or filter to one service)")
-        samples = {float(t): float(v) for t, v in result[0].get("values", [])}
-        seconds = step.total_seconds()
-        count = int((end - start).total_seconds() // seconds) + 1
-        values, last = [], 0.0
-        for index in range(count):
-            value = samples.get(start.timestamp() + index * seconds)
-            last = last if value is None or not math.isfinite(value) else value
-            values.append(last)
-        return regular([start + index * step for index in range(count)], values,
-                        f"{self.url} {promql}")
+        except (ValueError, KeyError, TypeError) as error:
+            raise SourceUnavailable(
+                f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
+            ) from error
+        if not isinstance(result, list):
+            raise SourceUnavailable(f"Prometheus at {self.url} answered with no range")
+        return [series for series in result if isinstance(series, dict)]
 
 
 def _series(result: Any, url: str) -> list[Series]:

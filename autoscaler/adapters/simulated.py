@@ -7,15 +7,18 @@ cancels pending replicas first (the latest-ready first), then removes ready ones
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 
 from autoscaler.model import Series, ServiceState
+from autoscaler.traces import Trace
 
 
 class SimulatedCluster:
-    def __init__(self, *, service: str, service_label: str, ready: int, startup_steps: int
-                 ) -> None:
+    def __init__(self, *, service: str, service_label: str, ready: int, startup_steps: int,
+                 trace: Trace) -> None:
         self.service = service
+        self._trace = trace
         self._label = service_label
         self.ready = ready
         self._startup_steps = startup_steps
@@ -43,6 +46,19 @@ class SimulatedCluster:
         if self._metric is None:
             return []
         return [Series({self._label: self.service}, self._metric)]
+
+    def history(
+        self, promql: str, *, service: str, service_label: str, per_service: bool,
+        start: datetime, end: datetime, step: timedelta,
+    ) -> tuple[list[datetime], list[float | None]]:
+        """The metric as the engine saw it (the load of the step before) over [start, end),
+        never past the current step: the trace's past only."""
+        trace = self._trace
+        first = max(1, math.ceil((start - trace.start) / trace.step - 1e-9))
+        last = min(self._step, math.ceil((end - trace.start) / trace.step - 1e-9))
+        stride = max(1, round(step / trace.step))
+        indices = range(first, last, stride)
+        return [trace.time(i) for i in indices], [trace.values[i - 1] for i in indices]
 
     def list_services(self) -> dict[str, ServiceState]:
         state = ServiceState(self.service, self.service, self._version, self.ready + self.pending,

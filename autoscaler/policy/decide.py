@@ -10,7 +10,7 @@ from autoscaler.model import Reason
 from autoscaler.policy.limits import Limited, clamp, cooldown, rate_limit, stabilize
 from autoscaler.policy.memory import ServiceMemory
 from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import recommend
+from autoscaler.policy.strategies import recommend, with_forecasts
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,19 @@ def decide(
     memory: ServiceMemory,
     last_change_at: datetime | None,
     now: datetime,
+    forecasts: Mapping[str, float | None] | None = None,
 ) -> Outcome:
-    """Decide the replica count of `policy.service`, given what was gathered at `now`."""
+    """Decide the replica count of `policy.service`, given what was gathered at `now`.
+
+    `forecasts` (predictive: each metric's forecast at the horizon, margin included) can
+    raise the target rule's count, never lower it."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
                        from_metrics=False)
     recommendation = recommend(policy, current, metrics)
+    if forecasts:
+        recommendation = with_forecasts(recommendation, policy, current, forecasts)
     if recommendation.missing_blocked:
         reason = Reason.METRICS_MISSING
     elif recommendation.within_tolerance:

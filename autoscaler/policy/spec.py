@@ -91,7 +91,24 @@ class MetricSpec(_Strict):
     scale_down_below: float | None = Field(default=None, allow_inf_nan=False)
 
 
-Strategy = Literal["target", "threshold"]
+Strategy = Literal["target", "threshold", "predictive"]
+
+
+class PredictiveSpec(_Strict):
+    """How the predictive strategy forecasts; every key has a default."""
+
+    startup: Duration = timedelta(minutes=1)
+    """How long a new replica takes to be ready."""
+    horizon: Duration | None = None
+    """How far ahead to forecast; default startup + one tick."""
+    history: Duration = timedelta(days=14)
+    retrain_every: Duration = timedelta(days=1)
+    margin_quantile: float = Field(default=0.75, ge=0, le=1, allow_inf_nan=False)
+    min_history: Duration = timedelta(days=1)
+    max_error_pct: float = Field(default=50, gt=0, allow_inf_nan=False)
+
+    def horizon_for(self, tick: timedelta) -> timedelta:
+        return self.horizon if self.horizon is not None else self.startup + tick
 
 
 class Policy(_Strict):
@@ -105,6 +122,7 @@ class Policy(_Strict):
     step: int = 1
     metrics: list[MetricSpec] = Field(min_length=1)
     behavior: Behavior = Behavior()
+    predictive: PredictiveSpec = PredictiveSpec()
     on_missing_metrics: Literal["hold"] = "hold"
 
 
@@ -122,7 +140,7 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
         )
     strategy = document.get("strategy", "target")
     tolerance, step = document.get("tolerance", 0.1), document.get("step", 1)
-    if strategy == "target" and _is_number(tolerance) and tolerance < 0:
+    if strategy in ("target", "predictive") and _is_number(tolerance) and tolerance < 0:
         problems.append(("tolerance", f"must be at least 0, got {tolerance!r}"))
     if strategy == "threshold" and _is_number(step) and step < 1:
         problems.append(("step", f"must be at least 1, got {step!r}"))
@@ -143,7 +161,7 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
 def _strategy_problems(
     strategy: object, metric: dict[Any, Any], where: str
 ) -> list[tuple[str, str]]:
-    if strategy == "target":
+    if strategy in ("target", "predictive"):
         needed: tuple[str, ...] = ("target",)
     elif strategy == "threshold":
         needed = ("scale_up_above", "scale_down_below")
@@ -155,7 +173,7 @@ def _strategy_problems(
         if metric.get(key) is None
     ]
     target = metric.get("target")
-    if strategy == "target" and isinstance(target, int | float) and target <= 0:
+    if strategy in ("target", "predictive") and isinstance(target, int | float) and target <= 0:
         problems.append((f"{where}.target", f"must be greater than 0, got {target!r}"))
     up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
     if strategy == "threshold" and isinstance(up, int | float) and isinstance(down, int | float) \

@@ -100,3 +100,20 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
             current, False, True, f"{explanation}: a missing metric blocks scaling down"
         )
     return Recommendation(best, winner.within_tolerance, False, explanation)
+
+
+def with_forecasts(
+    reactive: Recommendation, policy: Policy, current: int,
+    forecasts: Mapping[str, float | None],
+) -> Recommendation:
+    """The larger of the target rule's count and the forecasts' (each forecast read by the
+    same rule, for the same current count): a forecast can raise the count, never lower it."""
+    proposals = [
+        propose(metric, policy, current, forecasts.get(metric.name))
+        for metric in policy.metrics if forecasts.get(metric.name) is not None
+    ]
+    counts = [p.replicas for p in proposals if p.replicas is not None]
+    if not counts or max(counts) <= reactive.replicas:
+        return reactive
+    notes = "; ".join(f"forecast {p.explanation}" for p in proposals)
+    return Recommendation(max(counts), False, False, f"{reactive.explanation}; {notes}")

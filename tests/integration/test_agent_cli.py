@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -287,3 +288,25 @@ def test_a_second_agent_records_not_leader_and_applies_nothing(
         if first.poll() is None:
             first.kill()
     assert not [d for d in decisions(log.read_text()) if d["reason"] == "NotLeader"]
+
+
+def test_a_predictive_policy_without_enough_history_says_so_and_decides_reactively(
+    tmp_path: Path, make_service: Callable[..., str], prometheus: RunningPrometheus,
+    load_exporter: LoadExporter,
+) -> None:
+    busy = make_service("predict", replicas=2)
+    write_policy(tmp_path, busy, strategy="predictive", predictive={"min_history": "1h"})
+    set_load(prometheus, load_exporter, busy, 500)
+    time.sleep(16)  # so that one step of the 15 s history grid holds the series
+
+    done = autoscaler("dry-run", "--once", "--policies", str(tmp_path),
+                      "--prometheus-url", prometheus.url, "--port", "0")
+
+    assert done.returncode == 0, done.stderr
+    decision = by_service(done.stdout)[busy]
+    assert (decision["strategy"], decision["desired_replicas"]) == ("predictive", 5)
+    assert decision["fallback_reason"] == "InsufficientHistory"
+    assert decision["forecast"] == {"load": {"value": None, "with_margin": None}}
+    (untrained,) = [e for e in map(json.loads, done.stdout.splitlines())
+                    if e["event"] == "forecaster_not_trained"]
+    assert untrained["reason"] == "InsufficientHistory" and untrained["points"] > 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -113,3 +115,25 @@ def test_a_refused_query_and_an_absent_server_are_unavailable(
         PrometheusSource(prometheus.url).query("sum(")
     with pytest.raises(SourceUnavailable, match="did not answer"):
         PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=2).query("vector(1)")
+
+
+def test_history_is_the_services_series_at_the_step(
+    prometheus: RunningPrometheus, load_exporter: LoadExporter
+) -> None:
+    mine, other = f"hist{uuid.uuid4().hex[:6]}", f"other{uuid.uuid4().hex[:6]}"
+    load_exporter.gauge.labels(mine).set(42)
+    load_exporter.gauge.labels(other).set(7)
+    prometheus.wait_value(f'astest_load{{service="{other}"}}', 7)
+    time.sleep(4)
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(seconds=10)
+
+    times, values = PrometheusSource(prometheus.url).history(
+        'astest_load{service=~"' + f"{mine}|{other}" + '"}', service=mine,
+        service_label="service", per_service=False, start=start, end=end,
+        step=timedelta(seconds=1),
+    )
+
+    assert times[0] == start and len(times) == 10
+    assert values[-1] == 42.0
+    assert set(v for v in values if v is not None) == {42.0}

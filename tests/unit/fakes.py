@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from autoscaler.model import Decision, Series, ServiceState
 from autoscaler.ports import ScaleConflict, ScaleFailed, SourceUnavailable
@@ -75,3 +76,18 @@ class FakeLeadership:
 
     def release(self) -> None:
         self.leader = False
+
+
+@dataclass
+class FakeHistory:
+    """Answers every history query with `values` ending just before `end`."""
+
+    values: list[float]
+    asked: list[tuple[str, object, object]] = field(default_factory=list)
+
+    def history(self, promql: str, *, service: str, service_label: str, per_service: bool,
+                start: datetime, end: datetime, step: timedelta
+                ) -> tuple[list[datetime], list[float | None]]:
+        self.asked.append((promql, start, end))
+        count = len(self.values)
+        return [end - (count - i) * step for i in range(count)], list(self.values)

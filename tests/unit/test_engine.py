@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from autoscaler.model import Reason, Series
 from autoscaler.policy.labels import Template
 from autoscaler.ports import ScaleConflict, ScaleFailed
 from tests.unit.conftest import build_policy
-from tests.unit.fakes import FakeLeadership, FakeMetrics, FakeSwarm, ListSink
+from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ALL = 'sum by (service) (rate(r{service=~"{{services}}"}[1m]))'
@@ -253,3 +254,50 @@ def test_a_hold_for_missing_metrics_is_not_remembered_as_a_recommendation() -> N
         (7, Reason.SCALE_UP_LIMIT), (7, Reason.METRICS_MISSING),
         (10, Reason.DESIRED_WITHIN_RANGE),
     ]
+
+
+def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    minute = timedelta(minutes=1)
+    cycle = [550 + 450 * math.sin(2 * math.pi * i / 1440) for i in range(3 * 1440)]
+    history = FakeHistory(cycle)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": cycle[-1]}), swarm=swarm, sink=sink,
+                    dry_run=False, tick=minute, policies={"w.yaml": build_policy(
+                        service="web", strategy="predictive",
+                        predictive={"startup": "5m", "retrain_every": "1h"},
+                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
+
+    trained = engine.retrain(NOW, history)
+    engine.tick(NOW)
+    assert engine.retrain(NOW + minute, history) == []
+    retrained = engine.retrain(NOW + timedelta(hours=1), history)
+
+    assert [(r.service, r.metric, r.points, r.failure) for r in trained] == [
+        ("web", "rps", 3 * 1440, None)]
+    assert len(retrained) == 1
+    (decision,) = sink.decisions
+    assert decision.fallback_reason is None
+    assert decision.forecast is not None
+    forecast = decision.forecast["rps"]
+    assert forecast["value"] is not None and forecast["with_margin"] is not None
+    assert forecast["with_margin"] >= forecast["value"]
+    assert history.asked[0][1] == NOW - timedelta(days=14)
+
+
+def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
+                    policies={"w.yaml": build_policy(
+                        service="web", strategy="predictive",
+                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
+
+    (result,) = engine.retrain(NOW, FakeHistory([500.0] * 30))
+    engine.tick(NOW)
+
+    assert result.failure == "InsufficientHistory"
+    (decision,) = sink.decisions
+    assert (decision.fallback_reason, decision.desired_replicas) == ("InsufficientHistory", 5)

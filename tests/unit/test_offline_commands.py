@@ -156,6 +156,7 @@ def test_the_demo_needs_nothing_but_the_package(tmp_path: Path,
     assert main(["demo", "--out", str(out)]) == 0
 
     summary = json.loads((out / "summary.json").read_text())
-    assert [p["strategy"] for p in summary["policies"]] == ["threshold", "target"]
+    assert [p["strategy"] for p in summary["policies"]] == ["threshold", "target", "predictive"]
+    assert summary["policies"][2]["smape_pct"] < 20
     assert summary["settings"]["scored_steps"] == 30240 - 8 * 1440
     assert "SLO violation %" in capsys.readouterr().out

@@ -209,7 +209,7 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
                      id="scale-up-text"),
         pytest.param(with_metric(target="fifty"), "metrics[0].target", "finite number",
                      id="target-text"),
-        pytest.param(changed(strategy="predictive"), "strategy", "'threshold'",
+        pytest.param(changed(strategy="magic"), "strategy", "'threshold'",
                      id="unknown-strategy"),
         pytest.param(changed(on_missing_metrics="zero"), "on_missing_metrics", "'hold'",
                      id="on-missing-not-hold"),

@@ -1,0 +1,338 @@
+"""Forecasting a metric `horizon` ahead, for the predictive strategy. Pure: values in,
+forecasts out; the clock is passed in and nothing is read from outside.
+
+The model predicts the change of log1p(value) from now to the target time, from features
+that real request rates reward: recent changes (lags), the value the same time a day and a
+week before the target time, rolling means, and time-of-day and day-of-week terms of the
+target time. Working on log-changes makes it indifferent to the level, so a site that grows
+tenfold (WorldCup98) is forecast as well as a flat one. A margin, the `margin_quantile` of
+recent forecast errors, is added on top.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from autoscaler.policy.spec import Policy
+
+DAY = timedelta(days=1)
+RETRY = timedelta(hours=1)
+WEEK = timedelta(days=7)
+LAGS = (1, 2, 3, 5, 10, 15, 30, 60)
+"""Recent changes, in steps."""
+WINDOWS = (5, 15, 60)
+"""Rolling means, in steps."""
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    step: timedelta
+    horizon_steps: int
+    history: timedelta
+    min_history: timedelta
+    margin_quantile: float
+    max_error_pct: float
+    error_window: timedelta = DAY
+    """How far back the recent errors (margin, sMAPE) reach."""
+
+
+def features(
+    logged: NDArray[np.float64], ends: NDArray[np.int64], *, horizon: int, day: int, week: int,
+    start: datetime, step: timedelta,
+) -> NDArray[np.float64]:
+    """Feature rows for forecasts made at the indices `ends` (the last value known) of the
+    log1p series `logged` (NaN where unknown), for `ends + horizon`."""
+    n = len(logged)
+    now = logged[ends]
+
+    def at(offsets: NDArray[np.int64]) -> NDArray[np.float64]:
+        valid = (offsets >= 0) & (offsets < n)
+        out = np.full(len(offsets), np.nan)
+        out[valid] = logged[offsets[valid]]
+        return out
+
+    cumulative = np.concatenate([[0.0], np.cumsum(np.nan_to_num(logged))])
+    columns = [now]
+    columns += [now - at(ends - lag) for lag in LAGS]
+    for window in WINDOWS:
+        first = np.maximum(ends - window + 1, 0)
+        mean = (cumulative[ends + 1] - cumulative[first]) / (ends + 1 - first)
+        columns.append(mean - now)
+    target = ends + horizon
+    for season in (day, week):
+        columns.append(at(target - season) - now)
+        columns.append(at(target - season) - at(ends - season))
+    seconds = (start.timestamp() + target * step.total_seconds())
+    day_phase = 2 * math.pi * (seconds % 86400) / 86400
+    week_phase = 2 * math.pi * (seconds % (7 * 86400)) / (7 * 86400)
+    for harmonic in (1, 2, 3):
+        columns += [np.sin(harmonic * day_phase), np.cos(harmonic * day_phase)]
+    columns += [np.sin(week_phase), np.cos(week_phase)]
+    return np.column_stack(columns)
+
+
+def feature_row(
+    logged: Sequence[float], end: int, *, horizon: int, day: int, week: int, start: datetime,
+    step: timedelta,
+) -> list[float]:
+    """The row `features` makes for one forecast, computed from plain floats: a tick needs
+    one row, and numpy's per-call cost would dominate."""
+    nan = math.nan
+    n = len(logged)
+
+    def at(index: int) -> float:
+        return logged[index] if 0 <= index < n else nan
+
+    now = logged[end]
+    row = [now]
+    row += [now - at(end - lag) for lag in LAGS]
+    for window in WINDOWS:
+        first = max(end - window + 1, 0)
+        part = [v if v == v else 0.0 for v in logged[first:end + 1]]
+        row.append(sum(part) / len(part) - now)
+    target = end + horizon
+    for season in (day, week):
+        row.append(at(target - season) - now)
+        row.append(at(target - season) - at(end - season))
+    seconds = start.timestamp() + target * step.total_seconds()
+    day_phase = 2 * math.pi * (seconds % 86400) / 86400
+    week_phase = 2 * math.pi * (seconds % (7 * 86400)) / (7 * 86400)
+    for harmonic in (1, 2, 3):
+        row += [math.sin(harmonic * day_phase), math.cos(harmonic * day_phase)]
+    row += [math.sin(week_phase), math.cos(week_phase)]
+    return row
+
+
+class _Trees:
+    """A fitted HistGradientBoostingRegressor evaluated on one row in plain Python.
+
+    `predict` on one row costs about a millisecond of per-call overhead, and the agent asks
+    for one forecast a tick (in the backtest, one a step). The trees are read once from the
+    fitted model; `tests/unit/test_forecast.py` checks that both agree.
+    """
+
+    def __init__(self, model: HistGradientBoostingRegressor) -> None:
+        self._baseline = float(np.ravel(model._baseline_prediction)[0])
+        self._trees = []
+        for (predictor,) in model._predictors:
+            nodes = predictor.nodes
+            self._trees.append((
+                nodes["feature_idx"].tolist(), nodes["num_threshold"].tolist(),
+                nodes["missing_go_to_left"].tolist(), nodes["left"].tolist(),
+                nodes["right"].tolist(), nodes["is_leaf"].tolist(), nodes["value"].tolist(),
+            ))
+
+    def predict(self, row: Sequence[float]) -> float:
+        total = self._baseline
+        for feature, threshold, missing_left, left, right, leaf, value in self._trees:
+            node = 0
+            while not leaf[node]:
+                x = row[feature[node]]
+                if x != x:
+                    node = left[node] if missing_left[node] else right[node]
+                elif x <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            total += value[node]
+        return total
+
+
+class MetricForecaster:
+    """One metric of one service: its recent values, its model, its recent errors.
+
+    Values are kept at the forecaster's step from the first one it was given (by `train`
+    or `observe`); a tick that comes late or early is placed at the nearest step.
+    """
+
+    def __init__(self, settings: ForecastSettings) -> None:
+        self.settings = settings
+        self._day = max(1, round(DAY / settings.step))
+        self._week = max(1, round(WEEK / settings.step))
+        self._keep = self._week + settings.horizon_steps + max(LAGS) + 2
+        self._start: datetime | None = None
+        self._logged: list[float] = []
+        self._trees: _Trees | None = None
+        self._trained_on = timedelta(0)
+        self._pending: deque[tuple[datetime, float]] = deque()
+        """Forecasts made and not yet resolved: (target time, forecast without margin)."""
+        error_points = max(1, round(settings.error_window / settings.step))
+        self._errors: deque[float] = deque(maxlen=error_points)
+        """log1p(actual) - log1p(forecast) of resolved forecasts."""
+        self._smape: deque[float] = deque(maxlen=error_points)
+
+    @property
+    def trained(self) -> bool:
+        return self._trees is not None
+
+    def train(self, times: Sequence[datetime], values: Sequence[float | None]) -> str | None:
+        """Fit on the history (times at the step, oldest first); the reason it could not."""
+        known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
+        span = (known[-1][0] - known[0][0]) if len(known) > 1 else timedelta(0)
+        self._trained_on = span
+        if span < self.settings.min_history:
+            self._trees = None
+            return "InsufficientHistory"
+        first = known[0][0]
+        size = round(span / self.settings.step) + 1
+        series = np.full(size, np.nan)
+        for t, v in known:
+            series[round((t - first) / self.settings.step)] = v
+        logged = np.log1p(np.maximum(series, 0.0))
+        horizon = self.settings.horizon_steps
+        ends = np.arange(max(LAGS), size - horizon, dtype=np.int64)
+        targets = logged[ends + horizon] - logged[ends]
+        usable = np.isfinite(targets) & np.isfinite(logged[ends])
+        if usable.sum() < 100:
+            self._trees = None
+            return "InsufficientHistory"
+        rows = features(logged, ends[usable], horizon=horizon, day=self._day, week=self._week,
+                        start=first, step=self.settings.step)
+        rows[:, np.isnan(rows).all(axis=0)] = 0.0  # no week yet: scikit-learn cannot bin it
+        model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1,
+                                              max_leaf_nodes=31, random_state=0)
+        model.fit(rows, targets[usable])
+        self._trees = _Trees(model)
+        recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
+        self._errors.clear()
+        self._errors.extend((targets[usable][recent] - model.predict(rows[recent])).tolist())
+        self._start = first
+        self._logged = logged.tolist()[-self._keep:]
+        self._start = first + (size - len(self._logged)) * self.settings.step
+        return None
+
+    def observe(self, time: datetime, value: float | None) -> None:
+        """The value seen at `time`; resolves the forecasts that targeted it."""
+        logged = math.nan if value is None else math.log1p(max(value, 0.0))
+        if self._start is None:
+            self._start = time
+        index = round((time - self._start) / self.settings.step)
+        if index < len(self._logged):
+            if index >= 0:
+                self._logged[index] = logged
+        else:
+            self._logged.extend([math.nan] * (index - len(self._logged)))
+            self._logged.append(logged)
+        if len(self._logged) > 2 * self._keep:
+            drop = len(self._logged) - self._keep
+            del self._logged[:drop]
+            self._start += drop * self.settings.step
+        while self._pending and self._pending[0][0] <= time:
+            target, forecast = self._pending.popleft()
+            if target == time and value is not None:
+                self._errors.append(logged - math.log1p(forecast))
+                total = abs(value) + abs(forecast)
+                self._smape.append(0.0 if total == 0 else 200 * abs(value - forecast) / total)
+
+    def forecast(self, now: datetime) -> tuple[float | None, float | None, str | None]:
+        """(point forecast, forecast with margin, fall-back reason) for now + horizon."""
+        if self._trees is None or self._start is None:
+            reason = ("InsufficientHistory" if self._trained_on < self.settings.min_history
+                      else "NoModel")
+            return None, None, reason
+        end = len(self._logged) - 1
+        level = self._logged[end]
+        if level != level:
+            return None, None, "MetricsMissing"
+        row = feature_row(self._logged, end, horizon=self.settings.horizon_steps,
+                          day=self._day, week=self._week, start=self._start,
+                          step=self.settings.step)
+        change = self._trees.predict(row)
+        point = math.expm1(level + change)
+        self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
+        margin = max(float(np.quantile(self._errors, self.settings.margin_quantile)), 0.0) \
+            if self._errors else 0.0
+        with_margin = math.expm1(level + change + margin)
+        if self._smape and sum(self._smape) / len(self._smape) > self.settings.max_error_pct:
+            return point, with_margin, "ForecastError"
+        return point, with_margin, None
+
+
+@dataclass(frozen=True)
+class MetricForecast:
+    value: float | None
+    """The model's forecast at the horizon."""
+    with_margin: float | None
+    """What the strategy scales on: the forecast plus the margin."""
+
+
+ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime],
+                    tuple[float | None, float | None, str | None]]
+"""Forecasts already made: (service, metric, settings, time) -> forecast(). A forecast
+depends on the values seen and the settings only, so replays of one trace that differ in
+targets or limits (a benchmark's sweep) can share one memo instead of forecasting again."""
+
+
+class ForecastBook:
+    """The forecasters of the predictive policies, one per (service, metric), and when each
+    policy was last trained."""
+
+    def __init__(self, tick: timedelta, memo: ForecastMemo | None = None) -> None:
+        self.tick = tick
+        self._memo = memo
+        self._forecasters: dict[tuple[str, str], MetricForecaster] = {}
+        self._settings: dict[tuple[str, str], ForecastSettings] = {}
+        self._next_training: dict[str, datetime] = {}
+
+    def settings_for(self, policy: Policy) -> ForecastSettings:
+        spec = policy.predictive
+        horizon = spec.horizon_for(self.tick)
+        return ForecastSettings(
+            step=self.tick, horizon_steps=max(1, math.ceil(horizon / self.tick - 1e-9)),
+            history=spec.history, min_history=spec.min_history,
+            margin_quantile=spec.margin_quantile, max_error_pct=spec.max_error_pct,
+        )
+
+    def forecaster(self, policy: Policy, metric: str) -> MetricForecaster:
+        """The metric's forecaster; a new one when the policy's forecast settings change."""
+        key = (policy.service, metric)
+        settings = self.settings_for(policy)
+        if self._settings.get(key) != settings:
+            self._forecasters[key] = MetricForecaster(settings)
+            self._settings[key] = settings
+            self._next_training.pop(policy.service, None)
+        return self._forecasters[key]
+
+    def due(self, policy: Policy, now: datetime) -> bool:
+        """Training is due every `retrain_every` (an hour after a failed one, at most); never
+        when the memo holds the forecasts."""
+        next_training = self._next_training.get(policy.service)
+        if next_training is not None and now < next_training:
+            return False
+        if self._memo is None:
+            return True
+        settings = self.settings_for(policy)
+        return any((policy.service, m.name, settings, now) not in self._memo
+                   for m in policy.metrics)
+
+    def trained(self, policy: Policy, now: datetime, *, ok: bool) -> None:
+        every = policy.predictive.retrain_every
+        self._next_training[policy.service] = now + (every if ok else min(every, RETRY))
+
+    def forecast(self, policy: Policy, values: Mapping[str, float | None], now: datetime
+                 ) -> tuple[dict[str, MetricForecast], str | None]:
+        """Feed this tick's values and forecast each metric; the first fall-back reason."""
+        forecasts: dict[str, MetricForecast] = {}
+        reasons = []
+        for metric in policy.metrics:
+            forecaster = self.forecaster(policy, metric.name)
+            key = (policy.service, metric.name, forecaster.settings, now)
+            if self._memo is not None and key in self._memo:
+                point, with_margin, reason = self._memo[key]
+            else:
+                forecaster.observe(now, values.get(metric.name))
+                point, with_margin, reason = forecaster.forecast(now)
+                if self._memo is not None:
+                    self._memo[key] = (point, with_margin, reason)
+            forecasts[metric.name] = MetricForecast(point, None if reason else with_margin)
+            if reason:
+                reasons.append(reason)
+        return forecasts, (reasons[0] if reasons else None)

@@ -1,0 +1,151 @@
+"""Predictive against reactive scaling on the shared real traces: the trade-off between cost
+and SLO violations, and the saving at an SLO budget.
+
+    .venv/bin/python benchmarks/predictive_sweep.py [--traces DIR] [--budget 0.1]
+
+For each trace (WorldCup98 and NASA, one point a minute): capacity = the trace's 99th
+percentile per step / 20, max_replicas 1000, and `target` = u x capacity for u = 0.1 .. 0.9,
+for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes. The first
+half of each trace is history only (the model's choices, its features, margin and horizon,
+were made looking at first halves); the sweep is scored on the second half. Everything runs
+through `autoscaler.backtest.replay`, the agent's own engine. Prints the trade-off table
+(replica-hours / oracle replica-hours against slo_violation_pct) and, at the SLO budget
+(share of steps in violation, default 0.1 %), the ratio of the best predictive setting's
+replica-hours to the best reactive one's. Two processes, one per trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from autoscaler.backtest import BacktestSettings, replay
+from autoscaler.policy.forecast import ForecastMemo
+from autoscaler.policy.spec import Policy, parse_policy
+from autoscaler.traces import Trace, load_csv
+
+TRACES = {
+    "WorldCup98": "worldcup98-requests-per-minute.csv",
+    "NASA": "nasa-http-requests-per-minute.csv",
+}
+UTILISATIONS = [round(0.1 * i, 1) for i in range(1, 10)]
+STARTUPS = (timedelta(minutes=1), timedelta(minutes=5))
+STRATEGIES = ("target", "predictive")
+
+
+@dataclass(frozen=True)
+class Row:
+    trace: str
+    startup_min: int
+    strategy: str
+    u: float
+    cost_ratio: float
+    replica_hours: float
+    slo_violation_pct: float
+    under_time_pct: float
+    smape_pct: float | None
+
+
+def capacity_of(trace: Trace) -> float:
+    ordered = sorted(trace.values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] / 20
+
+
+def policy(strategy: str, target: float, startup: timedelta) -> Policy:
+    document = {
+        "service": "bench", "min_replicas": 1, "max_replicas": 1000, "strategy": strategy,
+        "metrics": [{"name": "requests", "query": "q", "target": target}],
+        "predictive": {"startup": f"{int(startup.total_seconds())}s"},
+    }
+    parsed = parse_policy(yaml.safe_dump(document).encode(), f"{strategy}.yaml")
+    assert isinstance(parsed, Policy), parsed
+    return parsed
+
+
+def sweep(name: str, path: Path) -> list[Row]:
+    trace = load_csv(path)
+    capacity = capacity_of(trace)
+    warmup = (len(trace) // 2) * trace.step
+    rows = []
+    for startup in STARTUPS:
+        memo: ForecastMemo = {}
+        settings = BacktestSettings(capacity=capacity, startup=startup, warmup=warmup)
+        for strategy in STRATEGIES:
+            for u in UTILISATIONS:
+                started = time.monotonic()
+                run = replay(policy(strategy, u * capacity, startup), f"{strategy}.yaml", trace,
+                             settings, forecast_memo=memo)
+                scores = run.scores
+                rows.append(Row(
+                    name, int(startup.total_seconds() // 60), strategy, u,
+                    scores.replica_hours / scores.oracle_replica_hours, scores.replica_hours,
+                    scores.slo_violation_pct, scores.under_provisioned_time_pct,
+                    run.forecast.smape_pct if run.forecast else None,
+                ))
+                print(f"  {name} startup {startup} {strategy:>10} u={u}: "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
+    return rows
+
+
+def best(rows: list[Row], budget: float) -> Row | None:
+    meeting = [r for r in rows if r.slo_violation_pct <= budget]
+    return min(meeting, key=lambda r: r.replica_hours) if meeting else None
+
+
+def report(rows: list[Row], budget: float) -> None:
+    print("\nTrade-off: replica-hours / oracle replica-hours, and SLO violation % of steps")
+    print(f"{'trace':<11}{'startup':>8}{'u':>5}   {'target':>17}   {'predictive':>17}   "
+          f"{'sMAPE %':>7}")
+    keys = sorted({(r.trace, r.startup_min, r.u) for r in rows})
+    by_key = {(r.trace, r.startup_min, r.u, r.strategy): r for r in rows}
+    for trace, startup, u in keys:
+        reactive = by_key[(trace, startup, u, "target")]
+        predictive = by_key[(trace, startup, u, "predictive")]
+        smape = f"{predictive.smape_pct:7.2f}" if predictive.smape_pct is not None else ""
+        print(f"{trace:<11}{startup:>6} m{u:>5}   "
+              f"{reactive.cost_ratio:7.3f} {reactive.slo_violation_pct:8.3f} %   "
+              f"{predictive.cost_ratio:7.3f} {predictive.slo_violation_pct:8.3f} %   {smape}")
+    print(f"\nAt an SLO budget of {budget} % of steps:")
+    for trace, startup in sorted({(r.trace, r.startup_min) for r in rows}):
+        group = [r for r in rows if (r.trace, r.startup_min) == (trace, startup)]
+        reactive = best([r for r in group if r.strategy == "target"], budget)
+        predictive = best([r for r in group if r.strategy == "predictive"], budget)
+        if reactive is None or predictive is None:
+            print(f"  {trace}, {startup} m start-up: reactive best {reactive}, "
+                  f"predictive best {predictive}: no ratio")
+            continue
+        ratio = predictive.replica_hours / reactive.replica_hours
+        same_u = next(r for r in group if r.strategy == "predictive" and r.u == reactive.u)
+        under = (1 - same_u.under_time_pct / reactive.under_time_pct) * 100 \
+            if reactive.under_time_pct else 0.0
+        more = (same_u.replica_hours / reactive.replica_hours - 1) * 100
+        print(f"  {trace}, {startup} m start-up: best reactive u={reactive.u} "
+              f"({reactive.replica_hours:,.0f} replica-hours), best predictive u={predictive.u} "
+              f"({predictive.replica_hours:,.0f}): ratio {ratio:.3f}")
+        print(f"      at u={reactive.u}, predictive is under-provisioned {under:.0f} % less of "
+              f"the time ({same_u.under_time_pct:.3f} % vs {reactive.under_time_pct:.3f} %) "
+              f"with {more:+.1f} % replica-hours")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--traces", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "traces")
+    parser.add_argument("--budget", type=float, default=0.1,
+                        help="SLO budget, %% of steps in violation (default 0.1)")
+    arguments = parser.parse_args()
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        parts = list(pool.map(sweep, TRACES, [arguments.traces / f for f in TRACES.values()]))
+    report([row for part in parts for row in part], arguments.budget)
+    print(f"\n{time.monotonic() - started:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The forecaster: features, the fast tree evaluation, training on the past only, the margin
+and the fall-backs; and the predictive strategy's use of a forecast."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from autoscaler.model import Reason
+from autoscaler.policy.decide import decide
+from autoscaler.policy.forecast import (
+    ForecastSettings,
+    MetricForecaster,
+    _Trees,
+    feature_row,
+    features,
+)
+from autoscaler.policy.memory import ServiceMemory
+from tests.unit.conftest import build_policy
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+
+
+def daily(days: int, *, noise: float = 0.05, seed: int = 1) -> list[float]:
+    """A load with a daily cycle (100 .. 1000 a minute) and some noise."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(days * 1440)
+    cycle = 550 + 450 * np.sin(2 * np.pi * minutes / 1440)
+    return (cycle * (1 + noise * rng.standard_normal(len(minutes)))).clip(0).tolist()
+
+
+def settings(**changes: object) -> ForecastSettings:
+    base = {"step": STEP, "horizon_steps": 5, "history": timedelta(days=14),
+            "min_history": timedelta(days=1), "margin_quantile": 0.75, "max_error_pct": 50.0}
+    base.update(changes)
+    return ForecastSettings(**base)  # type: ignore[arg-type]
+
+
+def test_the_row_of_one_forecast_is_the_batch_row() -> None:
+    logged = np.log1p(np.array(daily(9)))
+    logged[100] = np.nan
+    ends = np.array([20, 200, 1500, 12000], dtype=np.int64)
+
+    batch = features(logged, ends, horizon=5, day=1440, week=10080, start=START, step=STEP)
+
+    for row, end in zip(batch, ends, strict=True):
+        single = feature_row(logged.tolist(), int(end), horizon=5, day=1440, week=10080,
+                             start=START, step=STEP)
+        assert np.allclose(row, single, equal_nan=True)
+
+
+def test_the_fast_trees_agree_with_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((2000, 6))
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    targets = np.nan_to_num(rows[:, 0]) * 2 + np.sin(np.nan_to_num(rows[:, 1]))
+    model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(rows, targets)
+    trees = _Trees(model)
+
+    probe = rng.standard_normal((200, 6))
+    probe[::7, 2] = np.nan
+
+    assert np.allclose([trees.predict(row.tolist()) for row in probe], model.predict(probe))
+
+
+def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None:
+    load = daily(10)
+    forecaster = MetricForecaster(settings())
+    history = 9 * 1440
+    assert forecaster.train([START + i * STEP for i in range(history)], load[:history]) is None
+
+    errors = []
+    for index in range(history, history + 600):
+        now = START + index * STEP
+        forecaster.observe(now, load[index])
+        point, with_margin, reason = forecaster.forecast(now)
+        assert reason is None and point is not None and with_margin is not None
+        assert with_margin >= point
+        actual = load[index + 5]
+        errors.append(200 * abs(actual - point) / (actual + point))
+
+    assert sum(errors) / len(errors) < 15
+
+
+@pytest.mark.parametrize(
+    ("days", "reason"),
+    [pytest.param(0.5, "InsufficientHistory", id="under-min-history")],
+)
+def test_too_little_history_falls_back(days: float, reason: str) -> None:
+    forecaster = MetricForecaster(settings())
+    steps = int(days * 1440)
+
+    assert forecaster.train([START + i * STEP for i in range(steps)], daily(1)[:steps]) == reason
+    forecaster.observe(START + steps * STEP, 500.0)
+    assert forecaster.forecast(START + steps * STEP) == (None, None, reason)
+
+
+def test_a_bad_recent_error_falls_back() -> None:
+    load = daily(3)
+    forecaster = MetricForecaster(settings(max_error_pct=1.0))
+    history = 2 * 1440
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+
+    reasons = []
+    for index in range(history, history + 60):
+        now = START + index * STEP
+        forecaster.observe(now, load[index] * (3 if index % 2 else 0.3))
+        reasons.append(forecaster.forecast(now)[2])
+
+    assert reasons[-1] == "ForecastError"
+
+
+@pytest.mark.parametrize(
+    ("value", "forecast", "desired", "reason"),
+    [
+        pytest.param(300, 900, 9, Reason.DESIRED_WITHIN_RANGE, id="forecast-raises"),
+        pytest.param(900, 300, 9, Reason.DESIRED_WITHIN_RANGE, id="reactive-wins-when-higher"),
+        pytest.param(300, None, 3, Reason.WITHIN_TOLERANCE, id="no-forecast-is-reactive"),
+    ],
+)
+def test_predictive_takes_the_larger_of_forecast_and_target_rule(
+    value: float, forecast: float | None, desired: int, reason: Reason
+) -> None:
+    policy = build_policy(strategy="predictive", behavior={
+        "scale_up": {"max_step": 10}, "scale_down": {"stabilization": "0s"}})
+    now = START
+
+    outcome = decide(policy, current=3, metrics={"rps": value},
+                     memory=ServiceMemory.first_seen(replicas=3, now=now), last_change_at=None,
+                     now=now, forecasts={"rps": forecast})
+
+    assert (outcome.desired, outcome.reason) == (desired, reason)
+
+
+def test_a_forecast_never_scales_down_alone() -> None:
+    policy = build_policy(strategy="predictive", behavior={"scale_down": {"stabilization": "0s"}})
+
+    outcome = decide(policy, current=6, metrics={"rps": 600}, now=START,
+                     memory=ServiceMemory.first_seen(replicas=6, now=START), last_change_at=None,
+                     forecasts={"rps": 100})
+
+    assert (outcome.desired, outcome.reason) == (6, Reason.WITHIN_TOLERANCE)
