@@ -35,6 +35,10 @@ TRACES = {
     "NASA": "nasa-http-requests-per-minute.csv",
 }
 UTILISATIONS = [round(0.1 * i, 1) for i in range(1, 10)]
+MARGIN_QUANTILE = 0.95
+"""Chosen on the first half of WorldCup98 (5-minute start-up, u 0.7 to 0.9; 0.9, 0.95 and
+0.99 tried with error windows of 1 h, 4 h and 1 d): the cheapest margin that kept the
+violations at u = 0.8 well inside the 0.1 % budget (0.026 %, where 0.9 left 0.051 %)."""
 STARTUPS = (timedelta(minutes=1), timedelta(minutes=5))
 STRATEGIES = ("target", "predictive")
 
@@ -61,7 +65,8 @@ def policy(strategy: str, target: float, startup: timedelta) -> Policy:
     document = {
         "service": "bench", "min_replicas": 1, "max_replicas": 1000, "strategy": strategy,
         "metrics": [{"name": "requests", "query": "q", "target": target}],
-        "predictive": {"startup": f"{int(startup.total_seconds())}s"},
+        "predictive": {"startup": f"{int(startup.total_seconds())}s",
+                       "margin_quantile": MARGIN_QUANTILE},
     }
     parsed = parse_policy(yaml.safe_dump(document).encode(), f"{strategy}.yaml")
     assert isinstance(parsed, Policy), parsed

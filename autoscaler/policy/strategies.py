@@ -106,14 +106,20 @@ def with_forecasts(
     reactive: Recommendation, policy: Policy, current: int,
     forecasts: Mapping[str, float | None],
 ) -> Recommendation:
-    """The larger of the target rule's count and the forecasts' (each forecast read by the
-    same rule, for the same current count): a forecast can raise the count, never lower it."""
-    proposals = [
-        propose(metric, policy, current, forecasts.get(metric.name))
-        for metric in policy.metrics if forecasts.get(metric.name) is not None
-    ]
-    counts = [p.replicas for p in proposals if p.replicas is not None]
-    if not counts or max(counts) <= reactive.replicas:
+    """The larger of the target rule's count and the forecasts' (`ceil(forecast / target)`
+    per metric): a forecast can raise the count, never lower it.
+
+    No tolerance applies to a forecast: tolerance keeps noise around the current value from
+    moving the count, but a forecast that the current count cannot carry is the signal the
+    predictive strategy exists for, and since it only ever raises the count it cannot flap.
+    """
+    counts = {
+        metric.name: ceil_slack(forecast / metric.target)
+        for metric in policy.metrics
+        if (forecast := forecasts.get(metric.name)) is not None and metric.target
+    }
+    if not counts or max(counts.values()) <= reactive.replicas:
         return reactive
-    notes = "; ".join(f"forecast {p.explanation}" for p in proposals)
-    return Recommendation(max(counts), False, False, f"{reactive.explanation}; {notes}")
+    notes = ", ".join(f"{name} {forecasts[name]:g} -> {count}" for name, count in counts.items())
+    return Recommendation(max(counts.values()), False, False,
+                          f"{reactive.explanation}; forecast with margin: {notes}")

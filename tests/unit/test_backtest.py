@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +23,8 @@ def trace(*values: float) -> Trace:
 
 
 def test_scale_up_is_ready_after_startup_and_scale_down_cancels_the_latest_first() -> None:
-    cluster = SimulatedCluster(service="web", service_label="service", ready=2, startup_steps=2)
+    cluster = SimulatedCluster(service="web", service_label="service", ready=2, startup_steps=2,
+                               trace=trace(1, 1, 1))
     cluster.begin_step(0, START, 1.0)
     state = cluster.list_services()["web"]
 
@@ -39,7 +42,8 @@ def test_scale_up_is_ready_after_startup_and_scale_down_cancels_the_latest_first
 
 
 def test_startup_zero_is_ready_at_once() -> None:
-    cluster = SimulatedCluster(service="web", service_label="service", ready=1, startup_steps=0)
+    cluster = SimulatedCluster(service="web", service_label="service", ready=1, startup_steps=0,
+                               trace=trace(1, 1))
     cluster.begin_step(0, START, 1.0)
 
     cluster.scale(cluster.list_services()["web"], 3)
@@ -115,3 +119,35 @@ def test_several_metrics_the_trace_feeds_the_named_one() -> None:
     with pytest.raises(BacktestError, match="no metric 'mem'"):
         replay(policy, "p.yaml", trace(30, 30, 30),
                BacktestSettings(capacity=10, warmup=MINUTE, metric="mem"))
+
+
+def test_the_history_a_forecaster_gets_is_the_past_as_the_engine_saw_it() -> None:
+    history = trace(5, 6, 7, 8, 9)
+    cluster = SimulatedCluster(service="web", service_label="service", ready=1,
+                               startup_steps=0, trace=history)
+    cluster.begin_step(3, history.time(3), 7.0)
+
+    times, values = cluster.history("q", service="web", service_label="service",
+                                    per_service=False, start=history.time(0),
+                                    end=history.time(5), step=MINUTE)
+
+    assert times == [history.time(1), history.time(2)]
+    assert values == [5, 6]
+
+
+def test_a_predictive_replay_scores_its_forecasts() -> None:
+    rng = random.Random(3)
+    minutes = range(3 * 1440)
+    load = [(500 + 400 * math.sin(2 * math.pi * m / 1440)) * rng.uniform(0.9, 1.1)
+            for m in minutes]
+    policy = build_policy(strategy="predictive", max_replicas=100,
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    settings = BacktestSettings(capacity=100 / 0.7, warmup=timedelta(days=2))
+
+    run = replay(policy, "p.yaml", Trace(START, MINUTE, load, "t"), settings)
+
+    assert run.forecast is not None
+    assert run.forecast.forecasts_scored == 1440 - 2
+    assert run.forecast.smape_pct < 15
+    assert 0 < run.forecast.mase < 1
+    assert len(run.training_seconds) == 1
