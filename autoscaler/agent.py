@@ -150,6 +150,7 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+        self.retrain()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
             self.tick, "interval", seconds=self._interval.total_seconds(),
@@ -158,7 +159,7 @@ class Agent:
         )
         scheduler.add_job(
             self.retrain, "interval", seconds=RETRAIN_CHECK.total_seconds(),
-            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            max_instances=1, coalesce=True,
             misfire_grace_time=None, id="retrain",
         )
         scheduler.start()

@@ -45,13 +45,15 @@ class BacktestSettings:
     """The metric the trace feeds; default the policy's first."""
 
 
-def default_capacity(policies: Sequence[Policy]) -> float | None:
+def default_capacity(policies: Sequence[Policy], metric: str | None = None) -> float | None:
     """The first `target` among the policies / 0.7, so that policies compared in one run
-    share it; None when no policy has a target."""
+    share it: of the metric the trace feeds (`metric`, else each policy's first), since the
+    capacity is in the trace's unit. None when there is no such target."""
     for policy in policies:
-        for metric in policy.metrics:
-            if metric.target is not None and metric.target > 0:
-                return metric.target / DEFAULT_UTILISATION_OF_TARGET
+        fed = [m for m in policy.metrics if m.name == metric] if metric else policy.metrics[:1]
+        for spec in fed:
+            if spec.target is not None and spec.target > 0:
+                return spec.target / DEFAULT_UTILISATION_OF_TARGET
     return None
 
 
@@ -124,7 +126,10 @@ def replay(
     """Run `policy` over `trace` through the real engine and score it. Replays of one trace
     may share a `forecast_memo` (see `ForecastMemo`)."""
     metric = fed_metric(policy, settings.metric)
-    traced = policy.model_copy(update={"metrics": [metric]})
+    update: dict[str, object] = {"metrics": [metric]}
+    if "startup" not in policy.predictive.model_fields_set:
+        update["predictive"] = policy.predictive.model_copy(update={"startup": settings.startup})
+    traced = policy.model_copy(update=update)
     first = scored_range(trace, settings.warmup)
     startup_steps = math.ceil(settings.startup / trace.step - 1e-9)
     demands = [
@@ -136,7 +141,8 @@ def replay(
                                ready=demands[0], startup_steps=startup_steps, trace=trace)
     recorder = _Recorder(metric.name)
     engine = Engine(metrics=cluster, swarm=cluster, sink=recorder, dry_run=False,
-                    policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo)
+                    policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo,
+                    seed_history=False)
     training: list[float] = []
     total = len(trace) - first
     supply: list[int] = []

@@ -86,9 +86,12 @@ def metric_table(runs: list[PolicyRun]) -> Table:
             for key, label in METRICS]
     if any(run.forecast is not None for run in runs):
         for key, label in (("smape_pct", "forecast sMAPE %"), ("mase", "forecast MASE")):
-            rows.append([label, *("" if run.forecast is None
-                                  else round(getattr(run.forecast, key), 3) for run in runs)])
+            rows.append([label, *(_rounded(getattr(run.forecast, key, None)) for run in runs)])
     return Table(header, rows)
+
+
+def _rounded(value: float | None) -> float | str:
+    return "" if value is None else round(value, 3)
 
 
 def _worst_hour(run: PolicyRun, step: timedelta) -> tuple[int, int] | None:
@@ -114,7 +117,7 @@ def _series_chart(name: str, title: str, run: PolicyRun, first: int, last: int,
         [Line("load (right axis)", run.load[first:last], step=False, axis="right"),
          Line("billed replicas (ready + starting)", run.billed[first:last], dashed=True),
          Line("oracle demand d", run.demand[first:last]),
-         Line("ready replicas s", run.supply[first:last])],
+         Line("ready replicas s", run.supply[first:last], lowest=True)],
         left_label="replicas", right_label=f"load (capacity {capacity:g} per replica)",
     )
     return Chart(name, svg, title)

@@ -15,7 +15,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 MAX_POINTS = 1500
-"""A long series is reduced to about this many points, keeping each bucket's maximum."""
+"""A long series is reduced to about this many points, one per bucket of steps."""
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,12 @@ class Line:
     axis: str = "left"
     """"left" or "right"."""
     dashed: bool = False
+    lowest: bool = False
+    """A long series keeps each bucket's lowest value instead of its highest (for a supply,
+    whose dips matter)."""
 
 
-def _reduced(times: Sequence[datetime], values: Sequence[float | None]
+def _reduced(times: Sequence[datetime], values: Sequence[float | None], *, lowest: bool
              ) -> tuple[list[datetime], list[float | None]]:
     if len(times) <= MAX_POINTS:
         return list(times), list(values)
@@ -37,7 +40,7 @@ def _reduced(times: Sequence[datetime], values: Sequence[float | None]
     for start in range(0, len(times), size):
         bucket = [v for v in values[start:start + size] if v is not None]
         kept_times.append(times[start])
-        kept.append(max(bucket) if bucket else None)
+        kept.append((min(bucket) if lowest else max(bucket)) if bucket else None)
     return kept_times, kept
 
 
@@ -45,13 +48,13 @@ def line_chart(
     title: str, times: Sequence[datetime], lines: Sequence[Line], *, left_label: str,
     right_label: str = "", height: float = 3.2,
 ) -> str:
-    """An SVG chart of `lines` over `times` (long series keep each bucket's maximum)."""
+    """An SVG chart of `lines` over `times` (long series are reduced to buckets)."""
     figure, left = plt.subplots(figsize=(10, height))
     right = left.twinx() if any(line.axis == "right" for line in lines) else None
     handles = []
     for line in lines:
         axis = right if line.axis == "right" and right is not None else left
-        kept_times, ys = _reduced(times, line.values)
+        kept_times, ys = _reduced(times, line.values, lowest=line.lowest)
         xs = mdates.date2num(kept_times)
         plotted = [float("nan") if y is None else y for y in ys]
         if line.step:

@@ -49,27 +49,41 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], int]:
             continue
         try:
             _add(services, event)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             skipped += 1
     return services, skipped
 
 
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
 def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
+    """One decision; an event that does not have a decision's shape raises before anything
+    is added, so the series stay aligned."""
     time = datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
-    log = services.setdefault(event["service"], ServiceLog(event["service"]))
+    service = str(event["service"])
+    readings = {str(k): _number(v) for k, v in dict(event.get("metrics") or {}).items()}
+    for name, forecast in dict(event.get("forecast") or {}).items():
+        readings[f"{name} forecast with margin"] = _number(dict(forecast).get("with_margin"))
+    current, desired, recommended = (
+        int(number) if (number := _number(event.get(key))) is not None else None
+        for key in ("current_replicas", "desired_replicas", "recommended_replicas")
+    )
+    log = services.setdefault(service, ServiceLog(service))
     index = len(log.times)
     log.times.append(time)
-    log.current.append(event.get("current_replicas"))
-    log.desired.append(event.get("desired_replicas"))
-    log.recommended.append(event.get("recommended_replicas"))
-    for name, value in (event.get("metrics") or {}).items():
+    log.current.append(current)
+    log.desired.append(desired)
+    log.recommended.append(recommended)
+    for name, value in readings.items():
         log.metrics.setdefault(name, [None] * index).append(value)
     for values in log.metrics.values():
         if len(values) < index + 1:
             values.append(None)
     log.reasons[str(event.get("reason"))] += 1
     log.dry_run.add(bool(event.get("dry_run")))
-    current, desired = event.get("current_replicas"), event.get("desired_replicas")
     if current is not None and desired is not None and current != desired:
         log.changes.append(event)
 

@@ -72,7 +72,10 @@ class Engine:
         templates: Mapping[str, Template] | None = None,
         tick: timedelta = timedelta(seconds=15),
         forecast_memo: ForecastMemo | None = None,
+        seed_history: bool = True,
     ) -> None:
+        """`seed_history` False starts each service with empty stabilization history
+        instead of holding the first count seen (the backtest's start)."""
         self._metrics = metrics
         self._swarm = swarm
         self._sink = sink
@@ -86,6 +89,8 @@ class Engine:
         self._plan_key: tuple[int, ...] = ()
         self._plan_cache: dict[str, list[QueryUse]] = {}
         self._forecasts = ForecastBook(tick, forecast_memo)
+        self._seed_history = seed_history
+        self._managed: list[ManagedPolicy] = []
         self.set_policies(policies or {}, templates or {})
 
     def set_policies(
@@ -127,7 +132,7 @@ class Engine:
         """Train the forecasters of the predictive policies that are due, on the history
         before `now`; what each training did."""
         done: list[Retrained] = []
-        for entry in self._from_files:
+        for entry in self._managed or self._from_files:
             policy = entry.policy
             if policy.strategy != "predictive" or not self._forecasts.due(policy, now):
                 continue
@@ -189,6 +194,7 @@ class Engine:
                 services.values(), self._templates, file_services=self._file_services
             )
             managed += sorted(from_labels, key=lambda m: m.policy.service)
+        self._managed = managed
         if len(self._memory) > len(managed):
             names = {m.policy.service for m in managed}
             self._memory = {name: m for name, m in self._memory.items() if name in names}
@@ -232,7 +238,7 @@ class Engine:
                           message="service is not in replicated mode: left alone")
         spec = state.replicas
         memory = self._memory.get(policy.service) or ServiceMemory.first_seen(
-            replicas=spec, now=now
+            replicas=spec, now=now, seeded=self._seed_history
         )
         memory = synced_shadow(memory, spec)
         current = memory.shadow if self._dry_run else spec

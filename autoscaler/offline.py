@@ -81,7 +81,7 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
         for problem in problems:
             print(problem, file=err)
         return EXIT_BAD_INPUT
-    capacity = inputs.capacity or default_capacity([p for _, p in policies])
+    capacity = inputs.capacity or default_capacity([p for _, p in policies], inputs.metric)
     if capacity is None:
         print("autoscaler: no policy has a target to derive the capacity from: give "
               "--capacity (what one replica carries at 100 %, in the trace's unit)", file=err)

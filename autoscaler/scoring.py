@@ -58,7 +58,8 @@ def score(
         replica_hours=sum(billed) * step_hours,
         oracle_replica_hours=sum(demand) * step_hours,
         slo_violation_pct=per_step * sum(
-            1 for x, s in zip(load, supply, strict=True) if x > s * capacity * slo_utilisation
+            1 for x, s in zip(load, supply, strict=True)
+            if x / (capacity * slo_utilisation) - 1e-9 > s
         ),
         under_provisioned_time_pct=per_step * sum(1 for d, s in pairs if s < d),
         over_provisioned_time_pct=per_step * sum(1 for d, s in pairs if s > d),
@@ -72,7 +73,8 @@ def score(
 @dataclass(frozen=True)
 class ForecastQuality:
     smape_pct: float
-    mase: float
+    mase: float | None
+    """None when the seasonal naive forecast is perfect (its error is the scale)."""
     forecasts_scored: int
 
 
@@ -104,6 +106,6 @@ def forecast_quality(
     scale = sum(naive) / len(naive)
     return ForecastQuality(
         smape_pct=sum(smape) / len(smape),
-        mase=(sum(errors) / len(errors)) / scale if scale else math.inf,
+        mase=(sum(errors) / len(errors)) / scale if scale else None,
         forecasts_scored=len(smape),
     )

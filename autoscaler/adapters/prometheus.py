@@ -57,12 +57,14 @@ class PrometheusSource:
         for first in range(0, count, 10_000):
             last = min(count, first + 10_000) - 1
             result = self._range(promql, times[first], times[last], step)
-            if len(result) != 1:
+            if len(result) > 1:
                 raise TraceError(f"the query must answer one series, it answered {len(result)}:"
                                  " aggregate it (sum by nothing, or filter to one service)")
-            for stamp, text in result[0].get("values", []):
+            for stamp, text in (result[0].get("values", []) if result else []):
                 samples[round((float(stamp) - start.timestamp()) / step.total_seconds())] = \
                     float(text)
+        if not samples:
+            raise TraceError("the query answered no series over that range")
         values, last_value = [], 0.0
         for index in range(count):
             value = samples.get(index)

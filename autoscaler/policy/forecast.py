@@ -40,6 +40,7 @@ class ForecastSettings:
     min_history: timedelta
     margin_quantile: float
     max_error_pct: float
+    retrain_every: timedelta
     error_window: timedelta = timedelta(hours=1)
     """How far back the recent errors (margin, sMAPE) reach: an hour follows the regime
     (a quiet night, a match) better than a day did on the first halves of the traces."""
@@ -163,6 +164,7 @@ class MetricForecaster:
         self._logged: list[float] = []
         self._trees: _Trees | None = None
         self._trained_on = timedelta(0)
+        self._failure: str | None = "NoModel"
         self._pending: deque[tuple[datetime, float]] = deque()
         """Forecasts made and not yet resolved: (target time, forecast without margin)."""
         error_points = max(1, round(settings.error_window / settings.step))
@@ -180,8 +182,8 @@ class MetricForecaster:
         span = (known[-1][0] - known[0][0]) if len(known) > 1 else timedelta(0)
         self._trained_on = span
         if span < self.settings.min_history:
-            self._trees = None
-            return "InsufficientHistory"
+            self._trees, self._failure = None, "InsufficientHistory"
+            return self._failure
         first = known[0][0]
         size = round(span / self.settings.step) + 1
         series = np.full(size, np.nan)
@@ -193,15 +195,15 @@ class MetricForecaster:
         targets = logged[ends + horizon] - logged[ends]
         usable = np.isfinite(targets) & np.isfinite(logged[ends])
         if usable.sum() < 100:
-            self._trees = None
-            return "InsufficientHistory"
+            self._trees, self._failure = None, "InsufficientHistory"
+            return self._failure
         rows = features(logged, ends[usable], horizon=horizon, day=self._day, week=self._week,
                         start=first, step=self.settings.step)
         rows[:, np.isnan(rows).all(axis=0)] = 0.0  # no week yet: scikit-learn cannot bin it
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1,
                                               max_leaf_nodes=31, random_state=0)
         model.fit(rows, targets[usable])
-        self._trees = _Trees(model)
+        self._trees, self._failure = _Trees(model), None
         recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
         self._errors.clear()
         self._errors.extend((targets[usable][recent] - model.predict(rows[recent])).tolist())
@@ -226,9 +228,10 @@ class MetricForecaster:
             drop = len(self._logged) - self._keep
             del self._logged[:drop]
             self._start += drop * self.settings.step
-        while self._pending and self._pending[0][0] <= time:
+        half_step = self.settings.step / 2
+        while self._pending and self._pending[0][0] <= time + half_step:
             target, forecast = self._pending.popleft()
-            if target == time and value is not None:
+            if abs(target - time) <= half_step and value is not None:
                 self._errors.append(logged - math.log1p(forecast))
                 total = abs(value) + abs(forecast)
                 self._smape.append(0.0 if total == 0 else 200 * abs(value - forecast) / total)
@@ -236,9 +239,7 @@ class MetricForecaster:
     def forecast(self, now: datetime) -> tuple[float | None, float | None, str | None]:
         """(point forecast, forecast with margin, fall-back reason) for now + horizon."""
         if self._trees is None or self._start is None:
-            reason = ("InsufficientHistory" if self._trained_on < self.settings.min_history
-                      else "NoModel")
-            return None, None, reason
+            return None, None, self._failure or "NoModel"
         end = len(self._logged) - 1
         level = self._logged[end]
         if level != level:
@@ -290,6 +291,7 @@ class ForecastBook:
             step=self.tick, horizon_steps=max(1, math.ceil(horizon / self.tick - 1e-9)),
             history=spec.history, min_history=spec.min_history,
             margin_quantile=spec.margin_quantile, max_error_pct=spec.max_error_pct,
+            retrain_every=spec.retrain_every,
         )
 
     def forecaster(self, policy: Policy, metric: str) -> MetricForecaster:

@@ -37,7 +37,8 @@ def stabilize(
     lowest = min([recommended, *in_window(memory.recommendations, now=now, window=up_window)])
     highest = max([
         recommended,
-        *in_window((*memory.recommendations, memory.seed), now=now, window=down_window),
+        *in_window(memory.recommendations if memory.seed is None
+                   else (*memory.recommendations, memory.seed), now=now, window=down_window),
     ])
     stabilized = min(max(current, lowest), highest)
     if stabilized == recommended:

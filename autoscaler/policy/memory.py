@@ -19,7 +19,7 @@ class ServiceMemory:
     `shadow` is dry-run's replica count, and `seen_spec` the spec count it was last synced to.
     """
 
-    seed: Stamped
+    seed: Stamped | None
     recommendations: tuple[Stamped, ...] = ()
     changes: tuple[Stamped, ...] = ()
     last_change_at: datetime | None = None
@@ -27,8 +27,11 @@ class ServiceMemory:
     seen_spec: int = 0
 
     @classmethod
-    def first_seen(cls, *, replicas: int, now: datetime) -> ServiceMemory:
-        return cls(seed=(now, replicas), shadow=replicas, seen_spec=replicas)
+    def first_seen(cls, *, replicas: int, now: datetime, seeded: bool = True) -> ServiceMemory:
+        """A service seen for the first time; `seeded` False starts with empty history
+        (the backtest's start)."""
+        return cls(seed=(now, replicas) if seeded else None, shadow=replicas,
+                   seen_spec=replicas)
 
 
 def in_window(stamped: tuple[Stamped, ...], *, now: datetime, window: timedelta) -> list[int]:

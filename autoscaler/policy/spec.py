@@ -144,6 +144,8 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
         problems.append(("tolerance", f"must be at least 0, got {tolerance!r}"))
     if strategy == "threshold" and _is_number(step) and step < 1:
         problems.append(("step", f"must be at least 1, got {step!r}"))
+    if strategy == "predictive" and isinstance(document.get("predictive"), dict):
+        problems.extend(_predictive_problems(document["predictive"]))
     metrics = document.get("metrics")
     seen: set[object] = set()
     for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
@@ -155,6 +157,23 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
             problems.append((f"{where}.name", f"metric name {name!r} is used twice"))
         seen.add(name)
         problems.extend(_strategy_problems(strategy, metric, where))
+    return problems
+
+
+def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
+    problems = []
+    durations = {}
+    for key, default in (("history", "14d"), ("min_history", "1d"), ("retrain_every", "1d")):
+        try:
+            durations[key] = parse_duration(block.get(key, default))
+        except ValueError:
+            continue  # the field check reports it
+    if "retrain_every" in durations and durations["retrain_every"] < timedelta(minutes=1):
+        problems.append(("predictive.retrain_every", "must be at least 1m"))
+    if {"history", "min_history"} <= durations.keys() \
+            and durations["min_history"] > durations["history"]:
+        problems.append(("predictive.min_history",
+                         "must not exceed predictive.history, or the forecast never runs"))
     return problems
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from autoscaler.adapters.simulated import SimulatedCluster
 from autoscaler.backtest import BacktestError, BacktestSettings, default_capacity, replay
-from autoscaler.scoring import demand
+from autoscaler.scoring import demand, score
 from autoscaler.traces import Trace
 from tests.unit.conftest import build_policy
 
@@ -151,3 +151,30 @@ def test_a_predictive_replay_scores_its_forecasts() -> None:
     assert run.forecast.smape_pct < 15
     assert 0 < run.forecast.mase < 1
     assert len(run.training_seconds) == 1
+
+
+def test_the_replay_starts_with_empty_stabilization_history() -> None:
+    policy = build_policy(max_replicas=100, metrics=[{"name": "rps", "query": "q", "target": 70}])
+    settings = BacktestSettings(capacity=100, slo_utilisation=1.0, startup=MINUTE,
+                                warmup=2 * MINUTE)
+
+    run = replay(policy, "p.yaml", trace(100, 100, 1000, 100, 100, 100), settings)
+
+    assert run.supply[0] == 2
+    assert run.changes[0].reason == "DesiredWithinRange"
+
+
+def test_a_supply_equal_to_the_demand_never_violates_the_slo() -> None:
+    scores = score(load=[63.0], demand=[9], supply=[9], billed=[9], step_hours=1 / 60,
+                   capacity=10, slo_utilisation=0.7, actions=0)
+
+    assert demand(63.0, capacity=10, slo_utilisation=0.7, min_replicas=1) == 9
+    assert scores.slo_violation_pct == 0
+
+
+def test_the_default_capacity_follows_the_fed_metric() -> None:
+    policy = build_policy(metrics=[{"name": "cpu", "query": "c", "target": 0.7},
+                                   {"name": "rps", "query": "r", "target": 70}])
+
+    assert default_capacity([policy]) == pytest.approx(1)
+    assert default_capacity([policy], "rps") == pytest.approx(100)

@@ -35,7 +35,8 @@ def daily(days: int, *, noise: float = 0.05, seed: int = 1) -> list[float]:
 
 def settings(**changes: object) -> ForecastSettings:
     base = {"step": STEP, "horizon_steps": 5, "history": timedelta(days=14),
-            "min_history": timedelta(days=1), "margin_quantile": 0.75, "max_error_pct": 50.0}
+            "min_history": timedelta(days=1), "margin_quantile": 0.75, "max_error_pct": 50.0,
+            "retrain_every": timedelta(days=1)}
     base.update(changes)
     return ForecastSettings(**base)  # type: ignore[arg-type]
 
@@ -144,3 +145,18 @@ def test_a_forecast_never_scales_down_alone() -> None:
                      forecasts={"rps": 100})
 
     assert (outcome.desired, outcome.reason) == (6, Reason.WITHIN_TOLERANCE)
+
+
+def test_errors_are_resolved_at_the_nearest_step_when_ticks_jitter() -> None:
+    load = daily(3)
+    forecaster = MetricForecaster(settings(max_error_pct=20.0))
+    history = 2 * 1440
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+
+    reason = None
+    for index in range(history, history + 120):
+        now = START + index * STEP + timedelta(milliseconds=(index * 37) % 400)
+        forecaster.observe(now, load[index] * (3 if index % 2 else 0.3))
+        reason = forecaster.forecast(now)[2]
+
+    assert reason == "ForecastError"

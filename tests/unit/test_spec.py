@@ -365,3 +365,24 @@ def test_values_that_would_break_a_tick_are_rejected(text: str, key: str, fragme
 
     assert isinstance(problems, list)
     assert any(p.key == key and fragment in p.message for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "fragment"),
+    [
+        pytest.param({"retrain_every": "10s"}, "predictive.retrain_every", "at least 1m",
+                     id="retrain-too-often"),
+        pytest.param({"history": "1d", "min_history": "2d"}, "predictive.min_history",
+                     "must not exceed", id="min-history-over-history"),
+        pytest.param({"margin_quantile": 1.5}, "predictive.margin_quantile", "", id="quantile"),
+        pytest.param({"horizon": "soon"}, "predictive.horizon", "duration", id="horizon"),
+        pytest.param({"max_error": 5}, "predictive.max_error", "did you mean", id="typo"),
+    ],
+)
+def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: str) -> None:
+    document = {**VALID, "strategy": "predictive", "predictive": block}
+
+    problems = parse_policy(yaml.safe_dump(document).encode(), "p.yaml")
+
+    assert isinstance(problems, list)
+    assert any(p.key == key and fragment in p.message for p in problems), problems
