@@ -162,13 +162,21 @@ class PolicyWatcher:
         self._seen[str(file)] = fingerprint
         return data
 
-    def _refresh_policy(self, file: Path) -> ReloadEvent | None:
+    def _changed(self, file: Path
+                 ) -> tuple[str, Literal["added", "changed"], bytes | PolicyProblem] | None:
+        """(name, kind of change, bytes or why they cannot be read), or None: unchanged."""
         name = str(file)
         is_new = name not in self._seen
         data = self._read_if_changed(file)
         if data is None:
             return None
-        change: Literal["added", "changed"] = "added" if is_new else "changed"
+        return name, "added" if is_new else "changed", data
+
+    def _refresh_policy(self, file: Path) -> ReloadEvent | None:
+        changed = self._changed(file)
+        if changed is None:
+            return None
+        name, change, data = changed
         parsed = [data] if isinstance(data, PolicyProblem) else parse_policy(data, name)
         if isinstance(parsed, Policy):
             owner = next((f for f, p in self.policies.items()
@@ -182,12 +190,10 @@ class PolicyWatcher:
         return self._rejected(name, change, parsed, kept=name in self.policies)
 
     def _refresh_template(self, file: Path) -> ReloadEvent | None:
-        name = str(file)
-        is_new = name not in self._seen
-        data = self._read_if_changed(file)
-        if data is None:
+        changed = self._changed(file)
+        if changed is None:
             return None
-        change: Literal["added", "changed"] = "added" if is_new else "changed"
+        name, change, data = changed
         document = [data] if isinstance(data, PolicyProblem) else parse_template(data, name)
         if isinstance(document, list):
             return self._rejected(name, change, document, kept=file.stem in self.templates)

@@ -8,6 +8,8 @@ not parse. NaN and infinities pass through as floats; the core reads them as mis
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +31,11 @@ class PrometheusSource:
             url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout
         )
 
-    def query(self, promql: str) -> list[Series]:
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Every way a query can fail, as SourceUnavailable with what went wrong."""
         try:
-            result = self._client.custom_query(promql, timeout=self._timeout)
+            yield
         except PrometheusApiClientException as error:
             raise SourceUnavailable(
                 f"Prometheus at {self.url} refused the query: {error}"
@@ -44,6 +48,10 @@ class PrometheusSource:
             raise SourceUnavailable(
                 f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
             ) from error
+
+    def query(self, promql: str) -> list[Series]:
+        with self._answering():
+            result = self._client.custom_query(promql, timeout=self._timeout)
         return _series(result, self.url)
 
 
@@ -100,22 +108,10 @@ class PrometheusSource:
 
     def _range(self, promql: str, start: datetime, end: datetime, step: timedelta
                ) -> list[dict[str, Any]]:
-        try:
+        with self._answering():
             result = self._client.custom_query_range(
                 promql, start_time=start, end_time=end, step=f"{step.total_seconds():g}s",
             )
-        except PrometheusApiClientException as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} refused the query: {error}"
-            ) from error
-        except requests.RequestException as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
-            ) from error
-        except (ValueError, KeyError, TypeError) as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
-            ) from error
         if not isinstance(result, list):
             raise SourceUnavailable(f"Prometheus at {self.url} answered with no range")
         return [series for series in result if isinstance(series, dict)]
