@@ -144,14 +144,18 @@ def replay(
                     policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo,
                     seed_history=False)
     training: list[float] = []
+    predictive = traced.strategy == "predictive"
+    times: list[datetime] = []
     total = len(trace) - first
     supply: list[int] = []
     billed: list[int] = []
     for index in range(total):
         step = first + index
         now = trace.time(step)
+        times.append(now)
         cluster.begin_step(step, now, trace.values[step - 1] if step > 0 else None)
-        training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
+        if predictive:
+            training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
         engine.tick(now)
         supply.append(cluster.ready)
         billed.append(cluster.ready + cluster.pending)
@@ -173,7 +177,7 @@ def replay(
         )
     return PolicyRun(
         file=file, policy=policy, metric=metric.name,
-        times=[trace.time(first + i) for i in range(total)], load=load, demand=demands,
+        times=times, load=load, demand=demands,
         supply=supply, billed=billed, changes=recorder.changes,
         reasons=dict(sorted(recorder.reasons.items())), scores=scores, forecast=quality,
         fallbacks=dict(sorted(recorder.fallbacks.items())), training_seconds=training,

@@ -242,10 +242,11 @@ class Engine:
         )
         memory = synced_shadow(memory, spec)
         current = memory.shadow if self._dry_run else spec
-        last_change = max(
-            (t for t in (memory.last_change_at, state.last_scaled_at) if t is not None),
-            default=None,
-        )
+        last_change = memory.last_change_at
+        if state.last_scaled_at is not None and (
+            last_change is None or state.last_scaled_at > last_change
+        ):
+            last_change = state.last_scaled_at
         forecast: dict[str, dict[str, float | None]] | None = None
         fallback: str | None = None
         used: dict[str, float | None] | None = None

@@ -23,6 +23,8 @@ class SimulatedCluster:
         self.ready = ready
         self._startup_steps = startup_steps
         self._pending: list[tuple[int, int]] = []  # (step it is ready at, replicas)
+        self.pending = 0
+        """Replicas decided and not ready yet."""
         self._step = 0
         self._now: datetime | None = None
         self._metric: float | None = None
@@ -30,16 +32,13 @@ class SimulatedCluster:
         self._last_scaled_at: datetime | None = None
         self.actions = 0
 
-    @property
-    def pending(self) -> int:
-        return sum(count for _, count in self._pending)
-
     def begin_step(self, step: int, now: datetime, metric: float | None) -> None:
         """Move to `step`: replicas due by then become ready; the metric is `metric`."""
         self._step, self._now, self._metric = step, now, metric
-        due = [count for ready_at, count in self._pending if ready_at <= step]
-        if due:
-            self.ready += sum(due)
+        if self._pending and self._pending[0][0] <= step:
+            due = sum(count for ready_at, count in self._pending if ready_at <= step)
+            self.ready += due
+            self.pending -= due
             self._pending = [p for p in self._pending if p[0] > step]
 
     def query(self, promql: str) -> list[Series]:
@@ -74,6 +73,7 @@ class SimulatedCluster:
         self._last_scaled_at = self._now
         if change > 0:
             self._pending.append((self._step + self._startup_steps, change))
+            self.pending += change
             self.begin_step(self._step, self._now or datetime.min, self._metric)
             return
         to_remove = -change
@@ -81,6 +81,7 @@ class SimulatedCluster:
             ready_at, count = self._pending.pop()
             taken = min(count, to_remove)
             to_remove -= taken
+            self.pending -= taken
             if count > taken:
                 self._pending.append((ready_at, count - taken))
         self.ready -= to_remove
