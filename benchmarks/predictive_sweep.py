@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
+from threadpoolctl import threadpool_limits
 
 from autoscaler.backtest import BacktestSettings, replay
 from autoscaler.policy.forecast import ForecastMemo
@@ -74,6 +75,13 @@ def policy(strategy: str, target: float, startup: timedelta) -> Policy:
 
 
 def sweep(name: str, path: Path) -> list[Row]:
+    """One trace's rows. One OpenMP thread for the model's training: the two processes
+    already fill two cores, and more threads than cores made training many times slower."""
+    with threadpool_limits(limits=1):
+        return sweep_trace(name, path)
+
+
+def sweep_trace(name: str, path: Path) -> list[Row]:
     trace = load_csv(path)
     capacity = capacity_of(trace)
     warmup = (len(trace) // 2) * trace.step
