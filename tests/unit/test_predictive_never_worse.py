@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.backtest import BacktestSettings, replay
+from autoscaler.backtest import DEFAULT_UTILISATION_OF_TARGET, BacktestSettings, replay
 from autoscaler.traces import Trace
 from tests.unit.conftest import build_policy
 
@@ -48,7 +48,8 @@ def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
 ) -> None:
     values = load(seed, amplitude=amplitude, trend=trend, bursts=bursts, noise=noise)
     trace = Trace(datetime(2026, 3, 2, tzinfo=UTC), STEP, values, "random")
-    backtest = BacktestSettings(capacity=target / 0.7, startup=startup_steps * STEP)
+    backtest = BacktestSettings(capacity=target / DEFAULT_UTILISATION_OF_TARGET,
+                                startup=startup_steps * STEP)
     metrics = [{"name": "requests", "query": "q", "target": target}]
     runs = {
         strategy: replay(build_policy(strategy=strategy, metrics=metrics, max_replicas=1000),
