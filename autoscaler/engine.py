@@ -278,7 +278,7 @@ class Engine:
                 reason, message = Reason.APPLY_FAILED, f"{message}; not applied: {error}"
         self._memory[policy.service] = remember(
             memory, now=now,
-            recommended=outcome.recommended if outcome.from_metrics else None, change=change,
+            recommended=outcome.remembered, change=change,
             keep=_history_to_keep(policy),
         )
         return record(

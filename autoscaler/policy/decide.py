@@ -15,15 +15,22 @@ from autoscaler.policy.strategies import recommend, with_forecasts
 
 @dataclass(frozen=True)
 class Outcome:
-    """`recommended` is the strategy's count; `from_metrics` is False when it is only a hold
-    (all metrics missing, a missing one blocking a decrease, a service scaled to zero), which
-    the stabilization windows must not remember as a recommendation."""
+    """`recommended` is the strategy's count; `rule_count` is the part of it the stabilization
+    windows remember: the metrics rule's count, without a forecast's raise. `from_metrics` is
+    False when it is only a hold (all metrics missing, a missing one blocking a decrease, a
+    service scaled to zero), which the windows must not remember as a recommendation."""
 
     recommended: int
     desired: int
     reason: Reason
     message: str
+    rule_count: int
     from_metrics: bool = True
+
+    @property
+    def remembered(self) -> int | None:
+        """What the stabilization windows remember of this tick, if anything."""
+        return self.rule_count if self.from_metrics else None
 
 
 def decide(
@@ -39,14 +46,17 @@ def decide(
     """Decide the replica count of `policy.service`, given what was gathered at `now`.
 
     `forecasts` (predictive: each metric's forecast at the horizon, margin included) can
-    raise the target rule's count, never lower it."""
+    raise the target rule's count, never lower it. The stabilization windows hold the target
+    rule's counts only, and the forecast's count is a floor on the stabilized count: a
+    forecast already looks a start-up ahead, and holding each one for the down-window kept
+    the count up after the load it foresaw (on the first half of WorldCup98, 2 % of the
+    target rule's replica-hours more, for about the same SLO violations)."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
-                       from_metrics=False)
-    recommendation = recommend(policy, current, metrics)
-    if forecasts:
-        recommendation = with_forecasts(recommendation, policy, current, forecasts)
+                       rule_count=0, from_metrics=False)
+    rule = recommend(policy, current, metrics)
+    recommendation = with_forecasts(rule, policy, current, forecasts) if forecasts else rule
     if recommendation.missing_blocked:
         reason = Reason.METRICS_MISSING
     elif recommendation.within_tolerance:
@@ -54,12 +64,14 @@ def decide(
     else:
         reason = Reason.DESIRED_WITHIN_RANGE
     notes = [recommendation.explanation]
-    desired = recommendation.replicas
+    desired = rule.replicas
     behavior = policy.behavior
     steps: tuple[Callable[[int], Limited], ...] = (
         lambda count: stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
         ),
+        lambda count: forecast_floor(count, recommendation.replicas,
+                                     raised=recommendation.replicas > rule.replicas),
         lambda count: rate_limit(
             current=current, desired=count, memory=memory, behavior=behavior, now=now
         ),
@@ -78,4 +90,12 @@ def decide(
             notes.append(limited.note)
         desired = limited.replicas
     return Outcome(recommendation.replicas, desired, reason, "; ".join(notes),
-                   from_metrics=not recommendation.missing_blocked)
+                   rule_count=rule.replicas, from_metrics=not recommendation.missing_blocked)
+
+
+def forecast_floor(stabilized: int, recommended: int, *, raised: bool) -> Limited:
+    """The stabilized count, raised to the strategy's where a forecast `raised` it higher."""
+    if not raised or recommended <= stabilized:
+        return Limited(stabilized)
+    return Limited(recommended, Reason.DESIRED_WITHIN_RANGE,
+                   f"raised to {recommended} by the forecast")

@@ -12,7 +12,8 @@ Stamped = tuple[datetime, int]
 class ServiceMemory:
     """Per-service history that the limits read.
 
-    `recommendations` are the strategy's counts before limits (stabilization windows);
+    `recommendations` are the counts of the strategy's metrics rule before limits, without a
+    forecast's raise (stabilization windows);
     `seed` is the count found when the agent first saw the service, held in the scale-down
     window only so that a fresh agent does not scale down at once; `changes` are the net
     replica changes this agent made (or, in dry-run, would have made), for the rate limits;

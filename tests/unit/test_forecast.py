@@ -18,7 +18,7 @@ from autoscaler.policy.forecast import (
     feature_row,
     features,
 )
-from autoscaler.policy.memory import ServiceMemory
+from autoscaler.policy.memory import ServiceMemory, remember
 from tests.unit.conftest import build_policy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -145,6 +145,66 @@ def test_a_forecast_never_scales_down_alone() -> None:
                      forecasts={"rps": 100})
 
     assert (outcome.desired, outcome.reason) == (6, Reason.WITHIN_TOLERANCE)
+
+
+def memory_with(current: int, *recommendations: tuple[int, int]) -> ServiceMemory:
+    """A memory whose seed is long gone, with (seconds ago, count) recommendations."""
+    return ServiceMemory(seed=(START - timedelta(days=1), current), shadow=current,
+                         seen_spec=current,
+                         recommendations=tuple((START - timedelta(seconds=ago), count)
+                                               for ago, count in recommendations))
+
+
+@pytest.mark.parametrize(
+    ("behavior", "current", "memory", "value", "forecast", "expected"),
+    [
+        pytest.param({}, 9, memory_with(9, (60, 3)), 300, 300,
+                     (3, 3, Reason.DESIRED_WITHIN_RANGE, 3),
+                     id="last-ticks-forecast-raise-is-not-held"),
+        pytest.param({}, 6, memory_with(6, (60, 6)), 300, 400,
+                     (4, 6, Reason.SCALE_DOWN_STABILIZED, 3),
+                     id="down-window-holds-the-target-rules-counts"),
+        pytest.param({"scale_up": {"max_step": 10}}, 3, memory_with(3, (60, 5)), 300, 900,
+                     (9, 9, Reason.DESIRED_WITHIN_RANGE, 3),
+                     id="forecast-raises-above-the-stabilized-count"),
+        pytest.param({"scale_up": {"stabilization": "1m", "max_step": 10}}, 3,
+                     memory_with(3, (30, 3)), 600, 800,
+                     (8, 8, Reason.DESIRED_WITHIN_RANGE, 6),
+                     id="up-window-delays-the-rule-not-the-forecast"),
+    ],
+)
+def test_stabilization_windows_hold_the_target_rules_counts_only(
+    behavior: dict[str, object], current: int, memory: ServiceMemory, value: float,
+    forecast: float, expected: tuple[int, int, Reason, int],
+) -> None:
+    """A forecast already looks a start-up ahead: its count is a floor on the stabilized
+    count, and the windows remember the target rule's count (`remembered`)."""
+    policy = build_policy(strategy="predictive", behavior=behavior)
+
+    outcome = decide(policy, current=current, metrics={"rps": value}, memory=memory,
+                     last_change_at=None, now=START, forecasts={"rps": forecast})
+
+    assert (outcome.recommended, outcome.desired, outcome.reason,
+            outcome.remembered) == expected
+
+
+def test_a_forecasts_raise_lasts_as_long_as_the_forecast() -> None:
+    """Ticks a minute apart, memory kept as the engine keeps it: the forecast raises 3 to 9,
+    then foresees nothing more and the count returns to the target rule's at once, where
+    the down-window would have held 9 for five minutes had it remembered the forecast."""
+    policy = build_policy(strategy="predictive", behavior={"scale_up": {"max_step": 10}})
+    memory, current = memory_with(3), 3
+    counts = []
+    for minute, forecast in enumerate([900, 300, 300]):
+        now = START + minute * STEP
+        outcome = decide(policy, current=current, metrics={"rps": 300}, memory=memory,
+                         last_change_at=None, now=now, forecasts={"rps": forecast})
+        memory = remember(memory, now=now, recommended=outcome.remembered,
+                          change=outcome.desired - current, keep=timedelta(minutes=5))
+        current = outcome.desired
+        counts.append(current)
+
+    assert counts == [9, 3, 3]
 
 
 def test_errors_are_resolved_at_the_nearest_step_when_ticks_jitter() -> None:
