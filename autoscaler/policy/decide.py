@@ -10,15 +10,20 @@ from autoscaler.model import Reason
 from autoscaler.policy.limits import Limited, clamp, cooldown, rate_limit, stabilize
 from autoscaler.policy.memory import ServiceMemory
 from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import recommend, with_forecasts
+from autoscaler.policy.strategies import (
+    ForecastCount,
+    forecast_count,
+    recommend,
+    with_forecast,
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """`recommended` is the strategy's count; `rule_count` is the part of it the stabilization
-    windows remember: the metrics rule's count, without a forecast's raise. `from_metrics` is
-    False when it is only a hold (all metrics missing, a missing one blocking a decrease, a
-    service scaled to zero), which the windows must not remember as a recommendation."""
+    """`recommended` is the strategy's count; `rule_count` is the target (or threshold) rule's
+    count, without the forecast: what the stabilization windows remember. `from_metrics` is
+    False when the rule's count is only a hold (all metrics missing, a missing one blocking a
+    decrease, a service scaled to zero), which the windows must not remember."""
 
     recommended: int
     desired: int
@@ -47,16 +52,16 @@ def decide(
 
     `forecasts` (predictive: each metric's forecast at the horizon, margin included) can
     raise the target rule's count, never lower it. The stabilization windows hold the target
-    rule's counts only, and the forecast's count is a floor on the stabilized count: a
-    forecast already looks a start-up ahead, and holding each one for the down-window kept
-    the count up after the load it foresaw (on the first half of WorldCup98, 2 % of the
-    target rule's replica-hours more, for about the same SLO violations)."""
+    rule's counts only, and the forecasts' count is a floor on the stabilized count: a
+    forecast already looks a start-up ahead, and holding it for the down-window kept the
+    count up after the load it foresaw (README, "By how much, on real traffic")."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
                        rule_count=0, from_metrics=False)
     rule = recommend(policy, current, metrics)
-    recommendation = with_forecasts(rule, policy, current, forecasts) if forecasts else rule
+    forecast = forecast_count(policy, forecasts) if forecasts else None
+    recommendation = with_forecast(rule, forecast)
     if recommendation.missing_blocked:
         reason = Reason.METRICS_MISSING
     elif recommendation.within_tolerance:
@@ -70,8 +75,7 @@ def decide(
         lambda count: stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
         ),
-        lambda count: forecast_floor(count, recommendation.replicas,
-                                     raised=recommendation.replicas > rule.replicas),
+        lambda count: forecast_floor(count, forecast),
         lambda count: rate_limit(
             current=current, desired=count, memory=memory, behavior=behavior, now=now
         ),
@@ -87,15 +91,16 @@ def decide(
         limited = step(desired)
         if limited.replicas != desired and limited.reason is not None:
             reason = limited.reason
-            notes.append(limited.note)
+            if limited.note:
+                notes.append(limited.note)
         desired = limited.replicas
     return Outcome(recommendation.replicas, desired, reason, "; ".join(notes),
-                   rule_count=rule.replicas, from_metrics=not recommendation.missing_blocked)
+                   rule_count=rule.replicas, from_metrics=not rule.missing_blocked)
 
 
-def forecast_floor(stabilized: int, recommended: int, *, raised: bool) -> Limited:
-    """The stabilized count, raised to the strategy's where a forecast `raised` it higher."""
-    if not raised or recommended <= stabilized:
+def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:
+    """The stabilized count, or the forecasts' where that is higher (the explanation already
+    says what they asked for)."""
+    if forecast is None or forecast.replicas <= stabilized:
         return Limited(stabilized)
-    return Limited(recommended, Reason.DESIRED_WITHIN_RANGE,
-                   f"raised to {recommended} by the forecast")
+    return Limited(forecast.replicas, Reason.DESIRED_WITHIN_RANGE)

@@ -102,24 +102,36 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
     return Recommendation(best, winner.within_tolerance, False, explanation)
 
 
-def with_forecasts(
-    reactive: Recommendation, policy: Policy, current: int,
-    forecasts: Mapping[str, float | None],
-) -> Recommendation:
-    """The larger of the target rule's count and the forecasts' (`ceil(forecast / target)`
-    per metric): a forecast can raise the count, never lower it.
+@dataclass(frozen=True)
+class ForecastCount:
+    """What the forecasts ask for: `ceil(forecast / target)`, the largest over the metrics."""
+
+    replicas: int
+    explanation: str
+
+
+def forecast_count(policy: Policy, forecasts: Mapping[str, float | None]) -> ForecastCount | None:
+    """The forecasts' count; None when no metric has a forecast.
 
     No tolerance applies to a forecast: tolerance keeps noise around the current value from
     moving the count, but a forecast that the current count cannot carry is the signal the
-    predictive strategy exists for, and since it only ever raises the count it cannot flap.
+    predictive strategy exists for.
     """
     counts = {
         metric.name: ceil_slack(forecast / metric.target)
         for metric in policy.metrics
         if (forecast := forecasts.get(metric.name)) is not None and metric.target
     }
-    if not counts or max(counts.values()) <= reactive.replicas:
-        return reactive
+    if not counts:
+        return None
     notes = ", ".join(f"{name} {forecasts[name]:g} -> {count}" for name, count in counts.items())
-    return Recommendation(max(counts.values()), False, False,
-                          f"{reactive.explanation}; forecast with margin: {notes}")
+    return ForecastCount(max(counts.values()), f"forecast with margin: {notes}")
+
+
+def with_forecast(reactive: Recommendation, forecast: ForecastCount | None) -> Recommendation:
+    """The larger of the target rule's count and the forecasts': a forecast can raise the
+    count, never lower it."""
+    if forecast is None or forecast.replicas <= reactive.replicas:
+        return reactive
+    return Recommendation(forecast.replicas, False, False,
+                          f"{reactive.explanation}; {forecast.explanation}")

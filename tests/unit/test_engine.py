@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,9 @@ import pytest
 
 from autoscaler.engine import Engine
 from autoscaler.model import Reason, Series
+from autoscaler.policy.forecast import MetricForecast
 from autoscaler.policy.labels import Template
+from autoscaler.policy.spec import Policy
 from autoscaler.ports import ScaleConflict, ScaleFailed
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
@@ -284,6 +287,32 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     assert forecast["value"] is not None and forecast["with_margin"] is not None
     assert forecast["with_margin"] >= forecast["value"]
     assert history.asked[0][1] == NOW - timedelta(days=14)
+
+
+def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:
+    """The engine remembers the target rule's counts for the stabilization windows, not the
+    forecast's: the raise lasts as long as the forecast asks for it."""
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": 300}), swarm=swarm, sink=sink, dry_run=False,
+                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
+                        service="web", strategy="predictive",
+                        behavior={"scale_up": {"max_step": 10}},
+                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
+    forecasts = iter([900.0, 300.0, 300.0])
+
+    def forecast(policy: Policy, values: Mapping[str, float | None], now: datetime
+                 ) -> tuple[dict[str, MetricForecast], str | None]:
+        value = next(forecasts)
+        return {"rps": MetricForecast(value, value)}, None
+
+    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+    for minute in range(3):
+        engine.tick(NOW + timedelta(minutes=minute))
+
+    assert [d.desired_replicas for d in sink.decisions] == [9, 3, 3]
+    assert swarm.scaled == [("web", 9), ("web", 3)]
 
 
 def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> None:

@@ -155,56 +155,83 @@ def memory_with(current: int, *recommendations: tuple[int, int]) -> ServiceMemor
                                                for ago, count in recommendations))
 
 
+QUEUE = {"name": "queue", "query": "q", "target": 10}
+
+
 @pytest.mark.parametrize(
-    ("behavior", "current", "memory", "value", "forecast", "expected"),
+    ("keys", "current", "memory", "values", "forecast", "expected"),
     [
-        pytest.param({}, 9, memory_with(9, (60, 3)), 300, 300,
-                     (3, 3, Reason.DESIRED_WITHIN_RANGE, 3),
-                     id="last-ticks-forecast-raise-is-not-held"),
-        pytest.param({}, 6, memory_with(6, (60, 6)), 300, 400,
+        pytest.param({}, 6, memory_with(6, (60, 6)), {"rps": 300}, 400,
                      (4, 6, Reason.SCALE_DOWN_STABILIZED, 3),
                      id="down-window-holds-the-target-rules-counts"),
-        pytest.param({"scale_up": {"max_step": 10}}, 3, memory_with(3, (60, 5)), 300, 900,
+        pytest.param({"behavior": {"scale_up": {"max_step": 10}}}, 3,
+                     memory_with(3, (60, 5)), {"rps": 300}, 900,
                      (9, 9, Reason.DESIRED_WITHIN_RANGE, 3),
                      id="forecast-raises-above-the-stabilized-count"),
-        pytest.param({"scale_up": {"stabilization": "1m", "max_step": 10}}, 3,
-                     memory_with(3, (30, 3)), 600, 800,
+        pytest.param({"behavior": {"scale_up": {"stabilization": "1m", "max_step": 10}}}, 3,
+                     memory_with(3, (30, 3)), {"rps": 600}, 800,
                      (8, 8, Reason.DESIRED_WITHIN_RANGE, 6),
                      id="up-window-delays-the-rule-not-the-forecast"),
+        pytest.param({"behavior": {"scale_up": {"stabilization": "1m", "max_step": 10}}}, 3,
+                     memory_with(3, (30, 3)), {"rps": 600}, 500,
+                     (6, 5, Reason.DESIRED_WITHIN_RANGE, 6),
+                     id="floor-between-the-stabilized-and-the-rules-count"),
+        pytest.param({"metrics": [{"name": "rps", "query": "q", "target": 100}, QUEUE]}, 6,
+                     memory_with(6), {"rps": 300, "queue": None}, 900,
+                     (9, 9, Reason.DESIRED_WITHIN_RANGE, None),
+                     id="a-hold-for-a-missing-metric-is-not-remembered"),
+        pytest.param({}, 3, memory_with(3), {"rps": 300}, 1500,
+                     (15, 7, Reason.SCALE_UP_LIMIT, 3), id="floor-still-rate-limited"),
+        pytest.param({"max_replicas": 5, "behavior": {"scale_up": {"max_step": 10}}}, 3,
+                     memory_with(3), {"rps": 300}, 900,
+                     (9, 5, Reason.TOO_MANY_REPLICAS, 3), id="floor-still-clamped"),
     ],
 )
 def test_stabilization_windows_hold_the_target_rules_counts_only(
-    behavior: dict[str, object], current: int, memory: ServiceMemory, value: float,
-    forecast: float, expected: tuple[int, int, Reason, int],
+    keys: dict[str, object], current: int, memory: ServiceMemory,
+    values: dict[str, float | None], forecast: float,
+    expected: tuple[int, int, Reason, int | None],
 ) -> None:
     """A forecast already looks a start-up ahead: its count is a floor on the stabilized
     count, and the windows remember the target rule's count (`remembered`)."""
-    policy = build_policy(strategy="predictive", behavior=behavior)
+    policy = build_policy(strategy="predictive", **keys)
 
-    outcome = decide(policy, current=current, metrics={"rps": value}, memory=memory,
+    outcome = decide(policy, current=current, metrics=values, memory=memory,
                      last_change_at=None, now=START, forecasts={"rps": forecast})
 
     assert (outcome.recommended, outcome.desired, outcome.reason,
             outcome.remembered) == expected
 
 
-def test_a_forecasts_raise_lasts_as_long_as_the_forecast() -> None:
+@pytest.mark.parametrize(
+    ("scale_down", "counts"),
+    [
+        pytest.param({}, [9, 3, 3, 3], id="released-at-once"),
+        pytest.param({"cooldown": "2m"}, [9, 9, 3, 3], id="scale-down-cooldown-damps-it"),
+    ],
+)
+def test_a_forecasts_raise_lasts_as_long_as_the_forecast(
+    scale_down: dict[str, str], counts: list[int]
+) -> None:
     """Ticks a minute apart, memory kept as the engine keeps it: the forecast raises 3 to 9,
-    then foresees nothing more and the count returns to the target rule's at once, where
-    the down-window would have held 9 for five minutes had it remembered the forecast."""
-    policy = build_policy(strategy="predictive", behavior={"scale_up": {"max_step": 10}})
-    memory, current = memory_with(3), 3
-    counts = []
-    for minute, forecast in enumerate([900, 300, 300]):
+    then foresees nothing more and the count returns to the target rule's, where the
+    down-window would have held 9 for five minutes had it remembered the forecast."""
+    policy = build_policy(strategy="predictive", behavior={
+        "scale_up": {"max_step": 10}, "scale_down": scale_down})
+    memory, current, last_change = memory_with(3), 3, None
+    seen = []
+    for minute, forecast in enumerate([900, 300, 300, 300]):
         now = START + minute * STEP
         outcome = decide(policy, current=current, metrics={"rps": 300}, memory=memory,
-                         last_change_at=None, now=now, forecasts={"rps": forecast})
-        memory = remember(memory, now=now, recommended=outcome.remembered,
-                          change=outcome.desired - current, keep=timedelta(minutes=5))
+                         last_change_at=last_change, now=now, forecasts={"rps": forecast})
+        change = outcome.desired - current
+        memory = remember(memory, now=now, recommended=outcome.remembered, change=change,
+                          keep=timedelta(minutes=5))
+        last_change = now if change else last_change
         current = outcome.desired
-        counts.append(current)
+        seen.append(current)
 
-    assert counts == [9, 3, 3]
+    assert seen == counts
 
 
 def test_errors_are_resolved_at_the_nearest_step_when_ticks_jitter() -> None:
