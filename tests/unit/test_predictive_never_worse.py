@@ -1,6 +1,7 @@
 """The predictive strategy's promise, checked on loads it has never seen: replayed against
 the same simulated cluster, it is never under-provisioned for longer than the target rule it
-builds on, whatever the load's shape, the start-up delay or the target."""
+builds on, whatever the load's shape, the start-up delay, the target or the limits in
+`behavior`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,17 @@ from tests.unit.conftest import build_policy
 STEP = timedelta(minutes=15)
 DAYS = 10
 """Eight days of warm-up (the backtest's default) and two scored."""
+BEHAVIORS = [
+    {},
+    {"scale_up": {"cooldown": "30m"}},
+    {"scale_up": {"cooldown": "1h"}, "scale_down": {"cooldown": "30m"}},
+    {"scale_up": {"stabilization": "30m"}},
+    {"scale_up": {"max_step": 1, "period": "30m"}},
+    {"scale_up": {"max_percent": 10, "period": "1h"}},
+    {"scale_down": {"stabilization": "0s", "max_step": 1, "period": "15m"}},
+]
+"""The defaults, and limits that act on the forecast's earlier changes: cooldowns counted
+from them, a scale-up's stabilization, step limits over a period."""
 
 
 def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float) -> list[float]:
@@ -41,10 +53,11 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     noise=st.floats(0, 0.6),
     startup_steps=st.integers(1, 4),
     target=st.floats(5, 200),
+    behavior=st.sampled_from(BEHAVIORS),
 )
 def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     seed: int, amplitude: float, trend: float, bursts: int, noise: float, startup_steps: int,
-    target: float,
+    target: float, behavior: dict[str, dict[str, object]],
 ) -> None:
     values = load(seed, amplitude=amplitude, trend=trend, bursts=bursts, noise=noise)
     trace = Trace(datetime(2026, 3, 2, tzinfo=UTC), STEP, values, "random")
@@ -52,7 +65,8 @@ def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
                                 startup=startup_steps * STEP)
     metrics = [{"name": "requests", "query": "q", "target": target}]
     runs = {
-        strategy: replay(build_policy(strategy=strategy, metrics=metrics, max_replicas=1000),
+        strategy: replay(build_policy(strategy=strategy, metrics=metrics, max_replicas=1000,
+                                      behavior=behavior),
                          f"{strategy}.yaml", trace, backtest)
         for strategy in ("target", "predictive")
     }
