@@ -7,11 +7,11 @@ For each trace (WorldCup98 and NASA, one point a minute): capacity = the trace's
 percentile per step / 20, max_replicas 1000, and `target` = u x capacity for u = 0.1 .. 0.9,
 for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes. The first
 half of each trace is history only (the model's choices, its features, margin, horizon and
-sMAPE fall-back, were made looking at first halves); the sweep is scored on the second half. Everything runs
-through `autoscaler.backtest.replay`, the agent's own engine. Prints the trade-off table
-(replica-hours / oracle replica-hours against slo_violation_pct) and, at the SLO budget
-(share of steps in violation, default 0.1 %), the ratio of the best predictive setting's
-replica-hours to the best reactive one's. Two processes, one per trace.
+sMAPE fall-back, were made looking at first halves); the sweep is scored on the second half.
+Everything runs through `autoscaler.backtest.replay`, the agent's own engine. Prints the
+trade-off table (replica-hours / oracle replica-hours against slo_violation_pct) and, at the
+SLO budget (share of steps in violation, default 0.1 %), the ratio of the best predictive
+setting's replica-hours to the best reactive one's. Two processes, one per trace.
 """
 
 from __future__ import annotations
