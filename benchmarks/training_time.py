@@ -1,0 +1,65 @@
+"""How long the predictive model takes to train on 14 days at one point a minute, and to
+forecast one tick.
+
+    .venv/bin/python benchmarks/training_time.py [TRACE.csv] [--repeat 5]
+
+Trains the demo's predictive policy's forecaster on the last 14 days of a trace (default: the
+demo's three weeks of WorldCup98, the tournament's first two) `--repeat` times and
+prints each training's time and the median, then the mean time of one forecast. The issue's bar:
+training one service on 14 days takes well under a second. Figures vary with the machine's
+load: compare them within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from importlib import resources
+from pathlib import Path
+
+from autoscaler.policy.forecast import ForecastBook, MetricForecaster
+from autoscaler.policy.spec import Policy, parse_policy
+from autoscaler.traces import load_csv
+
+DEMO = resources.files("autoscaler") / "demo"
+FORECASTS = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trace", nargs="?", type=Path,
+                        help="CSV trace at one point a minute (default: the demo's)")
+    parser.add_argument("--repeat", type=int, default=5, help="trainings to time (default 5)")
+    arguments = parser.parse_args()
+    path = arguments.trace or Path(str(DEMO / "worldcup98-3-weeks.csv.gz"))
+    trace = load_csv(path)
+    policy = parse_policy((DEMO / "predictive.yaml").read_bytes(), "predictive.yaml")
+    assert isinstance(policy, Policy), policy
+    points = round(policy.predictive.history / trace.step)
+    if len(trace) < points:
+        parser.error(f"{path} holds {len(trace)} steps, fewer than {points} (14 days)")
+    first = len(trace) - points
+    times = [trace.start + (first + i) * trace.step for i in range(points)]
+    values: list[float | None] = list(trace.values[first:])
+    print(f"trace: {path}, the last {points:,} steps ({policy.predictive.history.days} days)")
+    settings = ForecastBook(tick=trace.step).settings_for(policy)
+    seconds = []
+    for _ in range(arguments.repeat):
+        forecaster = MetricForecaster(settings)
+        started = time.perf_counter()
+        failure = forecaster.train(times, values)
+        seconds.append(time.perf_counter() - started)
+        if failure:
+            raise SystemExit(f"training failed: {failure}")
+    print("training: " + ", ".join(f"{s:.3f}" for s in seconds)
+          + f" s; median {statistics.median(seconds):.3f} s")
+    started = time.perf_counter()
+    for _ in range(FORECASTS):
+        forecaster.forecast(times[-1])
+    print(f"one forecast: {(time.perf_counter() - started) / FORECASTS * 1000:.2f} ms "
+          f"(mean of {FORECASTS})")
+
+
+if __name__ == "__main__":
+    main()
