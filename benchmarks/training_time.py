@@ -29,16 +29,19 @@ FORECASTS = 1000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trace", nargs="?", type=Path,
-                        help="CSV trace at one point a minute (default: the demo's)")
+                        help="CSV trace (default: the demo's, one point a minute)")
     parser.add_argument("--repeat", type=int, default=5, help="trainings to time (default 5)")
     arguments = parser.parse_args()
+    if arguments.repeat < 1:
+        parser.error("--repeat must be at least 1")
     path = arguments.trace or Path(str(DEMO / "worldcup98-3-weeks.csv.gz"))
     trace = load_csv(path)
     policy = parse_policy((DEMO / "predictive.yaml").read_bytes(), "predictive.yaml")
     assert isinstance(policy, Policy), policy
     points = round(policy.predictive.history / trace.step)
     if len(trace) < points:
-        parser.error(f"{path} holds {len(trace)} steps, fewer than {points} (14 days)")
+        parser.error(f"{path} holds {len(trace)} steps, fewer than the policy's history "
+                     f"({points} steps)")
     first = len(trace) - points
     times = [trace.start + (first + i) * trace.step for i in range(points)]
     values: list[float | None] = list(trace.values[first:])
