@@ -3,6 +3,9 @@ and SLO violations, and the saving at an SLO budget.
 
     .venv/bin/python benchmarks/predictive_sweep.py [--traces DIR] [--budget 0.1]
 
+The traces are looked for in `../shared/traces` next to this repository, or next to the one it
+was cloned from.
+
 For each trace (WorldCup98 and NASA, one point a minute): capacity = the trace's 99th
 percentile per step / 20, max_replicas 1000, and `target` = u x capacity for u = 0.1 .. 0.9,
 for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes. The first
@@ -17,6 +20,7 @@ setting's replica-hours to the best reactive one's. Two processes, one per trace
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +67,23 @@ class Row:
     slo_violation_pct: float
     under_time_pct: float
     smape_pct: float | None
+
+
+def default_traces() -> Path:
+    """The shared traces: next to this repository (`../shared/traces`), or, for a clean clone
+    made elsewhere, next to the repository it was cloned from."""
+    repository = Path(__file__).resolve().parents[1]
+    places = [repository.parent / "shared" / "traces"]
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(repository), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+    except OSError:
+        origin = ""
+    if origin and Path(origin).is_dir():
+        places.append(Path(origin).resolve().parent / "shared" / "traces")
+    return next((place for place in places if place.is_dir()), places[0])
 
 
 def capacity_of(trace: Trace) -> float:
@@ -174,14 +195,22 @@ def at_budget(rows: list[Row], budget: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--traces", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "traces")
+    parser.add_argument("--traces", type=Path, default=None,
+                        help="the directory of the shared traces (default: ../shared/traces "
+                             "next to this repository, or to the one it was cloned from)")
     parser.add_argument("--budget", type=float, default=0.1,
                         help="SLO budget, %% of steps in violation (default 0.1)")
     arguments = parser.parse_args()
+    directory = arguments.traces or default_traces()
+    paths = [directory / name for name in TRACES.values()]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        parser.error(f"{directory} lacks {', '.join(missing)}: pass --traces DIR, the directory "
+                     f"of the shared traces")
+    print(f"traces: {directory}", flush=True)
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=2) as pool:
-        parts = list(pool.map(sweep, TRACES, [arguments.traces / f for f in TRACES.values()]))
+        parts = list(pool.map(sweep, TRACES, paths))
     report([row for part in parts for row in part], arguments.budget)
     print(f"\n{time.monotonic() - started:.0f} s in all")
 
