@@ -12,6 +12,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from autoscaler.model import Reason
 from autoscaler.policy.decide import decide
 from autoscaler.policy.forecast import (
+    MAX_TRAINING_ROWS,
     ForecastSettings,
     MetricForecaster,
     _Trees,
@@ -85,6 +86,28 @@ def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None
         errors.append(200 * abs(actual - point) / (actual + point))
 
     assert sum(errors) / len(errors) < 15
+
+
+def test_a_long_history_is_fitted_on_at_most_the_row_budget_the_newest_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fitted: list[tuple[int, float]] = []
+    fit = HistGradientBoostingRegressor.fit
+
+    def recording_fit(self: HistGradientBoostingRegressor, rows: np.ndarray, targets: np.ndarray
+                      ) -> HistGradientBoostingRegressor:
+        fitted.append((len(rows), float(targets[-1])))
+        return fit(self, rows, targets)
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", recording_fit)
+    load = daily(14)
+    horizon = settings().horizon_steps
+
+    MetricForecaster(settings()).train([START + i * STEP for i in range(len(load))], load)
+
+    [(rows, newest_target)] = fitted
+    assert MAX_TRAINING_ROWS // 2 < rows <= MAX_TRAINING_ROWS
+    assert newest_target == pytest.approx(np.log1p(load[-1]) - np.log1p(load[-1 - horizon]))
 
 
 @pytest.mark.parametrize(
