@@ -52,9 +52,9 @@ def main() -> None:
     if len(trace) < steps:
         parser.error(f"{path} holds {len(trace)} steps, fewer than the policy's history "
                      f"({steps} steps)")
-    repeat = trace.step // tick
+    per_step = trace.step // tick
     values: list[float | None] = [v for v in trace.values[len(trace) - steps:]
-                                  for _ in range(repeat)]
+                                  for _ in range(per_step)]
     start = trace.time(len(trace) - steps)
     times = [start + index * tick for index in range(len(values))]
     print(f"trace: {path}, the last {policy.predictive.history.days} days: {len(values):,} "
