@@ -71,6 +71,10 @@ def decide(
     notes = [recommendation.explanation]
     desired = rule.replicas
     behavior = policy.behavior
+    stabilized = stabilize(current=current, recommended=rule.replicas, memory=memory,
+                           behavior=behavior, now=now).replicas
+    rule_limited = rate_limit(current=current, desired=stabilized, memory=memory,
+                              behavior=behavior, now=now).replicas
     steps: tuple[Callable[[int], Limited], ...] = (
         lambda count: stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
@@ -79,9 +83,10 @@ def decide(
         lambda count: rate_limit(
             current=current, desired=count, memory=memory, behavior=behavior, now=now
         ),
-        lambda count: cooldown(
-            current=current, desired=count, last_change_at=last_change_at, behavior=behavior,
-            now=now,
+        lambda count: rule_through_cooldown(
+            cooldown(current=current, desired=count, last_change_at=last_change_at,
+                     behavior=behavior, now=now),
+            rule_limited if policy.strategy == "predictive" else None,
         ),
         lambda count: clamp(
             desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
@@ -104,3 +109,17 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:
     if forecast is None or forecast.replicas <= stabilized:
         return Limited(stabilized)
     return Limited(forecast.replicas, Reason.DESIRED_WITHIN_RANGE)
+
+
+def rule_through_cooldown(limited: Limited, rule_limited: int | None) -> Limited:
+    """In a predictive policy a cooldown holds back the forecast's share of a raise, never the
+    target rule's: the forecast's raises, and their release when it drops, are changes that
+    start cooldowns the target rule alone would not have started, and a rule's raise they
+    blocked would leave predictive under-provisioned where `target` was not. `rule_limited`
+    is the rule's count through the stabilization windows and the rate limits (None: not a
+    predictive policy). It holds in fall-back too, as the forecast's earlier changes count."""
+    if limited.reason is not Reason.COOLDOWN or rule_limited is None \
+            or rule_limited <= limited.replicas:
+        return limited
+    return Limited(rule_limited, Reason.DESIRED_WITHIN_RANGE,
+                   f"{limited.note}; the target rule's {rule_limited} passes")

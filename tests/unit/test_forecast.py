@@ -170,6 +170,34 @@ def test_a_forecast_never_scales_down_alone() -> None:
     assert (outcome.desired, outcome.reason) == (6, Reason.WITHIN_TOLERANCE)
 
 
+@pytest.mark.parametrize(
+    ("strategy", "forecast", "expected"),
+    [
+        pytest.param("target", None, (4, Reason.COOLDOWN), id="target-held-by-the-cooldown"),
+        pytest.param("predictive", None, (8, Reason.DESIRED_WITHIN_RANGE),
+                     id="predictive-in-fall-back-the-rule-passes"),
+        pytest.param("predictive", 1200, (8, Reason.DESIRED_WITHIN_RANGE),
+                     id="predictive-the-rule-passes-the-forecasts-share-held"),
+        pytest.param("predictive", 700, (8, Reason.DESIRED_WITHIN_RANGE),
+                     id="predictive-a-lower-forecast-the-rule-passes"),
+    ],
+)
+def test_a_cooldown_holds_back_the_forecasts_share_of_a_raise_not_the_rules(
+    strategy: str, forecast: float | None, expected: tuple[int, Reason],
+) -> None:
+    """The forecast's raises and their release are changes the target rule alone would not
+    have made: a cooldown they start must not keep predictive below the rule's count."""
+    policy = build_policy(strategy=strategy,
+                          behavior={"scale_up": {"cooldown": "30m", "max_step": 10}})
+
+    outcome = decide(policy, current=4, metrics={"rps": 800}, now=START,
+                     memory=ServiceMemory.first_seen(replicas=4, now=START - timedelta(hours=1)),
+                     last_change_at=START - timedelta(minutes=10),
+                     forecasts=None if forecast is None else {"rps": forecast})
+
+    assert (outcome.desired, outcome.reason) == expected
+
+
 def memory_with(current: int, *recommendations: tuple[int, int]) -> ServiceMemory:
     """A memory whose seed is long gone, with (seconds ago, count) recommendations."""
     return ServiceMemory(seed=(START - timedelta(days=1), current), shadow=current,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from autoscaler.backtest import DEFAULT_UTILISATION_OF_TARGET, BacktestSettings, replay
@@ -54,6 +54,10 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     startup_steps=st.integers(1, 4),
     target=st.floats(5, 200),
     behavior=st.sampled_from(BEHAVIORS),
+)
+@example(  # a forecast's raise released just before a burst started the up-cooldown
+    seed=235, amplitude=0.0, trend=0.0, bursts=9, noise=0.0, startup_steps=1, target=5.0,
+    behavior={"scale_up": {"cooldown": "30m"}},
 )
 def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     seed: int, amplitude: float, trend: float, bursts: int, noise: float, startup_steps: int,
