@@ -217,8 +217,9 @@ class MetricForecaster:
         model.fit(rows[fitted], targets[usable][fitted])
         self._trees, self._failure = _Trees(model), None
         recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
+        changes = np.maximum(model.predict(rows[recent]), -rows[recent, 0])  # as `forecast`
         self._errors.clear()
-        self._errors.extend((targets[usable][recent] - model.predict(rows[recent])).tolist())
+        self._errors.extend((targets[usable][recent] - changes).tolist())
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None
@@ -258,7 +259,9 @@ class MetricForecaster:
         row = feature_row(self._logged, end, horizon=self.settings.horizon_steps,
                           day=self._day, week=self._week, start=self._start,
                           step=self.settings.step)
-        change = self._trees.predict(row)
+        # A change below -level would forecast a negative value (a tree's leaf is a mean over
+        # rows at other levels), which a metric of requests or CPU never takes.
+        change = max(self._trees.predict(row), -level)
         point = math.expm1(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
         margin = max(float(np.quantile(self._errors, self.settings.margin_quantile)), 0.0) \
