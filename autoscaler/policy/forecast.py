@@ -177,7 +177,8 @@ class MetricForecaster:
         """Forecasts made and not yet resolved: (target time, forecast without margin)."""
         error_points = max(1, round(settings.error_window / settings.step))
         self._errors: deque[float] = deque(maxlen=error_points)
-        """log1p(actual) - log1p(forecast) of resolved forecasts."""
+        """log1p(actual) - log1p(forecast) of resolved forecasts (floored at 0 like the ones
+        served), seeded at training with those of the history's last forecasts."""
         self._smape: deque[float] = deque(maxlen=error_points)
 
     @property
@@ -259,8 +260,8 @@ class MetricForecaster:
         row = feature_row(self._logged, end, horizon=self.settings.horizon_steps,
                           day=self._day, week=self._week, start=self._start,
                           step=self.settings.step)
-        # A change below -level would forecast a negative value (a tree's leaf is a mean over
-        # rows at other levels), which a metric of requests or CPU never takes.
+        # The model's change is learnt over all levels and can point below 0 from a level of
+        # 0; a metric of requests or CPU never goes there.
         change = max(self._trees.predict(row), -level)
         point = math.expm1(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
