@@ -1,7 +1,7 @@
 """The predictive strategy's promise, checked on loads it has never seen: replayed against
 the same simulated cluster, it is never under-provisioned for longer than the target rule it
-builds on, whatever the load's shape, the start-up delay, the target or the limits in
-`behavior`."""
+builds on, whatever the load's shape, the start-up delay, the target, how close the target
+is to a replica's capacity, the tolerance or the limits in `behavior`."""
 
 from __future__ import annotations
 
@@ -53,24 +53,27 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     noise=st.floats(0, 0.6),
     startup_steps=st.integers(1, 4),
     target=st.floats(5, 200),
+    utilisation=st.sampled_from([0.5, DEFAULT_UTILISATION_OF_TARGET, 0.9, 0.95]),
+    tolerance=st.sampled_from([0.0, 0.1, 0.2]),
     behavior=st.sampled_from(BEHAVIORS),
 )
 @example(  # a forecast's raise released just before a burst started the up-cooldown
     seed=235, amplitude=0.0, trend=0.0, bursts=9, noise=0.0, startup_steps=1, target=5.0,
+    utilisation=DEFAULT_UTILISATION_OF_TARGET, tolerance=0.1,
     behavior={"scale_up": {"cooldown": "30m"}},
 )
 def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     seed: int, amplitude: float, trend: float, bursts: int, noise: float, startup_steps: int,
-    target: float, behavior: dict[str, dict[str, object]],
+    target: float, utilisation: float, tolerance: float,
+    behavior: dict[str, dict[str, object]],
 ) -> None:
     values = load(seed, amplitude=amplitude, trend=trend, bursts=bursts, noise=noise)
     trace = Trace(datetime(2026, 3, 2, tzinfo=UTC), STEP, values, "random")
-    backtest = BacktestSettings(capacity=target / DEFAULT_UTILISATION_OF_TARGET,
-                                startup=startup_steps * STEP)
+    backtest = BacktestSettings(capacity=target / utilisation, startup=startup_steps * STEP)
     metrics = [{"name": "requests", "query": "q", "target": target}]
     runs = {
         strategy: replay(build_policy(strategy=strategy, metrics=metrics, max_replicas=1000,
-                                      behavior=behavior),
+                                      tolerance=tolerance, behavior=behavior),
                          f"{strategy}.yaml", trace, backtest)
         for strategy in ("target", "predictive")
     }
