@@ -44,7 +44,7 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     return values.clip(0).tolist()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     amplitude=st.floats(0, 0.95),
