@@ -54,7 +54,7 @@ def decide(
     raise the target rule's count, never lower it. The stabilization windows hold the target
     rule's counts only, and the forecasts' count is a floor on the stabilized count: a
     forecast already looks a start-up ahead, and holding it for the down-window kept the
-    count up after the load it foresaw (README, "By how much, on real traffic")."""
+    count up after the load it foresaw (benchmarks/README.md, "The previous release")."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
