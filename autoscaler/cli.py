@@ -180,10 +180,8 @@ def _duration(text: str) -> timedelta:
 def _time(text: str) -> datetime:
     try:
         return parse_time(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be an ISO 8601 time or Unix seconds, got {text!r}"
-        ) from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_offline_commands(commands: Any) -> None:

@@ -35,14 +35,29 @@ class Trace:
         return Trace(self.time(first), self.step, self.values[first:last], self.source)
 
 
+UNIX_MILLISECONDS_FROM = 1e11
+"""A Unix time at least this large is read as milliseconds (as Grafana and many exporters
+write them): as seconds it would be after the year 5000."""
+
+
 def parse_time(text: str) -> datetime:
-    """ISO 8601 (`1998-06-10 12:00:00`, naive read as UTC) or Unix seconds."""
+    """ISO 8601 (`1998-06-10 12:00:00`, naive read as UTC), Unix seconds or Unix
+    milliseconds."""
     text = text.strip()
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        number = float(text)
     except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        number = None
+    try:
+        if number is not None:
+            seconds = number / 1000 if abs(number) >= UNIX_MILLISECONDS_FROM else number
+            return datetime.fromtimestamp(seconds, UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(
+            f"cannot read the time {text!r}: use ISO 8601 (1998-06-10 12:00:00, read as UTC "
+            "without a zone), Unix seconds or Unix milliseconds"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

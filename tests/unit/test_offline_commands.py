@@ -101,6 +101,25 @@ def test_a_gzipped_trace_with_unix_seconds(tmp_path: Path) -> None:
     assert (trace.step, trace.values) == (timedelta(minutes=1), [1.0, 2.5, 3.0])
 
 
+def test_a_trace_in_unix_milliseconds(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("time,value\n1700000000000,1\n1700000060000,2\n1700000120000,3\n")
+
+    trace = load_csv(path)
+
+    assert trace.start == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert trace.step == timedelta(minutes=1)
+
+
+def test_an_unreadable_time_names_its_line_and_the_formats(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("time,value\n2026-01-01 00:00:00,1\n01/02/2026 00:01,2\n")
+
+    with pytest.raises(TraceError, match=r"line 3: cannot read the time '01/02/2026 00:01': "
+                                         r"use ISO 8601 .* Unix milliseconds"):
+        load_csv(path)
+
+
 def decision_line(at: datetime, current: int, desired: int, reason: Reason, rps: float | None
                   ) -> str:
     decision = Decision(
