@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from autoscaler.adapters.simulated import SimulatedCluster
+from autoscaler.durations import format_duration
 from autoscaler.engine import Engine
 from autoscaler.model import Decision
 from autoscaler.policy.forecast import ForecastMemo
@@ -28,6 +29,7 @@ Progress = Callable[[int, int], None]
 """(steps done, steps in all) of the policy being replayed."""
 
 DEFAULT_UTILISATION_OF_TARGET = 0.7
+DEFAULT_STARTUP = timedelta(minutes=1)
 
 
 class BacktestError(ValueError):
@@ -39,7 +41,7 @@ class BacktestSettings:
     capacity: float
     """What one replica carries at 100 %, in the trace's unit."""
     slo_utilisation: float = 0.9
-    startup: timedelta = timedelta(minutes=1)
+    startup: timedelta = DEFAULT_STARTUP
     warmup: timedelta = timedelta(days=8)
     metric: str | None = None
     """The metric the trace feeds; default the policy's first."""
@@ -55,6 +57,34 @@ def default_capacity(policies: Sequence[Policy], metric: str | None = None) -> f
             if spec.target is not None and spec.target > 0:
                 return spec.target / DEFAULT_UTILISATION_OF_TARGET
     return None
+
+
+def startup_set_by(policy: Policy) -> timedelta | None:
+    """The start-up a predictive policy sets in its file, if it does."""
+    if policy.strategy == "predictive" and "startup" in policy.predictive.model_fields_set:
+        return policy.predictive.startup
+    return None
+
+
+def default_startup(policies: Sequence[Policy]) -> timedelta:
+    """The simulated start-up when none is given: the one the predictive policies set (a
+    property of the service, so the cluster should have it too), else 1 minute."""
+    set_by_policies = {s for p in policies if (s := startup_set_by(p)) is not None}
+    if len(set_by_policies) > 1:
+        shown = ", ".join(format_duration(s) for s in sorted(set_by_policies))
+        raise BacktestError(f"the predictive policies set different start-ups ({shown}): give "
+                            "--startup, the time a new replica takes in the simulated cluster")
+    return set_by_policies.pop() if set_by_policies else DEFAULT_STARTUP
+
+
+def startup_steps(startup: timedelta, step: timedelta) -> int:
+    """The start-up in whole steps, rounded up: a replica is ready at a step, not between."""
+    return math.ceil(startup / step - 1e-9)
+
+
+def ready_after(settings: BacktestSettings, trace: Trace) -> timedelta:
+    """How long after its decision a new replica is ready in the replay of `trace`."""
+    return startup_steps(settings.startup, trace.step) * trace.step
 
 
 @dataclass
@@ -113,8 +143,8 @@ def scored_range(trace: Trace, warmup: timedelta) -> int:
     first = math.ceil(warmup / trace.step - 1e-9)
     if first >= len(trace) - 1:
         raise BacktestError(
-            f"the trace ({len(trace)} steps of {trace.step}) is not longer than the warm-up "
-            f"({warmup}): nothing to score; shorten --warmup"
+            f"the trace ({len(trace)} steps of {format_duration(trace.step)}) is not longer "
+            f"than the warm-up ({format_duration(warmup)}): nothing to score; shorten --warmup"
         )
     return first
 
@@ -127,18 +157,19 @@ def replay(
     may share a `forecast_memo` (see `ForecastMemo`)."""
     metric = fed_metric(policy, settings.metric)
     update: dict[str, object] = {"metrics": [metric]}
-    if "startup" not in policy.predictive.model_fields_set:
+    if startup_set_by(policy) is None:
         update["predictive"] = policy.predictive.model_copy(update={"startup": settings.startup})
     traced = policy.model_copy(update=update)
     first = scored_range(trace, settings.warmup)
-    startup_steps = math.ceil(settings.startup / trace.step - 1e-9)
     demands = [
         demand(load, capacity=settings.capacity, slo_utilisation=settings.slo_utilisation,
                min_replicas=policy.min_replicas)
         for load in trace.values[first:]
     ]
-    cluster = SimulatedCluster(service=policy.service, service_label=metric.service_label,
-                               ready=demands[0], startup_steps=startup_steps, trace=trace)
+    cluster = SimulatedCluster(
+        service=policy.service, service_label=metric.service_label, ready=demands[0],
+        startup_steps=startup_steps(settings.startup, trace.step), trace=trace,
+    )
     recorder = _Recorder(metric.name)
     engine = Engine(metrics=cluster, swarm=cluster, sink=recorder, dry_run=False,
                     policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.backtest import BacktestSettings, PolicyRun
+from autoscaler.backtest import BacktestSettings, PolicyRun, ready_after
 from autoscaler.charts import Line, line_chart
 from autoscaler.durations import format_duration
 from autoscaler.report import Chart, Document, Section, Table
@@ -186,6 +186,12 @@ def _changes_table(run: PolicyRun, worst: tuple[int, int] | None) -> Table:
     )
 
 
+def _rounded_note(settings: BacktestSettings, trace: Trace) -> str:
+    if ready_after(settings, trace) == settings.startup:
+        return ""
+    return f" (the start-up, {format_duration(settings.startup)}, in whole steps)"
+
+
 def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> Document:
     first = runs[0].times[0]
     last = runs[0].times[-1]
@@ -195,7 +201,8 @@ def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) ->
         f"({len(runs[0].times)} steps, after a warm-up of {format_duration(settings.warmup)}).",
         f"Each policy runs through the agent's own engine, one tick per step, against a "
         f"simulated cluster: the metric at a step is the load of the step before; a new "
-        f"replica is ready {format_duration(settings.startup)} after the decision. One replica "
+        f"replica is ready {format_duration(ready_after(settings, trace))} after the decision"
+        f"{_rounded_note(settings, trace)}. One replica "
         f"carries {settings.capacity:g} at 100 %; the oracle demand d is the fewest replicas "
         f"that keep each step under {settings.slo_utilisation:.0%} of that.",
     ]

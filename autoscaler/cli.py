@@ -211,9 +211,9 @@ def _add_offline_commands(commands: Any) -> None:
     backtest.add_argument("--capacity", type=_positive_number,
                           help="what one replica carries at 100 %%, in the trace's unit "
                           "(default: the first target among the policies / 0.7)")
-    backtest.add_argument("--startup", type=_duration, default=timedelta(minutes=1),
-                          metavar="DURATION", help="time until a new replica is ready "
-                          "(default 1m)")
+    backtest.add_argument("--startup", type=_duration, metavar="DURATION",
+                          help="time until a new replica is ready, in whole steps of the "
+                          "trace (default: the start-up the predictive policies set, else 1m)")
     backtest.add_argument("--slo-utilisation", type=_fraction, default=0.9, metavar="U",
                           help="share of capacity a replica may run at within the SLO "
                           "(default 0.9)")

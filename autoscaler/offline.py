@@ -19,8 +19,12 @@ from autoscaler.backtest import (
     PolicyRun,
     Progress,
     default_capacity,
+    default_startup,
+    ready_after,
     replay,
+    startup_set_by,
 )
+from autoscaler.durations import format_duration
 from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy
 from autoscaler.report import write_report
 from autoscaler.traces import Trace, TraceError, load_csv
@@ -34,7 +38,8 @@ class BacktestInputs:
     out: Path
     capacity: float | None
     slo_utilisation: float
-    startup: timedelta
+    startup: timedelta | None
+    """None: the start-up the predictive policies set (`default_startup`)."""
     warmup: timedelta
     metric: str | None
 
@@ -86,15 +91,22 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
         print("autoscaler: no policy has a target to derive the capacity from: give "
               "--capacity (what one replica carries at 100 %, in the trace's unit)", file=err)
         return EXIT_BAD_INPUT
-    settings = BacktestSettings(
-        capacity=capacity, slo_utilisation=inputs.slo_utilisation, startup=inputs.startup,
-        warmup=inputs.warmup, metric=inputs.metric,
-    )
     runs: list[PolicyRun] = []
-    print(f"replaying {len(trace)} steps of {trace.source} (capacity {capacity:g} per replica)",
-          file=err)
     try:
+        startup = inputs.startup if inputs.startup is not None \
+            else default_startup([p for _, p in policies])
+        settings = BacktestSettings(
+            capacity=capacity, slo_utilisation=inputs.slo_utilisation, startup=startup,
+            warmup=inputs.warmup, metric=inputs.metric,
+        )
+        print(f"replaying {len(trace)} steps of {trace.source} (capacity {capacity:g} per "
+              f"replica, a new replica ready {format_duration(ready_after(settings, trace))} "
+              "after the decision)", file=err)
         for file, policy in policies:
+            own = startup_set_by(policy)
+            if own is not None and own != startup:
+                print(f"  {file} forecasts for a start-up of {format_duration(own)}; the "
+                      f"simulated cluster's is {format_duration(startup)}", file=err)
             runs.append(replay(policy, file, trace, settings, _progress(err, file)))
     except BacktestError as error:
         print(f"autoscaler: {error}", file=err)

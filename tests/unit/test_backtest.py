@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autoscaler.adapters.simulated import SimulatedCluster
-from autoscaler.backtest import BacktestError, BacktestSettings, default_capacity, replay
+from autoscaler.backtest import (
+    BacktestError,
+    BacktestSettings,
+    default_capacity,
+    default_startup,
+    replay,
+)
 from autoscaler.scoring import demand, score
 from autoscaler.traces import Trace
 from tests.unit.conftest import build_policy
@@ -102,6 +108,19 @@ def test_demand_and_the_default_capacity() -> None:
         {"name": "rps", "query": "q", "scale_up_above": 2, "scale_down_below": 1}])
     assert default_capacity([threshold, target]) == pytest.approx(10)
     assert default_capacity([threshold]) is None
+
+
+def test_the_simulated_startup_is_the_one_the_predictive_policies_set() -> None:
+    metrics = [{"name": "rps", "query": "q", "target": 7}]
+    target = build_policy(metrics=metrics)
+    unset = build_policy(strategy="predictive", metrics=metrics)
+    two, five = (build_policy(strategy="predictive", metrics=metrics,
+                              predictive={"startup": startup}) for startup in ("2m", "5m"))
+
+    assert default_startup([target, unset]) == timedelta(minutes=1)
+    assert default_startup([target, two, unset]) == timedelta(minutes=2)
+    with pytest.raises(BacktestError, match=r"different start-ups \(2m, 5m\): give --startup"):
+        default_startup([five, two])
 
 
 def test_a_trace_shorter_than_the_warmup_is_refused() -> None:
