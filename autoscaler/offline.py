@@ -20,6 +20,7 @@ from autoscaler.backtest import (
     Progress,
     default_capacity,
     default_startup,
+    fed_metric,
     ready_after,
     replay,
     startup_set_by,
@@ -86,13 +87,15 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
         for problem in problems:
             print(problem, file=err)
         return EXIT_BAD_INPUT
-    capacity = inputs.capacity or default_capacity([p for _, p in policies], inputs.metric)
-    if capacity is None:
-        print("autoscaler: no policy has a target to derive the capacity from: give "
-              "--capacity (what one replica carries at 100 %, in the trace's unit)", file=err)
-        return EXIT_BAD_INPUT
     runs: list[PolicyRun] = []
     try:
+        for _, policy in policies:
+            fed_metric(policy, inputs.metric)
+        capacity = inputs.capacity or default_capacity([p for _, p in policies], inputs.metric)
+        if capacity is None:
+            raise BacktestError("no policy has a target to derive the capacity from: give "
+                                "--capacity (what one replica carries at 100 %, in the "
+                                "trace's unit)")
         startup = inputs.startup if inputs.startup is not None \
             else default_startup([p for _, p in policies])
         settings = BacktestSettings(

@@ -78,6 +78,8 @@ def test_the_report_says_when_a_replica_is_ready_in_whole_steps(
     ("args", "message"),
     [
         pytest.param(["--policy", "{threshold}"], "give --capacity", id="no-target-no-capacity"),
+        pytest.param(["--policy", "{target}", "--metric", "cpu"], "no metric 'cpu' (it has rps)",
+                     id="unknown-metric"),
         pytest.param(["--policy", "{missing}"], "not a readable file", id="missing-policy"),
         pytest.param(["--policy", "{broken}"], "max_replica: unknown key", id="invalid-policy"),
         pytest.param(["--policy", "{target}", "--warmup", "30d"], "warm-up", id="warmup-too-long"),
