@@ -147,12 +147,30 @@ def _policy_section(index: int, label: str, run: PolicyRun, settings: BacktestSe
             f"policy{index}-worst-hour",
             f"{label}: the worst hour of under-provisioning, from "
             f"{run.times[first]:%Y-%m-%d %H:%M}", run, first, last, settings.capacity))
+    if run.policy.strategy == "predictive":
+        section.blocks.append(_forecast_text(run))
     section.blocks.append(
         "Decisions by reason: " + ", ".join(f"{k} {v}" for k, v in run.reasons.items()) + "."
     )
     section.blocks.append(_changes_text(run))
     section.blocks.append(_changes_table(run, worst))
     return section
+
+
+def _forecast_text(run: PolicyRun) -> str:
+    quality = run.forecast
+    scored = (f"sMAPE {quality.smape_pct:.2f} %"
+              + ("" if quality.mase is None else f", MASE {quality.mase:.3f}")
+              + f" over {quality.forecasts_scored:,} forecasts") if quality else "none scored"
+    trainings = len(run.training_seconds)
+    text = (f"Forecasts: {scored}; {trainings} training{'s' if trainings != 1 else ''}"
+            + (f" (the longest {max(run.training_seconds):.2f} s)" if trainings else "") + ". ")
+    fallbacks = sum(run.fallbacks.values())
+    if not fallbacks:
+        return text + "The forecast was in use at every step."
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in run.fallbacks.items())
+    return (text + f"At {fallbacks:,} steps the forecast was not used ({reasons}) and the "
+            "target rule decided alone.")
 
 
 def _ratio(scores: Any) -> str:

@@ -260,6 +260,8 @@ class Engine:
             last_change_at=last_change, now=now, forecasts=used,
         )
         reason, message, applied = outcome.reason, outcome.message, False
+        if fallback:
+            message = f"{message}; forecast not used ({fallback}): the target rule alone"
         change = outcome.desired - current
         if not leader:
             change = 0

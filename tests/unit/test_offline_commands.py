@@ -56,10 +56,11 @@ def test_backtest_writes_the_summary_and_the_reports(tmp_path: Path,
     assert "replica-hours" in capsys.readouterr().out
 
 
-def test_the_report_says_when_a_replica_is_ready_in_whole_steps(
+def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallbacks(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A predictive policy's start-up is the simulated cluster's unless --startup is given;
-    at a 5-minute step, 2 minutes is one step."""
+    at a 5-minute step, 2 minutes is one step. Ten hours are too little history to train on,
+    and the report says so."""
     trace = write_trace(tmp_path / "t.csv", [10, 20, 80, 80] * 30, step="00:05:00")
     (tmp_path / "p.yaml").write_text(TARGET + "strategy: predictive\npredictive: {startup: 2m}\n")
     out = tmp_path / "out"
@@ -69,8 +70,10 @@ def test_the_report_says_when_a_replica_is_ready_in_whole_steps(
 
     assert code == 0
     assert json.loads((out / "summary.json").read_text())["settings"]["startup_seconds"] == 120
-    assert "ready 5m after the decision (the start-up, 2m, in whole steps)" in \
-        (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "ready 5m after the decision (the start-up, 2m, in whole steps)" in report
+    assert "At 108 steps the forecast was not used (InsufficientHistory 108)" in report
+    assert "forecast not used (InsufficientHistory): the target rule alone |" in report
     assert "a new replica ready 5m after the decision" in capsys.readouterr().err
 
 
