@@ -163,9 +163,11 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
 def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
     problems = []
     durations = {}
-    for key, default in (("history", "14d"), ("min_history", "1d"), ("retrain_every", "1d")):
+    for key, default in (("history", "14d"), ("min_history", "1d"), ("retrain_every", "1d"),
+                         ("startup", "1m"), ("horizon", None)):
         try:
-            durations[key] = parse_duration(block.get(key, default))
+            if key in block or default is not None:
+                durations[key] = parse_duration(block.get(key, default))
         except ValueError:
             continue  # the field check reports it
     if "retrain_every" in durations and durations["retrain_every"] < timedelta(minutes=1):
@@ -173,7 +175,14 @@ def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
     if {"history", "min_history"} <= durations.keys() \
             and durations["min_history"] > durations["history"]:
         problems.append(("predictive.min_history",
-                         "must not exceed predictive.history, or the forecast never runs"))
+                         f"({format_duration(durations['min_history'])}) must not exceed "
+                         f"predictive.history ({format_duration(durations['history'])}), or "
+                         "the forecast never runs"))
+    if {"horizon", "startup"} <= durations.keys() and durations["horizon"] < durations["startup"]:
+        problems.append(("predictive.horizon",
+                         f"({format_duration(durations['horizon'])}) must be at least "
+                         f"predictive.startup ({format_duration(durations['startup'])}): a "
+                         "forecast nearer than that comes too late for the replicas it asks for"))
     return problems
 
 
