@@ -132,7 +132,7 @@ def _policy_section(index: int, label: str, run: PolicyRun, settings: BacktestSe
         f"{scores.oracle_replica_hours:,.0f} ({_ratio(scores)}), SLO violated in "
         f"{scores.slo_violation_pct:.2f} % of steps, under-provisioned "
         f"{scores.under_provisioned_time_pct:.2f} % of the time, "
-        f"{len(run.changes)} scaling actions ({scores.scaling_actions_per_hour:.2f} an hour). "
+        f"{len(run.changes):,} scaling actions ({scores.scaling_actions_per_hour:.2f} an hour). "
         f"The trace feeds the metric `{run.metric}`. Policy file: `{run.file}`."
     )
     section.blocks.append(_series_chart(

@@ -78,7 +78,8 @@ def propose(metric: MetricSpec, policy: Policy, current: int, value: float | Non
     count, within = target_count(
         value=value, current=current, target=metric.target, tolerance=policy.tolerance
     )
-    shown = f"{metric.name} {value:g} over {current} replicas (target {metric.target:g} each)"
+    replicas = "replica" if current == 1 else "replicas"
+    shown = f"{metric.name} {value:g} over {current} {replicas} (target {metric.target:g} each)"
     note = " within tolerance" if within else ""
     return Proposal(metric.name, count, within, f"{shown}{note} -> {count}")
 
