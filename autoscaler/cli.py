@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -87,6 +88,13 @@ def _add_policies_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("swarm-autoscaler")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoscaler",
@@ -97,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "failed) or from Docker; 2 bad input (usage or an invalid policy). "
         "Run 'autoscaler COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser(
@@ -229,8 +238,10 @@ def _add_offline_commands(commands: Any) -> None:
         "writes them, or `docker service logs --raw`) into a report per service: metrics, "
         "current and desired replicas over time, the changes and their reasons.",
     )
-    report.add_argument("--log", type=Path, required=True, metavar="FILE")
-    report.add_argument("--out", type=Path, required=True, metavar="DIR")
+    report.add_argument("--log", type=Path, required=True, metavar="FILE",
+                        help="the decision log: JSON lines, other lines are skipped")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder for summary.json, report.md, report.html")
 
     demo = commands.add_parser(
         "demo", help="backtest the example policies on a shipped real trace (no Docker needed)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,11 @@ def test_a_bad_variable_is_a_usage_error_that_names_it(
 
     assert exit_info.value.code == 2
     assert f"environment variable {variable}={value!r}" in capsys.readouterr().err
+
+
+def test_version_names_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"autoscaler {metadata.version('swarm-autoscaler')}"
