@@ -70,6 +70,13 @@ def score(
     )
 
 
+def smape_term(actual: float, forecast: float) -> float:
+    """200 |a - f| / (|a| + |f|), 0 when both are 0, never above 200: rounding makes
+    200 f / f come out a hair above 200, which would trip a `max_error_pct` of 200."""
+    total = abs(actual) + abs(forecast)
+    return 0.0 if total == 0 else min(200 * abs(actual - forecast) / total, 200.0)
+
+
 @dataclass(frozen=True)
 class ForecastQuality:
     smape_pct: float
@@ -97,8 +104,7 @@ def forecast_quality(
         actual, earlier = seen[step], seen[step - season]
         if actual is None or earlier is None:
             continue
-        total = abs(actual) + abs(forecast)
-        smape.append(0.0 if total == 0 else 200 * abs(actual - forecast) / total)
+        smape.append(smape_term(actual, forecast))
         errors.append(abs(actual - forecast))
         naive.append(abs(actual - earlier))
     if not smape:

@@ -6,7 +6,8 @@ that real request rates reward: recent changes (lags), the value the same time a
 week before the target time, rolling means, and time-of-day and day-of-week terms of the
 target time. Working on log-changes makes it indifferent to the level, so a site that grows
 tenfold (WorldCup98) is forecast as well as a flat one. A margin, the `margin_quantile` of
-recent forecast errors, is added on top.
+recent forecast errors, is added on top: a ratio, but never more than the largest recent
+shortfall in the metric's units.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from autoscaler.policy.spec import Policy
+from autoscaler.scoring import smape_term
 
 DAY = timedelta(days=1)
 RETRY = timedelta(hours=1)
@@ -179,6 +181,9 @@ class MetricForecaster:
         self._errors: deque[float] = deque(maxlen=error_points)
         """log1p(actual) - log1p(forecast) of resolved forecasts (floored at 0 like the ones
         served), seeded at training with those of the history's last forecasts."""
+        self._shortfalls: deque[float] = deque(maxlen=error_points)
+        """actual - forecast of the same forecasts, in the metric's units: the margin never
+        adds more than the largest of them."""
         self._smape: deque[float] = deque(maxlen=error_points)
 
     @property
@@ -219,8 +224,12 @@ class MetricForecaster:
         self._trees, self._failure = _Trees(model), None
         recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
         changes = np.maximum(model.predict(rows[recent]), -rows[recent, 0])  # as `forecast`
+        level, seen_change = rows[recent, 0], targets[usable][recent]
         self._errors.clear()
-        self._errors.extend((targets[usable][recent] - changes).tolist())
+        self._errors.extend((seen_change - changes).tolist())
+        self._shortfalls.clear()
+        shortfalls = np.expm1(level + seen_change) - np.expm1(level + changes)
+        self._shortfalls.extend(shortfalls.tolist())
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None
@@ -246,8 +255,8 @@ class MetricForecaster:
             target, forecast = self._pending.popleft()
             if abs(target - time) <= half_step and value is not None:
                 self._errors.append(logged - math.log1p(forecast))
-                total = abs(value) + abs(forecast)
-                self._smape.append(0.0 if total == 0 else 200 * abs(value - forecast) / total)
+                self._shortfalls.append(value - forecast)
+                self._smape.append(smape_term(value, forecast))
 
     def forecast(self, now: datetime) -> tuple[float | None, float | None, str | None]:
         """(point forecast, forecast with margin, fall-back reason) for now + horizon."""
@@ -267,7 +276,11 @@ class MetricForecaster:
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
         margin = max(float(np.quantile(self._errors, self.settings.margin_quantile)), 0.0) \
             if self._errors else 0.0
-        with_margin = math.expm1(level + change + margin)
+        # The margin is a ratio, learnt from errors in log1p terms. Load that came back from
+        # nothing (0 forecast, 300 seen) makes a ratio of 300 that says little about the
+        # error at 300: no more than the largest shortfall seen is added.
+        largest = max(self._shortfalls, default=0.0)
+        with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
         if self._smape and sum(self._smape) / len(self._smape) > self.settings.max_error_pct:
             return point, with_margin, "ForecastError"
         return point, with_margin, None

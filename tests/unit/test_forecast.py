@@ -20,6 +20,7 @@ from autoscaler.policy.forecast import (
     features,
 )
 from autoscaler.policy.memory import ServiceMemory, remember
+from autoscaler.scoring import smape_term
 from tests.unit.conftest import build_policy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -179,6 +180,46 @@ def test_a_bad_recent_error_falls_back() -> None:
         reasons.append(forecaster.forecast(now)[2])
 
     assert reasons[-1] == "ForecastError"
+
+
+def test_an_error_of_the_max_error_pct_200_never_falls_back() -> None:
+    """sMAPE is 200 wherever the load is 0 and the forecast is not; rounding must not take it
+    over 200, where `max_error_pct: 200` would fall back after an hour at 0."""
+    forecasts = np.random.default_rng(0).uniform(0.01, 1e6, 10_000).tolist()
+    assert max(200 * f / f for f in forecasts) > 200
+    assert max(smape_term(0.0, f) for f in forecasts) == 200
+    forecaster = MetricForecaster(settings(max_error_pct=200.0))
+    forecaster.train([START + i * STEP for i in range(2 * 1440)], daily(2))
+
+    reasons = set()
+    for index in range(2 * 1440, 2 * 1440 + 90):
+        now = START + index * STEP
+        forecaster.observe(now, 0.0)
+        reasons.add(forecaster.forecast(now)[2])
+
+    assert reasons == {None}
+
+
+def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> None:
+    """Forecasts made during an outage (0) miss the load that comes back by a ratio of
+    hundreds; as a margin, that ratio would multiply the next forecasts. The margin adds no
+    more than the largest shortfall seen, in the metric's units."""
+    load = daily(10)
+    history = 9 * 1440
+    forecaster = MetricForecaster(settings(margin_quantile=0.95))
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    seen = [0.0] * 20 + load[history + 20:history + 40]
+
+    raised = []
+    for index, value in enumerate(seen, start=history):
+        now = START + index * STEP
+        forecaster.observe(now, value)
+        point, with_margin, _ = forecaster.forecast(now)
+        assert point is not None and with_margin is not None
+        assert with_margin <= point + max(seen) + 1e-6
+        raised.append(with_margin - point)
+
+    assert max(raised) > 0.5 * max(seen)
 
 
 @pytest.mark.parametrize(
