@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 from autoscaler.model import Decision, Reason, Series, ServiceState
-from autoscaler.policy.decide import decide
+from autoscaler.policy.decide import decide, target_alone_step
 from autoscaler.policy.forecast import ForecastBook, ForecastMemo, ForecastSettings
 from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
 from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
@@ -250,14 +250,19 @@ class Engine:
         forecast: dict[str, dict[str, float | None]] | None = None
         fallback: str | None = None
         used: dict[str, float | None] | None = None
+        alone: tuple[int, ServiceMemory] | None = None
         if policy.strategy == "predictive":
             found, fallback = self._forecasts.forecast(policy, values, now)
             forecast = {name: {"value": f.value, "with_margin": f.with_margin}
                         for name, f in found.items()}
             used = {name: f.with_margin for name, f in found.items()}
+            alone = target_alone_step(policy, memory.target_alone, spec=spec, metrics=values,
+                                      now=now, seeded=self._seed_history,
+                                      keep=_history_to_keep(policy))
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
             last_change_at=last_change, now=now, forecasts=used,
+            target_alone=alone[0] if alone else None,
         )
         reason, message, applied = outcome.reason, outcome.message, False
         if fallback:
@@ -278,11 +283,15 @@ class Engine:
             except ScaleFailed as error:
                 change = 0
                 reason, message = Reason.APPLY_FAILED, f"{message}; not applied: {error}"
-        self._memory[policy.service] = remember(
+        memory = remember(
             memory, now=now,
             recommended=outcome.remembered, change=change,
             keep=_history_to_keep(policy),
         )
+        if alone is not None:
+            memory = replace(memory, target_alone=replace(
+                alone[1], seen_spec=outcome.desired if applied else spec))
+        self._memory[policy.service] = memory
         return record(
             reason=reason, message=message, applied=applied, current_replicas=current,
             spec_replicas=spec, recommended_replicas=outcome.recommended,

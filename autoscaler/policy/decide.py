@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from autoscaler.model import Reason
 from autoscaler.policy.limits import Limited, clamp, cooldown, rate_limit, stabilize
-from autoscaler.policy.memory import ServiceMemory
+from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.policy.spec import Policy
 from autoscaler.policy.strategies import (
     ForecastCount,
@@ -47,6 +47,7 @@ def decide(
     last_change_at: datetime | None,
     now: datetime,
     forecasts: Mapping[str, float | None] | None = None,
+    target_alone: int | None = None,
 ) -> Outcome:
     """Decide the replica count of `policy.service`, given what was gathered at `now`.
 
@@ -54,7 +55,11 @@ def decide(
     raise the target rule's count, never lower it. The stabilization windows hold the target
     rule's counts only, and the forecasts' count is a floor on the stabilized count: a
     forecast already looks a start-up ahead, and holding it for the down-window kept the
-    count up after the load it foresaw (benchmarks/README.md, "The previous release")."""
+    count up after the load it foresaw (benchmarks/README.md, "The previous release").
+    `target_alone` (predictive) is the count the policy run as `target` would set now
+    (`target_alone_step`), a floor under all: the forecast's raises move the current count,
+    and the target rule's tolerance band around it, so without it the rule could settle
+    below where `target` alone would have stayed."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
@@ -91,6 +96,7 @@ def decide(
         lambda count: clamp(
             desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
         ),
+        lambda count: target_alone_floor(count, target_alone),
     )
     for step in steps:
         limited = step(desired)
@@ -109,6 +115,29 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:
     if forecast is None or forecast.replicas <= stabilized:
         return Limited(stabilized)
     return Limited(forecast.replicas, Reason.DESIRED_WITHIN_RANGE)
+
+
+def target_alone_floor(count: int, target_alone: int | None) -> Limited:
+    if target_alone is None or target_alone <= count:
+        return Limited(count)
+    return Limited(target_alone, Reason.DESIRED_WITHIN_RANGE,
+                   f"{target_alone}: where `target` alone would be, a floor")
+
+
+def target_alone_step(
+    policy: Policy, memory: ServiceMemory | None, *, spec: int,
+    metrics: Mapping[str, float | None], now: datetime, seeded: bool, keep: timedelta,
+) -> tuple[int, ServiceMemory]:
+    """What the predictive `policy` run as `target` would set at `now`, and that run's memory
+    after this tick. It keeps its own count and history; a spec changed by someone else
+    (not matching `seen_spec`, which the caller sets after applying) resets its count."""
+    alone = synced_shadow(
+        memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec)
+    outcome = decide(policy.model_copy(update={"strategy": "target"}), current=alone.shadow,
+                     metrics=metrics, memory=alone, last_change_at=alone.last_change_at,
+                     now=now)
+    return outcome.desired, remember(alone, now=now, recommended=outcome.remembered,
+                                     change=outcome.desired - alone.shadow, keep=keep)
 
 
 def rule_through_cooldown(limited: Limited, rule_limited: int | None) -> Limited:

@@ -3,14 +3,16 @@ and the fall-backs; and the predictive strategy's use of a forecast."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from autoscaler.model import Reason
-from autoscaler.policy.decide import decide
+from autoscaler.policy.decide import decide, target_alone_step
 from autoscaler.policy.forecast import (
     MAX_TRAINING_ROWS,
     ForecastSettings,
@@ -291,6 +293,39 @@ def memory_with(current: int, *recommendations: tuple[int, int]) -> ServiceMemor
 
 
 QUEUE = {"name": "queue", "query": "q", "target": 10}
+
+
+@pytest.mark.parametrize(("target_alone", "desired"), [(None, 20), (22, 22)])
+def test_the_count_never_goes_below_where_target_alone_would_be(
+    target_alone: int | None, desired: int,
+) -> None:
+    """A forecast's raise took the count to 23 on a load of 100 (target 5 each): the rule now
+    reads 100 / 115, outside its 10 % band, and asks for 20, where `target` alone, held at
+    22 by that band, would have stayed."""
+    policy = build_policy(strategy="predictive", max_replicas=50,
+                          metrics=[{"name": "rps", "query": "q", "target": 5}],
+                          behavior={"scale_down": {"stabilization": "0s"}})
+
+    outcome = decide(policy, current=23, metrics={"rps": 100}, memory=memory_with(23),
+                     last_change_at=None, now=START, forecasts={"rps": 99},
+                     target_alone=target_alone)
+
+    assert outcome.desired == desired
+    assert ("where `target` alone would be" in outcome.message) == (target_alone is not None)
+
+
+def test_target_alone_keeps_its_own_count_until_someone_else_changes_the_spec() -> None:
+    policy = build_policy(strategy="predictive", max_replicas=50,
+                          metrics=[{"name": "rps", "query": "q", "target": 5}])
+    step = partial(target_alone_step, policy, metrics={"rps": 100}, seeded=False,
+                   keep=timedelta(minutes=5))
+
+    count, alone = step(None, spec=22, now=START)
+    assert count == 22
+    count, alone = step(replace(alone, seen_spec=23), spec=23, now=START + STEP)
+    assert (count, alone.shadow) == (22, 22)
+    count, alone = step(replace(alone, seen_spec=23), spec=10, now=START + 2 * STEP)
+    assert (count, alone.seen_spec) == (20, 10)
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,10 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     utilisation=DEFAULT_UTILISATION_OF_TARGET, tolerance=0.1,
     behavior={"scale_up": {"cooldown": "30m"}},
 )
+@example(  # a forecast's raise took the count out of the tolerance band that held `target`
+    seed=0, amplitude=0.0, trend=0.0, bursts=1, noise=0.0, startup_steps=1, target=5.0,
+    utilisation=0.95, tolerance=0.1, behavior={},
+)
 def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     seed: int, amplitude: float, trend: float, bursts: int, noise: float, startup_steps: int,
     target: float, utilisation: float, tolerance: float,
