@@ -1,7 +1,8 @@
 """The predictive strategy's promise, checked on loads it has never seen: replayed against
-the same simulated cluster, it is never under-provisioned for longer than the target rule it
-builds on, whatever the load's shape, the start-up delay, the target, how close the target
-is to a replica's capacity, the tolerance or the limits in `behavior`."""
+the same simulated cluster, it never has fewer replicas ready than the target rule it builds
+on, so it is never under-provisioned for longer, whatever the load's shape, the start-up
+delay, the target, how close the target is to a replica's capacity, the tolerance or the
+limits in `behavior`."""
 
 from __future__ import annotations
 
@@ -83,5 +84,6 @@ def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     }
     predictive, reactive = runs["predictive"], runs["target"]
     assert predictive.fallbacks.get("InsufficientHistory", 0) == 0
+    assert all(p >= r for p, r in zip(predictive.supply, reactive.supply, strict=True))
     assert predictive.scores.under_provisioned_time_pct \
         <= reactive.scores.under_provisioned_time_pct
