@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from autoscaler.policy.spec import Policy
 from autoscaler.scoring import smape_term
@@ -32,6 +33,12 @@ LAGS = (1, 2, 3, 5, 10, 15, 30, 60)
 """Recent changes, in steps."""
 WINDOWS = (5, 15, 60)
 """Rolling means, in steps."""
+TRAINING_THREADS = 1
+"""OpenMP threads for a training. On this two-core machine one thread trains 14 days about
+as fast as two when it is idle (median 0.43 s against 0.42 s) and twice as fast beside two
+CPU-bound processes (0.59 to 0.65 s against 1.25 to 1.31 s; benchmarks/training_time.py):
+OpenMP's threads wait for each other by spinning, and the agent shares its manager node
+with Swarm's own work."""
 MAX_TRAINING_ROWS = 10_000
 """Longer histories are trained on every k-th forecast time, the newest kept: at one point a
 minute, neighbouring rows nearly repeat each other. 14 days are trained on every third minute;
@@ -220,10 +227,12 @@ class MetricForecaster:
         # of the rows out.
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
-        model.fit(rows[fitted], targets[usable][fitted])
-        self._trees, self._failure = _Trees(model), None
         recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
-        changes = np.maximum(model.predict(rows[recent]), -rows[recent, 0])  # as `forecast`
+        with threadpool_limits(limits=TRAINING_THREADS):
+            model.fit(rows[fitted], targets[usable][fitted])
+            predicted = model.predict(rows[recent])
+        self._trees, self._failure = _Trees(model), None
+        changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
         level, seen_change = rows[recent, 0], targets[usable][recent]
         self._errors.clear()
         self._errors.extend((seen_change - changes).tolist())
