@@ -251,22 +251,25 @@ class Engine:
         fallback: str | None = None
         used: dict[str, float | None] | None = None
         alone: tuple[int, ServiceMemory] | None = None
+        fallback_note = ""
         if policy.strategy == "predictive":
             found, fallback = self._forecasts.forecast(policy, values, now)
             forecast = {name: {"value": f.value, "with_margin": f.with_margin}
                         for name, f in found.items()}
             used = {name: f.with_margin for name, f in found.items()}
-            alone = target_alone_step(policy, memory.target_alone, spec=spec, metrics=values,
-                                      now=now, seeded=self._seed_history,
-                                      keep=_history_to_keep(policy))
+            fallback_note = _fallback_note(used, fallback)
+            previous = memory.target_alone
+            if previous is not None and not leader:
+                # The leader's changes are not someone else's: they may be a forecast's raise.
+                previous = replace(previous, seen_spec=spec)
+            alone = target_alone_step(policy, previous, spec=spec, metrics=values, now=now,
+                                      seeded=self._seed_history, keep=_history_to_keep(policy))
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
             last_change_at=last_change, now=now, forecasts=used,
             target_alone=alone[0] if alone else None,
         )
-        reason, message, applied = outcome.reason, outcome.message, False
-        if fallback:
-            message = f"{message}; forecast not used ({fallback}): the target rule alone"
+        reason, message, applied = outcome.reason, outcome.message + fallback_note, False
         change = outcome.desired - current
         if not leader:
             change = 0
@@ -288,15 +291,24 @@ class Engine:
             recommended=outcome.remembered, change=change,
             keep=_history_to_keep(policy),
         )
-        if alone is not None:
-            memory = replace(memory, target_alone=replace(
-                alone[1], seen_spec=outcome.desired if applied else spec))
+        memory = replace(memory, target_alone=None if alone is None else replace(
+            alone[1], seen_spec=outcome.desired if applied else spec))
         self._memory[policy.service] = memory
         return record(
             reason=reason, message=message, applied=applied, current_replicas=current,
             spec_replicas=spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=forecast, fallback_reason=fallback,
         )
+
+
+def _fallback_note(used: Mapping[str, float | None], fallback: str | None) -> str:
+    """What the decision's message says of metrics whose forecast was not used."""
+    if not fallback:
+        return ""
+    unused = [name for name, value in used.items() if value is None]
+    if len(unused) == len(used):
+        return f"; forecast not used ({fallback}): the target rule alone"
+    return f"; forecast of {', '.join(unused)} not used ({fallback})"
 
 
 def _history_to_keep(policy: Policy) -> timedelta:

@@ -96,7 +96,7 @@ def decide(
         lambda count: clamp(
             desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
         ),
-        lambda count: target_alone_floor(count, target_alone),
+        lambda count: target_alone_floor(count, None if rule.missing_blocked else target_alone),
     )
     for step in steps:
         limited = step(desired)

@@ -330,3 +330,32 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> 
     assert result.failure == "InsufficientHistory"
     (decision,) = sink.decisions
     assert (decision.fallback_reason, decision.desired_replicas) == ("InsufficientHistory", 5)
+
+
+@pytest.mark.parametrize(("standby", "desired"), [(True, 22), (False, 20)])
+def test_a_standby_agent_keeps_target_alones_count_through_the_leaders_raises(
+    standby: bool, desired: int,
+) -> None:
+    """While another agent leads, its forecast raises 22 replicas to 23; the target rule reads
+    100 over 23 (target 5 each) outside its 10 % band and asks for 20, where `target` alone
+    stays at 22. A standby must not take the leader's 23 for an operator's change; an agent
+    that did not see it change (here: one without the lease at no point) starts from 23."""
+    swarm = FakeSwarm()
+    swarm.add("web", 22)
+    sink = ListSink()
+    leadership = FakeLeadership(leader=not standby)
+    policy = build_policy(service="web", strategy="predictive", max_replicas=50,
+                          metrics=[{"name": "rps", "query": ALL, "target": 5}],
+                          behavior={"scale_down": {"stabilization": "0s"}})
+    engine = Engine(metrics=by_service({"web": 100}), swarm=swarm, sink=sink, dry_run=False,
+                    leadership=leadership, policies={"w.yaml": policy})
+    engine.retrain(NOW, FakeHistory([100.0] * 30))
+    if standby:
+        engine.tick(NOW)
+    swarm.add("web", 23)
+    engine.tick(NOW + timedelta(minutes=1))
+    leadership.leader = True
+
+    engine.tick(NOW + timedelta(minutes=2))
+
+    assert sink.decisions[-1].desired_replicas == desired
