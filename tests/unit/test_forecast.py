@@ -184,22 +184,13 @@ def test_a_bad_recent_error_falls_back() -> None:
     assert reasons[-1] == "ForecastError"
 
 
-def test_an_error_of_the_max_error_pct_200_never_falls_back() -> None:
-    """sMAPE is 200 wherever the load is 0 and the forecast is not; rounding must not take it
-    over 200, where `max_error_pct: 200` would fall back after an hour at 0."""
+def test_the_smape_term_is_never_above_200() -> None:
+    """It is 200 wherever the load is 0 and the forecast is not; rounding made 200 f / f come
+    out a hair over 200, where `max_error_pct: 200` fell back after half an hour at 0."""
     forecasts = np.random.default_rng(0).uniform(0.01, 1e6, 10_000).tolist()
+
     assert max(200 * f / f for f in forecasts) > 200
     assert max(smape_term(0.0, f) for f in forecasts) == 200
-    forecaster = MetricForecaster(settings(max_error_pct=200.0))
-    forecaster.train([START + i * STEP for i in range(2 * 1440)], daily(2))
-
-    reasons = set()
-    for index in range(2 * 1440, 2 * 1440 + 90):
-        now = START + index * STEP
-        forecaster.observe(now, 0.0)
-        reasons.add(forecaster.forecast(now)[2])
-
-    assert reasons == {None}
 
 
 def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> None:
