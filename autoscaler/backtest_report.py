@@ -41,6 +41,7 @@ def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> 
             "capacity": settings.capacity,
             "slo_utilisation": settings.slo_utilisation,
             "startup_seconds": settings.startup.total_seconds(),
+            "ready_after_seconds": ready_after(settings, trace).total_seconds(),
             "warmup_seconds": settings.warmup.total_seconds(),
             "metric": settings.metric,
         },

@@ -186,7 +186,7 @@ def demo(out: Path) -> int:
             print(f"  {folder / name}", file=sys.stderr)
         inputs = BacktestInputs(
             policy_files=[folder / name for name in DEMO_POLICIES], out=out, capacity=None,
-            slo_utilisation=0.9, startup=timedelta(minutes=1), warmup=timedelta(days=8),
+            slo_utilisation=0.9, startup=None, warmup=timedelta(days=8),
             metric=None,
         )
         return run_backtest(trace, inputs)

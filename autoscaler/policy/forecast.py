@@ -34,11 +34,11 @@ LAGS = (1, 2, 3, 5, 10, 15, 30, 60)
 WINDOWS = (5, 15, 60)
 """Rolling means, in steps."""
 TRAINING_THREADS = 1
-"""OpenMP threads for a training. On this two-core machine one thread trains 14 days about
-as fast as two when it is idle (median 0.43 s against 0.42 s) and twice as fast beside two
-CPU-bound processes (0.59 to 0.65 s against 1.25 to 1.31 s; benchmarks/training_time.py):
-OpenMP's threads wait for each other by spinning, and the agent shares its manager node
-with Swarm's own work."""
+"""OpenMP threads for a training. On the two-core machine this project is developed on, one
+thread trains 14 days about as fast as two when it is idle (median 0.43 s against 0.42 s)
+and twice as fast beside two CPU-bound processes (0.59 to 0.65 s against 1.25 to 1.31 s;
+benchmarks/training_time.py): OpenMP's threads wait for each other by spinning, and the
+agent shares its manager node with Swarm's own work."""
 MAX_TRAINING_ROWS = 10_000
 """Longer histories are trained on every k-th forecast time, the newest kept: at one point a
 minute, neighbouring rows nearly repeat each other. 14 days are trained on every third minute;

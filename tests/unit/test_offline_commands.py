@@ -69,7 +69,8 @@ def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallba
                  "--out", str(out), "--warmup", "1h"])
 
     assert code == 0
-    assert json.loads((out / "summary.json").read_text())["settings"]["startup_seconds"] == 120
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert (settings["startup_seconds"], settings["ready_after_seconds"]) == (120, 300)
     report = (out / "report.md").read_text()
     assert "ready 5m after the decision (the start-up, 2m, in whole steps)" in report
     assert "At 108 steps the forecast was not used (InsufficientHistory 108)" in report
