@@ -143,8 +143,9 @@ def target_alone_step(
 def rule_through_cooldown(limited: Limited, rule_limited: int | None) -> Limited:
     """In a predictive policy a cooldown holds back the forecast's share of a raise, never the
     target rule's: the forecast's raises, and their release when it drops, are changes that
-    start cooldowns the target rule alone would not have started, and a rule's raise they
-    blocked would leave predictive under-provisioned where `target` was not. `rule_limited`
+    start cooldowns the target rule alone would not have started. The target-alone floor
+    already keeps the count at `target`'s own; this lets through a raise the rule asks for at
+    the current, forecast-raised count, which that floor need not reach. `rule_limited`
     is the rule's count through the stabilization windows and the rate limits (None: not a
     predictive policy). It holds in fall-back too, as the forecast's earlier changes count."""
     if limited.reason is not Reason.COOLDOWN or rule_limited is None \
