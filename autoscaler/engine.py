@@ -16,6 +16,7 @@ from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
 from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.policy.queries import QueryUse, assign_values, plan_queries
 from autoscaler.policy.spec import Policy, PolicyProblem
+from autoscaler.policy.strategies import MetricForecast
 from autoscaler.ports import (
     DecisionSink,
     HistorySource,
@@ -249,14 +250,16 @@ class Engine:
             last_change = state.last_scaled_at
         forecast: dict[str, dict[str, float | None]] | None = None
         fallback: str | None = None
-        used: dict[str, float | None] | None = None
+        used: dict[str, MetricForecast] | None = None
         alone: tuple[int, ServiceMemory] | None = None
         fallback_note = ""
         if policy.strategy == "predictive":
             found, fallback = self._forecasts.forecast(policy, values, now)
+            limited = {m.name for m in policy.metrics if m.limit}
             forecast = {name: {"value": f.value, "with_margin": f.with_margin}
+                        | ({"worst_case": f.worst_case} if name in limited else {})
                         for name, f in found.items()}
-            used = {name: f.with_margin for name, f in found.items()}
+            used = found
             fallback_note = _fallback_note(used, fallback)
             previous = memory.target_alone
             if previous is not None and not leader:
@@ -301,11 +304,11 @@ class Engine:
         )
 
 
-def _fallback_note(used: Mapping[str, float | None], fallback: str | None) -> str:
+def _fallback_note(used: Mapping[str, MetricForecast], fallback: str | None) -> str:
     """What the decision's message says of metrics whose forecast was not used."""
     if not fallback:
         return ""
-    unused = [name for name, value in used.items() if value is None]
+    unused = [name for name, forecast in used.items() if forecast.with_margin is None]
     if len(unused) == len(used):
         return f"; forecast not used ({fallback}): the target rule alone"
     return f"; forecast of {', '.join(unused)} not used ({fallback})"

@@ -12,6 +12,7 @@ from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.policy.spec import Policy
 from autoscaler.policy.strategies import (
     ForecastCount,
+    MetricForecast,
     forecast_count,
     recommend,
     with_forecast,
@@ -46,20 +47,20 @@ def decide(
     memory: ServiceMemory,
     last_change_at: datetime | None,
     now: datetime,
-    forecasts: Mapping[str, float | None] | None = None,
+    forecasts: Mapping[str, MetricForecast] | None = None,
     target_alone: int | None = None,
 ) -> Outcome:
     """Decide the replica count of `policy.service`, given what was gathered at `now`.
 
-    `forecasts` (predictive: each metric's forecast at the horizon, margin included) can
-    raise the target rule's count, never lower it. The stabilization windows hold the target
-    rule's counts only, and the forecasts' count is a floor on the stabilized count: a
-    forecast already looks a start-up ahead, and holding it for the down-window kept the
-    count up after the load it foresaw (benchmarks/README.md, "The previous release").
-    `target_alone` (predictive) is the count the policy run as `target` would set now
-    (`target_alone_step`), a floor under all: the forecast's raises move the current count,
-    and the target rule's tolerance band around it, so without it the rule could settle
-    below where `target` alone would have stayed."""
+    `forecasts` (predictive: each metric's forecast at the horizon, with its margin and its
+    worst case) can raise the target rule's count, never lower it. The stabilization windows
+    hold the target rule's counts only, and the forecasts' count is a floor on the
+    stabilized count: a forecast already looks a start-up ahead, and holding it for the
+    down-window kept the count up after the load it foresaw (benchmarks/README.md, "The
+    previous release"). `target_alone` (predictive) is the count the policy run as `target`
+    would set now (`target_alone_step`), a floor under all: the forecast's raises move the
+    current count, and the target rule's tolerance band around it, so without it the rule
+    could settle below where `target` alone would have stayed."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",

@@ -7,7 +7,8 @@ week before the target time, rolling means, and time-of-day and day-of-week term
 target time. Working on log-changes makes it indifferent to the level, so a site that grows
 tenfold (WorldCup98) is forecast as well as a flat one. A margin, the `margin_quantile` of
 recent forecast errors, is added on top: a ratio, but never more than the largest recent
-shortfall in the metric's units.
+shortfall in the metric's units. The worst case raises the forecast by the largest relative
+shortfall of a longer window (see `worst_case`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +26,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from autoscaler.policy.spec import Policy
+from autoscaler.policy.strategies import MetricForecast
 from autoscaler.scoring import smape_term
 
 DAY = timedelta(days=1)
@@ -61,6 +64,34 @@ class ForecastSettings:
     WorldCup98: half an hour follows the regime (a quiet night, a match) better than an
     hour or two did, with both fewer violations and fewer replica-hours; 15 minutes cost
     less but let more violations through."""
+    worst_case_window: timedelta = timedelta(days=1)
+    """How far back the worst case's largest relative shortfall reaches."""
+
+
+class Forecast(NamedTuple):
+    """One forecast for now + horizon. In fall-back (`reason` set) the values are still
+    given, for the record."""
+
+    point: float | None
+    with_margin: float | None
+    worst_case: float | None
+    reason: str | None
+
+
+def relative_shortfall(actual: float, forecast: float) -> float:
+    """(actual - forecast) / actual: the share of the load a forecast missed, at most 1 (a
+    forecast of 0); negative for a forecast above the load; 0 for a load of 0."""
+    return (actual - forecast) / actual if actual > 0 else 0.0
+
+
+def worst_case(point: float, shortfalls: Sequence[float]) -> float:
+    """The point forecast raised by the largest relative shortfall: at most twice the point.
+
+    A relative shortfall rather than a log ratio: load back from nothing (a forecast of 0,
+    300 seen) is a ratio of 300 that says nothing of the error at 300, but a shortfall of
+    the whole load, which doubles the forecast. And a share, not units: a ramp missed at
+    an earlier, lower level of the day counts for as much at today's."""
+    return point * (1 + max(max(shortfalls, default=0.0), 0.0))
 
 
 def features(
@@ -192,6 +223,11 @@ class MetricForecaster:
         """actual - forecast of the same forecasts, in the metric's units: the margin never
         adds more than the largest of them."""
         self._smape: deque[float] = deque(maxlen=error_points)
+        self._relative_shortfalls: deque[float] = deque(
+            maxlen=max(1, round(settings.worst_case_window / settings.step)))
+        """`relative_shortfall` of the same forecasts over the worst-case window. Seeded at
+        the first training only: a later training would put the new model's errors on its
+        own training rows, smaller than any it makes, in place of a day of real ones."""
 
     @property
     def trained(self) -> bool:
@@ -227,18 +263,23 @@ class MetricForecaster:
         # of the rows out.
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
-        recent = slice(-min(int(usable.sum()), self._errors.maxlen or 1), None)
+        seeded = max(self._errors.maxlen or 1, self._relative_shortfalls.maxlen or 1)
+        recent = slice(-min(int(usable.sum()), seeded), None)
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
             predicted = model.predict(rows[recent])
         self._trees, self._failure = _Trees(model), None
         changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
         level, seen_change = rows[recent, 0], targets[usable][recent]
+        # The deques keep the newest of what they are given.
         self._errors.clear()
         self._errors.extend((seen_change - changes).tolist())
         self._shortfalls.clear()
-        shortfalls = np.expm1(level + seen_change) - np.expm1(level + changes)
-        self._shortfalls.extend(shortfalls.tolist())
+        seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
+        self._shortfalls.extend((seen - served).tolist())
+        if not self._relative_shortfalls:
+            self._relative_shortfalls.extend(
+                map(relative_shortfall, seen.tolist(), served.tolist()))
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None
@@ -265,16 +306,17 @@ class MetricForecaster:
             if abs(target - time) <= half_step and value is not None:
                 self._errors.append(logged - math.log1p(forecast))
                 self._shortfalls.append(value - forecast)
+                self._relative_shortfalls.append(relative_shortfall(value, forecast))
                 self._smape.append(smape_term(value, forecast))
 
-    def forecast(self, now: datetime) -> tuple[float | None, float | None, str | None]:
-        """(point forecast, forecast with margin, fall-back reason) for now + horizon."""
+    def forecast(self, now: datetime) -> Forecast:
+        """The forecast for now + horizon, or the reason there is none to use."""
         if self._trees is None or self._start is None:
-            return None, None, self._failure or "NoModel"
+            return Forecast(None, None, None, self._failure or "NoModel")
         end = len(self._logged) - 1
         level = self._logged[end]
         if level != level:
-            return None, None, "MetricsMissing"
+            return Forecast(None, None, None, "MetricsMissing")
         row = feature_row(self._logged, end, horizon=self.settings.horizon_steps,
                           day=self._day, week=self._week, start=self._start,
                           step=self.settings.step)
@@ -290,21 +332,13 @@ class MetricForecaster:
         # error at 300: no more than the largest shortfall seen is added.
         largest = max(self._shortfalls, default=0.0)
         with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
-        if self._smape and sum(self._smape) / len(self._smape) > self.settings.max_error_pct:
-            return point, with_margin, "ForecastError"
-        return point, with_margin, None
+        failing = bool(self._smape) \
+            and sum(self._smape) / len(self._smape) > self.settings.max_error_pct
+        return Forecast(point, with_margin, worst_case(point, self._relative_shortfalls),
+                        "ForecastError" if failing else None)
 
 
-@dataclass(frozen=True)
-class MetricForecast:
-    value: float | None
-    """The model's forecast at the horizon."""
-    with_margin: float | None
-    """What the strategy scales on: the forecast plus the margin."""
-
-
-ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime],
-                    tuple[float | None, float | None, str | None]]
+ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
 """Forecasts already made: (service, metric, settings, time) -> forecast(). A forecast
 depends on the values seen and the settings only, so replays of one trace that differ in
 targets or limits (a benchmark's sweep) can share one memo instead of forecasting again."""
@@ -328,7 +362,7 @@ class ForecastBook:
             step=self.tick, horizon_steps=max(1, math.ceil(horizon / self.tick - 1e-9)),
             history=spec.history, min_history=spec.min_history,
             margin_quantile=spec.margin_quantile, max_error_pct=spec.max_error_pct,
-            retrain_every=spec.retrain_every,
+            retrain_every=spec.retrain_every, worst_case_window=spec.worst_case_window,
         )
 
     def forecaster(self, policy: Policy, metric: str) -> MetricForecaster:
@@ -366,13 +400,15 @@ class ForecastBook:
             forecaster = self.forecaster(policy, metric.name)
             key = (policy.service, metric.name, forecaster.settings, now)
             if self._memo is not None and key in self._memo:
-                point, with_margin, reason = self._memo[key]
+                found = self._memo[key]
             else:
                 forecaster.observe(now, values.get(metric.name))
-                point, with_margin, reason = forecaster.forecast(now)
+                found = forecaster.forecast(now)
                 if self._memo is not None:
-                    self._memo[key] = (point, with_margin, reason)
-            forecasts[metric.name] = MetricForecast(point, None if reason else with_margin)
-            if reason:
-                reasons.append(reason)
+                    self._memo[key] = found
+            forecasts[metric.name] = MetricForecast(
+                found.point, None if found.reason else found.with_margin,
+                None if found.reason else found.worst_case)
+            if found.reason:
+                reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)

@@ -87,6 +87,9 @@ class MetricSpec(_Strict):
     query: str = Field(min_length=1)
     service_label: str = Field(default="service", min_length=1)
     target: float | None = Field(default=None, allow_inf_nan=False)
+    limit: float | None = Field(default=None, allow_inf_nan=False)
+    """Predictive: the value per replica at the edge of the SLO. The replicas must carry the
+    forecast's worst case (`PredictiveSpec.worst_case_window`) at it."""
     scale_up_above: float | None = Field(default=None, allow_inf_nan=False)
     scale_down_below: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -106,6 +109,9 @@ class PredictiveSpec(_Strict):
     margin_quantile: float = Field(default=0.75, ge=0, le=1, allow_inf_nan=False)
     min_history: Duration = timedelta(days=1)
     max_error_pct: float = Field(default=50, gt=0, allow_inf_nan=False)
+    worst_case_window: Duration = timedelta(days=1)
+    """The forecast's worst case is the forecast raised by the largest relative shortfall of
+    this window; used by metrics that set a `limit`."""
 
     def horizon_for(self, tick: timedelta) -> timedelta:
         return self.horizon if self.horizon is not None else self.startup + tick
@@ -164,14 +170,15 @@ def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
     problems = []
     durations = {}
     for key, default in (("history", "14d"), ("min_history", "1d"), ("retrain_every", "1d"),
-                         ("startup", "1m"), ("horizon", None)):
+                         ("startup", "1m"), ("horizon", None), ("worst_case_window", "1d")):
         try:
             if key in block or default is not None:
                 durations[key] = parse_duration(block.get(key, default))
         except ValueError:
             continue  # the field check reports it
-    if "retrain_every" in durations and durations["retrain_every"] < timedelta(minutes=1):
-        problems.append(("predictive.retrain_every", "must be at least 1m"))
+    for key in ("retrain_every", "worst_case_window"):
+        if key in durations and durations[key] < timedelta(minutes=1):
+            problems.append((f"predictive.{key}", "must be at least 1m"))
     if {"history", "min_history"} <= durations.keys() \
             and durations["min_history"] > durations["history"]:
         problems.append(("predictive.min_history",
@@ -200,9 +207,13 @@ def _strategy_problems(
         for key in needed
         if metric.get(key) is None
     ]
-    target = metric.get("target")
+    target, limit = metric.get("target"), metric.get("limit")
     if strategy in ("target", "predictive") and isinstance(target, int | float) and target <= 0:
         problems.append((f"{where}.target", f"must be greater than 0, got {target!r}"))
+    if strategy == "predictive" and isinstance(limit, int | float) \
+            and isinstance(target, int | float) and target > 0 and limit < target:
+        problems.append((f"{where}.limit", f"must be at least the target ({target:g}), got "
+                         f"{limit:g}: it is the edge of the SLO, the target sits below it"))
     up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
     if strategy == "threshold" and isinstance(up, int | float) and isinstance(down, int | float) \
             and down >= up:

@@ -104,29 +104,56 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
 
 
 @dataclass(frozen=True)
+class MetricForecast:
+    """One metric's forecast at the horizon, as the predictive strategy reads it."""
+
+    value: float | None
+    """The model's forecast."""
+    with_margin: float | None
+    """What the strategy scales on against `target`: the forecast plus the margin (None in
+    fall-back)."""
+    worst_case: float | None = None
+    """The forecast plus the largest error of the worst-case window, which the replicas must
+    carry at the metric's `limit` (None in fall-back)."""
+
+
+@dataclass(frozen=True)
 class ForecastCount:
-    """What the forecasts ask for: `ceil(forecast / target)`, the largest over the metrics."""
+    """What the forecasts ask for: the largest over the metrics of `ceil(forecast with margin
+    / target)`, and of `ceil(worst case / limit)` where the metric sets a `limit`."""
 
     replicas: int
     explanation: str
 
 
-def forecast_count(policy: Policy, forecasts: Mapping[str, float | None]) -> ForecastCount | None:
+def forecast_count(
+    policy: Policy, forecasts: Mapping[str, MetricForecast]
+) -> ForecastCount | None:
     """The forecasts' count; None when no metric has a forecast.
 
     No tolerance applies to a forecast: tolerance keeps noise around the current value from
     moving the count, but a forecast that the current count cannot carry is the signal the
     predictive strategy exists for.
     """
-    counts = {
-        metric.name: ceil_slack(forecast / metric.target)
-        for metric in policy.metrics
-        if (forecast := forecasts.get(metric.name)) is not None and metric.target
-    }
+    counts: dict[str, int] = {}
+    notes = []
+    for metric in policy.metrics:
+        forecast = forecasts.get(metric.name)
+        if forecast is None or forecast.with_margin is None or not metric.target:
+            continue
+        count = ceil_slack(forecast.with_margin / metric.target)
+        note = f"{metric.name} {forecast.with_margin:g} -> {count}"
+        if metric.limit and forecast.worst_case is not None:
+            worst = ceil_slack(forecast.worst_case / metric.limit)
+            if worst > count:
+                count = worst
+                note += (f", worst case {forecast.worst_case:g} at limit {metric.limit:g} "
+                         f"each -> {worst}")
+        counts[metric.name] = count
+        notes.append(note)
     if not counts:
         return None
-    notes = ", ".join(f"{name} {forecasts[name]:g} -> {count}" for name, count in counts.items())
-    return ForecastCount(max(counts.values()), f"forecast with margin: {notes}")
+    return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}")
 
 
 def with_forecast(reactive: Recommendation, forecast: ForecastCount | None) -> Recommendation:

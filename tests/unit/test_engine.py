@@ -11,9 +11,9 @@ import pytest
 
 from autoscaler.engine import Engine
 from autoscaler.model import Reason, Series
-from autoscaler.policy.forecast import MetricForecast
 from autoscaler.policy.labels import Template
 from autoscaler.policy.spec import Policy
+from autoscaler.policy.strategies import MetricForecast
 from autoscaler.ports import ScaleConflict, ScaleFailed
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
@@ -270,7 +270,7 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
                     dry_run=False, tick=minute, policies={"w.yaml": build_policy(
                         service="web", strategy="predictive",
                         predictive={"startup": "5m", "retrain_every": "1h"},
-                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
+                        metrics=[{"name": "rps", "query": ALL, "target": 100, "limit": 150}])})
 
     trained = engine.retrain(NOW, history)
     engine.tick(NOW)
@@ -286,6 +286,7 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     forecast = decision.forecast["rps"]
     assert forecast["value"] is not None and forecast["with_margin"] is not None
     assert forecast["with_margin"] >= forecast["value"]
+    assert 2 * forecast["value"] >= forecast["worst_case"] >= forecast["value"]
     assert history.asked[0][1] == NOW - timedelta(days=14)
 
 
@@ -330,6 +331,7 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> 
     assert result.failure == "InsufficientHistory"
     (decision,) = sink.decisions
     assert (decision.fallback_reason, decision.desired_replicas) == ("InsufficientHistory", 5)
+    assert decision.forecast == {"rps": {"value": None, "with_margin": None}}, "no limit"
 
 
 @pytest.mark.parametrize(("standby", "desired"), [(True, 22), (False, 20)])

@@ -20,8 +20,11 @@ from autoscaler.policy.forecast import (
     _Trees,
     feature_row,
     features,
+    relative_shortfall,
+    worst_case,
 )
 from autoscaler.policy.memory import ServiceMemory, remember
+from autoscaler.policy.strategies import MetricForecast
 from autoscaler.scoring import smape_term
 from tests.unit.conftest import build_policy
 
@@ -35,6 +38,11 @@ def daily(days: int, *, noise: float = 0.05, seed: int = 1) -> list[float]:
     minutes = np.arange(days * 1440)
     cycle = 550 + 450 * np.sin(2 * np.pi * minutes / 1440)
     return (cycle * (1 + noise * rng.standard_normal(len(minutes)))).clip(0).tolist()
+
+
+def scaled_on(forecast: float | None) -> dict[str, MetricForecast]:
+    """What decide gets for the metric `rps` forecast at `forecast`, margin included."""
+    return {"rps": MetricForecast(forecast, forecast)}
 
 
 def settings(**changes: object) -> ForecastSettings:
@@ -82,7 +90,7 @@ def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None
     for index in range(history, history + 600):
         now = START + index * STEP
         forecaster.observe(now, load[index])
-        point, with_margin, reason = forecaster.forecast(now)
+        point, with_margin, _, reason = forecaster.forecast(now)
         assert reason is None and point is not None and with_margin is not None
         assert with_margin >= point
         actual = load[index + 5]
@@ -135,7 +143,7 @@ def test_a_metric_that_drops_to_zero_is_never_forecast_below_zero() -> None:
     for index in range(history, history + 1430):
         now = START + index * STEP
         forecaster.observe(now, load[index])
-        point, _, _ = forecaster.forecast(now)
+        point = forecaster.forecast(now).point
         assert point is not None
         points.append(point)
 
@@ -151,7 +159,7 @@ def test_the_margin_seeded_at_training_scores_the_forecasts_floored_at_zero() ->
     now = START + len(load) * STEP
     forecaster.observe(now, 0.0)
 
-    point, with_margin, _ = forecaster.forecast(now)
+    point, with_margin, _, _ = forecaster.forecast(now)
 
     assert point is not None and with_margin == point
 
@@ -166,7 +174,7 @@ def test_too_little_history_falls_back(days: float, reason: str) -> None:
 
     assert forecaster.train([START + i * STEP for i in range(steps)], daily(1)[:steps]) == reason
     forecaster.observe(START + steps * STEP, 500.0)
-    assert forecaster.forecast(START + steps * STEP) == (None, None, reason)
+    assert forecaster.forecast(START + steps * STEP) == (None, None, None, reason)
 
 
 def test_a_bad_recent_error_falls_back() -> None:
@@ -179,7 +187,7 @@ def test_a_bad_recent_error_falls_back() -> None:
     for index in range(history, history + 60):
         now = START + index * STEP
         forecaster.observe(now, load[index] * (3 if index % 2 else 0.3))
-        reasons.append(forecaster.forecast(now)[2])
+        reasons.append(forecaster.forecast(now).reason)
 
     assert reasons[-1] == "ForecastError"
 
@@ -207,12 +215,68 @@ def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> Non
     for index, value in enumerate(seen, start=history):
         now = START + index * STEP
         forecaster.observe(now, value)
-        point, with_margin, _ = forecaster.forecast(now)
+        point, with_margin, _, _ = forecaster.forecast(now)
         assert point is not None and with_margin is not None
         assert with_margin <= point + max(seen) + 1e-6
         raised.append(with_margin - point)
 
     assert max(raised) > 0.5 * max(seen)
+
+
+@pytest.mark.parametrize(
+    ("actual", "forecast", "share"),
+    [
+        pytest.param(400, 300, 0.25, id="a-quarter-missed"),
+        pytest.param(300, 0, 1.0, id="load-back-from-nothing-is-all-of-it"),
+        pytest.param(200, 300, -0.5, id="over-forecast"),
+        pytest.param(0, 5, 0.0, id="no-load-nothing-missed"),
+    ],
+)
+def test_relative_shortfall(actual: float, forecast: float, share: float) -> None:
+    assert relative_shortfall(actual, forecast) == pytest.approx(share)
+
+
+@pytest.mark.parametrize(
+    ("shortfalls", "expected"),
+    [
+        pytest.param([0.1, 0.25, -0.5], 125, id="the-largest"),
+        pytest.param([-0.2, -0.1], 100, id="over-forecasts-add-nothing"),
+        pytest.param([], 100, id="none-yet"),
+        pytest.param([1.0, 0.3], 200, id="at-most-twice"),
+    ],
+)
+def test_the_worst_case_raises_the_point_by_the_largest_share_missed(
+    shortfalls: list[float], expected: float
+) -> None:
+    assert worst_case(100, shortfalls) == pytest.approx(expected)
+
+
+def test_the_worst_case_remembers_a_miss_for_its_window_across_trainings() -> None:
+    """A surge the model missed (the load doubled for ten minutes) raises the worst case for
+    the next `worst_case_window`. A training keeps the errors seen: here its history lacks
+    the surge (a gap in Prometheus), so its own errors would not show it."""
+    window = timedelta(hours=2)
+    load = daily(10)
+    history = 9 * 1440
+    surge = range(history + 30, history + 40)
+    seen = [v * 2 if i in surge else v for i, v in enumerate(load)]
+    forecaster = MetricForecaster(settings(worst_case_window=window))
+    forecaster.train([START + i * STEP for i in range(history)], seen[:history])
+
+    ratios = {}
+    for index in range(history, history + 240):
+        now = START + index * STEP
+        if index == history + 60:
+            gap = [None if i in surge else v for i, v in enumerate(seen[:index])]
+            assert forecaster.train([START + i * STEP for i in range(index)], gap) is None
+        forecaster.observe(now, seen[index])
+        point, _, worst, _ = forecaster.forecast(now)
+        assert point is not None and worst is not None
+        ratios[index - history] = worst / point
+
+    assert ratios[20] < 1.3
+    assert min(ratios[m] for m in range(50, 150)) > 1.4
+    assert ratios[239] < 1.3
 
 
 @pytest.mark.parametrize(
@@ -232,7 +296,7 @@ def test_predictive_takes_the_larger_of_forecast_and_target_rule(
 
     outcome = decide(policy, current=3, metrics={"rps": value},
                      memory=ServiceMemory.first_seen(replicas=3, now=now), last_change_at=None,
-                     now=now, forecasts={"rps": forecast})
+                     now=now, forecasts=scaled_on(forecast))
 
     assert (outcome.desired, outcome.reason) == (desired, reason)
 
@@ -242,7 +306,7 @@ def test_a_forecast_never_scales_down_alone() -> None:
 
     outcome = decide(policy, current=6, metrics={"rps": 600}, now=START,
                      memory=ServiceMemory.first_seen(replicas=6, now=START), last_change_at=None,
-                     forecasts={"rps": 100})
+                     forecasts=scaled_on(100))
 
     assert (outcome.desired, outcome.reason) == (6, Reason.WITHIN_TOLERANCE)
 
@@ -270,7 +334,7 @@ def test_a_cooldown_holds_back_the_forecasts_share_of_a_raise_not_the_rules(
     outcome = decide(policy, current=4, metrics={"rps": 800}, now=START,
                      memory=ServiceMemory.first_seen(replicas=4, now=START - timedelta(hours=1)),
                      last_change_at=START - timedelta(minutes=10),
-                     forecasts=None if forecast is None else {"rps": forecast})
+                     forecasts=None if forecast is None else scaled_on(forecast))
 
     assert (outcome.desired, outcome.reason) == expected
 
@@ -298,7 +362,7 @@ def test_the_count_never_goes_below_where_target_alone_would_be(
                           behavior={"scale_down": {"stabilization": "0s"}})
 
     outcome = decide(policy, current=23, metrics={"rps": 100}, memory=memory_with(23),
-                     last_change_at=None, now=START, forecasts={"rps": 99},
+                     last_change_at=None, now=START, forecasts=scaled_on(99),
                      target_alone=target_alone)
 
     assert outcome.desired == desired
@@ -358,7 +422,7 @@ def test_stabilization_windows_hold_the_target_rules_counts_only(
     policy = build_policy(strategy="predictive", **keys)
 
     outcome = decide(policy, current=current, metrics=values, memory=memory,
-                     last_change_at=None, now=START, forecasts={"rps": forecast})
+                     last_change_at=None, now=START, forecasts=scaled_on(forecast))
 
     assert (outcome.recommended, outcome.desired, outcome.reason,
             outcome.remembered) == expected
@@ -384,7 +448,7 @@ def test_a_forecasts_raise_lasts_as_long_as_the_forecast(
     for minute, forecast in enumerate([900, 300, 300, 300]):
         now = START + minute * STEP
         outcome = decide(policy, current=current, metrics={"rps": 300}, memory=memory,
-                         last_change_at=last_change, now=now, forecasts={"rps": forecast})
+                         last_change_at=last_change, now=now, forecasts=scaled_on(forecast))
         change = outcome.desired - current
         memory = remember(memory, now=now, recommended=outcome.remembered, change=change,
                           keep=timedelta(minutes=5))
@@ -405,6 +469,6 @@ def test_errors_are_resolved_at_the_nearest_step_when_ticks_jitter() -> None:
     for index in range(history, history + 120):
         now = START + index * STEP + timedelta(milliseconds=(index * 37) % 400)
         forecaster.observe(now, load[index] * (3 if index % 2 else 0.3))
-        reason = forecaster.forecast(now)[2]
+        reason = forecaster.forecast(now).reason
 
     assert reason == "ForecastError"

@@ -11,6 +11,7 @@ import pytest
 
 from autoscaler.adapters.decision_log import decision_fields
 from autoscaler.cli import main
+from autoscaler.decision_report import read_decisions
 from autoscaler.model import Decision, Reason
 from autoscaler.traces import TraceError, load_csv
 
@@ -181,6 +182,26 @@ def test_report_turns_a_dry_run_log_into_a_report(tmp_path: Path,
     assert "| 2026-11-30T12:00:15Z | 2 | 5 | DesiredWithinRange | rps 500 |" in markdown
     assert (out / "service1-replicas.svg").exists()
     assert "1 changes" in capsys.readouterr().out
+
+
+def test_the_report_reads_a_forecasts_worst_case_where_the_metric_has_a_limit() -> None:
+    start = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    lines = []
+    for index, forecast in enumerate([
+        {"rps": {"value": 400.0, "with_margin": 440.0}},
+        {"rps": {"value": 420.0, "with_margin": 460.0, "worst_case": 530.0}},
+    ]):
+        decision = Decision(
+            service="web", strategy="predictive", time=start + index * timedelta(seconds=15),
+            reason=Reason.WITHIN_TOLERANCE, message="m", metrics={"rps": 400.0},
+            policy_file="p.yaml", dry_run=True, current_replicas=5, spec_replicas=5,
+            recommended_replicas=5, desired_replicas=5, forecast=forecast)
+        lines.append(json.dumps({**decision_fields(decision), "event": "scaling_decision"}))
+
+    services, _ = read_decisions(lines)
+
+    assert services["web"].metrics["rps forecast with margin"] == [440.0, 460.0]
+    assert services["web"].metrics["rps forecast worst case"] == [None, 530.0]
 
 
 def test_report_of_a_log_without_decisions_exits_2(tmp_path: Path,

@@ -1,8 +1,8 @@
 """The predictive strategy's promise, checked on loads it has never seen: replayed against
 the same simulated cluster, it never has fewer replicas ready than the target rule it builds
 on, so it is never under-provisioned for longer, whatever the load's shape, the start-up
-delay, the target, how close the target is to a replica's capacity, the tolerance or the
-limits in `behavior`."""
+delay, the target, how close the target is to a replica's capacity, the tolerance, the
+limits in `behavior` or a metric's `limit`."""
 
 from __future__ import annotations
 
@@ -57,25 +57,30 @@ def load(seed: int, *, amplitude: float, trend: float, bursts: int, noise: float
     utilisation=st.sampled_from([0.5, DEFAULT_UTILISATION_OF_TARGET, 0.9, 0.95]),
     tolerance=st.sampled_from([0.0, 0.1, 0.2]),
     behavior=st.sampled_from(BEHAVIORS),
+    limited=st.booleans(),
 )
 @example(  # a forecast's raise released just before a burst started the up-cooldown
     seed=235, amplitude=0.0, trend=0.0, bursts=9, noise=0.0, startup_steps=1, target=5.0,
     utilisation=DEFAULT_UTILISATION_OF_TARGET, tolerance=0.1,
-    behavior={"scale_up": {"cooldown": "30m"}},
+    behavior={"scale_up": {"cooldown": "30m"}}, limited=False,
 )
 @example(  # a forecast's raise took the count out of the tolerance band that held `target`
     seed=0, amplitude=0.0, trend=0.0, bursts=1, noise=0.0, startup_steps=1, target=5.0,
-    utilisation=0.95, tolerance=0.1, behavior={},
+    utilisation=0.95, tolerance=0.1, behavior={}, limited=False,
 )
 def test_predictive_is_never_under_provisioned_longer_than_the_target_rule(
     seed: int, amplitude: float, trend: float, bursts: int, noise: float, startup_steps: int,
     target: float, utilisation: float, tolerance: float,
-    behavior: dict[str, dict[str, object]],
+    behavior: dict[str, dict[str, object]], limited: bool,
 ) -> None:
+    """`limited`: the metric's `limit` is the SLO line (or the target, if that is higher)."""
     values = load(seed, amplitude=amplitude, trend=trend, bursts=bursts, noise=noise)
     trace = Trace(datetime(2026, 3, 2, tzinfo=UTC), STEP, values, "random")
     backtest = BacktestSettings(capacity=target / utilisation, startup=startup_steps * STEP)
-    metrics = [{"name": "requests", "query": "q", "target": target}]
+    metric: dict[str, object] = {"name": "requests", "query": "q", "target": target}
+    if limited:
+        metric["limit"] = max(target, backtest.slo_utilisation * backtest.capacity)
+    metrics = [metric]
     runs = {
         strategy: replay(build_policy(strategy=strategy, metrics=metrics, max_replicas=1000,
                                       tolerance=tolerance, behavior=behavior),

@@ -339,6 +339,9 @@ def test_cross_key_checks_skip_values_of_the_wrong_type() -> None:
              "scale_down_below": 1}]}, id="threshold-ignores-a-zero-target"),
         pytest.param({**VALID, "step": 0, "strategy": "target"},
                      id="target-ignores-a-zero-step"),
+        pytest.param({**VALID, "metrics": [{"name": "rps", "query": "q", "target": 50,
+                                            "limit": 10}]},
+                     id="target-ignores-a-limit-under-the-target"),
     ],
 )
 def test_keys_another_strategy_uses_are_allowed_and_ignored(document: dict[str, Any]) -> None:
@@ -381,6 +384,8 @@ def test_values_that_would_break_a_tick_are_rejected(text: str, key: str, fragme
         pytest.param({"margin_quantile": 1.5}, "predictive.margin_quantile", "", id="quantile"),
         pytest.param({"horizon": "soon"}, "predictive.horizon", "duration", id="horizon"),
         pytest.param({"max_error": 5}, "predictive.max_error", "did you mean", id="typo"),
+        pytest.param({"worst_case_window": "30s"}, "predictive.worst_case_window",
+                     "at least 1m", id="worst-case-window-under-a-minute"),
     ],
 )
 def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: str) -> None:
@@ -390,3 +395,34 @@ def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: st
 
     assert isinstance(problems, list)
     assert any(p.key == key and fragment in p.message for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("limit", "fragment"),
+    [
+        pytest.param(40, "must be at least the target (50), got 40", id="under-the-target"),
+        pytest.param(-1, "must be at least the target", id="negative"),
+        pytest.param("high", "must be a finite number", id="not-a-number"),
+    ],
+)
+def test_a_predictive_limit_below_the_target_is_rejected(limit: object, fragment: str) -> None:
+    document = {**VALID, "strategy": "predictive",
+                "metrics": [{"name": "rps", "query": "q", "target": 50, "limit": limit}]}
+
+    problems = parse_policy(yaml.safe_dump(document).encode(), "p.yaml")
+
+    assert isinstance(problems, list)
+    assert any(p.key == "metrics[0].limit" and fragment in p.message for p in problems), problems
+
+
+def test_a_predictive_limit_and_the_worst_case_window() -> None:
+    document = {**VALID, "strategy": "predictive",
+                "metrics": [{"name": "rps", "query": "q", "target": 50, "limit": 50}]}
+
+    policy = parse(document)
+    widened = parse({**document, "predictive": {"worst_case_window": "6h"}})
+
+    assert isinstance(policy, Policy) and isinstance(widened, Policy)
+    assert policy.metrics[0].limit == 50
+    assert policy.predictive.worst_case_window == timedelta(days=1)
+    assert widened.predictive.worst_case_window == timedelta(hours=6)

@@ -9,7 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import recommend, target_count, threshold_count
+from autoscaler.policy.strategies import (
+    MetricForecast,
+    forecast_count,
+    recommend,
+    target_count,
+    threshold_count,
+)
 
 MakePolicy = Callable[..., Policy]
 
@@ -163,3 +169,41 @@ def test_recommend_treats_nan_and_inf_as_missing(
     values: dict[str, float | None] = {str(m["name"]): bad for m in metrics}
     result = recommend(policy, 3, values)
     assert (result.replicas, result.missing_blocked) == (3, True)
+
+
+@pytest.mark.parametrize(
+    ("limit", "forecast", "expected"),
+    [
+        pytest.param(None, MetricForecast(280, 300, 600), 3, id="no-limit-the-margin-alone"),
+        pytest.param(150, MetricForecast(280, 300, 400), 3, id="worst-case-fits-the-limit"),
+        pytest.param(150, MetricForecast(280, 300, 451), 4, id="worst-case-over-the-limit"),
+        pytest.param(150, MetricForecast(280, 300, None), 3, id="no-worst-case"),
+        pytest.param(150, MetricForecast(280, None, None), None, id="fall-back-no-count"),
+    ],
+)
+def test_the_forecasts_count_carries_the_worst_case_at_the_limit(
+    make_policy: MakePolicy, limit: float | None, forecast: MetricForecast,
+    expected: int | None,
+) -> None:
+    """ceil(forecast with margin / target), and ceil(worst case / limit) where it is more."""
+    metric: dict[str, object] = {"name": "rps", "query": "q", "target": 100}
+    if limit is not None:
+        metric["limit"] = limit
+    policy = make_policy(strategy="predictive", metrics=[metric])
+
+    count = forecast_count(policy, {"rps": forecast})
+
+    assert (count.replicas if count else None) == expected
+    if expected == 4:
+        assert count is not None and "worst case 451 at limit 150 each -> 4" in count.explanation
+
+
+def test_the_largest_metric_count_wins_with_a_limit(make_policy: MakePolicy) -> None:
+    policy = make_policy(strategy="predictive", metrics=[
+        {"name": "rps", "query": "q", "target": 100, "limit": 120},
+        {"name": "queue", "query": "q", "target": 10}])
+
+    count = forecast_count(policy, {"rps": MetricForecast(300, 300, 700),
+                                    "queue": MetricForecast(50, 50, 90)})
+
+    assert count is not None and count.replicas == 6
