@@ -8,9 +8,10 @@ was cloned from.
 
 For each trace (WorldCup98 and NASA, one point a minute): capacity = the trace's 99th
 percentile per step / 20, max_replicas 1000, and `target` = u x capacity for u = 0.1 .. 0.9,
-for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes. The first
-half of each trace is history only (the model's choices, its features, margin, horizon and
-sMAPE fall-back, were made looking at first halves); the sweep is scored on the second half.
+for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes; predictive's
+`limit` is the SLO line, 0.9 x capacity. The first half of each trace is history only (the
+model's choices, its features, margin, horizon, worst-case window and sMAPE fall-back, were
+made looking at first halves); the sweep is scored on the second half.
 Everything runs through `autoscaler.backtest.replay`, the agent's own engine. Prints the
 trade-off table (replica-hours / oracle replica-hours against slo_violation_pct) and, at the
 SLO budget (share of steps in violation, default 0.1 %), the ratio of the best predictive
@@ -91,11 +92,16 @@ def capacity_of(trace: Trace) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] / 20
 
 
-def policy(strategy: str, target: float, startup: timedelta) -> Policy:
+def policy(strategy: str, u: float, settings: BacktestSettings) -> Policy:
+    """`target` = u x capacity; predictive's `limit` is the SLO line, what a replica serves
+    at `slo_utilisation` of its capacity."""
+    metric: dict[str, object] = {"name": "requests", "query": "q", "target": u * settings.capacity}
+    if strategy == "predictive":
+        metric["limit"] = settings.slo_utilisation * settings.capacity
     document = {
         "service": "bench", "min_replicas": 1, "max_replicas": 1000, "strategy": strategy,
-        "metrics": [{"name": "requests", "query": "q", "target": target}],
-        "predictive": {"startup": f"{int(startup.total_seconds())}s",
+        "metrics": [metric],
+        "predictive": {"startup": f"{int(settings.startup.total_seconds())}s",
                        "margin_quantile": MARGIN_QUANTILE, "max_error_pct": MAX_ERROR_PCT},
     }
     parsed = parse_policy(yaml.safe_dump(document).encode(), f"{strategy}.yaml")
@@ -121,8 +127,8 @@ def sweep_trace(name: str, path: Path) -> list[Row]:
         for strategy in STRATEGIES:
             for u in UTILISATIONS:
                 started = time.monotonic()
-                run = replay(policy(strategy, u * capacity, startup), f"{strategy}.yaml", trace,
-                             settings, forecast_memo=memo)
+                run = replay(policy(strategy, u, settings), f"{strategy}.yaml", trace, settings,
+                             forecast_memo=memo)
                 scores = run.scores
                 rows.append(Row(
                     name, int(startup.total_seconds() // 60), strategy, u,
