@@ -65,10 +65,11 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
     time = datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
     service = str(event["service"])
     readings = {str(k): _number(v) for k, v in dict(event.get("metrics") or {}).items()}
-    for name, forecast in dict(event.get("forecast") or {}).items():
-        readings[f"{name} forecast with margin"] = _number(dict(forecast).get("with_margin"))
+    for name, recorded in dict(event.get("forecast") or {}).items():
+        forecast = dict(recorded)
+        readings[f"{name} forecast with margin"] = _number(forecast.get("with_margin"))
         if "worst_case" in forecast:
-            readings[f"{name} forecast worst case"] = _number(dict(forecast)["worst_case"])
+            readings[f"{name} forecast worst case"] = _number(forecast["worst_case"])
     current, desired, recommended = (
         int(number) if (number := _number(event.get(key))) is not None else None
         for key in ("current_replicas", "desired_replicas", "recommended_replicas")

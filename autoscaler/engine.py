@@ -145,7 +145,8 @@ class Engine:
 
     def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
                history: HistorySource) -> Retrained:
-        forecaster = self._forecasts.forecaster(policy, use.metric)
+        metric = next(m for m in policy.metrics if m.name == use.metric)
+        forecaster = self._forecasts.forecaster(policy, metric)
         settings = forecaster.settings
         try:
             times, values = history.history(

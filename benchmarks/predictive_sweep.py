@@ -11,7 +11,8 @@ percentile per step / 20, max_replicas 1000, and `target` = u x capacity for u =
 for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes; predictive's
 `limit` is the SLO line, 0.9 x capacity. The first half of each trace is history only (the
 model's choices, its features, margin, horizon, worst-case window and sMAPE fall-back, were
-made looking at first halves); the sweep is scored on the second half.
+made looking at first halves; benchmarks/README.md says what of the scored halves was seen
+before some of them); the sweep is scored on the second half.
 Everything runs through `autoscaler.backtest.replay`, the agent's own engine. Prints the
 trade-off table (replica-hours / oracle replica-hours against slo_violation_pct) and, at the
 SLO budget (share of steps in violation, default 0.1 %), the ratio of the best predictive

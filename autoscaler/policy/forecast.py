@@ -7,8 +7,8 @@ week before the target time, rolling means, and time-of-day and day-of-week term
 target time. Working on log-changes makes it indifferent to the level, so a site that grows
 tenfold (WorldCup98) is forecast as well as a flat one. A margin, the `margin_quantile` of
 recent forecast errors, is added on top: a ratio, but never more than the largest recent
-shortfall in the metric's units. The worst case raises the forecast by the largest relative
-shortfall of a longer window (see `worst_case`).
+shortfall in the metric's units. For a metric with a limit, the worst case raises the
+forecast by the largest share of the load missed over a longer window (`LargestMiss`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from autoscaler.policy.spec import Policy
+from autoscaler.policy.spec import MetricSpec, Policy
 from autoscaler.policy.strategies import MetricForecast
 from autoscaler.scoring import smape_term
 
@@ -65,12 +65,14 @@ class ForecastSettings:
     hour or two did, with both fewer violations and fewer replica-hours; 15 minutes cost
     less but let more violations through."""
     worst_case_window: timedelta = timedelta(days=1)
-    """How far back the worst case's largest relative shortfall reaches."""
+    """How far back the worst case's largest miss reaches."""
+    limit: float | None = None
+    """The metric's `limit`: with one, each forecast also has a worst case."""
 
 
 class Forecast(NamedTuple):
-    """One forecast for now + horizon. In fall-back (`reason` set) the values are still
-    given, for the record."""
+    """What a forecaster says for now + horizon: its values (None where it has none; still
+    given in fall-back, for the record) and the reason not to use them."""
 
     point: float | None
     with_margin: float | None
@@ -78,20 +80,46 @@ class Forecast(NamedTuple):
     reason: str | None
 
 
-def relative_shortfall(actual: float, forecast: float) -> float:
-    """(actual - forecast) / actual: the share of the load a forecast missed, at most 1 (a
-    forecast of 0); negative for a forecast above the load; 0 for a load of 0."""
-    return (actual - forecast) / actual if actual > 0 else 0.0
+def missed_share(actual: float, forecast: float, floor: float) -> float:
+    """(actual - forecast) / max(actual, floor): the share of the load a forecast missed;
+    negative for a forecast above the load. Below `floor` (the metric's limit, one
+    replica's worth) a miss counts as a share of the floor: a few requests in a quiet night
+    over a forecast of nearly nothing are a miss of almost all the load, which would double
+    the next day's forecasts, but not of a replica's worth."""
+    scale = max(actual, floor)
+    return (actual - forecast) / scale if scale > 0 else 0.0
 
 
-def worst_case(point: float, shortfalls: Sequence[float]) -> float:
-    """The point forecast raised by the largest relative shortfall: at most twice the point.
+class LargestMiss:
+    """The largest `missed_share` of the forecasts resolved within a window of time before
+    now, kept as a monotonic deque: each share is added and dropped once, so a forecast
+    costs the same at a 15 s tick over a day (5,760 forecasts) as at a minute's."""
 
-    A relative shortfall rather than a log ratio: load back from nothing (a forecast of 0,
-    300 seen) is a ratio of 300 that says nothing of the error at 300, but a shortfall of
-    the whole load, which doubles the forecast. And a share, not units: a ramp missed at
-    an earlier, lower level of the day counts for as much at today's."""
-    return point * (1 + max(max(shortfalls, default=0.0), 0.0))
+    def __init__(self, window: timedelta, floor: float) -> None:
+        self.window = window
+        self.floor = floor
+        self._kept: deque[tuple[datetime, float]] = deque()
+        """(time resolved, share), the shares decreasing: a share with a larger one after
+        it can never be the largest again."""
+
+    def __bool__(self) -> bool:
+        return bool(self._kept)
+
+    def add(self, time: datetime, actual: float, forecast: float) -> None:
+        share = missed_share(actual, forecast, self.floor)
+        while self._kept and self._kept[-1][1] <= share:
+            self._kept.pop()
+        self._kept.append((time, share))
+        self._drop_before(time)
+
+    def largest(self, now: datetime) -> float:
+        """The largest share resolved after now - window; 0 if none, or none was missed."""
+        self._drop_before(now)
+        return max(self._kept[0][1], 0.0) if self._kept else 0.0
+
+    def _drop_before(self, now: datetime) -> None:
+        while self._kept and self._kept[0][0] <= now - self.window:
+            self._kept.popleft()
 
 
 def features(
@@ -223,11 +251,12 @@ class MetricForecaster:
         """actual - forecast of the same forecasts, in the metric's units: the margin never
         adds more than the largest of them."""
         self._smape: deque[float] = deque(maxlen=error_points)
-        self._relative_shortfalls: deque[float] = deque(
-            maxlen=max(1, round(settings.worst_case_window / settings.step)))
-        """`relative_shortfall` of the same forecasts over the worst-case window. Seeded at
-        the first training only: a later training would put the new model's errors on its
-        own training rows, smaller than any it makes, in place of a day of real ones."""
+        self._misses = None if settings.limit is None \
+            else LargestMiss(settings.worst_case_window, settings.limit)
+        """The same forecasts' misses, for the worst case (metrics with a limit). Seeded from
+        the training's history only while empty (at the first training): a later training
+        would put the new model's errors on its own training rows, smaller than the ones it
+        makes, in place of a window of real ones."""
 
     @property
     def trained(self) -> bool:
@@ -263,7 +292,9 @@ class MetricForecaster:
         # of the rows out.
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
-        seeded = max(self._errors.maxlen or 1, self._relative_shortfalls.maxlen or 1)
+        seeded = self._errors.maxlen or 1
+        if self._misses is not None and not self._misses:
+            seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
         recent = slice(-min(int(usable.sum()), seeded), None)
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
@@ -277,9 +308,11 @@ class MetricForecaster:
         self._shortfalls.clear()
         seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
         self._shortfalls.extend((seen - served).tolist())
-        if not self._relative_shortfalls:
-            self._relative_shortfalls.extend(
-                map(relative_shortfall, seen.tolist(), served.tolist()))
+        if self._misses is not None and not self._misses:
+            resolved = ends[usable][recent] + horizon
+            for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
+                                               served.tolist(), strict=True):
+                self._misses.add(first + index * self.settings.step, actual, forecast)
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None
@@ -306,7 +339,8 @@ class MetricForecaster:
             if abs(target - time) <= half_step and value is not None:
                 self._errors.append(logged - math.log1p(forecast))
                 self._shortfalls.append(value - forecast)
-                self._relative_shortfalls.append(relative_shortfall(value, forecast))
+                if self._misses is not None:
+                    self._misses.add(time, value, forecast)
                 self._smape.append(smape_term(value, forecast))
 
     def forecast(self, now: datetime) -> Forecast:
@@ -334,8 +368,9 @@ class MetricForecaster:
         with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
         failing = bool(self._smape) \
             and sum(self._smape) / len(self._smape) > self.settings.max_error_pct
-        return Forecast(point, with_margin, worst_case(point, self._relative_shortfalls),
-                        "ForecastError" if failing else None)
+        worst_case = None if self._misses is None \
+            else point * (1 + self._misses.largest(now))
+        return Forecast(point, with_margin, worst_case, "ForecastError" if failing else None)
 
 
 ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
@@ -355,7 +390,8 @@ class ForecastBook:
         self._settings: dict[tuple[str, str], ForecastSettings] = {}
         self._next_training: dict[str, datetime] = {}
 
-    def settings_for(self, policy: Policy) -> ForecastSettings:
+    def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
+        """The forecast settings of `policy`, and of `metric` (its limit) if given."""
         spec = policy.predictive
         horizon = spec.horizon_for(self.tick)
         return ForecastSettings(
@@ -363,12 +399,13 @@ class ForecastBook:
             history=spec.history, min_history=spec.min_history,
             margin_quantile=spec.margin_quantile, max_error_pct=spec.max_error_pct,
             retrain_every=spec.retrain_every, worst_case_window=spec.worst_case_window,
+            limit=metric.limit if metric is not None else None,
         )
 
-    def forecaster(self, policy: Policy, metric: str) -> MetricForecaster:
-        """The metric's forecaster; a new one when the policy's forecast settings change."""
-        key = (policy.service, metric)
-        settings = self.settings_for(policy)
+    def forecaster(self, policy: Policy, metric: MetricSpec) -> MetricForecaster:
+        """The metric's forecaster; a new one when its forecast settings change."""
+        key = (policy.service, metric.name)
+        settings = self.settings_for(policy, metric)
         if self._settings.get(key) != settings:
             self._forecasters[key] = MetricForecaster(settings)
             self._settings[key] = settings
@@ -383,8 +420,7 @@ class ForecastBook:
             return False
         if self._memo is None:
             return True
-        settings = self.settings_for(policy)
-        return any((policy.service, m.name, settings, now) not in self._memo
+        return any((policy.service, m.name, self.settings_for(policy, m), now) not in self._memo
                    for m in policy.metrics)
 
     def trained(self, policy: Policy, now: datetime, *, ok: bool) -> None:
@@ -397,7 +433,7 @@ class ForecastBook:
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         for metric in policy.metrics:
-            forecaster = self.forecaster(policy, metric.name)
+            forecaster = self.forecaster(policy, metric)
             key = (policy.service, metric.name, forecaster.settings, now)
             if self._memo is not None and key in self._memo:
                 found = self._memo[key]

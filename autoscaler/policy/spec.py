@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import yaml
 from pydantic import (
@@ -110,8 +110,8 @@ class PredictiveSpec(_Strict):
     min_history: Duration = timedelta(days=1)
     max_error_pct: float = Field(default=50, gt=0, allow_inf_nan=False)
     worst_case_window: Duration = timedelta(days=1)
-    """The forecast's worst case is the forecast raised by the largest relative shortfall of
-    this window; used by metrics that set a `limit`."""
+    """The forecast's worst case is the forecast raised by the largest share of the load
+    missed over this window; used by metrics that set a `limit`."""
 
     def horizon_for(self, tick: timedelta) -> timedelta:
         return self.horizon if self.horizon is not None else self.startup + tick
@@ -185,6 +185,11 @@ def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
                          f"({format_duration(durations['min_history'])}) must not exceed "
                          f"predictive.history ({format_duration(durations['history'])}), or "
                          "the forecast never runs"))
+    if {"worst_case_window", "history"} <= durations.keys() \
+            and durations["worst_case_window"] > durations["history"]:
+        problems.append(("predictive.worst_case_window",
+                         f"({format_duration(durations['worst_case_window'])}) must not exceed "
+                         f"predictive.history ({format_duration(durations['history'])})"))
     if {"horizon", "startup"} <= durations.keys() and durations["horizon"] < durations["startup"]:
         problems.append(("predictive.horizon",
                          f"({format_duration(durations['horizon'])}) must be at least "
@@ -210,8 +215,8 @@ def _strategy_problems(
     target, limit = metric.get("target"), metric.get("limit")
     if strategy in ("target", "predictive") and isinstance(target, int | float) and target <= 0:
         problems.append((f"{where}.target", f"must be greater than 0, got {target!r}"))
-    if strategy == "predictive" and isinstance(limit, int | float) \
-            and isinstance(target, int | float) and target > 0 and limit < target:
+    if strategy == "predictive" and _is_number(limit) and _is_number(target) and target > 0 \
+            and limit < target:
         problems.append((f"{where}.limit", f"must be at least the target ({target:g}), got "
                          f"{limit:g}: it is the edge of the SLO, the target sits below it"))
     up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
@@ -223,7 +228,7 @@ def _strategy_problems(
     return problems
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -113,8 +113,9 @@ class MetricForecast:
     """What the strategy scales on against `target`: the forecast plus the margin (None in
     fall-back)."""
     worst_case: float | None = None
-    """The forecast plus the largest error of the worst-case window, which the replicas must
-    carry at the metric's `limit` (None in fall-back)."""
+    """The forecast raised by the largest share of the load missed over the worst-case
+    window, which the replicas must carry at the metric's `limit` (None for a metric without
+    one, and in fall-back)."""
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     forecast = decision.forecast["rps"]
     assert forecast["value"] is not None and forecast["with_margin"] is not None
     assert forecast["with_margin"] >= forecast["value"]
-    assert 2 * forecast["value"] >= forecast["worst_case"] >= forecast["value"]
+    assert 2 * forecast["value"] >= forecast["worst_case"] > forecast["value"]
     assert history.asked[0][1] == NOW - timedelta(days=14)
 
 
@@ -316,14 +316,23 @@ def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:
     assert swarm.scaled == [("web", 9), ("web", 3)]
 
 
-def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> None:
+@pytest.mark.parametrize(("limit", "recorded"), [
+    (None, {"value": None, "with_margin": None}),
+    (150, {"value": None, "with_margin": None, "worst_case": None}),
+])
+def test_a_predictive_policy_without_history_falls_back_to_the_target_rule(
+    limit: float | None, recorded: dict[str, None],
+) -> None:
+    """The decision records the worst case of a metric with a limit only."""
     swarm = FakeSwarm()
     swarm.add("web", 2)
     sink = ListSink()
+    metric: dict[str, object] = {"name": "rps", "query": ALL, "target": 100}
+    if limit is not None:
+        metric["limit"] = limit
     engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
                     policies={"w.yaml": build_policy(
-                        service="web", strategy="predictive",
-                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
+                        service="web", strategy="predictive", metrics=[metric])})
 
     (result,) = engine.retrain(NOW, FakeHistory([500.0] * 30))
     engine.tick(NOW)
@@ -331,7 +340,7 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule() -> 
     assert result.failure == "InsufficientHistory"
     (decision,) = sink.decisions
     assert (decision.fallback_reason, decision.desired_replicas) == ("InsufficientHistory", 5)
-    assert decision.forecast == {"rps": {"value": None, "with_margin": None}}, "no limit"
+    assert decision.forecast == {"rps": recorded}
 
 
 @pytest.mark.parametrize(("standby", "desired"), [(True, 22), (False, 20)])

@@ -15,13 +15,14 @@ from autoscaler.model import Reason
 from autoscaler.policy.decide import decide, target_alone_step
 from autoscaler.policy.forecast import (
     MAX_TRAINING_ROWS,
+    ForecastBook,
     ForecastSettings,
+    LargestMiss,
     MetricForecaster,
     _Trees,
     feature_row,
     features,
-    relative_shortfall,
-    worst_case,
+    missed_share,
 )
 from autoscaler.policy.memory import ServiceMemory, remember
 from autoscaler.policy.strategies import MetricForecast
@@ -229,38 +230,73 @@ def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> Non
         pytest.param(400, 300, 0.25, id="a-quarter-missed"),
         pytest.param(300, 0, 1.0, id="load-back-from-nothing-is-all-of-it"),
         pytest.param(200, 300, -0.5, id="over-forecast"),
-        pytest.param(0, 5, 0.0, id="no-load-nothing-missed"),
+        pytest.param(0, 5, -0.05, id="no-load-a-share-of-the-floor"),
+        pytest.param(3, 0.5, 0.025, id="a-quiet-nights-miss-is-a-share-of-the-floor"),
+        pytest.param(0, 0, 0.0, id="nothing"),
     ],
 )
-def test_relative_shortfall(actual: float, forecast: float, share: float) -> None:
-    assert relative_shortfall(actual, forecast) == pytest.approx(share)
+def test_missed_share(actual: float, forecast: float, share: float) -> None:
+    assert missed_share(actual, forecast, floor=100) == pytest.approx(share)
 
 
-@pytest.mark.parametrize(
-    ("shortfalls", "expected"),
-    [
-        pytest.param([0.1, 0.25, -0.5], 125, id="the-largest"),
-        pytest.param([-0.2, -0.1], 100, id="over-forecasts-add-nothing"),
-        pytest.param([], 100, id="none-yet"),
-        pytest.param([1.0, 0.3], 200, id="at-most-twice"),
-    ],
-)
-def test_the_worst_case_raises_the_point_by_the_largest_share_missed(
-    shortfalls: list[float], expected: float
-) -> None:
-    assert worst_case(100, shortfalls) == pytest.approx(expected)
+def test_the_largest_miss_is_the_windows() -> None:
+    """The largest share resolved after now - window, whatever the order they came in."""
+    misses = LargestMiss(timedelta(hours=1), floor=1)
+    for minute, (actual, forecast) in enumerate([(100, 90), (100, 60), (100, 80), (100, 95)]):
+        misses.add(START + minute * 20 * STEP, actual, forecast)
+
+    assert misses.largest(START + 60 * STEP) == pytest.approx(0.4)
+    assert misses.largest(START + 81 * STEP) == pytest.approx(0.2), "the 0.4 is out"
+    assert misses.largest(START + 101 * STEP) == pytest.approx(0.05)
+    assert misses.largest(START + 200 * STEP) == 0.0
+
+
+def test_over_forecasts_alone_raise_nothing() -> None:
+    misses = LargestMiss(timedelta(hours=1), floor=1)
+    misses.add(START, 80, 100)
+
+    assert misses and misses.largest(START) == 0.0
+
+
+def test_no_limit_no_worst_case_and_a_worst_case_from_the_first_training() -> None:
+    """The first training seeds the misses with the model's errors on its history; a noisy
+    history makes some, so the first worst case is above the forecast."""
+    load = daily(10)
+    history = 9 * 1440
+    times = [START + i * STEP for i in range(history)]
+    plain, limited = MetricForecaster(settings()), MetricForecaster(settings(limit=500.0))
+    now = START + history * STEP
+    for forecaster in (plain, limited):
+        forecaster.train(times, load[:history])
+        forecaster.observe(now, load[history])
+
+    assert plain.forecast(now).worst_case is None
+    point, _, worst, _ = limited.forecast(now)
+    assert point is not None and worst is not None and 1.02 * point < worst <= 2 * point
+
+
+def test_the_forecast_settings_follow_the_policy_and_the_metrics_limit() -> None:
+    policy = build_policy(strategy="predictive", predictive={"worst_case_window": "6h"},
+                          metrics=[{"name": "rps", "query": "q", "target": 5, "limit": 8},
+                                   {"name": "cpu", "query": "q", "target": 0.5}])
+    book = ForecastBook(tick=STEP)
+
+    rps, cpu = (book.forecaster(policy, metric).settings for metric in policy.metrics)
+
+    assert (rps.worst_case_window, rps.limit) == (timedelta(hours=6), 8)
+    assert cpu.limit is None
 
 
 def test_the_worst_case_remembers_a_miss_for_its_window_across_trainings() -> None:
     """A surge the model missed (the load doubled for ten minutes) raises the worst case for
-    the next `worst_case_window`. A training keeps the errors seen: here its history lacks
+    the next `worst_case_window`. A training keeps the misses seen: here its history lacks
     the surge (a gap in Prometheus), so its own errors would not show it."""
     window = timedelta(hours=2)
     load = daily(10)
     history = 9 * 1440
     surge = range(history + 30, history + 40)
     seen = [v * 2 if i in surge else v for i, v in enumerate(load)]
-    forecaster = MetricForecaster(settings(worst_case_window=window))
+    forecaster = MetricForecaster(settings(worst_case_window=window, limit=50.0))
     forecaster.train([START + i * STEP for i in range(history)], seen[:history])
 
     ratios = {}

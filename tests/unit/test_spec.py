@@ -386,6 +386,9 @@ def test_values_that_would_break_a_tick_are_rejected(text: str, key: str, fragme
         pytest.param({"max_error": 5}, "predictive.max_error", "did you mean", id="typo"),
         pytest.param({"worst_case_window": "30s"}, "predictive.worst_case_window",
                      "at least 1m", id="worst-case-window-under-a-minute"),
+        pytest.param({"worst_case_window": "30d"}, "predictive.worst_case_window",
+                     "(30d) must not exceed predictive.history (14d)",
+                     id="worst-case-window-over-history"),
     ],
 )
 def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: str) -> None:
@@ -403,6 +406,7 @@ def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: st
         pytest.param(40, "must be at least the target (50), got 40", id="under-the-target"),
         pytest.param(-1, "must be at least the target", id="negative"),
         pytest.param("high", "must be a finite number", id="not-a-number"),
+        pytest.param(True, "must be a finite number", id="a-boolean"),
     ],
 )
 def test_a_predictive_limit_below_the_target_is_rejected(limit: object, fragment: str) -> None:
