@@ -106,18 +106,24 @@ class LargestMiss:
         return bool(self._kept)
 
     def add(self, time: datetime, actual: float, forecast: float) -> None:
+        """A resolved forecast's miss. A time before the last one (the clock set back) is
+        taken as the last one, which keeps the order and a share rather too long than too
+        short."""
         share = missed_share(actual, forecast, self.floor)
+        if self._kept:
+            time = max(time, self._kept[-1][0])
         while self._kept and self._kept[-1][1] <= share:
             self._kept.pop()
         self._kept.append((time, share))
-        self._drop_before(time)
+        self.expire(time)
 
     def largest(self, now: datetime) -> float:
         """The largest share resolved after now - window; 0 if none, or none was missed."""
-        self._drop_before(now)
+        self.expire(now)
         return max(self._kept[0][1], 0.0) if self._kept else 0.0
 
-    def _drop_before(self, now: datetime) -> None:
+    def expire(self, now: datetime) -> None:
+        """Forget the misses resolved at or before now - window."""
         while self._kept and self._kept[0][0] <= now - self.window:
             self._kept.popleft()
 
@@ -293,6 +299,8 @@ class MetricForecaster:
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
         seeded = self._errors.maxlen or 1
+        if self._misses is not None:
+            self._misses.expire(known[-1][0])
         if self._misses is not None and not self._misses:
             seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
         recent = slice(-min(int(usable.sum()), seeded), None)
@@ -375,8 +383,9 @@ class MetricForecaster:
 
 ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
 """Forecasts already made: (service, metric, settings, time) -> forecast(). A forecast
-depends on the values seen and the settings only, so replays of one trace that differ in
-targets or limits (a benchmark's sweep) can share one memo instead of forecasting again."""
+depends on the values seen and the settings only (a metric's `limit` among them), so replays
+of one trace that differ in targets or `behavior` (a benchmark's sweep) can share one memo
+instead of forecasting again."""
 
 
 class ForecastBook:

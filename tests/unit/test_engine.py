@@ -11,6 +11,7 @@ import pytest
 
 from autoscaler.engine import Engine
 from autoscaler.model import Reason, Series
+from autoscaler.policy.forecast import ForecastMemo
 from autoscaler.policy.labels import Template
 from autoscaler.policy.spec import Policy
 from autoscaler.policy.strategies import MetricForecast
@@ -288,6 +289,89 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     assert forecast["with_margin"] >= forecast["value"]
     assert 2 * forecast["value"] >= forecast["worst_case"] > forecast["value"]
     assert history.asked[0][1] == NOW - timedelta(days=14)
+
+
+def daily_cycle(days: int) -> list[float]:
+    return [550 + 450 * math.sin(2 * math.pi * i / 1440) for i in range(days * 1440)]
+
+
+def test_two_metrics_both_train_and_the_limited_one_records_its_worst_case() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
+                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
+                        service="web", strategy="predictive", metrics=[
+                            {"name": "rps", "query": ALL, "target": 100, "limit": 150},
+                            {"name": "cpu", "query": ALL.replace("r{", "cpu{"), "target": 100},
+                        ])})
+
+    trained = engine.retrain(NOW, FakeHistory(daily_cycle(3)))
+    engine.tick(NOW)
+
+    assert sorted((r.metric, r.failure) for r in trained) == [("cpu", None), ("rps", None)]
+    (decision,) = sink.decisions
+    assert decision.fallback_reason is None and decision.forecast is not None
+    assert "worst_case" in decision.forecast["rps"]
+    assert "worst_case" not in decision.forecast["cpu"]
+
+
+def test_the_worst_case_at_the_limit_can_set_the_count() -> None:
+    """A forecast with margin of 300 asks for 3 replicas of 100; its worst case, 900, asks
+    for 6 at the limit of 150 each."""
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": 300}), swarm=swarm, sink=sink, dry_run=False,
+                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
+                        service="web", strategy="predictive",
+                        behavior={"scale_up": {"max_step": 10}},
+                        metrics=[{"name": "rps", "query": ALL, "target": 100, "limit": 150}])})
+
+    def forecast(policy: Policy, values: Mapping[str, float | None], now: datetime
+                 ) -> tuple[dict[str, MetricForecast], str | None]:
+        return {"rps": MetricForecast(280, 300, 900)}, None
+
+    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+    engine.tick(NOW)
+
+    (decision,) = sink.decisions
+    assert decision.desired_replicas == 6
+    assert "worst case 900 at limit 150 each -> 6" in decision.message
+
+
+@pytest.mark.parametrize(("changed", "trains"), [
+    ({"target": 120}, False), ({"limit": 200}, True),
+])
+def test_replays_that_differ_in_target_share_the_forecast_memo_not_in_limit(
+    changed: dict[str, float], trains: bool,
+) -> None:
+    """The backtest's sweep shares one memo across targets: a forecast depends on the values
+    and the forecast settings, a metric's limit among them, not on the target."""
+    memo: ForecastMemo = {}
+    history = FakeHistory(daily_cycle(3))
+
+    def run(metric: dict[str, object]) -> tuple[int, dict[str, dict[str, float | None]]]:
+        swarm = FakeSwarm()
+        swarm.add("web", 3)
+        sink = ListSink()
+        engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink,
+                        dry_run=False, tick=timedelta(minutes=1), forecast_memo=memo,
+                        policies={"w.yaml": build_policy(service="web", strategy="predictive",
+                                                         metrics=[metric])})
+        trained = engine.retrain(NOW, history)
+        engine.tick(NOW)
+        (decision,) = sink.decisions
+        assert decision.forecast is not None
+        return len(trained), decision.forecast
+
+    base = {"name": "rps", "query": ALL, "target": 100, "limit": 150}
+    first_trained, first = run(base)
+    second_trained, second = run({**base, **changed})
+
+    assert (first_trained, second_trained) == (1, 1 if trains else 0)
+    if not trains:
+        assert second == first
 
 
 def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:

@@ -245,10 +245,40 @@ def test_the_largest_miss_is_the_windows() -> None:
     for minute, (actual, forecast) in enumerate([(100, 90), (100, 60), (100, 80), (100, 95)]):
         misses.add(START + minute * 20 * STEP, actual, forecast)
 
+    assert misses.largest(START + 30 * STEP) == pytest.approx(0.4)
     assert misses.largest(START + 60 * STEP) == pytest.approx(0.4)
-    assert misses.largest(START + 81 * STEP) == pytest.approx(0.2), "the 0.4 is out"
+    assert misses.largest(START + 80 * STEP) == pytest.approx(0.2), "the 0.4 is out at 80"
     assert misses.largest(START + 101 * STEP) == pytest.approx(0.05)
     assert misses.largest(START + 200 * STEP) == 0.0
+
+
+def test_a_clock_set_back_keeps_a_miss_no_shorter() -> None:
+    misses = LargestMiss(timedelta(hours=1), floor=1)
+    misses.add(START + 10 * STEP, 100, 50)
+    misses.add(START + 9 * STEP, 100, 90)
+
+    assert misses.largest(START + 69 * STEP) == pytest.approx(0.5)
+
+
+def test_a_training_after_a_silence_longer_than_the_window_starts_it_again() -> None:
+    """Misses older than the window are forgotten before a training looks whether to seed,
+    even when no forecast ran in between to forget them."""
+    load = daily(10)
+    forecaster = MetricForecaster(settings(worst_case_window=timedelta(hours=2), limit=500.0))
+    first = 8 * 1440
+    forecaster.train([START + i * STEP for i in range(first)], load[:first])
+    now = START + first * STEP
+    forecaster.observe(now, load[first] * 3)
+    for minute in range(1, 8):
+        forecaster.observe(now + minute * STEP, load[first + minute] * 3)
+        forecaster.forecast(now + minute * STEP)
+    later = first + 6 * 60
+    forecaster.train([START + i * STEP for i in range(later)], load[:later])
+    forecaster.observe(START + later * STEP, load[later])
+
+    point, _, worst, _ = forecaster.forecast(START + later * STEP)
+
+    assert point is not None and worst is not None and 1.01 * point < worst < 1.5 * point
 
 
 def test_over_forecasts_alone_raise_nothing() -> None:
