@@ -299,10 +299,12 @@ class MetricForecaster:
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
         seeded = self._errors.maxlen or 1
+        seed_misses = False
         if self._misses is not None:
             self._misses.expire(known[-1][0])
-        if self._misses is not None and not self._misses:
-            seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
+            seed_misses = not self._misses
+            if seed_misses:
+                seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
         recent = slice(-min(int(usable.sum()), seeded), None)
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
@@ -316,7 +318,7 @@ class MetricForecaster:
         self._shortfalls.clear()
         seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
         self._shortfalls.extend((seen - served).tolist())
-        if self._misses is not None and not self._misses:
+        if seed_misses and self._misses is not None:
             resolved = ends[usable][recent] + horizon
             for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
                                                served.tolist(), strict=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -260,11 +260,39 @@ def test_a_hold_for_missing_metrics_is_not_remembered_as_a_recommendation() -> N
     ]
 
 
+def daily_cycle(days: int) -> list[float]:
+    return [550 + 450 * math.sin(2 * math.pi * i / 1440) for i in range(days * 1440)]
+
+
+def predictive_web(metrics: list[dict[str, object]], *, load: float,
+                   forecast_memo: ForecastMemo | None = None, **keys: object
+                   ) -> tuple[Engine, FakeSwarm, ListSink]:
+    """An engine at a minute's tick with one predictive policy for `web` (3 replicas) under
+    `load`."""
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    sink = ListSink()
+    engine = Engine(metrics=by_service({"web": load}), swarm=swarm, sink=sink, dry_run=False,
+                    tick=timedelta(minutes=1), forecast_memo=forecast_memo,
+                    policies={"w.yaml": build_policy(service="web", strategy="predictive",
+                                                     metrics=metrics, **keys)})
+    return engine, swarm, sink
+
+
+def stub_forecasts(engine: Engine, forecasts: Iterator[MetricForecast]) -> None:
+    """The engine's forecasts of `rps`, one a tick, in place of its forecasters'."""
+    def forecast(policy: Policy, values: Mapping[str, float | None], now: datetime
+                 ) -> tuple[dict[str, MetricForecast], str | None]:
+        return {"rps": next(forecasts)}, None
+
+    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+
+
 def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> None:
     swarm = FakeSwarm()
     swarm.add("web", 2)
     minute = timedelta(minutes=1)
-    cycle = [550 + 450 * math.sin(2 * math.pi * i / 1440) for i in range(3 * 1440)]
+    cycle = daily_cycle(3)
     history = FakeHistory(cycle)
     sink = ListSink()
     engine = Engine(metrics=by_service({"web": cycle[-1]}), swarm=swarm, sink=sink,
@@ -291,20 +319,11 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     assert history.asked[0][1] == NOW - timedelta(days=14)
 
 
-def daily_cycle(days: int) -> list[float]:
-    return [550 + 450 * math.sin(2 * math.pi * i / 1440) for i in range(days * 1440)]
-
-
 def test_two_metrics_both_train_and_the_limited_one_records_its_worst_case() -> None:
-    swarm = FakeSwarm()
-    swarm.add("web", 3)
-    sink = ListSink()
-    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
-                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
-                        service="web", strategy="predictive", metrics=[
-                            {"name": "rps", "query": ALL, "target": 100, "limit": 150},
-                            {"name": "cpu", "query": ALL.replace("r{", "cpu{"), "target": 100},
-                        ])})
+    engine, _, sink = predictive_web([
+        {"name": "rps", "query": ALL, "target": 100, "limit": 150},
+        {"name": "cpu", "query": ALL.replace("r{", "cpu{"), "target": 100},
+    ], load=500)
 
     trained = engine.retrain(NOW, FakeHistory(daily_cycle(3)))
     engine.tick(NOW)
@@ -319,20 +338,10 @@ def test_two_metrics_both_train_and_the_limited_one_records_its_worst_case() -> 
 def test_the_worst_case_at_the_limit_can_set_the_count() -> None:
     """A forecast with margin of 300 asks for 3 replicas of 100; its worst case, 900, asks
     for 6 at the limit of 150 each."""
-    swarm = FakeSwarm()
-    swarm.add("web", 3)
-    sink = ListSink()
-    engine = Engine(metrics=by_service({"web": 300}), swarm=swarm, sink=sink, dry_run=False,
-                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
-                        service="web", strategy="predictive",
-                        behavior={"scale_up": {"max_step": 10}},
-                        metrics=[{"name": "rps", "query": ALL, "target": 100, "limit": 150}])})
-
-    def forecast(policy: Policy, values: Mapping[str, float | None], now: datetime
-                 ) -> tuple[dict[str, MetricForecast], str | None]:
-        return {"rps": MetricForecast(280, 300, 900)}, None
-
-    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+    engine, _, sink = predictive_web(
+        [{"name": "rps", "query": ALL, "target": 100, "limit": 150}], load=300,
+        behavior={"scale_up": {"max_step": 10}})
+    stub_forecasts(engine, iter([MetricForecast(280, 300, 900)]))
     engine.tick(NOW)
 
     (decision,) = sink.decisions
@@ -352,13 +361,7 @@ def test_replays_that_differ_in_target_share_the_forecast_memo_not_in_limit(
     history = FakeHistory(daily_cycle(3))
 
     def run(metric: dict[str, object]) -> tuple[int, dict[str, dict[str, float | None]]]:
-        swarm = FakeSwarm()
-        swarm.add("web", 3)
-        sink = ListSink()
-        engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink,
-                        dry_run=False, tick=timedelta(minutes=1), forecast_memo=memo,
-                        policies={"w.yaml": build_policy(service="web", strategy="predictive",
-                                                         metrics=[metric])})
+        engine, _, sink = predictive_web([metric], load=500, forecast_memo=memo)
         trained = engine.retrain(NOW, history)
         engine.tick(NOW)
         (decision,) = sink.decisions
@@ -377,22 +380,9 @@ def test_replays_that_differ_in_target_share_the_forecast_memo_not_in_limit(
 def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:
     """The engine remembers the target rule's counts for the stabilization windows, not the
     forecast's: the raise lasts as long as the forecast asks for it."""
-    swarm = FakeSwarm()
-    swarm.add("web", 3)
-    sink = ListSink()
-    engine = Engine(metrics=by_service({"web": 300}), swarm=swarm, sink=sink, dry_run=False,
-                    tick=timedelta(minutes=1), policies={"w.yaml": build_policy(
-                        service="web", strategy="predictive",
-                        behavior={"scale_up": {"max_step": 10}},
-                        metrics=[{"name": "rps", "query": ALL, "target": 100}])})
-    forecasts = iter([900.0, 300.0, 300.0])
-
-    def forecast(policy: Policy, values: Mapping[str, float | None], now: datetime
-                 ) -> tuple[dict[str, MetricForecast], str | None]:
-        value = next(forecasts)
-        return {"rps": MetricForecast(value, value)}, None
-
-    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+    engine, swarm, sink = predictive_web([{"name": "rps", "query": ALL, "target": 100}],
+                                         load=300, behavior={"scale_up": {"max_step": 10}})
+    stub_forecasts(engine, (MetricForecast(v, v) for v in (900.0, 300.0, 300.0)))
     for minute in range(3):
         engine.tick(NOW + timedelta(minutes=minute))
 
