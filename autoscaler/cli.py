@@ -12,11 +12,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from autoscaler.durations import parse_duration
-from autoscaler.logs import LOG_FORMATS
+from autoscaler.core.durations import parse_duration
+from autoscaler.offline.traces import parse_time
 from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
-from autoscaler.settings import ENVIRONMENT, Settings
-from autoscaler.traces import parse_time
+from autoscaler.runtime.logs import LOG_FORMATS
+from autoscaler.runtime.settings import ENVIRONMENT, Settings
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -254,7 +254,7 @@ def _add_offline_commands(commands: Any) -> None:
 
 
 def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from autoscaler import offline
+    from autoscaler.offline import commands as offline
 
     if arguments.command == "demo":
         return offline.demo(arguments.out)
@@ -303,8 +303,8 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    from autoscaler.app import build_agent
-    from autoscaler.logs import configure_logging
+    from autoscaler.bootstrap import build_agent
+    from autoscaler.runtime.logs import configure_logging
 
 
     policy_set = load_policies([arguments.policies])

@@ -9,15 +9,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from autoscaler.model import Decision, Reason, Series, ServiceState
-from autoscaler.policy.decide import decide, target_alone_step
-from autoscaler.policy.forecast import ForecastBook, ForecastMemo, ForecastSettings
-from autoscaler.policy.labels import ManagedPolicy, Template, label_policies
-from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
-from autoscaler.policy.queries import QueryUse, assign_values, plan_queries
-from autoscaler.policy.spec import Policy, PolicyProblem
-from autoscaler.policy.strategies import MetricForecast
-from autoscaler.ports import (
+from autoscaler.core.decide import decide, target_alone_step
+from autoscaler.core.labels import ManagedPolicy, Template, label_policies
+from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
+from autoscaler.core.model import Decision, Reason, Series, ServiceState
+from autoscaler.core.ports import (
     DecisionSink,
     HistorySource,
     Leadership,
@@ -27,6 +23,10 @@ from autoscaler.ports import (
     ServiceScaler,
     SourceUnavailable,
 )
+from autoscaler.core.queries import QueryUse, assign_values, plan_queries
+from autoscaler.core.spec import Policy, PolicyProblem
+from autoscaler.core.strategies import MetricForecast
+from autoscaler.predictive.forecast import ForecastBook, ForecastMemo, ForecastSettings
 
 
 @dataclass(frozen=True)

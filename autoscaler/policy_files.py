@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autoscaler.policy.labels import Template
-from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy, parse_template
+from autoscaler.core.labels import Template
+from autoscaler.core.spec import Policy, PolicyProblem, parse_policy, parse_template
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"

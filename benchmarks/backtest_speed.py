@@ -16,9 +16,9 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
-from autoscaler.backtest import BacktestSettings, replay
-from autoscaler.policy.spec import Policy, parse_policy
-from autoscaler.traces import load_csv
+from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline.replay import BacktestSettings, replay
+from autoscaler.offline.traces import load_csv
 
 SHARED = (Path(__file__).resolve().parents[2] / "shared" / "traces"
           / "worldcup98-requests-per-minute.csv")

@@ -13,7 +13,7 @@ for the `target` and `predictive` strategies, with a start-up of 1 and 5 minutes
 model's choices, its features, margin, horizon, worst-case window and sMAPE fall-back, were
 made looking at first halves; benchmarks/README.md says what of the scored halves was seen
 before some of them); the sweep is scored on the second half.
-Everything runs through `autoscaler.backtest.replay`, the agent's own engine. Prints the
+Everything runs through `autoscaler.offline.replay.replay`, the agent's own engine. Prints the
 trade-off table (replica-hours / oracle replica-hours against slo_violation_pct) and, at the
 SLO budget (share of steps in violation, default 0.1 %), the ratio of the best predictive
 setting's replica-hours to the best reactive one's. Two processes, one per trace.
@@ -32,10 +32,10 @@ from pathlib import Path
 import yaml
 from threadpoolctl import threadpool_limits
 
-from autoscaler.backtest import BacktestSettings, replay
-from autoscaler.policy.forecast import ForecastMemo
-from autoscaler.policy.spec import Policy, parse_policy
-from autoscaler.traces import Trace, load_csv
+from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline.replay import BacktestSettings, replay
+from autoscaler.offline.traces import Trace, load_csv
+from autoscaler.predictive.forecast import ForecastMemo
 
 TRACES = {
     "WorldCup98": "worldcup98-requests-per-minute.csv",

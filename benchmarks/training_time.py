@@ -20,10 +20,10 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
-from autoscaler.durations import format_duration, parse_duration
-from autoscaler.policy.forecast import ForecastBook, MetricForecaster
-from autoscaler.policy.spec import Policy, parse_policy
-from autoscaler.traces import load_csv
+from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline.traces import load_csv
+from autoscaler.predictive.forecast import ForecastBook, MetricForecaster
 
 DEMO = resources.files("autoscaler") / "demo"
 FORECASTS = 1000

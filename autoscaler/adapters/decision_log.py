@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from autoscaler.model import Decision
+from autoscaler.core.model import Decision
 
 
 def decision_fields(decision: Decision) -> dict[str, Any]:

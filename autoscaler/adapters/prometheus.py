@@ -18,9 +18,9 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from autoscaler.model import Series
-from autoscaler.ports import SourceUnavailable
-from autoscaler.traces import Trace, TraceError, regular
+from autoscaler.core.model import Series
+from autoscaler.core.ports import SourceUnavailable
+from autoscaler.offline.traces import Trace, TraceError, regular
 
 
 class PrometheusSource:

@@ -17,8 +17,8 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from autoscaler.model import ServiceState
-from autoscaler.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+from autoscaler.core.model import ServiceState
+from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
 
 _OUT_OF_SEQUENCE = "update out of sequence"
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")

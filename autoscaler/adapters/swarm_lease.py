@@ -20,7 +20,7 @@ import requests
 from docker.errors import APIError, DockerException
 
 from autoscaler.adapters.swarm import DockerConnection, is_conflict
-from autoscaler.ports import SourceUnavailable
+from autoscaler.core.ports import SourceUnavailable
 
 LEASE_LABEL = "autoscaler.lease"
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.policy.queries import assign_values, plan_queries
-from autoscaler.policy.spec import Policy, parse_policy
-from autoscaler.ports import SourceUnavailable
+from autoscaler.core.ports import SourceUnavailable
+from autoscaler.core.queries import assign_values, plan_queries
+from autoscaler.core.spec import Policy, parse_policy
 from tests.integration.conftest import LoadExporter, RunningPrometheus, free_port
 
 

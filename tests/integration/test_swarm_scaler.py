@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
-from autoscaler.ports import ScaleConflict, ScaleFailed
+from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from tests.integration.conftest import docker_cli, service_version, wait_running
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.policy.spec import Policy, parse_policy
+from autoscaler.core.spec import Policy, parse_policy
 
 DEFAULT_DOCUMENT: dict[str, Any] = {
     "service": "web",

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from autoscaler.model import Decision, Series, ServiceState
-from autoscaler.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+from autoscaler.core.model import Decision, Series, ServiceState
+from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
 
 
 @dataclass

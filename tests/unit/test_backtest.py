@@ -8,16 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.adapters.simulated import SimulatedCluster
-from autoscaler.backtest import (
+from autoscaler.offline.replay import (
     BacktestError,
     BacktestSettings,
     default_capacity,
     default_startup,
     replay,
 )
-from autoscaler.scoring import demand, score
-from autoscaler.traces import Trace
+from autoscaler.offline.scoring import demand, score
+from autoscaler.offline.simulated import SimulatedCluster
+from autoscaler.offline.traces import Trace
 from tests.unit.conftest import build_policy
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.model import Reason
-from autoscaler.policy.decide import decide
-from autoscaler.policy.memory import ServiceMemory
-from autoscaler.policy.spec import Policy
+from autoscaler.core.decide import decide
+from autoscaler.core.memory import ServiceMemory
+from autoscaler.core.model import Reason
+from autoscaler.core.spec import Policy
 
 MakePolicy = Callable[..., Policy]
 

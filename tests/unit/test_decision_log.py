@@ -10,8 +10,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from autoscaler.adapters.decision_log import LogDecisionSink
-from autoscaler.logs import configure_logging
-from autoscaler.model import Decision, Reason
+from autoscaler.core.model import Decision, Reason
+from autoscaler.runtime.logs import configure_logging
 
 DECISION = Decision(
     service="web", strategy="target", time=datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC),

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from autoscaler.durations import format_duration, parse_duration
+from autoscaler.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

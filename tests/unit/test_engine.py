@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler.core.labels import Template
+from autoscaler.core.model import Reason, Series
+from autoscaler.core.ports import ScaleConflict, ScaleFailed
+from autoscaler.core.spec import Policy
+from autoscaler.core.strategies import MetricForecast
 from autoscaler.engine import Engine
-from autoscaler.model import Reason, Series
-from autoscaler.policy.forecast import ForecastMemo
-from autoscaler.policy.labels import Template
-from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import MetricForecast
-from autoscaler.ports import ScaleConflict, ScaleFailed
+from autoscaler.predictive.forecast import ForecastMemo
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from autoscaler.model import Reason
-from autoscaler.policy.decide import decide, target_alone_step
-from autoscaler.policy.forecast import (
+from autoscaler.core.decide import decide, target_alone_step
+from autoscaler.core.memory import ServiceMemory, remember
+from autoscaler.core.model import Reason
+from autoscaler.core.strategies import MetricForecast
+from autoscaler.offline.scoring import smape_term
+from autoscaler.predictive.forecast import (
     MAX_TRAINING_ROWS,
     ForecastBook,
     ForecastSettings,
@@ -24,9 +27,6 @@ from autoscaler.policy.forecast import (
     features,
     missed_share,
 )
-from autoscaler.policy.memory import ServiceMemory, remember
-from autoscaler.policy.strategies import MetricForecast
-from autoscaler.scoring import smape_term
 from tests.unit.conftest import build_policy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from autoscaler.model import ServiceState
-from autoscaler.policy.labels import Template, label_policies
+from autoscaler.core.labels import Template, label_policies
+from autoscaler.core.model import ServiceState
 
 TEMPLATES = {
     name: Template(name, f"policies/templates/{name}.yaml", document)

@@ -10,8 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "autoscaler"
 IO_LIBRARIES = {"docker", "requests", "prometheus_api_client", "apscheduler", "urllib3",
                 "prometheus_client", "structlog", "socket", "wsgiref", "subprocess"}
-CORE = ["model.py", "durations.py", "ports.py", "engine.py", "policy"]
-SHELL = {"cli", "app", "agent", "adapters", "telemetry", "logs"}
+CORE = ["core", "engine.py"]
+SHELL = {"cli", "bootstrap", "runtime", "adapters", "offline"}
 
 
 def modules(*parts: str) -> list[Path]:

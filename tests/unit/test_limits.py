@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.model import Reason
-from autoscaler.policy.limits import (
+from autoscaler.core.limits import (
     clamp,
     cooldown,
     rate_limit,
@@ -19,13 +18,14 @@ from autoscaler.policy.limits import (
     scale_up_cap,
     stabilize,
 )
-from autoscaler.policy.memory import (
+from autoscaler.core.memory import (
     ServiceMemory,
     in_window,
     remember,
     synced_shadow,
 )
-from autoscaler.policy.spec import Behavior, ScaleDownRules, ScaleUpRules
+from autoscaler.core.model import Reason
+from autoscaler.core.spec import Behavior, ScaleDownRules, ScaleUpRules
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(days=1)

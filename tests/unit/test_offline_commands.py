@@ -11,9 +11,9 @@ import pytest
 
 from autoscaler.adapters.decision_log import decision_fields
 from autoscaler.cli import main
-from autoscaler.decision_report import read_decisions
-from autoscaler.model import Decision, Reason
-from autoscaler.traces import TraceError, load_csv
+from autoscaler.core.model import Decision, Reason
+from autoscaler.offline.reports.dry_run import read_decisions
+from autoscaler.offline.traces import TraceError, load_csv
 
 TARGET = "service: web\nmax_replicas: 50\nmetrics: [{name: rps, query: q, target: 7}]\n"
 THRESHOLD = ("service: web\nmax_replicas: 50\nstrategy: threshold\nmetrics: [{name: rps, "

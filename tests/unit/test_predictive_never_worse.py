@@ -12,8 +12,8 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from autoscaler.backtest import DEFAULT_UTILISATION_OF_TARGET, BacktestSettings, replay
-from autoscaler.traces import Trace
+from autoscaler.offline.replay import DEFAULT_UTILISATION_OF_TARGET, BacktestSettings, replay
+from autoscaler.offline.traces import Trace
 from tests.unit.conftest import build_policy
 
 STEP = timedelta(minutes=15)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from autoscaler.model import Series
-from autoscaler.policy.queries import assign_values, plan_queries, render
+from autoscaler.core.model import Series
+from autoscaler.core.queries import assign_values, plan_queries, render
 from tests.unit.conftest import build_policy
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.core.spec import Policy, PolicyProblem, parse_policy
 
 FILE = "policies/web.yaml"
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import (
+from autoscaler.core.spec import Policy
+from autoscaler.core.strategies import (
     MetricForecast,
     forecast_count,
     recommend,

@@ -13,8 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from autoscaler.model import Series
-from autoscaler.policy.spec import Policy
+from autoscaler.core.model import Series
+from autoscaler.core.spec import Policy
 
 ALL_SERVICES = "{{services}}"
 ONE_SERVICE = "{{service}}"

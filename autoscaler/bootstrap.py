@@ -6,11 +6,11 @@ from autoscaler.adapters.decision_log import LogDecisionSink
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
-from autoscaler.agent import Agent
 from autoscaler.engine import Engine
 from autoscaler.policy_files import PolicyWatcher
-from autoscaler.settings import Settings
-from autoscaler.telemetry import Telemetry
+from autoscaler.runtime.agent import Agent
+from autoscaler.runtime.settings import Settings
+from autoscaler.runtime.telemetry import Telemetry
 
 
 def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from autoscaler.durations import format_duration, parse_duration
+from autoscaler.core.durations import format_duration, parse_duration
 
 Duration = Annotated[
     timedelta,

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.charts import Line, line_chart
-from autoscaler.report import Chart, Document, Section, Table
+from autoscaler.offline.reports.charts import Line, line_chart
+from autoscaler.offline.reports.document import Chart, Document, Section, Table
 
 
 class LogError(ValueError):

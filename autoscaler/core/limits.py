@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 
-from autoscaler.durations import format_duration
-from autoscaler.model import Reason
-from autoscaler.policy.memory import ServiceMemory, in_window
-from autoscaler.policy.spec import Behavior, ScaleDownRules, ScaleUpRules
+from autoscaler.core.durations import format_duration
+from autoscaler.core.memory import ServiceMemory, in_window
+from autoscaler.core.model import Reason
+from autoscaler.core.spec import Behavior, ScaleDownRules, ScaleUpRules
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from autoscaler.core.model import Reason
 from autoscaler.engine import TickReport
-from autoscaler.model import Reason
 
 ERROR_SOURCES = ("prometheus", "docker", "policy", "agent")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from autoscaler.logs import LogFormat
+from autoscaler.runtime.logs import LogFormat
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.backtest import BacktestSettings, PolicyRun, ready_after
-from autoscaler.charts import Line, line_chart
-from autoscaler.durations import format_duration
-from autoscaler.report import Chart, Document, Section, Table
-from autoscaler.traces import Trace
+from autoscaler.core.durations import format_duration
+from autoscaler.offline.replay import BacktestSettings, PolicyRun, ready_after
+from autoscaler.offline.reports.charts import Line, line_chart
+from autoscaler.offline.reports.document import Chart, Document, Section, Table
+from autoscaler.offline.traces import Trace
 
 METRICS = (
     ("replica_hours", "replica-hours"),

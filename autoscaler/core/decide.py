@@ -6,11 +6,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from autoscaler.model import Reason
-from autoscaler.policy.limits import Limited, clamp, cooldown, rate_limit, stabilize
-from autoscaler.policy.memory import ServiceMemory, remember, synced_shadow
-from autoscaler.policy.spec import Policy
-from autoscaler.policy.strategies import (
+from autoscaler.core.limits import Limited, clamp, cooldown, rate_limit, stabilize
+from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
+from autoscaler.core.model import Reason
+from autoscaler.core.spec import Policy
+from autoscaler.core.strategies import (
     ForecastCount,
     MetricForecast,
     forecast_count,

@@ -17,12 +17,12 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import make_wsgi_app
 
+from autoscaler.core.ports import HistorySource, Leadership
 from autoscaler.engine import Engine, TickReport
 from autoscaler.policy_files import PolicyWatcher
-from autoscaler.ports import HistorySource, Leadership
-from autoscaler.telemetry import Telemetry
+from autoscaler.runtime.telemetry import Telemetry
 
-log = structlog.get_logger("autoscaler.agent")
+log = structlog.get_logger("autoscaler.runtime.agent")
 
 RETRAIN_CHECK = timedelta(minutes=1)
 """How often the retrain job looks for predictive policies due for training."""

@@ -12,8 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from autoscaler import backtest_report, decision_report
-from autoscaler.backtest import (
+from autoscaler.core.durations import format_duration
+from autoscaler.core.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.offline.replay import (
     BacktestError,
     BacktestSettings,
     PolicyRun,
@@ -25,10 +26,10 @@ from autoscaler.backtest import (
     replay,
     startup_set_by,
 )
-from autoscaler.durations import format_duration
-from autoscaler.policy.spec import Policy, PolicyProblem, parse_policy
-from autoscaler.report import write_report
-from autoscaler.traces import Trace, TraceError, load_csv
+from autoscaler.offline.reports import backtest as backtest_report
+from autoscaler.offline.reports import dry_run as decision_report
+from autoscaler.offline.reports.document import write_report
+from autoscaler.offline.traces import Trace, TraceError, load_csv
 
 EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -142,7 +143,7 @@ def backtest_csv(trace_file: Path, inputs: BacktestInputs) -> int:
 def backtest_prometheus(url: str, query: str, start: datetime, end: datetime, step: timedelta,
                         inputs: BacktestInputs) -> int:
     from autoscaler.adapters.prometheus import PrometheusSource
-    from autoscaler.ports import SourceUnavailable
+    from autoscaler.core.ports import SourceUnavailable
 
     try:
         trace = PrometheusSource(url).range_trace(query, start=start, end=end, step=step)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from autoscaler.model import Series, ServiceState
-from autoscaler.traces import Trace
+from autoscaler.core.model import Series, ServiceState
+from autoscaler.offline.traces import Trace
 
 
 class SimulatedCluster:

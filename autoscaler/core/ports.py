@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from autoscaler.model import Decision, Series, ServiceState
+from autoscaler.core.model import Decision, Series, ServiceState
 
 
 class SourceUnavailable(Exception):

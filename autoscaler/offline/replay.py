@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from autoscaler.adapters.simulated import SimulatedCluster
-from autoscaler.durations import format_duration
+from autoscaler.core.durations import format_duration
+from autoscaler.core.model import Decision
+from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.engine import Engine
-from autoscaler.model import Decision
-from autoscaler.policy.forecast import ForecastMemo
-from autoscaler.policy.spec import MetricSpec, Policy
-from autoscaler.scoring import ForecastQuality, Scores, demand, forecast_quality, score
-from autoscaler.traces import Trace
+from autoscaler.offline.scoring import ForecastQuality, Scores, demand, forecast_quality, score
+from autoscaler.offline.simulated import SimulatedCluster
+from autoscaler.offline.traces import Trace
+from autoscaler.predictive.forecast import ForecastMemo
 
 Progress = Callable[[int, int], None]
 """(steps done, steps in all) of the policy being replayed."""

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from autoscaler.model import ServiceState
-from autoscaler.policy.spec import Document, Policy, PolicyProblem, validate_document
+from autoscaler.core.model import ServiceState
+from autoscaler.core.spec import Document, Policy, PolicyProblem, validate_document
 
 ENABLE_LABEL = "autoscaler.enable"
 TEMPLATE_LABEL = "autoscaler.policy"

@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from autoscaler.policy.spec import MetricSpec, Policy
-from autoscaler.policy.strategies import MetricForecast
-from autoscaler.scoring import smape_term
+from autoscaler.core.spec import MetricSpec, Policy
+from autoscaler.core.strategies import MetricForecast
+from autoscaler.offline.scoring import smape_term
 
 DAY = timedelta(days=1)
 RETRY = timedelta(hours=1)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from autoscaler.policy.spec import MetricSpec, Policy
+from autoscaler.core.spec import MetricSpec, Policy
 
 SLACK = 1e-9
 """Float slack in comparisons and ceilings: 330 on 3 x 100 is within 0.1, ceil(2.1/0.7) is 3."""
