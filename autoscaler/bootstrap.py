@@ -13,13 +13,18 @@ from autoscaler.runtime.settings import Settings
 from autoscaler.runtime.telemetry import Telemetry
 
 
+def prometheus_source(url: str, *, timeout: float = 10.0) -> PrometheusSource:
+    """Prometheus at `url`, for the agent's queries and for the history commands replay."""
+    return PrometheusSource(url, timeout=timeout)
+
+
 def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
     """The agent for `settings`; dry-run takes no lease, since it never acts."""
     connection = DockerConnection()
     leadership = None if settings.dry_run else SwarmLease(
         connection, ttl=3 * settings.interval, holder=new_holder_id(), label=settings.lease
     )
-    prometheus = PrometheusSource(
+    prometheus = prometheus_source(
         settings.prometheus_url, timeout=min(10.0, settings.interval.total_seconds())
     )
     engine = Engine(

@@ -26,7 +26,8 @@ from autoscaler.core.ports import (
 from autoscaler.core.queries import QueryUse, assign_values, plan_queries
 from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.core.strategies import MetricForecast
-from autoscaler.predictive.forecast import ForecastBook, ForecastMemo, ForecastSettings
+from autoscaler.predictive.book import ForecastBook, ForecastMemo
+from autoscaler.predictive.forecast import ForecastSettings
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from pathlib import Path
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.spec import Policy, parse_policy
 from autoscaler.offline.traces import load_csv
-from autoscaler.predictive.forecast import ForecastBook, MetricForecaster
+from autoscaler.predictive.book import ForecastBook
+from autoscaler.predictive.forecast import MetricForecaster
 
 DEMO = resources.files("autoscaler") / "demo"
 FORECASTS = 1000

@@ -20,7 +20,6 @@ from urllib3.util.retry import Retry
 
 from autoscaler.core.model import Series
 from autoscaler.core.ports import SourceUnavailable
-from autoscaler.offline.traces import Trace, TraceError, regular
 
 
 class PrometheusSource:
@@ -55,31 +54,25 @@ class PrometheusSource:
         return _series(result, self.url)
 
 
-    def range_trace(self, promql: str, *, start: datetime, end: datetime, step: timedelta
-                    ) -> Trace:
-        """A range query answering one series, as a trace at `step`. A step with no sample
-        takes the value before it (0 before the first), as Prometheus's staleness would."""
+    def range_series(self, promql: str, *, start: datetime, end: datetime, step: timedelta
+                     ) -> list[dict[int, float]]:
+        """A range query over [start, end] at `step`: per series, step index -> value (finite
+        values only), in range queries of at most 10,000 points (Prometheus refuses more than
+        11,000 a series)."""
         count = int((end - start) / step) + 1
         times = [start + index * step for index in range(count)]
-        samples: dict[int, float] = {}
+        found: list[dict[int, float]] = []
         for first in range(0, count, 10_000):
             last = min(count, first + 10_000) - 1
-            result = self._range(promql, times[first], times[last], step)
-            if len(result) > 1:
-                raise TraceError(f"the query must answer one series, it answered {len(result)}:"
-                                 " aggregate it (sum by nothing, or filter to one service)")
-            for stamp, text in (result[0].get("values", []) if result else []):
-                samples[round((float(stamp) - start.timestamp()) / step.total_seconds())] = \
-                    float(text)
-        if not samples:
-            raise TraceError("the query answered no series over that range")
-        values, last_value = [], 0.0
-        for index in range(count):
-            value = samples.get(index)
-            if value is not None and math.isfinite(value):
-                last_value = value
-            values.append(last_value)
-        return regular(times, values, f"{self.url} {promql}")
+            for number, series in enumerate(self._range(promql, times[first], times[last], step)):
+                if number == len(found):
+                    found.append({})
+                for stamp, text in series.get("values", []):
+                    value = float(text)
+                    if math.isfinite(value):
+                        found[number][round((float(stamp) - start.timestamp())
+                                            / step.total_seconds())] = value
+        return found
 
     def history(
         self, promql: str, *, service: str, service_label: str, per_service: bool,

@@ -142,11 +142,12 @@ def backtest_csv(trace_file: Path, inputs: BacktestInputs) -> int:
 
 def backtest_prometheus(url: str, query: str, start: datetime, end: datetime, step: timedelta,
                         inputs: BacktestInputs) -> int:
-    from autoscaler.adapters.prometheus import PrometheusSource
+    from autoscaler.bootstrap import prometheus_source
     from autoscaler.core.ports import SourceUnavailable
+    from autoscaler.offline.history import range_trace
 
     try:
-        trace = PrometheusSource(url).range_trace(query, start=start, end=end, step=step)
+        trace = range_trace(prometheus_source(url), query, start=start, end=end, step=step)
     except SourceUnavailable as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

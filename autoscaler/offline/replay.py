@@ -23,7 +23,7 @@ from autoscaler.engine import Engine
 from autoscaler.offline.scoring import ForecastQuality, Scores, demand, forecast_quality, score
 from autoscaler.offline.simulated import SimulatedCluster
 from autoscaler.offline.traces import Trace
-from autoscaler.predictive.forecast import ForecastMemo
+from autoscaler.predictive.book import ForecastMemo
 
 Progress = Callable[[int, int], None]
 """(steps done, steps in all) of the policy being replayed."""

@@ -15,7 +15,7 @@ from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
 from autoscaler.engine import Engine
-from autoscaler.predictive.forecast import ForecastMemo
+from autoscaler.predictive.book import ForecastMemo
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 
