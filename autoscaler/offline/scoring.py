@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autoscaler.predictive.accuracy import smape_term
+
 
 def demand(load: float, *, capacity: float, slo_utilisation: float, min_replicas: int) -> int:
     """d_t = max(min_replicas, ceil(load / (capacity * slo_utilisation)))."""
@@ -68,13 +70,6 @@ def score(
         instability_pct=100.0 * instability / (n - 1) if n > 1 else 0.0,
         scaling_actions_per_hour=actions / (n * step_hours),
     )
-
-
-def smape_term(actual: float, forecast: float) -> float:
-    """200 |a - f| / (|a| + |f|), 0 when both are 0, never above 200: rounding makes
-    200 f / f come out a hair above 200, which would trip a `max_error_pct` of 200."""
-    total = abs(actual) + abs(forecast)
-    return 0.0 if total == 0 else min(200 * abs(actual - forecast) / total, 200.0)
 
 
 @dataclass(frozen=True)

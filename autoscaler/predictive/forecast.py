@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from autoscaler.offline.scoring import smape_term
+from autoscaler.predictive.accuracy import smape_term
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)

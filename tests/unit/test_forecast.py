@@ -15,7 +15,7 @@ from autoscaler.core.decide import decide, target_alone_step
 from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.model import Reason
 from autoscaler.core.strategies import MetricForecast
-from autoscaler.offline.scoring import smape_term
+from autoscaler.predictive.accuracy import smape_term
 from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.forecast import (
     MAX_TRAINING_ROWS,
