@@ -21,18 +21,15 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from autoscaler.predictive.accuracy import smape_term
+from autoscaler.predictive.features import LAGS, feature_row, features
+from autoscaler.predictive.trees import Trees
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
-LAGS = (1, 2, 3, 5, 10, 15, 30, 60)
-"""Recent changes, in steps."""
-WINDOWS = (5, 15, 60)
-"""Rolling means, in steps."""
 TRAINING_THREADS = 1
 """OpenMP threads for a training. On the two-core machine this project is developed on, one
 thread trains 14 days about as fast as two when it is idle (median 0.43 s against 0.42 s)
@@ -125,108 +122,6 @@ class LargestMiss:
             self._kept.popleft()
 
 
-def features(
-    logged: NDArray[np.float64], ends: NDArray[np.int64], *, horizon: int, day: int, week: int,
-    start: datetime, step: timedelta,
-) -> NDArray[np.float64]:
-    """Feature rows for forecasts made at the indices `ends` (the last value known) of the
-    log1p series `logged` (NaN where unknown), for `ends + horizon`."""
-    n = len(logged)
-    now = logged[ends]
-
-    def at(offsets: NDArray[np.int64]) -> NDArray[np.float64]:
-        valid = (offsets >= 0) & (offsets < n)
-        out = np.full(len(offsets), np.nan)
-        out[valid] = logged[offsets[valid]]
-        return out
-
-    cumulative = np.concatenate([[0.0], np.cumsum(np.nan_to_num(logged))])
-    columns = [now]
-    columns += [now - at(ends - lag) for lag in LAGS]
-    for window in WINDOWS:
-        first = np.maximum(ends - window + 1, 0)
-        mean = (cumulative[ends + 1] - cumulative[first]) / (ends + 1 - first)
-        columns.append(mean - now)
-    target = ends + horizon
-    for season in (day, week):
-        columns.append(at(target - season) - now)
-        columns.append(at(target - season) - at(ends - season))
-    seconds = (start.timestamp() + target * step.total_seconds())
-    day_phase = 2 * math.pi * (seconds % 86400) / 86400
-    week_phase = 2 * math.pi * (seconds % (7 * 86400)) / (7 * 86400)
-    for harmonic in (1, 2, 3):
-        columns += [np.sin(harmonic * day_phase), np.cos(harmonic * day_phase)]
-    columns += [np.sin(week_phase), np.cos(week_phase)]
-    return np.column_stack(columns)
-
-
-def feature_row(
-    logged: Sequence[float], end: int, *, horizon: int, day: int, week: int, start: datetime,
-    step: timedelta,
-) -> list[float]:
-    """The row `features` makes for one forecast, computed from plain floats: a tick needs
-    one row, and numpy's per-call cost would dominate."""
-    nan = math.nan
-    n = len(logged)
-
-    def at(index: int) -> float:
-        return logged[index] if 0 <= index < n else nan
-
-    now = logged[end]
-    row = [now]
-    row += [now - at(end - lag) for lag in LAGS]
-    for window in WINDOWS:
-        first = max(end - window + 1, 0)
-        part = [v if v == v else 0.0 for v in logged[first:end + 1]]
-        row.append(sum(part) / len(part) - now)
-    target = end + horizon
-    for season in (day, week):
-        row.append(at(target - season) - now)
-        row.append(at(target - season) - at(end - season))
-    seconds = start.timestamp() + target * step.total_seconds()
-    day_phase = 2 * math.pi * (seconds % 86400) / 86400
-    week_phase = 2 * math.pi * (seconds % (7 * 86400)) / (7 * 86400)
-    for harmonic in (1, 2, 3):
-        row += [math.sin(harmonic * day_phase), math.cos(harmonic * day_phase)]
-    row += [math.sin(week_phase), math.cos(week_phase)]
-    return row
-
-
-class _Trees:
-    """A fitted HistGradientBoostingRegressor evaluated on one row in plain Python.
-
-    `predict` on one row costs about a millisecond of per-call overhead, and the agent asks
-    for one forecast a tick (in the backtest, one a step). The trees are read once from the
-    fitted model; `tests/unit/test_forecast.py` checks that both agree.
-    """
-
-    def __init__(self, model: HistGradientBoostingRegressor) -> None:
-        self._baseline = float(np.ravel(model._baseline_prediction)[0])
-        self._trees = []
-        for (predictor,) in model._predictors:
-            nodes = predictor.nodes
-            self._trees.append((
-                nodes["feature_idx"].tolist(), nodes["num_threshold"].tolist(),
-                nodes["missing_go_to_left"].tolist(), nodes["left"].tolist(),
-                nodes["right"].tolist(), nodes["is_leaf"].tolist(), nodes["value"].tolist(),
-            ))
-
-    def predict(self, row: Sequence[float]) -> float:
-        total = self._baseline
-        for feature, threshold, missing_left, left, right, leaf, value in self._trees:
-            node = 0
-            while not leaf[node]:
-                x = row[feature[node]]
-                if x != x:
-                    node = left[node] if missing_left[node] else right[node]
-                elif x <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-            total += value[node]
-        return total
-
-
 class MetricForecaster:
     """One metric of one service: its recent values, its model, its recent errors.
 
@@ -241,7 +136,7 @@ class MetricForecaster:
         self._keep = self._week + settings.horizon_steps + max(LAGS) + 2
         self._start: datetime | None = None
         self._logged: list[float] = []
-        self._trees: _Trees | None = None
+        self._trees: Trees | None = None
         self._trained_on = timedelta(0)
         self._failure: str | None = "NoModel"
         self._pending: deque[tuple[datetime, float]] = deque()
@@ -306,7 +201,7 @@ class MetricForecaster:
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
             predicted = model.predict(rows[recent])
-        self._trees, self._failure = _Trees(model), None
+        self._trees, self._failure = Trees(model), None
         changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
         level, seen_change = rows[recent, 0], targets[usable][recent]
         # The deques keep the newest of what they are given.

@@ -17,16 +17,15 @@ from autoscaler.core.model import Reason
 from autoscaler.core.strategies import MetricForecast
 from autoscaler.predictive.accuracy import smape_term
 from autoscaler.predictive.book import ForecastBook
+from autoscaler.predictive.features import feature_row, features
 from autoscaler.predictive.forecast import (
     MAX_TRAINING_ROWS,
     ForecastSettings,
     LargestMiss,
     MetricForecaster,
-    _Trees,
-    feature_row,
-    features,
     missed_share,
 )
+from autoscaler.predictive.trees import Trees
 from tests.unit.conftest import build_policy
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -73,7 +72,7 @@ def test_the_fast_trees_agree_with_scikit_learn() -> None:
     rows[rng.random(rows.shape) < 0.05] = np.nan
     targets = np.nan_to_num(rows[:, 0]) * 2 + np.sin(np.nan_to_num(rows[:, 1]))
     model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(rows, targets)
-    trees = _Trees(model)
+    trees = Trees(model)
 
     probe = rng.standard_normal((200, 6))
     probe[::7, 2] = np.nan
