@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating the virtual environment .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import autoscaler, pytest, mypy, ruff' 2>/dev/null \
+if ! .venv/bin/python -c 'import autoscaler, pytest, mypy, ruff, importlinter' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing the project and its test tools into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >.venv/install.log 2>&1 \

@@ -1,16 +1,31 @@
-"""The one place that builds the real objects from settings."""
+"""The one place that builds the real objects: the adapters and the engine.
+
+It sits below `runtime/` (the agent) and `offline/` (backtest, report, demo), which both
+import it, and takes plain arguments, not their settings.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 
 from autoscaler.adapters.decision_log import LogDecisionSink
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
+from autoscaler.core.labels import Template
+from autoscaler.core.ports import (
+    DecisionSink,
+    HistorySource,
+    Leadership,
+    MetricsSource,
+    ServiceScaler,
+)
+from autoscaler.core.spec import Policy
 from autoscaler.engine import Engine
-from autoscaler.policy_files import PolicyWatcher
-from autoscaler.runtime.agent import Agent
-from autoscaler.runtime.settings import Settings
-from autoscaler.runtime.telemetry import Telemetry
+from autoscaler.predictive.book import ForecastBook
+from autoscaler.predictive.planner import PredictivePlanner
 
 
 def prometheus_source(url: str, *, timeout: float = 10.0) -> PrometheusSource:
@@ -18,22 +33,49 @@ def prometheus_source(url: str, *, timeout: float = 10.0) -> PrometheusSource:
     return PrometheusSource(url, timeout=timeout)
 
 
-def build_agent(settings: Settings, watcher: PolicyWatcher) -> Agent:
-    """The agent for `settings`; dry-run takes no lease, since it never acts."""
+def build_engine(
+    *,
+    metrics: MetricsSource,
+    swarm: ServiceScaler,
+    sink: DecisionSink,
+    tick: timedelta,
+    dry_run: bool = False,
+    leadership: Leadership | None = None,
+    policies: Mapping[str, Policy] | None = None,
+    templates: Mapping[str, Template] | None = None,
+    book: ForecastBook | None = None,
+    seed_history: bool = True,
+) -> Engine:
+    """An engine over these sources, with the predictive planner. `book` (default: a new
+    one at `tick`) lets replays share forecasts; `seed_history` False starts each service
+    with empty stabilization history (the backtest's start)."""
+    planner = PredictivePlanner(book or ForecastBook(tick), seeded=seed_history)
+    return Engine(metrics=metrics, swarm=swarm, sink=sink, planner=planner, dry_run=dry_run,
+                  leadership=leadership, policies=policies, templates=templates,
+                  seed_history=seed_history)
+
+
+@dataclass(frozen=True)
+class LiveParts:
+    """What the agent drives: the engine, the history its forecasters train on, and the
+    lease (None: dry-run, which never acts and so takes none)."""
+
+    engine: Engine
+    history: HistorySource
+    leadership: Leadership | None
+
+
+def build_live(*, prometheus_url: str, interval: timedelta, dry_run: bool, lease_label: str
+               ) -> LiveParts:
+    """The engine against the real Prometheus and Swarm, logging each decision."""
     connection = DockerConnection()
-    leadership = None if settings.dry_run else SwarmLease(
-        connection, ttl=3 * settings.interval, holder=new_holder_id(), label=settings.lease
+    leadership = None if dry_run else SwarmLease(
+        connection, ttl=3 * interval, holder=new_holder_id(), label=lease_label
     )
     prometheus = prometheus_source(
-        settings.prometheus_url, timeout=min(10.0, settings.interval.total_seconds())
+        prometheus_url, timeout=min(10.0, interval.total_seconds())
     )
-    engine = Engine(
-        metrics=prometheus,
-        swarm=SwarmScaler(connection),
-        sink=LogDecisionSink(),
-        dry_run=settings.dry_run,
-        leadership=leadership,
-        tick=settings.interval,
-    )
-    return Agent(engine, interval=settings.interval, telemetry=Telemetry(), watcher=watcher,
-                 history=prometheus, leadership=leadership)
+    engine = build_engine(metrics=prometheus, swarm=SwarmScaler(connection),
+                          sink=LogDecisionSink(), tick=interval, dry_run=dry_run,
+                          leadership=leadership)
+    return LiveParts(engine, prometheus, leadership)

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from autoscaler.core.durations import parse_duration
 from autoscaler.offline.traces import parse_time
-from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
 from autoscaler.runtime.logs import LOG_FORMATS
 from autoscaler.runtime.settings import ENVIRONMENT, Settings
-
-EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _env_help(setting: str, text: str) -> str:
@@ -279,41 +275,10 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
 
 
-def print_problems(policy_set: PolicySet, out: TextIO) -> None:
-    for problem in policy_set.problems:
-        print(problem, file=out)
-    files = {p.file for p in policy_set.problems}
-    count = len(policy_set.problems)
-    print(
-        f"{count} problem{'s' if count != 1 else ''} in {len(files)} "
-        f"file{'s' if len(files) != 1 else ''}",
-        file=out,
-    )
-
-
-def _validate(arguments: argparse.Namespace) -> int:
-    policy_set = load_policies(arguments.paths or [arguments.policies])
-    if not policy_set.valid:
-        print_problems(policy_set, sys.stdout)
-        return EXIT_BAD_INPUT
-    for file, policy in policy_set.policies.items():
-        print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
-              f"{policy.min_replicas}..{policy.max_replicas} replicas")
-    return EXIT_OK
-
-
 def _run(arguments: argparse.Namespace) -> int:
-    from autoscaler.bootstrap import build_agent
-    from autoscaler.runtime.logs import configure_logging
+    from autoscaler.runtime.commands import run
 
-
-    policy_set = load_policies([arguments.policies])
-    if not policy_set.valid:
-        print(f"autoscaler: refusing to start, the policies in {arguments.policies} are "
-              "invalid:", file=sys.stderr)
-        print_problems(policy_set, sys.stderr)
-        return EXIT_BAD_INPUT
-    settings = Settings(
+    return run(Settings(
         policies=arguments.policies,
         prometheus_url=arguments.prometheus_url,
         interval=arguments.interval,
@@ -322,22 +287,7 @@ def _run(arguments: argparse.Namespace) -> int:
         lease=arguments.lease,
         dry_run=arguments.command == "dry-run",
         once=arguments.once,
-    )
-    configure_logging(settings.log_format)
-    watcher = PolicyWatcher(settings.policies)
-    agent = build_agent(settings, watcher)
-    if settings.once:
-        agent.retrain()
-        report = agent.tick()
-        agent.close()
-        if report is None or report.listing_error is not None or report.every_query_failed:
-            return EXIT_UNREACHABLE
-        return EXIT_OK
-    if not agent.run_forever(port=settings.port):
-        print(f"autoscaler: cannot serve /healthz and /metrics on port {settings.port}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return EXIT_OK
+    ))
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -359,5 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command in OFFLINE_COMMANDS:
         return _offline(arguments, parser)
     if arguments.command == "validate":
-        return _validate(arguments)
+        from autoscaler.runtime.commands import validate
+
+        return validate(arguments.paths or [arguments.policies])
     return _run(arguments)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
-from autoscaler.core.decide import decide, target_alone_step
+from autoscaler.core.decide import decide
 from autoscaler.core.labels import ManagedPolicy, Template, label_policies
+from autoscaler.core.limits import history_to_keep
 from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
 from autoscaler.core.model import Decision, Reason, Series, ServiceState
 from autoscaler.core.ports import (
@@ -18,6 +18,8 @@ from autoscaler.core.ports import (
     HistorySource,
     Leadership,
     MetricsSource,
+    Planner,
+    Retrained,
     ScaleConflict,
     ScaleFailed,
     ServiceScaler,
@@ -25,20 +27,6 @@ from autoscaler.core.ports import (
 )
 from autoscaler.core.queries import QueryUse, assign_values, plan_queries
 from autoscaler.core.spec import Policy, PolicyProblem
-from autoscaler.core.strategies import MetricForecast
-from autoscaler.predictive.book import ForecastBook, ForecastMemo
-from autoscaler.predictive.forecast import ForecastSettings
-
-
-@dataclass(frozen=True)
-class Retrained:
-    """One forecaster's training: on how many points, and why it failed (None: trained)."""
-
-    service: str
-    metric: str
-    points: int
-    failure: str | None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -68,12 +56,11 @@ class Engine:
         metrics: MetricsSource,
         swarm: ServiceScaler,
         sink: DecisionSink,
+        planner: Planner,
         dry_run: bool,
         leadership: Leadership | None = None,
         policies: Mapping[str, Policy] | None = None,
         templates: Mapping[str, Template] | None = None,
-        tick: timedelta = timedelta(seconds=15),
-        forecast_memo: ForecastMemo | None = None,
         seed_history: bool = True,
     ) -> None:
         """`seed_history` False starts each service with empty stabilization history
@@ -81,6 +68,7 @@ class Engine:
         self._metrics = metrics
         self._swarm = swarm
         self._sink = sink
+        self._planner = planner
         self._dry_run = dry_run
         self._leadership = leadership
         self._files: dict[str, Policy] = {}
@@ -90,7 +78,6 @@ class Engine:
         self._memory: dict[str, ServiceMemory] = {}
         self._plan_key: tuple[int, ...] = ()
         self._plan_cache: dict[str, list[QueryUse]] = {}
-        self._forecasts = ForecastBook(tick, forecast_memo)
         self._seed_history = seed_history
         self._managed: list[ManagedPolicy] = []
         self.set_policies(policies or {}, templates or {})
@@ -127,40 +114,11 @@ class Engine:
             report.decisions.append(decision)
         return report
 
-    def forecast_settings(self, policy: Policy) -> ForecastSettings:
-        return self._forecasts.settings_for(policy)
-
     def retrain(self, now: datetime, history: HistorySource) -> list[Retrained]:
-        """Train the forecasters of the predictive policies that are due, on the history
-        before `now`; what each training did."""
-        done: list[Retrained] = []
-        for entry in self._managed or self._from_files:
-            policy = entry.policy
-            if policy.strategy != "predictive" or not self._forecasts.due(policy, now):
-                continue
-            results = [self._train(policy, use, rendered, now, history)
-                       for rendered, uses in plan_queries([policy]).items() for use in uses]
-            self._forecasts.trained(policy, now, ok=all(r.failure is None for r in results))
-            done += results
-        return done
-
-    def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
-               history: HistorySource) -> Retrained:
-        metric = next(m for m in policy.metrics if m.name == use.metric)
-        forecaster = self._forecasts.forecaster(policy, metric)
-        settings = forecaster.settings
-        try:
-            times, values = history.history(
-                rendered, service=policy.service, service_label=use.service_label,
-                per_service=use.service is not None, start=now - settings.history, end=now,
-                step=settings.step,
-            )
-        except SourceUnavailable as error:
-            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
-        started = time.perf_counter()
-        reason = forecaster.train(times, values)
-        return Retrained(policy.service, use.metric, sum(v is not None for v in values),
-                         reason, time.perf_counter() - started)
+        """Let the planner train what is due, for the policies managed last tick (or the
+        files' before the first tick), on the history before `now`."""
+        return self._planner.retrain([m.policy for m in self._managed or self._from_files],
+                                     now, history)
 
     def _run_queries(
         self, queries: list[str], report: TickReport
@@ -201,6 +159,7 @@ class Engine:
         if len(self._memory) > len(managed):
             names = {m.policy.service for m in managed}
             self._memory = {name: m for name, m in self._memory.items() if name in names}
+            self._planner.keep_only(names)
         return managed
 
     def _plan(self, managed: list[ManagedPolicy]) -> dict[str, list[QueryUse]]:
@@ -240,41 +199,20 @@ class Engine:
             return record(reason=Reason.NOT_REPLICATED,
                           message="service is not in replicated mode: left alone")
         spec = state.replicas
-        memory = self._memory.get(policy.service) or ServiceMemory.first_seen(
-            replicas=spec, now=now, seeded=self._seed_history
-        )
-        memory = synced_shadow(memory, spec)
+        memory = synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
+            replicas=spec, now=now, seeded=self._seed_history), spec)
         current = memory.shadow if self._dry_run else spec
         last_change = memory.last_change_at
         if state.last_scaled_at is not None and (
             last_change is None or state.last_scaled_at > last_change
         ):
             last_change = state.last_scaled_at
-        forecast: dict[str, dict[str, float | None]] | None = None
-        fallback: str | None = None
-        used: dict[str, MetricForecast] | None = None
-        alone: tuple[int, ServiceMemory] | None = None
-        fallback_note = ""
-        if policy.strategy == "predictive":
-            found, fallback = self._forecasts.forecast(policy, values, now)
-            limited = {m.name for m in policy.metrics if m.limit}
-            forecast = {name: {"value": f.value, "with_margin": f.with_margin}
-                        | ({"worst_case": f.worst_case} if name in limited else {})
-                        for name, f in found.items()}
-            used = found
-            fallback_note = _fallback_note(used, fallback)
-            previous = memory.target_alone
-            if previous is not None and not leader:
-                # The leader's changes are not someone else's: they may be a forecast's raise.
-                previous = replace(previous, seen_spec=spec)
-            alone = target_alone_step(policy, previous, spec=spec, metrics=values, now=now,
-                                      seeded=self._seed_history, keep=_history_to_keep(policy))
+        plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
-            policy, current=current, metrics=values, memory=memory,
-            last_change_at=last_change, now=now, forecasts=used,
-            target_alone=alone[0] if alone else None,
+            policy, current=current, metrics=values, memory=memory, last_change_at=last_change,
+            now=now, forecasts=plan.forecasts, target_alone=plan.target_alone,
         )
-        reason, message, applied = outcome.reason, outcome.message + fallback_note, False
+        reason, message, applied = outcome.reason, outcome.message + plan.note, False
         change = outcome.desired - current
         if not leader:
             change = 0
@@ -291,31 +229,14 @@ class Engine:
             except ScaleFailed as error:
                 change = 0
                 reason, message = Reason.APPLY_FAILED, f"{message}; not applied: {error}"
-        memory = remember(
-            memory, now=now,
-            recommended=outcome.remembered, change=change,
-            keep=_history_to_keep(policy),
+        self._memory[policy.service] = remember(
+            memory, now=now, recommended=outcome.remembered, change=change,
+            keep=history_to_keep(policy),
         )
-        memory = replace(memory, target_alone=None if alone is None else replace(
-            alone[1], seen_spec=outcome.desired if applied else spec))
-        self._memory[policy.service] = memory
+        self._planner.settle(policy.service, spec=outcome.desired if applied else spec)
         return record(
             reason=reason, message=message, applied=applied, current_replicas=current,
             spec_replicas=spec, recommended_replicas=outcome.recommended,
-            desired_replicas=outcome.desired, forecast=forecast, fallback_reason=fallback,
+            desired_replicas=outcome.desired, forecast=plan.record,
+            fallback_reason=plan.fallback,
         )
-
-
-def _fallback_note(used: Mapping[str, MetricForecast], fallback: str | None) -> str:
-    """What the decision's message says of metrics whose forecast was not used."""
-    if not fallback:
-        return ""
-    unused = [name for name, forecast in used.items() if forecast.with_margin is None]
-    if len(unused) == len(used):
-        return f"; forecast not used ({fallback}): the target rule alone"
-    return f"; forecast of {', '.join(unused)} not used ({fallback})"
-
-
-def _history_to_keep(policy: Policy) -> timedelta:
-    up, down = policy.behavior.scale_up, policy.behavior.scale_down
-    return max(up.stabilization, down.stabilization, up.period, down.period)

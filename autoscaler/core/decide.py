@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from autoscaler.core.limits import Limited, clamp, cooldown, rate_limit, stabilize
-from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
+from autoscaler.core.memory import ServiceMemory
 from autoscaler.core.model import Reason
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import (
@@ -39,6 +39,29 @@ class Outcome:
         return self.rule_count if self.from_metrics else None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy's planner hands `decide` beside the metrics, and what the decision
+    records of it. Predictive: each metric's forecast at the horizon (with its margin and
+    worst case), and the count the policy run as `target` would set now; the rest (the
+    forecast record, the fall-back reason, a note for the message) is for the log."""
+
+    forecasts: Mapping[str, MetricForecast] | None = None
+    target_alone: int | None = None
+    record: Mapping[str, Mapping[str, float | None]] | None = None
+    fallback: str | None = None
+    note: str = ""
+
+
+NO_PLAN = Plan()
+"""The plan of a strategy that needs nothing beside the metrics."""
+
+
+Step = Callable[[int, Reason], Limited]
+"""One limit of the chain: the count and the reason so far in, the limited count out (with
+its reason and note when it changed the count)."""
+
+
 def decide(
     policy: Policy,
     *,
@@ -56,9 +79,9 @@ def decide(
     worst case) can raise the target rule's count, never lower it. The stabilization windows
     hold the target rule's counts only, and the forecasts' count is a floor on the
     stabilized count: a forecast already looks a start-up ahead, and holding it for the
-    down-window kept the count up after the load it foresaw (benchmarks/README.md, "The
-    previous release"). `target_alone` (predictive) is the count the policy run as `target`
-    would set now (`target_alone_step`), a floor under all: the forecast's raises move the
+    down-window would keep the count up after the load it foresaw. `target_alone`
+    (predictive) is the count the policy run as `target` would set now
+    (`autoscaler.predictive.planner`), a floor under all: the forecast's raises move the
     current count, and the target rule's tolerance band around it, so without it the rule
     could settle below where `target` alone would have stayed."""
     if current == 0 and policy.min_replicas > 0:
@@ -81,26 +104,28 @@ def decide(
                            behavior=behavior, now=now).replicas
     rule_limited = rate_limit(current=current, desired=stabilized, memory=memory,
                               behavior=behavior, now=now).replicas
-    steps: tuple[Callable[[int], Limited], ...] = (
-        lambda count: stabilize(
+    predictive = policy.strategy == "predictive"
+    floor = None if rule.missing_blocked else target_alone
+    # The chain in the HPA's order; the reasons later issues add go where their names say.
+    steps: tuple[Step, ...] = (
+        lambda count, _: stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
         ),
-        lambda count: forecast_floor(count, forecast),
-        lambda count: rate_limit(
+        lambda count, _: forecast_floor(count, forecast),
+        lambda count, _: rate_limit(
             current=current, desired=count, memory=memory, behavior=behavior, now=now
         ),
-        lambda count: rule_through_cooldown(
-            cooldown(current=current, desired=count, last_change_at=last_change_at,
-                     behavior=behavior, now=now),
-            rule_limited if policy.strategy == "predictive" else None,
-        ),
-        lambda count: clamp(
+        lambda count, _: cooldown(current=current, desired=count,
+                                  last_change_at=last_change_at, behavior=behavior, now=now),
+        lambda count, so_far: rule_through_cooldown(count, so_far,
+                                                    rule_limited if predictive else None),
+        lambda count, _: clamp(
             desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
         ),
-        lambda count: target_alone_floor(count, None if rule.missing_blocked else target_alone),
+        lambda count, _: target_alone_floor(count, floor),
     )
     for step in steps:
-        limited = step(desired)
+        limited = step(desired, reason)
         if limited.replicas != desired and limited.reason is not None:
             reason = limited.reason
             if limited.note:
@@ -115,42 +140,27 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:
     says what they asked for)."""
     if forecast is None or forecast.replicas <= stabilized:
         return Limited(stabilized)
-    return Limited(forecast.replicas, Reason.DESIRED_WITHIN_RANGE)
+    return Limited(forecast.replicas, Reason.PREDICTED_LOAD,
+                   f"{forecast.replicas}: the forecast's count, a floor")
 
 
 def target_alone_floor(count: int, target_alone: int | None) -> Limited:
     if target_alone is None or target_alone <= count:
         return Limited(count)
-    return Limited(target_alone, Reason.DESIRED_WITHIN_RANGE,
+    return Limited(target_alone, Reason.PREDICTED_LOAD,
                    f"{target_alone}: where `target` alone would be, a floor")
 
 
-def target_alone_step(
-    policy: Policy, memory: ServiceMemory | None, *, spec: int,
-    metrics: Mapping[str, float | None], now: datetime, seeded: bool, keep: timedelta,
-) -> tuple[int, ServiceMemory]:
-    """What the predictive `policy` run as `target` would set at `now`, and that run's memory
-    after this tick. It keeps its own count and history; a spec changed by someone else
-    (not matching `seen_spec`, which the caller sets after applying) resets its count."""
-    alone = synced_shadow(
-        memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec)
-    outcome = decide(policy.model_copy(update={"strategy": "target"}), current=alone.shadow,
-                     metrics=metrics, memory=alone, last_change_at=alone.last_change_at,
-                     now=now)
-    return outcome.desired, remember(alone, now=now, recommended=outcome.remembered,
-                                     change=outcome.desired - alone.shadow, keep=keep)
-
-
-def rule_through_cooldown(limited: Limited, rule_limited: int | None) -> Limited:
+def rule_through_cooldown(count: int, reason: Reason, rule_limited: int | None) -> Limited:
     """In a predictive policy a cooldown holds back the forecast's share of a raise, never the
     target rule's: the forecast's raises, and their release when it drops, are changes that
     start cooldowns the target rule alone would not have started. The target-alone floor
     already keeps the count at `target`'s own; this lets through a raise the rule asks for at
-    the current, forecast-raised count, which that floor need not reach. `rule_limited`
-    is the rule's count through the stabilization windows and the rate limits (None: not a
-    predictive policy). It holds in fall-back too, as the forecast's earlier changes count."""
-    if limited.reason is not Reason.COOLDOWN or rule_limited is None \
-            or rule_limited <= limited.replicas:
-        return limited
-    return Limited(rule_limited, Reason.DESIRED_WITHIN_RANGE,
-                   f"{limited.note}; the target rule's {rule_limited} passes")
+    the current, forecast-raised count, which that floor need not reach. `count` and `reason`
+    are the chain's so far; `rule_limited` is the rule's count through the stabilization
+    windows and the rate limits (None: not a predictive policy). It holds in fall-back too,
+    as the forecast's earlier changes count."""
+    if reason is not Reason.COOLDOWN or rule_limited is None or rule_limited <= count:
+        return Limited(count)
+    return Limited(rule_limited, Reason.PREDICTED_LOAD,
+                   f"{rule_limited}: the target rule's raise passes the cooldown")

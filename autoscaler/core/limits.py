@@ -14,7 +14,7 @@ from fractions import Fraction
 from autoscaler.core.durations import format_duration
 from autoscaler.core.memory import ServiceMemory, in_window
 from autoscaler.core.model import Reason
-from autoscaler.core.spec import Behavior, ScaleDownRules, ScaleUpRules
+from autoscaler.core.spec import Behavior, Policy, ScaleDownRules, ScaleUpRules
 
 
 @dataclass(frozen=True)
@@ -155,3 +155,9 @@ def clamp(*, desired: int, min_replicas: int, max_replicas: int) -> Limited:
             max_replicas, Reason.TOO_MANY_REPLICAS, f"lowered to max_replicas {max_replicas}"
         )
     return Limited(desired)
+
+
+def history_to_keep(policy: Policy) -> timedelta:
+    """The longest window the policy's limits look back over: what a memory must keep."""
+    up, down = policy.behavior.scale_up, policy.behavior.scale_down
+    return max(up.stabilization, down.stabilization, up.period, down.period)

@@ -18,8 +18,6 @@ class ServiceMemory:
     window only so that a fresh agent does not scale down at once; `changes` are the net
     replica changes this agent made (or, in dry-run, would have made), for the rate limits;
     `shadow` is dry-run's replica count, and `seen_spec` the spec count it was last synced to.
-    `target_alone` (predictive policies) is the memory of the same policy run as `target`,
-    its count in `shadow`: where `target` alone would be, the floor under the forecast's.
     """
 
     seed: Stamped | None
@@ -28,7 +26,6 @@ class ServiceMemory:
     last_change_at: datetime | None = None
     shadow: int = 0
     seen_spec: int = 0
-    target_alone: ServiceMemory | None = None
 
     @classmethod
     def first_seen(cls, *, replicas: int, now: datetime, seeded: bool = True) -> ServiceMemory:
@@ -77,5 +74,4 @@ def remember(
         last_change_at=now if change else memory.last_change_at,
         shadow=memory.shadow + change,
         seen_spec=memory.seen_spec,
-        target_alone=memory.target_alone,
     )

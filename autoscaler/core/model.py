@@ -19,6 +19,8 @@ class Reason(StrEnum):
     SCALE_UP_LIMIT = "ScaleUpLimit"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
     COOLDOWN = "Cooldown"
+    PREDICTED_LOAD = "PredictedLoad"
+    """A predictive floor set the count above what the other limits gave."""
     TOO_FEW_REPLICAS = "TooFewReplicas"
     TOO_MANY_REPLICAS = "TooManyReplicas"
     SCALED_TO_ZERO = "ScaledToZero"

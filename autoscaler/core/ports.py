@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from autoscaler.core.decide import Plan
 from autoscaler.core.model import Decision, Series, ServiceState
+from autoscaler.core.spec import Policy
 
 
 class SourceUnavailable(Exception):
@@ -65,4 +69,39 @@ class HistorySource(Protocol):
     ) -> tuple[list[datetime], list[float | None]]:
         """The service's series of a query over [start, end) at `step` (None: no sample);
         raise SourceUnavailable when there is no usable answer."""
+        ...
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One forecaster's training: on how many points, and why it failed (None: trained)."""
+
+    service: str
+    metric: str
+    points: int
+    failure: str | None
+    seconds: float = 0.0
+
+
+class Planner(Protocol):
+    """What a strategy needs beside the metrics, kept between ticks (predictive: the
+    forecasters and the target-alone run). The engine asks it for every policy and knows
+    no strategy itself."""
+
+    def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
+             now: datetime, leader: bool) -> Plan:
+        """The inputs `decide` needs for `policy` at `now` (NO_PLAN: none)."""
+        ...
+
+    def settle(self, service: str, *, spec: int) -> None:
+        """The service's spec count after this tick's apply."""
+        ...
+
+    def retrain(self, policies: Sequence[Policy], now: datetime, history: HistorySource
+                ) -> list[Retrained]:
+        """Train what is due on the history before `now`; what each training did."""
+        ...
+
+    def keep_only(self, services: Collection[str]) -> None:
+        """Forget the services not managed any more."""
         ...

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from autoscaler.core.durations import format_duration
 from autoscaler.core.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
     BacktestSettings,
@@ -30,8 +31,6 @@ from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
 from autoscaler.offline.reports.document import write_report
 from autoscaler.offline.traces import Trace, TraceError, load_csv
-
-EXIT_OK, EXIT_UNREACHABLE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass(frozen=True)

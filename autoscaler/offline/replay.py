@@ -16,14 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from autoscaler.bootstrap import build_engine
 from autoscaler.core.durations import format_duration
 from autoscaler.core.model import Decision
 from autoscaler.core.spec import MetricSpec, Policy
-from autoscaler.engine import Engine
+from autoscaler.offline.memo import ForecastMemo, MemoBook
 from autoscaler.offline.scoring import ForecastQuality, Scores, demand, forecast_quality, score
 from autoscaler.offline.simulated import SimulatedCluster
 from autoscaler.offline.traces import Trace
-from autoscaler.predictive.book import ForecastMemo
+from autoscaler.predictive.book import ForecastBook
 
 Progress = Callable[[int, int], None]
 """(steps done, steps in all) of the policy being replayed."""
@@ -171,9 +172,10 @@ def replay(
         startup_steps=startup_steps(settings.startup, trace.step), trace=trace,
     )
     recorder = _Recorder(metric.name)
-    engine = Engine(metrics=cluster, swarm=cluster, sink=recorder, dry_run=False,
-                    policies={file: traced}, tick=trace.step, forecast_memo=forecast_memo,
-                    seed_history=False)
+    book = ForecastBook(trace.step) if forecast_memo is None \
+        else MemoBook(trace.step, forecast_memo)
+    engine = build_engine(metrics=cluster, swarm=cluster, sink=recorder, tick=trace.step,
+                          policies={file: traced}, book=book, seed_history=False)
     training: list[float] = []
     predictive = traced.strategy == "predictive"
     times: list[datetime] = []
@@ -203,7 +205,7 @@ def replay(
         seen: list[float | None] = [None, *trace.values[:-1]]
         quality = forecast_quality(
             seen, recorder.forecasts, first=first,
-            horizon=engine.forecast_settings(traced).horizon_steps,
+            horizon=book.settings_for(traced).horizon_steps,
             season=max(1, round(timedelta(days=1) / trace.step)),
         )
     return PolicyRun(

@@ -14,20 +14,12 @@ RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""
 
 
-ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
-"""Forecasts already made: (service, metric, settings, time) -> forecast(). A forecast
-depends on the values seen and the settings only (a metric's `limit` among them), so replays
-of one trace that differ in targets or `behavior` (a benchmark's sweep) can share one memo
-instead of forecasting again."""
-
-
 class ForecastBook:
     """The forecasters of the predictive policies, one per (service, metric), and when each
     policy was last trained."""
 
-    def __init__(self, tick: timedelta, memo: ForecastMemo | None = None) -> None:
+    def __init__(self, tick: timedelta) -> None:
         self.tick = tick
-        self._memo = memo
         self._forecasters: dict[tuple[str, str], MetricForecaster] = {}
         self._settings: dict[tuple[str, str], ForecastSettings] = {}
         self._next_training: dict[str, datetime] = {}
@@ -55,15 +47,9 @@ class ForecastBook:
         return self._forecasters[key]
 
     def due(self, policy: Policy, now: datetime) -> bool:
-        """Training is due every `retrain_every` (an hour after a failed one, at most); never
-        when the memo holds the forecasts."""
+        """Training is due every `retrain_every` (an hour after a failed one, at most)."""
         next_training = self._next_training.get(policy.service)
-        if next_training is not None and now < next_training:
-            return False
-        if self._memo is None:
-            return True
-        return any((policy.service, m.name, self.settings_for(policy, m), now) not in self._memo
-                   for m in policy.metrics)
+        return next_training is None or now >= next_training
 
     def trained(self, policy: Policy, now: datetime, *, ok: bool) -> None:
         every = policy.predictive.retrain_every
@@ -75,18 +61,17 @@ class ForecastBook:
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         for metric in policy.metrics:
-            forecaster = self.forecaster(policy, metric)
-            key = (policy.service, metric.name, forecaster.settings, now)
-            if self._memo is not None and key in self._memo:
-                found = self._memo[key]
-            else:
-                forecaster.observe(now, values.get(metric.name))
-                found = forecaster.forecast(now)
-                if self._memo is not None:
-                    self._memo[key] = found
+            found = self.forecast_metric(policy, metric, values.get(metric.name), now)
             forecasts[metric.name] = MetricForecast(
                 found.point, None if found.reason else found.with_margin,
                 None if found.reason else found.worst_case)
             if found.reason:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
+
+    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
+                        now: datetime) -> Forecast:
+        """Feed the metric's value seen at `now` to its forecaster; its forecast."""
+        forecaster = self.forecaster(policy, metric)
+        forecaster.observe(now, value)
+        return forecaster.forecast(now)

@@ -6,17 +6,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
-from prometheus_client import make_wsgi_app
 
+from autoscaler.adapters.http import serve
 from autoscaler.core.ports import HistorySource, Leadership
 from autoscaler.engine import Engine, TickReport
 from autoscaler.policy_files import PolicyWatcher
@@ -26,9 +23,6 @@ log = structlog.get_logger("autoscaler.runtime.agent")
 
 RETRAIN_CHECK = timedelta(minutes=1)
 """How often the retrain job looks for predictive policies due for training."""
-
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
 
 
 class Agent:
@@ -137,11 +131,17 @@ class Agent:
         last = self._last_tick_done if self._last_tick_done is not None else self._started
         return time.monotonic() - last <= 3 * self._interval.total_seconds()
 
+    def health(self) -> tuple[bool, str]:
+        """/healthz's answer."""
+        ok = self.healthy()
+        return ok, "ok" if ok else "no tick finished within three intervals"
+
     def run_forever(self, *, port: int) -> bool:
         """Tick every interval until SIGTERM or SIGINT, finishing the tick in flight; SIGHUP
         reloads the policies at once. False when the HTTP port cannot be served."""
         try:
-            server = self._serve(port) if port else None
+            server = serve(port, health=self.health, registry=self._telemetry.registry) \
+                if port else None
         except OSError as error:
             log.error("http_server_failed", port=port, error=str(error))
             return False
@@ -179,40 +179,3 @@ class Agent:
                 server.shutdown()
             log.info("agent_stopped")
         return True
-
-    def _serve(self, port: int) -> WSGIServer:
-        server = make_server(
-            "", port, self._wsgi_app(), server_class=_ThreadingServer,
-            handler_class=_QuietHandler,
-        )
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        return server
-
-    def _wsgi_app(self) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-        metrics_app = make_wsgi_app(self._telemetry.registry)
-
-        def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-            path = environ.get("PATH_INFO", "")
-            if path == "/healthz":
-                ok = self.healthy()
-                start_response(
-                    "200 OK" if ok else "503 Service Unavailable",
-                    [("Content-Type", "text/plain; charset=utf-8")],
-                )
-                return [b"ok\n" if ok else b"no tick finished within three intervals\n"]
-            if path == "/metrics":
-                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"see /healthz and /metrics\n"]
-
-        return app
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are not worth a log line each."""

@@ -203,10 +203,11 @@ def test_exit_codes_for_unreachable_sources_and_bad_input(
     assert "swarm_listing_failed" in no_docker.stdout
 
     (tmp_path / "broken.yaml").write_text("service: x\nmax_replica: 3\n")
-    invalid = autoscaler("run", "--once", *common, "--prometheus-url", prometheus.url)
-    assert invalid.returncode == 2
-    assert "max_replica: unknown key (did you mean 'max_replicas'?)" in invalid.stderr
-    assert decisions(invalid.stdout) == []
+    contained = autoscaler("dry-run", "--once", *common, "--prometheus-url", prometheus.url)
+    assert contained.returncode == 0, "an invalid policy stops only itself"
+    assert list(by_service(contained.stdout)) == [service]
+    assert "policy_rejected" in contained.stdout
+    assert "max_replica: unknown key (did you mean 'max_replicas'?)" in contained.stdout
 
     bad_interval = autoscaler("run", "--interval", "soon", *common)
     assert bad_interval.returncode == 2

@@ -61,19 +61,6 @@ def test_validate_an_empty_folder_and_a_folder_named_like_a_file(
     assert "x.yaml: is not a readable file" in out
 
 
-def test_run_refuses_to_start_on_an_invalid_policy(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "bad.yaml").write_text("service: web\nmax_replicas: 1\nmin_replicas: 3\n")
-
-    assert main(["dry-run", "--once", "--policies", str(tmp_path)]) == 2
-
-    captured = capsys.readouterr()
-    assert "refusing to start" in captured.err
-    assert "min_replicas: min_replicas (3) is greater than max_replicas (1)" in captured.err
-    assert captured.out == ""
-
-
 @pytest.mark.parametrize(
     ("variable", "value", "attribute", "expected"),
     [

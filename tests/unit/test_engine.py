@@ -6,21 +6,31 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from autoscaler.bootstrap import build_engine
 from autoscaler.core.labels import Template
 from autoscaler.core.model import Reason, Series
 from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
 from autoscaler.engine import Engine
-from autoscaler.predictive.book import ForecastMemo
+from autoscaler.offline.memo import ForecastMemo, MemoBook
+from autoscaler.predictive.planner import PredictivePlanner
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ALL = 'sum by (service) (rate(r{service=~"{{services}}"}[1m]))'
+
+
+def engine_of(*, tick: timedelta = timedelta(seconds=15),
+              forecast_memo: ForecastMemo | None = None, **keys: Any) -> Engine:
+    """The engine as the agent builds it, at `tick`, sharing `forecast_memo` if given."""
+    book = None if forecast_memo is None else MemoBook(tick, forecast_memo)
+    return build_engine(tick=tick, book=book, **keys)
 
 
 def by_service(values: dict[str, float]) -> FakeMetrics:
@@ -36,7 +46,7 @@ def engine_for(metrics: FakeMetrics, swarm: FakeSwarm, *, dry_run: bool, **polic
         )
         for service, keys in policies.items()
     }
-    return Engine(metrics=metrics, swarm=swarm, sink=sink, dry_run=dry_run,
+    return engine_of(metrics=metrics, swarm=swarm, sink=sink, dry_run=dry_run,
                   policies=built), sink
 
 
@@ -189,7 +199,7 @@ def test_an_agent_without_the_lease_records_not_leader_and_applies_nothing(
     sink = ListSink()
     policies = {f"{s}.yaml": build_policy(service=s, metrics=[
         {"name": "rps", "query": ALL, "target": 100}]) for s in ("busy", "calm")}
-    engine = Engine(metrics=by_service({"busy": 500, "calm": 200}), swarm=swarm, sink=sink,
+    engine = engine_of(metrics=by_service({"busy": 500, "calm": 200}), swarm=swarm, sink=sink,
                     dry_run=False, leadership=leadership, policies=policies)
 
     report = engine.tick(NOW)
@@ -205,7 +215,7 @@ def test_dry_run_takes_no_lease() -> None:
     leadership = FakeLeadership(leader=False)
     swarm = FakeSwarm()
     swarm.add("web", 2)
-    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=ListSink(),
+    engine = engine_of(metrics=by_service({"web": 500}), swarm=swarm, sink=ListSink(),
                     dry_run=True, leadership=leadership,
                     policies={"w.yaml": build_policy(service="web")})
 
@@ -225,7 +235,7 @@ def test_labelled_services_are_managed_and_a_file_wins() -> None:
     template = Template("default", "t/default.yaml", {
         "max_replicas": 3, "metrics": [{"name": "rps", "query": ALL, "target": 100}]})
     sink = ListSink()
-    engine = Engine(metrics=by_service({"filed": 800, "labelled": 800, "plain": 800}),
+    engine = engine_of(metrics=by_service({"filed": 800, "labelled": 800, "plain": 800}),
                     swarm=swarm, sink=sink, dry_run=False,
                     policies={"filed.yaml": build_policy(
                         service="filed", metrics=[{"name": "rps", "query": ALL, "target": 100}])},
@@ -272,7 +282,7 @@ def predictive_web(metrics: list[dict[str, object]], *, load: float,
     swarm = FakeSwarm()
     swarm.add("web", 3)
     sink = ListSink()
-    engine = Engine(metrics=by_service({"web": load}), swarm=swarm, sink=sink, dry_run=False,
+    engine = engine_of(metrics=by_service({"web": load}), swarm=swarm, sink=sink, dry_run=False,
                     tick=timedelta(minutes=1), forecast_memo=forecast_memo,
                     policies={"w.yaml": build_policy(service="web", strategy="predictive",
                                                      metrics=metrics, **keys)})
@@ -285,7 +295,9 @@ def stub_forecasts(engine: Engine, forecasts: Iterator[MetricForecast]) -> None:
                  ) -> tuple[dict[str, MetricForecast], str | None]:
         return {"rps": next(forecasts)}, None
 
-    engine._forecasts.forecast = forecast  # type: ignore[method-assign]
+    planner = engine._planner
+    assert isinstance(planner, PredictivePlanner)
+    planner.book.forecast = forecast  # type: ignore[method-assign]
 
 
 def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> None:
@@ -295,7 +307,7 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     cycle = daily_cycle(3)
     history = FakeHistory(cycle)
     sink = ListSink()
-    engine = Engine(metrics=by_service({"web": cycle[-1]}), swarm=swarm, sink=sink,
+    engine = engine_of(metrics=by_service({"web": cycle[-1]}), swarm=swarm, sink=sink,
                     dry_run=False, tick=minute, policies={"w.yaml": build_policy(
                         service="web", strategy="predictive",
                         predictive={"startup": "5m", "retrain_every": "1h"},
@@ -404,7 +416,7 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule(
     metric: dict[str, object] = {"name": "rps", "query": ALL, "target": 100}
     if limit is not None:
         metric["limit"] = limit
-    engine = Engine(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
+    engine = engine_of(metrics=by_service({"web": 500}), swarm=swarm, sink=sink, dry_run=False,
                     policies={"w.yaml": build_policy(
                         service="web", strategy="predictive", metrics=[metric])})
 
@@ -432,7 +444,7 @@ def test_a_standby_agent_keeps_target_alones_count_through_the_leaders_raises(
     policy = build_policy(service="web", strategy="predictive", max_replicas=50,
                           metrics=[{"name": "rps", "query": ALL, "target": 5}],
                           behavior={"scale_down": {"stabilization": "0s"}})
-    engine = Engine(metrics=by_service({"web": 100}), swarm=swarm, sink=sink, dry_run=False,
+    engine = engine_of(metrics=by_service({"web": 100}), swarm=swarm, sink=sink, dry_run=False,
                     leadership=leadership, policies={"w.yaml": policy})
     engine.retrain(NOW, FakeHistory([100.0] * 30))
     if standby:

@@ -1,0 +1,54 @@
+"""The agent's HTTP endpoints: /healthz and /metrics, on a small threaded WSGI server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+Health = Callable[[], tuple[bool, str]]
+"""Whether the agent is healthy, and the text that says so."""
+
+
+def serve(port: int, *, health: Health, registry: CollectorRegistry) -> WSGIServer:
+    """Serve /healthz and /metrics on `port` from a daemon thread; OSError when the port
+    cannot be bound. Stop it with `shutdown()`."""
+    server = make_server("", port, _app(health, registry), server_class=_ThreadingServer,
+                         handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def _app(health: Health, registry: CollectorRegistry
+         ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            ok, text = health()
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{text}\n".encode()]
+        if path == "/metrics":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"see /healthz and /metrics\n"]
+
+    return app
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are not worth a log line each."""

@@ -1,0 +1,7 @@
+"""The exit codes every command uses."""
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+"""A --once tick, or a command reading history, got no answer from Prometheus or Docker."""
+EXIT_BAD_INPUT = 2
+"""Usage, an invalid policy or input file, or a port already in use."""

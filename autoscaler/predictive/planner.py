@@ -1,0 +1,121 @@
+"""The predictive strategy's inputs to `decide`: each metric's forecast, and where the policy
+run as `target` would be (the target-alone run, a floor under the forecast's count).
+
+The engine asks the planner for every policy; for any strategy but predictive it answers
+NO_PLAN. It keeps the forecasters (in the book) and each service's target-alone run between
+ticks, and trains the forecasters when due.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from autoscaler.core.decide import NO_PLAN, Plan, decide
+from autoscaler.core.limits import history_to_keep
+from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
+from autoscaler.core.ports import HistorySource, Retrained, SourceUnavailable
+from autoscaler.core.queries import QueryUse, plan_queries
+from autoscaler.core.spec import Policy
+from autoscaler.core.strategies import MetricForecast
+from autoscaler.predictive.book import ForecastBook
+
+
+class PredictivePlanner:
+    """`seeded` False starts each target-alone run with empty stabilization history instead
+    of holding the first count seen (the backtest's start), as the engine's own memory."""
+
+    def __init__(self, book: ForecastBook, *, seeded: bool = True) -> None:
+        self.book = book
+        self._seeded = seeded
+        self._alone: dict[str, ServiceMemory] = {}
+        self._pending: dict[str, ServiceMemory] = {}
+        """This tick's target-alone memories, kept by `settle` once the spec is known."""
+
+    def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
+             now: datetime, leader: bool) -> Plan:
+        if policy.strategy != "predictive":
+            return NO_PLAN
+        found, fallback = self.book.forecast(policy, metrics, now)
+        limited = {m.name for m in policy.metrics if m.limit}
+        record = {name: {"value": f.value, "with_margin": f.with_margin}
+                  | ({"worst_case": f.worst_case} if name in limited else {})
+                  for name, f in found.items()}
+        previous = self._alone.get(policy.service)
+        if previous is not None and not leader:
+            # The leader's changes are not someone else's: they may be a forecast's raise.
+            previous = replace(previous, seen_spec=spec)
+        alone, memory = target_alone_step(policy, previous, spec=spec, metrics=metrics,
+                                          now=now, seeded=self._seeded,
+                                          keep=history_to_keep(policy))
+        self._pending[policy.service] = memory
+        return Plan(forecasts=found, target_alone=alone, record=record, fallback=fallback,
+                    note=fallback_note(found, fallback))
+
+    def settle(self, service: str, *, spec: int) -> None:
+        memory = self._pending.pop(service, None)
+        if memory is None:
+            self._alone.pop(service, None)
+        else:
+            self._alone[service] = replace(memory, seen_spec=spec)
+
+    def keep_only(self, services: Collection[str]) -> None:
+        self._alone = {name: m for name, m in self._alone.items() if name in services}
+
+    def retrain(self, policies: Sequence[Policy], now: datetime, history: HistorySource
+                ) -> list[Retrained]:
+        done: list[Retrained] = []
+        for policy in policies:
+            if policy.strategy != "predictive" or not self.book.due(policy, now):
+                continue
+            results = [self._train(policy, use, rendered, now, history)
+                       for rendered, uses in plan_queries([policy]).items() for use in uses]
+            self.book.trained(policy, now, ok=all(r.failure is None for r in results))
+            done += results
+        return done
+
+    def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
+               history: HistorySource) -> Retrained:
+        metric = next(m for m in policy.metrics if m.name == use.metric)
+        forecaster = self.book.forecaster(policy, metric)
+        settings = forecaster.settings
+        try:
+            times, values = history.history(
+                rendered, service=policy.service, service_label=use.service_label,
+                per_service=use.service is not None, start=now - settings.history, end=now,
+                step=settings.step,
+            )
+        except SourceUnavailable as error:
+            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
+        started = time.perf_counter()
+        reason = forecaster.train(times, values)
+        return Retrained(policy.service, use.metric, sum(v is not None for v in values),
+                         reason, time.perf_counter() - started)
+
+
+def target_alone_step(
+    policy: Policy, memory: ServiceMemory | None, *, spec: int,
+    metrics: Mapping[str, float | None], now: datetime, seeded: bool, keep: timedelta,
+) -> tuple[int, ServiceMemory]:
+    """What the predictive `policy` run as `target` would set at `now`, and that run's memory
+    after this tick. It keeps its own count and history; a spec changed by someone else
+    (not matching `seen_spec`, which `settle` sets after the apply) resets its count."""
+    alone = synced_shadow(
+        memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec)
+    outcome = decide(policy.model_copy(update={"strategy": "target"}), current=alone.shadow,
+                     metrics=metrics, memory=alone, last_change_at=alone.last_change_at,
+                     now=now)
+    return outcome.desired, remember(alone, now=now, recommended=outcome.remembered,
+                                     change=outcome.desired - alone.shadow, keep=keep)
+
+
+def fallback_note(used: Mapping[str, MetricForecast], fallback: str | None) -> str:
+    """What the decision's message says of metrics whose forecast was not used."""
+    if not fallback:
+        return ""
+    unused = [name for name, forecast in used.items() if forecast.with_margin is None]
+    if len(unused) == len(used):
+        return f"; forecast not used ({fallback}): the target rule alone"
+    return f"; forecast of {', '.join(unused)} not used ({fallback})"

@@ -1,0 +1,68 @@
+"""The commands of the live agent: validate, run and dry-run."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from autoscaler.bootstrap import build_live
+from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
+from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
+from autoscaler.runtime.agent import Agent
+from autoscaler.runtime.logs import configure_logging
+from autoscaler.runtime.settings import Settings
+from autoscaler.runtime.telemetry import Telemetry
+
+
+def print_problems(policy_set: PolicySet, out: TextIO) -> None:
+    for problem in policy_set.problems:
+        print(problem, file=out)
+    files = {p.file for p in policy_set.problems}
+    count = len(policy_set.problems)
+    print(
+        f"{count} problem{'s' if count != 1 else ''} in {len(files)} "
+        f"file{'s' if len(files) != 1 else ''}",
+        file=out,
+    )
+
+
+def validate(paths: Sequence[Path]) -> int:
+    """Every problem of every file at once; exit 2 if there is any."""
+    policy_set = load_policies(paths)
+    if not policy_set.valid:
+        print_problems(policy_set, sys.stdout)
+        return EXIT_BAD_INPUT
+    for file, policy in policy_set.policies.items():
+        print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
+              f"{policy.min_replicas}..{policy.max_replicas} replicas")
+    return EXIT_OK
+
+
+def build_agent(settings: Settings) -> Agent:
+    """The agent for `settings`, reading its policies from `settings.policies`."""
+    parts = build_live(prometheus_url=settings.prometheus_url, interval=settings.interval,
+                       dry_run=settings.dry_run, lease_label=settings.lease)
+    return Agent(parts.engine, interval=settings.interval, telemetry=Telemetry(),
+                 watcher=PolicyWatcher(settings.policies), history=parts.history,
+                 leadership=parts.leadership)
+
+
+def run(settings: Settings) -> int:
+    """Run the agent (or one tick of it). It starts with the policies that are valid and
+    logs each invalid one, as it does when a file goes bad while it runs."""
+    configure_logging(settings.log_format)
+    agent = build_agent(settings)
+    if settings.once:
+        agent.retrain()
+        report = agent.tick()
+        agent.close()
+        if report is None or report.listing_error is not None or report.every_query_failed:
+            return EXIT_UNREACHABLE
+        return EXIT_OK
+    if not agent.run_forever(port=settings.port):
+        print(f"autoscaler: cannot serve /healthz and /metrics on port {settings.port}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
