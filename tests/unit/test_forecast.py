@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from autoscaler.core.decide import decide, target_alone_step
+from autoscaler.core.decide import decide
 from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.model import Reason
 from autoscaler.core.strategies import MetricForecast
@@ -25,6 +25,7 @@ from autoscaler.predictive.forecast import (
     MetricForecaster,
     missed_share,
 )
+from autoscaler.predictive.planner import target_alone_step
 from autoscaler.predictive.trees import Trees
 from tests.unit.conftest import build_policy
 
@@ -347,7 +348,7 @@ def test_the_worst_case_remembers_a_miss_for_its_window_across_trainings() -> No
 @pytest.mark.parametrize(
     ("value", "forecast", "desired", "reason"),
     [
-        pytest.param(300, 900, 9, Reason.DESIRED_WITHIN_RANGE, id="forecast-raises"),
+        pytest.param(300, 900, 9, Reason.PREDICTED_LOAD, id="forecast-raises"),
         pytest.param(900, 300, 9, Reason.DESIRED_WITHIN_RANGE, id="reactive-wins-when-higher"),
         pytest.param(300, None, 3, Reason.WITHIN_TOLERANCE, id="no-forecast-is-reactive"),
     ],
@@ -380,11 +381,11 @@ def test_a_forecast_never_scales_down_alone() -> None:
     ("strategy", "forecast", "expected"),
     [
         pytest.param("target", None, (4, Reason.COOLDOWN), id="target-held-by-the-cooldown"),
-        pytest.param("predictive", None, (8, Reason.DESIRED_WITHIN_RANGE),
+        pytest.param("predictive", None, (8, Reason.PREDICTED_LOAD),
                      id="predictive-in-fall-back-the-rule-passes"),
-        pytest.param("predictive", 1200, (8, Reason.DESIRED_WITHIN_RANGE),
+        pytest.param("predictive", 1200, (8, Reason.PREDICTED_LOAD),
                      id="predictive-the-rule-passes-the-forecasts-share-held"),
-        pytest.param("predictive", 700, (8, Reason.DESIRED_WITHIN_RANGE),
+        pytest.param("predictive", 700, (8, Reason.PREDICTED_LOAD),
                      id="predictive-a-lower-forecast-the-rule-passes"),
     ],
 )
@@ -456,19 +457,19 @@ def test_target_alone_keeps_its_own_count_until_someone_else_changes_the_spec() 
                      id="down-window-holds-the-target-rules-counts"),
         pytest.param({"behavior": {"scale_up": {"max_step": 10}}}, 3,
                      memory_with(3, (60, 5)), {"rps": 300}, 900,
-                     (9, 9, Reason.DESIRED_WITHIN_RANGE, 3),
+                     (9, 9, Reason.PREDICTED_LOAD, 3),
                      id="forecast-raises-above-the-stabilized-count"),
         pytest.param({"behavior": {"scale_up": {"stabilization": "1m", "max_step": 10}}}, 3,
                      memory_with(3, (30, 3)), {"rps": 600}, 800,
-                     (8, 8, Reason.DESIRED_WITHIN_RANGE, 6),
+                     (8, 8, Reason.PREDICTED_LOAD, 6),
                      id="up-window-delays-the-rule-not-the-forecast"),
         pytest.param({"behavior": {"scale_up": {"stabilization": "1m", "max_step": 10}}}, 3,
                      memory_with(3, (30, 3)), {"rps": 600}, 500,
-                     (6, 5, Reason.DESIRED_WITHIN_RANGE, 6),
+                     (6, 5, Reason.PREDICTED_LOAD, 6),
                      id="floor-between-the-stabilized-and-the-rules-count"),
         pytest.param({"metrics": [{"name": "rps", "query": "q", "target": 100}, QUEUE]}, 6,
                      memory_with(6), {"rps": 300, "queue": None}, 900,
-                     (9, 9, Reason.DESIRED_WITHIN_RANGE, None),
+                     (9, 9, Reason.PREDICTED_LOAD, None),
                      id="a-hold-for-a-missing-metric-is-not-remembered"),
         pytest.param({}, 3, memory_with(3), {"rps": 300}, 1500,
                      (15, 7, Reason.SCALE_UP_LIMIT, 3), id="floor-still-rate-limited"),
