@@ -33,9 +33,9 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay
 from autoscaler.offline.traces import Trace, load_csv
-from autoscaler.offline.memo import ForecastMemo
 
 TRACES = {
     "WorldCup98": "worldcup98-requests-per-minute.csv",

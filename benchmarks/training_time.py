@@ -24,7 +24,7 @@ from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.core.spec import Policy, parse_policy
 from autoscaler.offline.traces import load_csv
 from autoscaler.predictive.book import ForecastBook
-from autoscaler.predictive.forecast import MetricForecaster
+from autoscaler.predictive.forecaster import MetricForecaster
 
 DEMO = resources.files("autoscaler") / "demo"
 FORECASTS = 1000

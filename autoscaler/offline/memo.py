@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.predictive.book import ForecastBook
-from autoscaler.predictive.forecast import Forecast, ForecastSettings
+from autoscaler.predictive.forecaster import Forecast, ForecastSettings
 
 ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
 """(service, metric, settings, time) -> the forecast made then."""

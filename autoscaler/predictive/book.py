@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.core.strategies import MetricForecast
-from autoscaler.predictive.forecast import Forecast, ForecastSettings, MetricForecaster
+from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
 
 RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""

@@ -18,7 +18,7 @@ from autoscaler.core.strategies import MetricForecast
 from autoscaler.predictive.accuracy import smape_term
 from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.features import feature_row, features
-from autoscaler.predictive.forecast import (
+from autoscaler.predictive.forecaster import (
     MAX_TRAINING_ROWS,
     ForecastSettings,
     LargestMiss,
