@@ -1,18 +1,18 @@
-"""One tick: gather, decide, apply, record."""
+"""One tick: gather, decide, apply, record. The engine knows no strategy: the planner
+hands `decide` what a strategy needs beside the metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from autoscaler.core.decide import decide
-from autoscaler.core.labels import ManagedPolicy, Template, label_policies
+from autoscaler.core.decide import Outcome, Plan, decide
+from autoscaler.core.labels import ManagedPolicy, Template
 from autoscaler.core.limits import history_to_keep
-from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
-from autoscaler.core.model import Decision, Reason, Series, ServiceState
+from autoscaler.core.memory import ServiceMemory, latest, remember, synced_shadow
+from autoscaler.core.model import Decision, Reason, ServiceState
 from autoscaler.core.ports import (
     DecisionSink,
     HistorySource,
@@ -25,8 +25,9 @@ from autoscaler.core.ports import (
     ServiceScaler,
     SourceUnavailable,
 )
-from autoscaler.core.queries import QueryUse, assign_values, plan_queries
+from autoscaler.core.roster import Roster
 from autoscaler.core.spec import Policy, PolicyProblem
+from autoscaler.gather import MetricsGatherer
 
 
 @dataclass
@@ -35,12 +36,15 @@ class TickReport:
 
     decisions: list[Decision] = field(default_factory=list)
     queries: int = 0
-    failed_queries: int = 0
     listing_error: str | None = None
     query_errors: dict[str, str] = field(default_factory=dict)
     label_problems: dict[str, list[PolicyProblem]] = field(default_factory=dict)
     leader: bool = True
     leadership_error: str | None = None
+
+    @property
+    def failed_queries(self) -> int:
+        return len(self.query_errors)
 
     @property
     def every_query_failed(self) -> bool:
@@ -65,32 +69,21 @@ class Engine:
     ) -> None:
         """`seed_history` False starts each service with empty stabilization history
         instead of holding the first count seen (the backtest's start)."""
-        self._metrics = metrics
+        self._gatherer = MetricsGatherer(metrics)
         self._swarm = swarm
         self._sink = sink
         self._planner = planner
         self._dry_run = dry_run
         self._leadership = leadership
-        self._files: dict[str, Policy] = {}
-        self._templates: dict[str, Template] = {}
-        self._from_files: list[ManagedPolicy] = []
-        self._file_services: set[str] = set()
+        self._roster = Roster(policies or {}, templates or {})
         self._memory: dict[str, ServiceMemory] = {}
-        self._plan_key: tuple[int, ...] = ()
-        self._plan_cache: dict[str, list[QueryUse]] = {}
         self._seed_history = seed_history
-        self._managed: list[ManagedPolicy] = []
-        self.set_policies(policies or {}, templates or {})
 
     def set_policies(
         self, policies: Mapping[str, Policy], templates: Mapping[str, Template]
     ) -> None:
         """Use these policy files (file -> policy) and label templates from the next tick on."""
-        self._files = dict(policies)
-        self._templates = dict(templates)
-        self._from_files = [ManagedPolicy(policy, file, "file")
-                            for file, policy in sorted(self._files.items())]
-        self._file_services = {m.policy.service for m in self._from_files}
+        self._roster.set(policies, templates)
 
     def tick(self, now: datetime) -> TickReport:
         report = TickReport()
@@ -100,16 +93,18 @@ class Engine:
         except SourceUnavailable as error:
             report.listing_error = str(error)
             return report
-        managed = self._managed_policies(services, report)
-        plan = self._plan(managed)
-        values = assign_values(plan, self._run_queries(list(plan), report))
+        managed, report.label_problems = self._roster.managed(services)
+        self._forget_all_but({m.policy.service for m in managed})
+        queried = self._gatherer.gather(managed)
+        report.queries, report.query_errors = queried.queries, queried.errors
         report.leader = self._may_act(now, report)
         # 2. Decide, 3. apply, 4. record, service by service.
         for entry in managed:
             service = entry.policy.service
-            decision = self._decide_and_apply(
-                entry, services.get(service), values.get(service, {}), now, leader=report.leader
-            )
+            decided = self._decide(entry, services.get(service),
+                                   queried.values.get(service) or {}, now, leader=report.leader)
+            decision = decided if isinstance(decided, Decision) \
+                else self._apply(decided, leader=report.leader, now=now)
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
@@ -117,57 +112,12 @@ class Engine:
     def retrain(self, now: datetime, history: HistorySource) -> list[Retrained]:
         """Let the planner train what is due, for the policies managed last tick (or the
         files' before the first tick), on the history before `now`."""
-        return self._planner.retrain([m.policy for m in self._managed or self._from_files],
-                                     now, history)
+        return self._planner.retrain([m.policy for m in self._roster.last], now, history)
 
-    def _run_queries(
-        self, queries: list[str], report: TickReport
-    ) -> dict[str, list[Series] | None]:
-        """Run the queries side by side, so that a slow Prometheus costs one timeout a tick."""
-        def run(query: str) -> list[Series] | str:
-            try:
-                return self._metrics.query(query)
-            except SourceUnavailable as error:
-                return str(error)
-
-        answers: dict[str, list[Series] | None] = {}
-        if len(queries) <= 1:
-            results: list[list[Series] | str] = [run(query) for query in queries]
-        else:
-            with ThreadPoolExecutor(max_workers=min(8, len(queries))) as pool:
-                results = list(pool.map(run, queries))
-        for query, answer in zip(queries, results, strict=True):
-            report.queries += 1
-            if isinstance(answer, str):
-                report.failed_queries += 1
-                report.query_errors[query] = answer
-                answers[query] = None
-            else:
-                answers[query] = answer
-        return answers
-
-    def _managed_policies(
-        self, services: Mapping[str, ServiceState], report: TickReport
-    ) -> list[ManagedPolicy]:
-        managed = list(self._from_files)
-        if self._templates:
-            from_labels, report.label_problems = label_policies(
-                services.values(), self._templates, file_services=self._file_services
-            )
-            managed += sorted(from_labels, key=lambda m: m.policy.service)
-        self._managed = managed
-        if len(self._memory) > len(managed):
-            names = {m.policy.service for m in managed}
-            self._memory = {name: m for name, m in self._memory.items() if name in names}
-            self._planner.keep_only(names)
-        return managed
-
-    def _plan(self, managed: list[ManagedPolicy]) -> dict[str, list[QueryUse]]:
-        """The tick's queries; the same as last tick's while the policies are the same."""
-        key = tuple(id(m.policy) for m in managed)
-        if key != self._plan_key:
-            self._plan_key, self._plan_cache = key, plan_queries(m.policy for m in managed)
-        return self._plan_cache
+    def _forget_all_but(self, services: set[str]) -> None:
+        if len(self._memory) > len(services):
+            self._memory = {name: m for name, m in self._memory.items() if name in services}
+            self._planner.keep_only(services)
 
     def _may_act(self, now: datetime, report: TickReport) -> bool:
         if self._dry_run or self._leadership is None:
@@ -178,15 +128,10 @@ class Engine:
             report.leadership_error = str(error)
             return False
 
-    def _decide_and_apply(
-        self,
-        entry: ManagedPolicy,
-        state: ServiceState | None,
-        values: dict[str, float | None],
-        now: datetime,
-        *,
-        leader: bool,
-    ) -> Decision:
+    def _decide(self, entry: ManagedPolicy, state: ServiceState | None,
+                values: Mapping[str, float | None], now: datetime, *, leader: bool
+                ) -> Decision | _Decided:
+        """The service's decision, or a final one when there is nothing to decide."""
         policy = entry.policy
         record = partial(
             Decision, service=policy.service, strategy=policy.strategy, time=now,
@@ -202,18 +147,20 @@ class Engine:
         memory = synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
             replicas=spec, now=now, seeded=self._seed_history), spec)
         current = memory.shadow if self._dry_run else spec
-        last_change = memory.last_change_at
-        if state.last_scaled_at is not None and (
-            last_change is None or state.last_scaled_at > last_change
-        ):
-            last_change = state.last_scaled_at
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
-            policy, current=current, metrics=values, memory=memory, last_change_at=last_change,
-            now=now, forecasts=plan.forecasts, target_alone=plan.target_alone,
+            policy, current=current, metrics=values, memory=memory,
+            last_change_at=latest(memory.last_change_at, state.last_scaled_at), now=now,
+            forecasts=plan.forecasts, target_alone=plan.target_alone,
         )
-        reason, message, applied = outcome.reason, outcome.message + plan.note, False
-        change = outcome.desired - current
+        return _Decided(record, policy, state, spec, memory, current, outcome, plan)
+
+    def _apply(self, decided: _Decided, *, leader: bool, now: datetime) -> Decision:
+        """Apply a decision (the leader, not in dry-run), remember it, and say what became
+        of it."""
+        outcome, policy = decided.outcome, decided.policy
+        reason, message = outcome.reason, outcome.message + decided.plan.note
+        change, applied = outcome.desired - decided.current, False
         if not leader:
             change = 0
             reason, message = Reason.NOT_LEADER, (
@@ -221,22 +168,37 @@ class Engine:
             )
         elif change and not self._dry_run:
             try:
-                self._swarm.scale(state, outcome.desired)
+                self._swarm.scale(decided.state, outcome.desired)
                 applied = True
-            except ScaleConflict as error:
+            except (ScaleConflict, ScaleFailed) as error:
                 change = 0
-                reason, message = Reason.CONFLICT, f"{message}; not applied: {error}"
-            except ScaleFailed as error:
-                change = 0
-                reason, message = Reason.APPLY_FAILED, f"{message}; not applied: {error}"
+                reason = Reason.CONFLICT if isinstance(error, ScaleConflict) \
+                    else Reason.APPLY_FAILED
+                message = f"{message}; not applied: {error}"
         self._memory[policy.service] = remember(
-            memory, now=now, recommended=outcome.remembered, change=change,
+            decided.memory, now=now, recommended=outcome.remembered, change=change,
             keep=history_to_keep(policy),
         )
-        self._planner.settle(policy.service, spec=outcome.desired if applied else spec)
-        return record(
-            reason=reason, message=message, applied=applied, current_replicas=current,
-            spec_replicas=spec, recommended_replicas=outcome.recommended,
-            desired_replicas=outcome.desired, forecast=plan.record,
-            fallback_reason=plan.fallback,
+        self._planner.settle(policy.service,
+                             spec=outcome.desired if applied else decided.spec)
+        return decided.record(
+            reason=reason, message=message, applied=applied, current_replicas=decided.current,
+            spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
+            desired_replicas=outcome.desired, forecast=decided.plan.record,
+            fallback_reason=decided.plan.fallback,
         )
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One service's decision between decide and apply."""
+
+    record: Callable[..., Decision]
+    """The Decision with the service's fields set; the rest given when it is made."""
+    policy: Policy
+    state: ServiceState
+    spec: int
+    memory: ServiceMemory
+    current: int
+    outcome: Outcome
+    plan: Plan

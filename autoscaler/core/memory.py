@@ -35,6 +35,11 @@ class ServiceMemory:
                    seen_spec=replicas)
 
 
+def latest(*times: datetime | None) -> datetime | None:
+    """The latest of the times given, None if none is."""
+    return max((t for t in times if t is not None), default=None)
+
+
 def in_window(stamped: tuple[Stamped, ...], *, now: datetime, window: timedelta) -> list[int]:
     """Values stamped in the half-open window (now - window, now]."""
     start = now - window

@@ -1,0 +1,65 @@
+"""The gather step of a tick: each distinct rendered query once, side by side, and every
+answer's values assigned to the services and metrics that asked for them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from autoscaler.core.labels import ManagedPolicy
+from autoscaler.core.model import Series
+from autoscaler.core.ports import MetricsSource, SourceUnavailable
+from autoscaler.core.queries import MetricValues, QueryUse, assign_values, plan_queries
+
+Values = dict[str, MetricValues]
+"""Service -> metric -> value (None: missing)."""
+
+
+@dataclass
+class Queried:
+    """What the tick's queries got: the values, and the queries that failed with why."""
+
+    values: Values
+    queries: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class MetricsGatherer:
+    """Runs the tick's queries; plans them again only when the policies change."""
+
+    def __init__(self, metrics: MetricsSource) -> None:
+        self._metrics = metrics
+        self._plan_key: tuple[int, ...] = ()
+        self._plan: dict[str, list[QueryUse]] = {}
+
+    def gather(self, managed: Sequence[ManagedPolicy]) -> Queried:
+        key = tuple(id(m.policy) for m in managed)
+        if key != self._plan_key:
+            self._plan_key, self._plan = key, plan_queries(m.policy for m in managed)
+        answers, errors = self._run(list(self._plan))
+        return Queried(assign_values(self._plan, answers), len(self._plan), errors)
+
+    def _run(self, queries: list[str]
+             ) -> tuple[dict[str, list[Series] | None], dict[str, str]]:
+        """Run the queries side by side, so that a slow Prometheus costs one timeout a tick."""
+        def run(query: str) -> list[Series] | str:
+            try:
+                return self._metrics.query(query)
+            except SourceUnavailable as error:
+                return str(error)
+
+        if len(queries) <= 1:
+            results: list[list[Series] | str] = [run(query) for query in queries]
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(queries))) as pool:
+                results = list(pool.map(run, queries))
+        answers: dict[str, list[Series] | None] = {}
+        errors: dict[str, str] = {}
+        for query, answer in zip(queries, results, strict=True):
+            if isinstance(answer, str):
+                errors[query] = answer
+                answers[query] = None
+            else:
+                answers[query] = answer
+        return answers, errors
