@@ -31,9 +31,6 @@ class Trace:
     def __len__(self) -> int:
         return len(self.values)
 
-    def sliced(self, first: int, last: int) -> Trace:
-        return Trace(self.time(first), self.step, self.values[first:last], self.source)
-
 
 UNIX_MILLISECONDS_FROM = 1e11
 """A Unix time at least this large is read as milliseconds (as Grafana and many exporters
