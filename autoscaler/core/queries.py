@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from autoscaler.core.model import Series
@@ -112,22 +112,53 @@ def plan_queries(policies: Iterable[Policy]) -> dict[str, list[QueryUse]]:
     return plan
 
 
+class MetricValues(dict[str, float | None]):
+    """One service's metric values, None marking a missing one.
+
+    `rejected` holds, for each metric whose answer had a value that makes no sense as load,
+    the decision's note on it ("rps: -50 is negative: treated as missing"); that metric's
+    value is None, exactly as if the answer had been empty.
+    """
+
+    def __init__(self, values: Mapping[str, float | None] | None = None,
+                 rejected: Mapping[str, str] | None = None) -> None:
+        super().__init__(values or {})
+        self.rejected: dict[str, str] = dict(rejected or {})
+
+
 def assign_values(
     plan: dict[str, list[QueryUse]], answers: dict[str, list[Series] | None]
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, MetricValues]:
     """Each service's metric values from the answers; None marks a missing value.
 
-    A failed query (None), no series, several series for one service, NaN or an infinity
-    all make the metric missing for that service: a missing value is never read as zero.
+    A failed query (None), no series or several series for one service make the metric
+    missing for that service: a missing value is never read as zero. A value that makes no
+    sense as load (NaN, an infinity, a negative number) is rejected here, where the core
+    first sees it, and is missing too, for the strategies and the forecasters alike.
     """
-    values: dict[str, dict[str, float | None]] = {}
+    values: dict[str, MetricValues] = {}
     for rendered, uses in plan.items():
         answer = answers.get(rendered)
         for use in uses:
-            values.setdefault(use.policy_service, {})[use.metric] = (
-                None if answer is None else _value_for(use, answer)
-            )
+            found = values.setdefault(use.policy_service, MetricValues())
+            value = None if answer is None else _value_for(use, answer)
+            problem = None if value is None else rejection(value)
+            if problem is not None:
+                found.rejected[use.metric] = f"{use.metric}: {problem}: treated as missing"
+                value = None
+            found[use.metric] = value
     return values
+
+
+def rejection(value: float) -> str | None:
+    """Why `value` cannot be a metric's load, or None when it can."""
+    if math.isnan(value):
+        return "NaN is not a number"
+    if math.isinf(value):
+        return f"{value:g} is not finite"
+    if value < 0:
+        return f"{value:g} is negative"
+    return None
 
 
 def _value_for(use: QueryUse, answer: list[Series]) -> float | None:
@@ -135,6 +166,6 @@ def _value_for(use: QueryUse, answer: list[Series]) -> float | None:
         matching = answer
     else:
         matching = [s for s in answer if s.labels.get(use.service_label) == use.policy_service]
-    if len(matching) != 1 or not math.isfinite(matching[0].value):
+    if len(matching) != 1:
         return None
-    return matching[0].value
+    return matching[0].value + 0.0  # -0.0 reads as 0

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from autoscaler.core.queries import MetricValues
 from autoscaler.core.spec import MetricSpec, Policy
 
 SLACK = 1e-9
@@ -62,9 +63,11 @@ def threshold_count(
     return current, True
 
 
-def propose(metric: MetricSpec, policy: Policy, current: int, value: float | None) -> Proposal:
+def propose(metric: MetricSpec, policy: Policy, current: int, value: float | None,
+            rejected: str | None = None) -> Proposal:
+    """`rejected`: why the value the answer held was rejected (it is then None)."""
     if value is None or not math.isfinite(value):
-        return Proposal(metric.name, None, False, f"{metric.name} is missing")
+        return Proposal(metric.name, None, False, rejected or f"{metric.name} is missing")
     if policy.strategy == "threshold":
         assert metric.scale_up_above is not None and metric.scale_down_below is not None
         count, within = threshold_count(
@@ -85,8 +88,12 @@ def propose(metric: MetricSpec, policy: Policy, current: int, value: float | Non
 
 
 def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) -> Recommendation:
-    """The largest proposal among the metrics present; a missing metric blocks a decrease."""
-    proposals = [propose(m, policy, current, values.get(m.name)) for m in policy.metrics]
+    """The largest proposal among the metrics present; a missing metric blocks a decrease.
+
+    `values` from `assign_values` say which values were rejected and why."""
+    rejected = values.rejected if isinstance(values, MetricValues) else {}
+    proposals = [propose(m, policy, current, values.get(m.name), rejected.get(m.name))
+                 for m in policy.metrics]
     present = [p for p in proposals if p.replicas is not None]
     explanation = "; ".join(p.explanation for p in proposals)
     if not present:

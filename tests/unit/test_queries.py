@@ -64,6 +64,7 @@ def test_plan_shares_a_query_and_splits_per_service_queries() -> None:
         pytest.param([Series({"service": "a"}, math.nan)], None, id="nan"),
         pytest.param([Series({"service": "a"}, math.inf)], None, id="infinity"),
         pytest.param([Series({"service": "a"}, 0.0)], 0.0, id="a-real-zero"),
+        pytest.param([Series({"service": "a"}, -50.0)], None, id="negative"),
         pytest.param(None, None, id="query-failed"),
     ],
 )
@@ -72,6 +73,76 @@ def test_assign_values(answer: list[Series] | None, value: float | None) -> None
     plan = plan_queries([policy])
 
     assert assign_values(plan, {"q": answer}) == {"a": {"rps": value}}
+
+
+@pytest.mark.parametrize(
+    ("value", "note"),
+    [
+        pytest.param(-50.0, "rps: -50 is negative: treated as missing", id="negative"),
+        pytest.param(-0.25, "rps: -0.25 is negative: treated as missing", id="negative-share"),
+        pytest.param(-1e-12, "rps: -1e-12 is negative: treated as missing",
+                     id="barely-negative"),
+        pytest.param(-math.inf, "rps: -inf is not finite: treated as missing",
+                     id="minus-infinity"),
+        pytest.param(math.inf, "rps: inf is not finite: treated as missing", id="infinity"),
+        pytest.param(math.nan, "rps: NaN is not a number: treated as missing", id="nan"),
+    ],
+)
+def test_a_value_that_makes_no_sense_as_load_is_rejected_as_missing(value: float,
+                                                                      note: str) -> None:
+    """Rejected where the core first sees it: missing for everything downstream, with a
+    note for the decision's message."""
+    policy = build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1},
+                                                {"name": "cpu", "query": "c", "target": 1}])
+    plan = plan_queries([policy])
+
+    values = assign_values(plan, {"q": [Series({"service": "a"}, value)],
+                                  "c": [Series({"service": "a"}, 0.5)]})["a"]
+
+    assert values == {"rps": None, "cpu": 0.5}
+    assert values.rejected == {"rps": note}
+
+
+@pytest.mark.parametrize(
+    ("answer", "value"),
+    [
+        pytest.param([], None, id="no-series"),
+        pytest.param(None, None, id="query-failed"),
+        pytest.param([Series({"service": "a"}, 0.0)], 0.0, id="zero"),
+        pytest.param([Series({"service": "a"}, 7.5)], 7.5, id="positive"),
+    ],
+)
+def test_nothing_is_rejected_when_there_is_no_value_or_a_sane_one(
+    answer: list[Series] | None, value: float | None
+) -> None:
+    policy = build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1}])
+
+    values = assign_values(plan_queries([policy]), {"q": answer})["a"]
+
+    assert (values, values.rejected) == ({"rps": value}, {})
+
+
+def test_minus_zero_is_zero() -> None:
+    policy = build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1}])
+
+    values = assign_values(plan_queries([policy]), {"q": [Series({"service": "a"}, -0.0)]})
+
+    assert math.copysign(1, values["a"]["rps"] or math.nan) == 1.0
+    assert values["a"].rejected == {}
+
+
+def test_a_rejected_value_is_that_service_s_alone() -> None:
+    shared = 'sum by (service) (r{service=~"{{services}}"})'
+    policies = [build_policy(service=name, metrics=[{"name": "rps", "query": shared,
+                                                     "target": 1}]) for name in ("a", "b")]
+    plan = plan_queries(policies)
+
+    values = assign_values(plan, {'sum by (service) (r{service=~"a|b"})': [
+        Series({"service": "a"}, -3.0), Series({"service": "b"}, 3.0)]})
+
+    assert values == {"a": {"rps": None}, "b": {"rps": 3.0}}
+    assert (values["a"].rejected, values["b"].rejected) == (
+        {"rps": "rps: -3 is negative: treated as missing"}, {})
 
 
 def test_a_per_service_answer_needs_no_service_label() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from autoscaler.core.queries import MetricValues
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import (
     MetricForecast,
@@ -169,6 +170,50 @@ def test_recommend_treats_nan_and_inf_as_missing(
     values: dict[str, float | None] = {str(m["name"]): bad for m in metrics}
     result = recommend(policy, 3, values)
     assert (result.replicas, result.missing_blocked) == (3, True)
+
+
+NEGATIVE_RPS = "rps: -50 is negative: treated as missing"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "metrics", "current", "values", "expected", "explanation"),
+    [
+        pytest.param("target", TWO_TARGETS, 4, {"rps": None, "queue": None},
+                     (4, False, True),
+                     f"{NEGATIVE_RPS}; queue is missing: hold at 4", id="all-missing-holds"),
+        pytest.param("target", TWO_TARGETS, 5, {"rps": None, "queue": 10}, (5, False, True),
+                     f"{NEGATIVE_RPS}; queue 10 over 5 replicas (target 10 each) -> 1: "
+                     "a missing metric blocks scaling down", id="blocks-decrease"),
+        pytest.param("target", TWO_TARGETS, 4, {"rps": None, "queue": 70}, (7, False, False),
+                     f"{NEGATIVE_RPS}; queue 70 over 4 replicas (target 10 each) -> 7",
+                     id="does-not-block-increase"),
+        pytest.param("threshold", TWO_THRESHOLDS, 2, {"rps": None, "cpu": 0.2},
+                     (2, False, True), f"{NEGATIVE_RPS}; cpu 0.1 per replica (scale down "
+                     "below 0.3, up above 0.8) -> 1: a missing metric blocks scaling down",
+                     id="threshold-blocks-decrease"),
+    ],
+)
+def test_a_rejected_value_is_missing_and_the_explanation_says_why(
+    make_policy: MakePolicy,
+    strategy: str,
+    metrics: list[dict[str, object]],
+    current: int,
+    values: dict[str, float | None],
+    expected: tuple[int, bool, bool],
+    explanation: str,
+) -> None:
+    """`assign_values` rejects a value that makes no sense as load (here rps at -50): the
+    strategy reads it as missing, with the same hold, and says why."""
+    policy = make_policy(strategy=strategy, metrics=metrics)
+    rejected = MetricValues(values, {"rps": NEGATIVE_RPS})
+
+    result = recommend(policy, current, rejected)
+
+    assert (result.replicas, result.within_tolerance, result.missing_blocked) == expected
+    assert result.explanation == explanation
+    plain = recommend(policy, current, values)
+    assert (plain.replicas, plain.within_tolerance, plain.missing_blocked) == expected
+    assert plain.explanation == explanation.replace(NEGATIVE_RPS, "rps is missing")
 
 
 @pytest.mark.parametrize(
