@@ -4,15 +4,22 @@ hands `decide` what a strategy needs beside the metrics."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 
 from autoscaler.core.decide import Outcome, Plan, decide
 from autoscaler.core.labels import ManagedPolicy, Template
 from autoscaler.core.limits import history_to_keep
-from autoscaler.core.memory import ServiceMemory, latest, remember, synced_shadow
+from autoscaler.core.memory import (
+    ServiceMemory,
+    latest,
+    remember,
+    synced_shadow,
+    with_recorded,
+)
 from autoscaler.core.model import Decision, Reason, ServiceState
+from autoscaler.core.operator import Hold, operator_hold, override_over
 from autoscaler.core.ports import (
     DecisionSink,
     HistorySource,
@@ -25,6 +32,7 @@ from autoscaler.core.ports import (
     ServiceScaler,
     SourceUnavailable,
 )
+from autoscaler.core.record import RECORD_LABEL, RecordedChange, read_record, with_change
 from autoscaler.core.roster import Roster
 from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.gather import MetricsGatherer
@@ -78,6 +86,7 @@ class Engine:
         self._roster = Roster(policies or {}, templates or {})
         self._memory: dict[str, ServiceMemory] = {}
         self._seed_history = seed_history
+        self._paused_all = False
 
     def set_policies(
         self, policies: Mapping[str, Policy], templates: Mapping[str, Template]
@@ -119,11 +128,22 @@ class Engine:
             self._memory = {name: m for name, m in self._memory.items() if name in services}
             self._planner.keep_only(services)
 
+    def _operator_hold(self, policy: Policy, state: ServiceState, spec: int,
+                       memory: ServiceMemory, recorded: tuple[RecordedChange, ...],
+                       now: datetime) -> Hold | None:
+        return operator_hold(
+            labels=state.labels, paused_all=self._paused_all, record=recorded, spec=spec,
+            expected=memory.expected_spec, adopted=memory.adopted,
+            changed_at=changed_at(state), now=now, override=policy.behavior.manual_override,
+        )
+
     def _may_act(self, now: datetime, report: TickReport) -> bool:
         if self._dry_run or self._leadership is None:
             return True
         try:
-            return self._leadership.acquire(now)
+            leader = self._leadership.acquire(now)
+            self._paused_all = self._leadership.paused_all()
+            return leader
         except SourceUnavailable as error:
             report.leadership_error = str(error)
             return False
@@ -144,8 +164,17 @@ class Engine:
             return record(reason=Reason.NOT_REPLICATED,
                           message="service is not in replicated mode: left alone")
         spec = state.replicas
+        keep = history_to_keep(policy)
         memory = synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
             replicas=spec, now=now, seeded=self._seed_history), spec)
+        recorded = read_record(state.labels)
+        if not self._dry_run:
+            memory = with_recorded(memory, recorded, now=now, keep=keep)
+        hold = self._operator_hold(policy, state, spec, memory, recorded, now)
+        if hold is not None:
+            self._memory[policy.service] = memory
+            return record(reason=hold.reason, message=hold.message, current_replicas=spec,
+                          spec_replicas=spec, desired_replicas=spec)
         current = memory.shadow if self._dry_run else spec
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
@@ -153,7 +182,11 @@ class Engine:
             last_change_at=latest(memory.last_change_at, state.last_scaled_at), now=now,
             forecasts=plan.forecasts, target_alone=plan.target_alone,
         )
-        return _Decided(record, policy, state, spec, memory, current, outcome, plan)
+        if override_over(record=recorded, spec=spec, expected=memory.expected_spec,
+                         changed_at=changed_at(state), now=now,
+                         override=policy.behavior.manual_override):
+            memory = replace(memory, adopted=spec)
+        return _Decided(record, policy, state, spec, memory, current, outcome, plan, recorded)
 
     def _apply(self, decided: _Decided, *, leader: bool, now: datetime) -> Decision:
         """Apply a decision (the leader, not in dry-run), remember it, and say what became
@@ -167,20 +200,24 @@ class Engine:
                 f"{message}; {outcome.reason}; nothing applied: another agent holds the lease"
             )
         elif change and not self._dry_run:
+            changed = RecordedChange(now, decided.spec, outcome.desired)
+            labels = {RECORD_LABEL: with_change(decided.recorded, changed,
+                                                keep=history_to_keep(policy))}
             try:
-                self._swarm.scale(decided.state, outcome.desired)
+                self._swarm.scale(decided.state, outcome.desired, labels=labels)
                 applied = True
             except (ScaleConflict, ScaleFailed) as error:
                 change = 0
                 reason = Reason.CONFLICT if isinstance(error, ScaleConflict) \
                     else Reason.APPLY_FAILED
                 message = f"{message}; not applied: {error}"
-        self._memory[policy.service] = remember(
-            decided.memory, now=now, recommended=outcome.remembered, change=change,
-            keep=history_to_keep(policy),
-        )
-        self._planner.settle(policy.service,
-                             spec=outcome.desired if applied else decided.spec)
+        remembered = remember(decided.memory, now=now, recommended=outcome.remembered,
+                              change=change, keep=history_to_keep(policy))
+        spec_now = outcome.desired if applied else decided.spec
+        self._memory[policy.service] = replace(
+            remembered, expected_spec=spec_now,
+            adopted=remembered.adopted if remembered.adopted == spec_now else None)
+        self._planner.settle(policy.service, spec=spec_now)
         return decided.record(
             reason=reason, message=message, applied=applied, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
@@ -202,3 +239,9 @@ class _Decided:
     current: int
     outcome: Outcome
     plan: Plan
+    recorded: tuple[RecordedChange, ...]
+
+
+def changed_at(state: ServiceState) -> datetime | None:
+    """When the service's replica count last changed, as far as the service tells."""
+    return state.last_scaled_at or state.updated_at

@@ -1,15 +1,16 @@
 """Docker Swarm as the service scaler, through docker-py's low-level API.
 
-Scaling posts the inspected spec back with only `Mode.Replicated.Replicas` changed and the
-listed version: docker-py's `Service.scale()` rebuilds the spec and restarted every
-running task in our trials, and the version makes a concurrent change fail instead of being
-overwritten.
+Scaling posts the inspected spec back with only `Mode.Replicated.Replicas` and the agent's
+own labels in `Spec.Labels` changed (never the task template), with the listed version:
+docker-py's `Service.scale()` rebuilds the spec and restarted every running task in our
+trials, and the version makes a concurrent change fail instead of being overwritten.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from docker.errors import DockerException, NotFound
 
 from autoscaler.core.model import ServiceState
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+from autoscaler.core.record import RECORD_LABEL
 
 _OUT_OF_SEQUENCE = "update out of sequence"
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
@@ -68,7 +70,8 @@ class SwarmScaler:
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
         return {state.name: state for state in states}
 
-    def scale(self, service: ServiceState, replicas: int) -> None:
+    def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
+              ) -> None:
         """Post the inspected spec with the *listed* version: if the service changed since
         the listing, the engine refuses the update ("update out of sequence") and the
         decision is made again next tick on fresh data."""
@@ -81,7 +84,7 @@ class SwarmScaler:
         except (DockerException, requests.RequestException) as error:
             raise ScaleFailed(f"cannot inspect service {service.name}: {error}") from error
         try:
-            spec = with_replicas(inspected["Spec"], replicas)
+            spec = with_replicas(inspected["Spec"], replicas, labels)
         except (KeyError, TypeError) as error:
             raise ScaleFailed(f"service {service.name} is no longer replicated") from error
         api = self._api
@@ -116,10 +119,20 @@ def _error_message(response: requests.Response) -> str:
         return response.text
 
 
-def with_replicas(spec: dict[str, Any], replicas: int) -> dict[str, Any]:
-    """A copy of a service spec with only its replica count changed."""
+def with_replicas(spec: dict[str, Any], replicas: int,
+                  labels: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """A copy of a service spec with only its replica count changed, and these labels of
+    the service's own set (None: removed)."""
     changed = copy.deepcopy(spec)
     changed["Mode"]["Replicated"]["Replicas"] = replicas
+    if labels:
+        own = dict(changed.get("Labels") or {})
+        for key, value in labels.items():
+            if value is None:
+                own.pop(key, None)
+            else:
+                own[key] = value
+        changed["Labels"] = own
     return changed
 
 
@@ -135,11 +148,13 @@ def service_state(raw: dict[str, Any]) -> ServiceState:
         replicas=replicas,
         last_scaled_at=_last_scaled_at(raw),
         labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
+        updated_at=parse_docker_time(raw.get("UpdatedAt")),
     )
 
 
 def _last_scaled_at(raw: dict[str, Any]) -> datetime | None:
-    """`UpdatedAt` when the last update changed the replica count and nothing else."""
+    """`UpdatedAt` when the last update changed the replica count and nothing else but the
+    agent's record of its changes."""
     previous, current = raw.get("PreviousSpec"), raw.get("Spec")
     if not isinstance(previous, dict) or not isinstance(current, dict):
         return None
@@ -147,7 +162,8 @@ def _last_scaled_at(raw: dict[str, Any]) -> datetime | None:
     after = _replicas(current)
     if before is None or after is None or before == after:
         return None
-    if with_replicas(previous, 0) != with_replicas(current, 0):
+    ignored: dict[str, str | None] = {RECORD_LABEL: None}
+    if with_replicas(previous, 0, ignored) != with_replicas(current, 0, ignored):
         return None
     return parse_docker_time(raw.get("UpdatedAt"))
 

@@ -20,6 +20,7 @@ import requests
 from docker.errors import APIError, DockerException
 
 from autoscaler.adapters.swarm import DockerConnection, is_conflict
+from autoscaler.core.operator import is_paused
 from autoscaler.core.ports import SourceUnavailable
 
 LEASE_LABEL = "autoscaler.lease"
@@ -38,9 +39,14 @@ class SwarmLease:
         self._ttl = ttl
         self.holder = holder
         self._expiry: datetime | None = None
+        self._paused = False
+
+    def paused_all(self) -> bool:
+        return self._paused
 
     def acquire(self, now: datetime) -> bool:
         node = self._lease_node()
+        self._paused = is_paused(node["Spec"].get("Labels") or {})
         holder, expiry = parse_lease(node["Spec"].get("Labels", {}).get(self.label))
         if holder is not None and holder != self.holder and expiry is not None and expiry > now:
             self._expiry = None

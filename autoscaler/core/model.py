@@ -11,6 +11,10 @@ from enum import StrEnum
 class Reason(StrEnum):
     """Why a decision ended where it did: the closed set the decision log uses."""
 
+    PAUSED = "Paused"
+    """An operator paused the agent for the service (or for all): nothing decided."""
+    MANUAL_OVERRIDE = "ManualOverride"
+    """Someone else set the replica count lately: left as it is for a while."""
     DESIRED_WITHIN_RANGE = "DesiredWithinRange"
     WITHIN_TOLERANCE = "WithinTolerance"
     METRICS_MISSING = "MetricsMissing"
@@ -37,7 +41,8 @@ class ServiceState:
 
     `replicas` is None for a service that is not in replicated mode. `last_scaled_at` is when
     the replica count last changed, as the service itself records it (its `UpdatedAt` when
-    the previous spec differs from the current one in the replica count only).
+    the previous spec differs from the current one in the replica count only, the agent's
+    record label aside); `updated_at` is when anything in its spec last changed.
     """
 
     name: str
@@ -46,6 +51,7 @@ class ServiceState:
     replicas: int | None
     last_scaled_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,10 @@ class ServiceScaler(Protocol):
         """Every service by name; raise SourceUnavailable when the listing fails."""
         ...
 
-    def scale(self, service: ServiceState, replicas: int) -> None:
-        """Set the replica count of `service` as listed, changing nothing else.
+    def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
+              ) -> None:
+        """Set the replica count of `service` as listed and, in the same update, these
+        labels of the service's own (not its tasks'), changing nothing else.
 
         Raise ScaleConflict when the service's version moved on, ScaleFailed otherwise.
         """
@@ -59,6 +61,10 @@ class Leadership(Protocol):
 
     def release(self) -> None:
         """Give the lease up, if held, so that another agent can take it at once."""
+        ...
+
+    def paused_all(self) -> bool:
+        """Whether the node that holds the lease carries the pause label, as last read."""
         ...
 
 

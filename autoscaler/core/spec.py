@@ -7,12 +7,15 @@ checking across files is done by `autoscaler.policy_files`.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeGuard
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,11 +27,63 @@ from pydantic_core import ErrorDetails
 
 from autoscaler.core.durations import format_duration, parse_duration
 
+
+def _duration(value: object) -> timedelta:
+    """`parse_duration`, guarded for a policy file: a list or mapping is refused before a
+    message writes it out whole (aliases make a few lines of YAML a list of millions), and
+    a whole number too large for a float is too long rather than an OverflowError."""
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"must be a duration such as 30s, 5m or 1h, got {_shown(value)}")
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        raise ValueError(f"must be at most 365d, got {_shown(value)}") from None
+
+
 Duration = Annotated[
     timedelta,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+SWARM_NAME_MAX = 63
+_SWARM_NAME = re.compile(r"[a-zA-Z0-9](?:[-_a-zA-Z0-9]*[a-zA-Z0-9])?")
+"""Swarm's rule for a service name (swarmkit's `validateAnnotations`, `isValidDNSName`),
+written without nested repetition so that a long name cannot make it backtrack."""
+_PROMETHEUS_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _service_name(name: str) -> str:
+    """A name Swarm accepts: any other can name no service, and a quote, backslash or space
+    in it would break the queries it is substituted into (`{{services}}`)."""
+    if len(name) > SWARM_NAME_MAX:
+        raise ValueError(f"must be at most {SWARM_NAME_MAX} characters, as Swarm requires of "
+                         f"a service name, got {len(name)}")
+    if not _SWARM_NAME.fullmatch(name):
+        raise ValueError("must be a Swarm service name: ASCII letters, digits, - and _, beginning "
+                         f"and ending with a letter or digit, got {_shown(name)}")
+    return name
+
+
+def _metric_name(name: str) -> str:
+    """A name as Prometheus writes a metric's: it keys the value in the decision log and
+    the explanations, where a space or a quote would make them ambiguous."""
+    if not _PROMETHEUS_NAME.fullmatch(name):
+        raise ValueError("must be a name of ASCII letters, digits, _ and :, not beginning with a "
+                         f"digit (as a Prometheus metric name), got {_shown(name)}")
+    return name
+
+
+def _hold_only(value: object) -> object:
+    """`hold` is what the agent does with missing metrics, and all it does: the key is
+    accepted so that policies which spell it out stay valid."""
+    if value != "hold":
+        raise ValueError(
+            "must be 'hold', the only behaviour (a missing metric is never read as zero: with "
+            "every metric missing the count holds, and a missing one blocks a decrease), got "
+            f"{_shown(value)}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,10 +135,12 @@ class ScaleDownRules(_ScaleRules):
 class Behavior(_Strict):
     scale_up: ScaleUpRules = ScaleUpRules()
     scale_down: ScaleDownRules = ScaleDownRules()
+    manual_override: Duration = timedelta(minutes=10)
+    """How long a replica count someone else set is left as it is; 0s: never."""
 
 
 class MetricSpec(_Strict):
-    name: str = Field(min_length=1)
+    name: Annotated[str, AfterValidator(_metric_name)]
     query: str = Field(min_length=1)
     service_label: str = Field(default="service", min_length=1)
     target: float | None = Field(default=None, allow_inf_nan=False)
@@ -120,7 +177,7 @@ class PredictiveSpec(_Strict):
 class Policy(_Strict):
     """A validated policy for one Swarm service."""
 
-    service: str = Field(min_length=1)
+    service: Annotated[str, AfterValidator(_service_name)]
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(ge=0)
     strategy: Strategy = "target"
@@ -129,8 +186,13 @@ class Policy(_Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     behavior: Behavior = Behavior()
     predictive: PredictiveSpec = PredictiveSpec()
-    on_missing_metrics: Literal["hold"] = "hold"
+    on_missing_metrics: Annotated[Literal["hold"], BeforeValidator(_hold_only)] = "hold"
 
+
+def _default(model: type[BaseModel], key: str) -> Any:
+    """The model's default for `key`: the raw checks read a key the file leaves out from
+    here, so that every default is written once, in the models."""
+    return model.model_fields[key].default
 
 
 def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
@@ -139,43 +201,46 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
     A value of the wrong type is left to the field checks and skipped here.
     """
     problems: list[tuple[str, str]] = []
-    low, high = document.get("min_replicas", 1), document.get("max_replicas")
+    low = document.get("min_replicas", _default(Policy, "min_replicas"))
+    high = document.get("max_replicas")
     if _is_number(low) and _is_number(high) and low > high:
-        problems.append(
-            ("min_replicas", f"min_replicas ({low}) is greater than max_replicas ({high})")
-        )
-    strategy = document.get("strategy", "target")
-    tolerance, step = document.get("tolerance", 0.1), document.get("step", 1)
-    if strategy in ("target", "predictive") and _is_number(tolerance) and tolerance < 0:
-        problems.append(("tolerance", f"must be at least 0, got {tolerance!r}"))
+        problems.append(("min_replicas", f"min_replicas ({_shown(low)}) is greater than "
+                         f"max_replicas ({_shown(high)})"))
+    strategy = document.get("strategy", _default(Policy, "strategy"))
+    tolerance = document.get("tolerance", _default(Policy, "tolerance"))
+    step = document.get("step", _default(Policy, "step"))
+    if strategy in ("target", "predictive") and _is_finite(tolerance) and tolerance < 0:
+        problems.append(("tolerance", f"must be at least 0, got {_shown(tolerance)}"))
     if strategy == "threshold" and _is_number(step) and step < 1:
-        problems.append(("step", f"must be at least 1, got {step!r}"))
+        problems.append(("step", f"must be at least 1, got {_shown(step)}"))
     if strategy == "predictive" and isinstance(document.get("predictive"), dict):
         problems.extend(_predictive_problems(document["predictive"]))
     metrics = document.get("metrics")
-    seen: set[object] = set()
+    seen: set[str] = set()
     for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
         if not isinstance(metric, dict):
             continue
         where = f"metrics[{index}]"
         name = metric.get("name")
-        if isinstance(name, str) and name in seen:
-            problems.append((f"{where}.name", f"metric name {name!r} is used twice"))
-        seen.add(name)
+        if isinstance(name, str):
+            if name in seen:
+                problems.append((f"{where}.name", f"metric name {name!r} is used twice"))
+            seen.add(name)
         problems.extend(_strategy_problems(strategy, metric, where))
     return problems
 
 
 def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
     problems = []
-    durations = {}
-    for key, default in (("history", "14d"), ("min_history", "1d"), ("retrain_every", "1d"),
-                         ("startup", "1m"), ("horizon", None), ("worst_case_window", "1d")):
+    durations: dict[str, timedelta] = {}
+    for key in ("history", "min_history", "retrain_every", "startup", "horizon",
+                "worst_case_window"):
         try:
-            if key in block or default is not None:
-                durations[key] = parse_duration(block.get(key, default))
+            duration = _duration(block[key]) if key in block else _default(PredictiveSpec, key)
         except ValueError:
             continue  # the field check reports it
+        if duration is not None:
+            durations[key] = duration
     for key in ("retrain_every", "worst_case_window"):
         if key in durations and durations[key] < timedelta(minutes=1):
             problems.append((f"predictive.{key}", "must be at least 1m"))
@@ -213,15 +278,14 @@ def _strategy_problems(
         if metric.get(key) is None
     ]
     target, limit = metric.get("target"), metric.get("limit")
-    if strategy in ("target", "predictive") and isinstance(target, int | float) and target <= 0:
+    if strategy in ("target", "predictive") and _is_finite(target) and target <= 0:
         problems.append((f"{where}.target", f"must be greater than 0, got {target!r}"))
-    if strategy == "predictive" and _is_number(limit) and _is_number(target) and target > 0 \
+    if strategy == "predictive" and _is_finite(limit) and _is_finite(target) and target > 0 \
             and limit < target:
         problems.append((f"{where}.limit", f"must be at least the target ({target:g}), got "
                          f"{limit:g}: it is the edge of the SLO, the target sits below it"))
     up, down = metric.get("scale_up_above"), metric.get("scale_down_below")
-    if strategy == "threshold" and isinstance(up, int | float) and isinstance(down, int | float) \
-            and down >= up:
+    if strategy == "threshold" and _is_finite(up) and _is_finite(down) and down >= up:
         problems.append(
             (f"{where}.scale_down_below", f"must be below scale_up_above ({up:g}), got {down:g}")
         )
@@ -232,22 +296,88 @@ def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_finite(value: object) -> TypeGuard[int | float]:
+    """A number a float field accepts: NaN, the infinities and whole numbers too large for
+    a float are the field checks' to report."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 Document = dict[str, Any]
 
+MAX_NESTING = 20
+"""The deepest a policy file may nest its values (`behavior.scale_up.period` is 4 levels):
+nested junk would otherwise exhaust the recursion of the YAML composer."""
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+@dataclass(frozen=True, eq=False)
+class _ComplexKey:
+    """A list or mapping written as a key (`? [a, b]`), which a dict cannot hold: it stands
+    in for it, equal only to itself, so that validation reports it."""
+
+    kind: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.kind} (line {self.line})"
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last),
+    nesting deeper than `MAX_NESTING`, and scalars Python cannot hold (a 5,000-digit
+    number, 30 February) with their line; a list or mapping as a key becomes a `_ComplexKey`.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_NESTING:
+            mark = self.current_event.start_mark if self.check_event() else None
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_NESTING} levels deep (a policy needs 4)", mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as error:
+            # PyYAML's constructors fail on a malformed scalar with whatever they meet:
+            # `!!timestamp x` an AttributeError, `!!bool x` a KeyError, 2020-02-30 a ValueError
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            reason = str(error).split(";")[0]  # not Python's advice on raising its limits
+            why = f": {reason}" if isinstance(error, ValueError | OverflowError) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_shown(node.value)} as {kind}{why}", node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
+        if not isinstance(node, yaml.MappingNode):  # `!!set [a]` reaches here with a list
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, found {node.id}", node.start_mark
+            )
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                twice = key in mapping
+            except TypeError:
+                kind = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                key, twice = _ComplexKey(kind, key_node.start_mark.line + 1), False
+            if twice:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
                 )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
 def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
@@ -257,7 +387,7 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     except UnicodeDecodeError as error:
         return [PolicyProblem(file, "", f"is not UTF-8 text (byte {error.start})")]
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)
+        document = yaml.load(text, Loader=_PolicyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -273,17 +403,42 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     return document
 
 
+def _text_keys_only(
+    value: Any, model: type[BaseModel], path: str, problems: list[tuple[str, str]]
+) -> Any:
+    """`value` with every key that is not text left out of the mappings `model` reads, each
+    reported at the mapping's key path (pydantic would name a number key as a list index)."""
+    if not isinstance(value, dict):
+        return value
+    kept: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            shown = str(key) if isinstance(key, _ComplexKey) else _shown(key)
+            problems.append((path, f"a key must be text, got {shown}"))
+            continue
+        field = model.model_fields.get(key)
+        nested = _nested_model(field.annotation) if field else None
+        where = f"{path}.{key}" if path else key
+        if nested is not None and isinstance(item, list):
+            item = [_text_keys_only(element, nested, f"{where}[{index}]", problems)
+                    for index, element in enumerate(item)]
+        elif nested is not None:
+            item = _text_keys_only(item, nested, where, problems)
+        kept[key] = item
+    return kept
+
+
 def validate_document(document: Document, file: str) -> Policy | list[PolicyProblem]:
     """A mapping as a Policy, or every problem found in it."""
-    problems = [PolicyProblem(file, key, message) for key, message in _cross_key_problems(document)]
+    found: list[tuple[str, str]] = []
+    document = _text_keys_only(document, Policy, "", found)
     try:
         policy = Policy.model_validate(document)
     except ValidationError as error:
-        problems[:0] = [
-            PolicyProblem(file, _key_path(tuple(d["loc"])), _message(d, tuple(d["loc"])))
-            for d in error.errors()
-        ]
-    return problems or policy
+        found.extend((_key_path(tuple(d["loc"])), _message(d, tuple(d["loc"])))
+                     for d in error.errors())
+    found.extend(_cross_key_problems(document))
+    return [PolicyProblem(file, key, message) for key, message in found] or policy
 
 
 def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:

@@ -8,6 +8,7 @@ cancels pending replicas first (the latest-ready first), then removes ready ones
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from autoscaler.core.model import Series, ServiceState
@@ -30,6 +31,7 @@ class SimulatedCluster:
         self._metric: float | None = None
         self._version = 1
         self._last_scaled_at: datetime | None = None
+        self._labels: dict[str, str] = {}
         self.actions = 0
 
     def begin_step(self, step: int, now: datetime, metric: float | None) -> None:
@@ -61,13 +63,15 @@ class SimulatedCluster:
 
     def list_services(self) -> dict[str, ServiceState]:
         state = ServiceState(self.service, self.service, self._version, self.ready + self.pending,
-                             self._last_scaled_at)
+                             self._last_scaled_at, dict(self._labels), self._last_scaled_at)
         return {self.service: state}
 
-    def scale(self, service: ServiceState, replicas: int) -> None:
+    def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
+              ) -> None:
         change = replicas - (self.ready + self.pending)
         if change == 0:
             return
+        self._labels.update(labels)
         self.actions += 1
         self._version += 1
         self._last_scaled_at = self._now

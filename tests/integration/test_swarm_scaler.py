@@ -9,6 +9,7 @@ import pytest
 
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.core.ports import ScaleConflict, ScaleFailed
+from autoscaler.core.record import RECORD_LABEL
 from tests.integration.conftest import docker_cli, service_version, wait_running
 
 
@@ -22,11 +23,13 @@ def test_scaling_up_keeps_the_running_tasks(
     before = wait_running(name, 2)
     scaler = SwarmScaler(DockerConnection())
 
-    scaler.scale(scaler.list_services()[name], 4)
+    scaler.scale(scaler.list_services()[name], 4, labels={RECORD_LABEL: "1765000000:2>4"})
 
     after = wait_running(name, 4)
     assert before <= after, f"tasks {before - after} were replaced by the scale-up"
-    assert scaler.list_services()[name].replicas == 4
+    listed = scaler.list_services()[name]
+    assert listed.replicas == 4
+    assert listed.labels[RECORD_LABEL] == "1765000000:2>4"
 
 
 def test_listing_reads_replicas_mode_and_the_last_scale(make_service: Callable[..., str]) -> None:
@@ -38,11 +41,11 @@ def test_listing_reads_replicas_mode_and_the_last_scale(make_service: Callable[.
     assert listed[replicated].last_scaled_at is None
     assert listed[global_mode].replicas is None
 
-    scaler.scale(listed[replicated], 2)
+    scaler.scale(listed[replicated], 2, labels={RECORD_LABEL: "1765000000:1>2"})
 
     scaled = scaler.list_services()[replicated]
     assert scaled.replicas == 2
-    assert scaled.last_scaled_at is not None
+    assert scaled.last_scaled_at is not None, "the record label in the same update is no change"
     assert abs(datetime.now(UTC) - scaled.last_scaled_at) < timedelta(seconds=30)
 
 
@@ -63,7 +66,7 @@ def test_a_stale_version_is_a_conflict_and_changes_nothing(
     version = service_version(name)
 
     with pytest.raises(ScaleConflict, match="out of sequence"):
-        scaler.scale(stale, 3)
+        scaler.scale(stale, 3, labels={})
 
     assert service_version(name) == version
     assert scaler.list_services()[name].replicas == 1
@@ -76,4 +79,4 @@ def test_a_service_gone_since_the_listing_fails_to_scale(make_service: Callable[
     docker_cli("service", "rm", name)
 
     with pytest.raises(ScaleFailed, match="gone"):
-        scaler.scale(state, 2)
+        scaler.scale(state, 2, labels={})

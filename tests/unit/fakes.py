@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -43,15 +43,23 @@ class FakeSwarm:
             raise SourceUnavailable("Docker is down")
         return dict(self.services)
 
-    def scale(self, service: ServiceState, replicas: int) -> None:
+    def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
+              ) -> None:
         if self.refuse_with is ScaleConflict:
             raise ScaleConflict("update out of sequence")
         if self.refuse_with is ScaleFailed:
             raise ScaleFailed("no space left")
         self.scaled.append((service.name, replicas))
         self.services[service.name] = replace(
-            service, replicas=replicas, version=service.version + 1
+            service, replicas=replicas, version=service.version + 1,
+            labels={**service.labels, **labels},
         )
+
+    def set_by_hand(self, name: str, replicas: int, at: datetime) -> None:
+        """Someone else sets the replica count, as `docker service scale` does."""
+        service = self.services[name]
+        self.services[name] = replace(service, replicas=replicas, version=service.version + 1,
+                                      last_scaled_at=at, updated_at=at)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class ListSink:
 class FakeLeadership:
     leader: bool = True
     down: bool = False
+    pause_all: bool = False
     acquired: list[object] = field(default_factory=list)
 
     def acquire(self, now: object) -> bool:
@@ -76,6 +85,9 @@ class FakeLeadership:
 
     def release(self) -> None:
         self.leader = False
+
+    def paused_all(self) -> bool:
+        return self.pause_all
 
 
 @dataclass

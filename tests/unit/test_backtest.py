@@ -34,15 +34,15 @@ def test_scale_up_is_ready_after_startup_and_scale_down_cancels_the_latest_first
     cluster.begin_step(0, START, 1.0)
     state = cluster.list_services()["web"]
 
-    cluster.scale(state, 5)
+    cluster.scale(state, 5, labels={})
     assert (cluster.ready, cluster.pending) == (2, 3)
     cluster.begin_step(1, START + MINUTE, 1.0)
-    cluster.scale(cluster.list_services()["web"], 7)
+    cluster.scale(cluster.list_services()["web"], 7, labels={})
     assert (cluster.ready, cluster.pending) == (2, 5)
     cluster.begin_step(2, START + 2 * MINUTE, 1.0)
     assert (cluster.ready, cluster.pending) == (5, 2)
 
-    cluster.scale(cluster.list_services()["web"], 4)
+    cluster.scale(cluster.list_services()["web"], 4, labels={})
     assert (cluster.ready, cluster.pending) == (4, 0)
     assert cluster.actions == 3
 
@@ -52,7 +52,7 @@ def test_startup_zero_is_ready_at_once() -> None:
                                trace=trace(1, 1))
     cluster.begin_step(0, START, 1.0)
 
-    cluster.scale(cluster.list_services()["web"], 3)
+    cluster.scale(cluster.list_services()["web"], 3, labels={})
 
     assert (cluster.ready, cluster.pending) == (3, 0)
 

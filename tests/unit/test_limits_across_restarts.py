@@ -1,0 +1,140 @@
+"""Rate limits and cooldowns hold across a restart and a hand-over, through the record the
+agent keeps in the service's labels; operators' pauses and manual changes are honoured."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from autoscaler.core.model import Reason, Series
+from autoscaler.core.record import RECORD_LABEL, read_record
+from autoscaler.engine import Engine
+from tests.unit.conftest import build_policy
+from tests.unit.fakes import FakeLeadership, FakeMetrics, FakeSwarm, ListSink
+from tests.unit.test_engine import engine_of
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SLOW_DOWN = {"scale_down": {"max_step": 1, "period": "60s", "stabilization": "0s"}}
+
+
+def fresh_agent(swarm: FakeSwarm, load: float, *, behavior: dict[str, object] | None = None,
+                dry_run: bool = False, leadership: FakeLeadership | None = None
+                ) -> tuple[Engine, ListSink]:
+    """A new agent process: nothing remembered but what the Swarm holds."""
+    sink = ListSink()
+    policy = build_policy(service="web", behavior=behavior or SLOW_DOWN,
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    metrics = FakeMetrics(lambda _: [Series({"service": "web"}, load)])
+    return engine_of(metrics=metrics, swarm=swarm, sink=sink, dry_run=dry_run,
+                     leadership=leadership, policies={"web.yaml": policy},
+                     seed_history=False), sink
+
+
+def test_a_restart_does_not_reset_the_scale_down_rate_limit() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 8)
+    first, _ = fresh_agent(swarm, load=100)
+    first.tick(NOW)
+    assert swarm.scaled == [("web", 7)]
+
+    restarted, sink = fresh_agent(swarm, load=100)
+    restarted.tick(NOW + timedelta(seconds=7))
+
+    assert swarm.scaled == [("web", 7)], "the restarted agent scaled down within the period"
+    assert sink.decisions[-1].reason == Reason.SCALE_DOWN_LIMIT
+    restarted.tick(NOW + timedelta(seconds=61))
+    assert swarm.scaled == [("web", 7), ("web", 6)]
+
+
+def test_a_crash_loop_never_scales_faster_than_the_policy_allows() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 20)
+    for second in range(0, 300, 5):
+        agent, _ = fresh_agent(swarm, load=100)
+        agent.tick(NOW + timedelta(seconds=second))
+    assert [count for _, count in swarm.scaled] == [19, 18, 17, 16, 15]
+
+
+def test_a_cooldown_holds_across_a_hand_over() -> None:
+    behavior = {"scale_up": {"cooldown": "5m", "max_step": 10}}
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    leader, _ = fresh_agent(swarm, load=400, behavior=behavior, leadership=FakeLeadership())
+    standby, sink = fresh_agent(swarm, load=900, behavior=behavior,
+                                leadership=FakeLeadership(leader=False))
+    leader.tick(NOW)
+    standby.tick(NOW + timedelta(seconds=15))
+    assert swarm.scaled == [("web", 4)]
+
+    standby._leadership = FakeLeadership()  # the leader died; the standby takes the lease
+    standby.tick(NOW + timedelta(seconds=30))
+
+    assert swarm.scaled == [("web", 4)]
+    assert sink.decisions[-1].reason == Reason.COOLDOWN
+
+
+def test_writes_only_with_a_change_and_never_in_dry_run() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, _ = fresh_agent(swarm, load=300)
+    agent.tick(NOW)
+    assert swarm.scaled == []
+    assert RECORD_LABEL not in swarm.services["web"].labels
+
+    dry, sink = fresh_agent(swarm, load=900, dry_run=True)
+    dry.tick(NOW)
+    assert swarm.scaled == [] and sink.decisions[-1].desired_replicas == 7
+    assert RECORD_LABEL not in swarm.services["web"].labels
+
+    agent, _ = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    (change,) = read_record(swarm.services["web"].labels)
+    assert (change.before, change.after, change.at) == (3, 5, NOW.replace(microsecond=0))
+
+
+def test_a_count_set_by_hand_is_left_alone_for_the_override_window() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, sink = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    assert swarm.scaled == [("web", 5)]
+
+    swarm.set_by_hand("web", 30, at=NOW + timedelta(minutes=1))
+    agent.tick(NOW + timedelta(minutes=2))
+    agent.tick(NOW + timedelta(minutes=10))
+    assert swarm.scaled == [("web", 5)], "the agent fought a person within the window"
+    assert [d.reason for d in sink.decisions[-2:]] == [Reason.MANUAL_OVERRIDE] * 2
+    assert "changed to 30 by someone else" in sink.decisions[-1].message
+
+    agent.tick(NOW + timedelta(minutes=12))
+    assert swarm.scaled[-1] == ("web", 20), "past the window, back within max_replicas"
+
+
+def test_a_restarted_agent_still_sees_a_change_by_hand() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, _ = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    swarm.set_by_hand("web", 1, at=NOW + timedelta(minutes=1))
+
+    restarted, sink = fresh_agent(swarm, load=500, behavior={})
+    restarted.tick(NOW + timedelta(minutes=2))
+
+    assert sink.decisions[-1].reason == Reason.MANUAL_OVERRIDE
+    assert swarm.scaled == [("web", 5)]
+
+
+def test_pause_labels_stop_decisions_for_one_service_or_all() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    service = swarm.services["web"]
+    swarm.services["web"] = type(service)(**{**service.__dict__,
+                                             "labels": {"autoscaler.pause": "true"}})
+    agent, sink = fresh_agent(swarm, load=900)
+    agent.tick(NOW)
+    assert swarm.scaled == [] and sink.decisions[-1].reason == Reason.PAUSED
+
+    swarm.add("web", 3)
+    agent, sink = fresh_agent(swarm, load=900, leadership=FakeLeadership(pause_all=True))
+    agent.tick(NOW)
+    assert swarm.scaled == [] and sink.decisions[-1].reason == Reason.PAUSED
+    assert "node that holds the lease" in sink.decisions[-1].message

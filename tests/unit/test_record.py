@@ -1,0 +1,107 @@
+"""The agent's record of its changes in the service's labels, and what operators say by labels
+and by hand: read before anything is decided."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.core.memory import ServiceMemory, with_recorded
+from autoscaler.core.model import Reason
+from autoscaler.core.operator import operator_hold
+from autoscaler.core.record import (
+    MAX_ENTRIES,
+    RECORD_LABEL,
+    RecordedChange,
+    read_record,
+    with_change,
+)
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+STAMP = int(NOW.timestamp())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(f"{STAMP}:8>7", ((NOW, 8, 7),), id="one"),
+        pytest.param(f"{STAMP}:7>6,{STAMP - 60}:8>7", ((NOW - timedelta(minutes=1), 8, 7),
+                                                       (NOW, 7, 6)), id="sorted-by-time"),
+        pytest.param("", (), id="empty"),
+        pytest.param("soon:1>2", (), id="not-a-time"),
+        pytest.param(f"{STAMP}:8>7,garbage", (), id="one-bad-part-is-no-record"),
+        pytest.param(f"{STAMP}:-1>2", (), id="negative"),
+        pytest.param(f"{STAMP}:1>2 ", (), id="trailing-space"),
+        pytest.param(f"{'9' * 12}:1>2", (), id="time-out-of-range"),
+        pytest.param(",".join([f"{STAMP}:1>2"] * 1000), (), id="too-long"),
+        pytest.param(f"{STAMP}:²>3", (), id="unicode-digit"),
+    ],
+)
+def test_a_record_reads_or_is_no_record(text: str, expected: tuple[tuple[datetime, int, int], ...]
+                                        ) -> None:
+    record = read_record({RECORD_LABEL: text})
+    assert [(c.at, c.before, c.after) for c in record] == list(expected)
+
+
+def test_a_new_change_keeps_the_window_and_the_last_change_and_stays_small() -> None:
+    old = RecordedChange(NOW - timedelta(hours=2), 3, 4)
+    recent = RecordedChange(NOW - timedelta(seconds=30), 4, 5)
+    text = with_change((old, recent), RecordedChange(NOW, 5, 6), keep=timedelta(minutes=5))
+    assert [(c.before, c.after) for c in read_record({RECORD_LABEL: text})] == [(4, 5), (5, 6)]
+
+    many = tuple(RecordedChange(NOW - timedelta(seconds=i), 1, 2) for i in range(200, 0, -1))
+    text = with_change(many, RecordedChange(NOW, 2, 3), keep=timedelta(hours=1))
+    assert len(read_record({RECORD_LABEL: text})) == MAX_ENTRIES
+
+
+def test_the_memory_takes_the_recorded_changes_it_lacks_once() -> None:
+    memory = ServiceMemory.first_seen(replicas=7, now=NOW)
+    record = (RecordedChange(NOW - timedelta(seconds=7), 8, 7),
+              RecordedChange(NOW - timedelta(hours=1), 9, 8))
+    merged = with_recorded(memory, record, now=NOW, keep=timedelta(minutes=1))
+    assert merged.changes == ((NOW - timedelta(seconds=7), -1),)
+    assert merged.last_change_at == NOW - timedelta(seconds=7)
+    assert with_recorded(merged, record, now=NOW, keep=timedelta(minutes=1)) is merged
+
+
+MINUTES = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        pytest.param({}, None, id="nothing-to-say"),
+        pytest.param({"labels": {"autoscaler.pause": "true"}}, Reason.PAUSED,
+                     id="service-paused"),
+        pytest.param({"labels": {"autoscaler.pause": " TRUE "}}, Reason.PAUSED,
+                     id="pause-case-and-spaces"),
+        pytest.param({"labels": {"autoscaler.pause": "false"}}, None, id="pause-false"),
+        pytest.param({"paused_all": True}, Reason.PAUSED, id="lease-node-paused"),
+        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES}, Reason.MANUAL_OVERRIDE,
+                     id="someone-else-scaled-lately"),
+        pytest.param({"spec": 9, "changed_at": NOW - 10 * MINUTES}, None,
+                     id="override-window-over"),
+        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES, "override": timedelta(0)},
+                     None, id="override-off"),
+        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES, "adopted": 9}, None,
+                     id="already-left-alone-a-whole-window"),
+        pytest.param({"spec": 9, "record": (), "expected": 9, "changed_at": NOW}, None,
+                     id="no-record-memory-agrees"),
+        pytest.param({"spec": 9, "record": (), "expected": 5, "changed_at": NOW},
+                     Reason.MANUAL_OVERRIDE, id="no-record-memory-disagrees"),
+        pytest.param({"spec": 9, "record": (), "expected": None, "changed_at": NOW}, None,
+                     id="first-sight-nothing-to-compare"),
+    ],
+)
+def test_operators_are_heard_before_anything_is_decided(
+    keys: dict[str, object], expected: Reason | None,
+) -> None:
+    arguments: dict[str, object] = {
+        "labels": {}, "paused_all": False, "spec": 5, "expected": 5, "adopted": None,
+        "record": (RecordedChange(NOW - 20 * MINUTES, 4, 5),), "changed_at": None,
+        "now": NOW, "override": 10 * MINUTES,
+    }
+    arguments.update(keys)
+    hold = operator_hold(**arguments)  # type: ignore[arg-type]
+    assert (hold.reason if hold else None) == expected
