@@ -58,6 +58,7 @@ def _port(text: str) -> int:
 
 CONVERTERS: dict[str, Callable[[str], object]] = {
     "policies": _policies, "prometheus_url": _text, "interval": _interval, "port": _port,
+    "listen": _text,
     "log_format": _log_format, "lease": _text,
 }
 """Setting -> the conversion of its text, shared by the flag and its variable."""
@@ -139,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument(
             "--port", type=_port,
-            help=_env_help("port", "port serving /healthz and /metrics; 0 turns them off"),
+            help=_env_help("port", "port serving /healthz, /readyz and /metrics; 0 turns "
+                           "them off"),
+        )
+        command.add_argument(
+            "--listen", metavar="HOST",
+            help=_env_help("listen", "address serving /healthz, /readyz and /metrics, such "
+                           "as 127.0.0.1"),
         )
         command.add_argument(
             "--log-format", type=_log_format, metavar="{auto,json,console}",
@@ -283,6 +290,7 @@ def _run(arguments: argparse.Namespace) -> int:
         prometheus_url=arguments.prometheus_url,
         interval=arguments.interval,
         port=arguments.port,
+        listen=arguments.listen,
         log_format=arguments.log_format,
         lease=arguments.lease,
         dry_run=arguments.command == "dry-run",

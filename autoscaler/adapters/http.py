@@ -1,4 +1,5 @@
-"""The agent's HTTP endpoints: /healthz and /metrics, on a small threaded WSGI server."""
+"""The agent's HTTP endpoints: /healthz (liveness), /readyz (readiness) and /metrics, on a
+small threaded WSGI server."""
 
 from __future__ import annotations
 
@@ -12,34 +13,36 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
-Health = Callable[[], tuple[bool, str]]
-"""Whether the agent is healthy, and the text that says so."""
+Check = Callable[[], tuple[bool, str]]
+"""Whether the agent passes a check, and the text that says so."""
 
 
-def serve(port: int, *, health: Health, registry: CollectorRegistry) -> WSGIServer:
-    """Serve /healthz and /metrics on `port` from a daemon thread; OSError when the port
-    cannot be bound. Stop it with `shutdown()`."""
-    server = make_server("", port, _app(health, registry), server_class=_ThreadingServer,
+def serve(port: int, *, host: str, health: Check, ready: Check, registry: CollectorRegistry
+          ) -> WSGIServer:
+    """Serve the endpoints on `host`:`port` from a daemon thread; OSError when they cannot be
+    bound. Stop it with `shutdown()`."""
+    checks = {"/healthz": health, "/readyz": ready}
+    server = make_server(host, port, _app(checks, registry), server_class=_ThreadingServer,
                          handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 
 
-def _app(health: Health, registry: CollectorRegistry
+def _app(checks: dict[str, Check], registry: CollectorRegistry
          ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/healthz":
-            ok, text = health()
+        if path in checks:
+            ok, text = checks[path]()
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [f"{text}\n".encode()]
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"see /healthz and /metrics\n"]
+        return [b"see /healthz, /readyz and /metrics\n"]
 
     return app
 

@@ -1,5 +1,5 @@
 """The long-running process: an interval job that ticks the engine, signal handling, and
-the HTTP endpoints /healthz and /metrics."""
+the HTTP endpoints /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ log = structlog.get_logger("autoscaler.runtime.agent")
 
 RETRAIN_CHECK = timedelta(minutes=1)
 """How often the retrain job looks for predictive policies due for training."""
+STOP_GRACE = 3.0
+"""Seconds SIGTERM waits for the tick in flight before the agent stops without it: with the
+lease's release (at most one second) it ends within 5 s whatever a tick waits on."""
 
 
 class Agent:
@@ -49,6 +52,10 @@ class Agent:
         self._lock = threading.Lock()
         self._label_problems: dict[str, list[str]] = {}
         self._was_leader: bool | None = None
+        self._readiness: dict[str, str | None] = {"prometheus": "no tick yet",
+                                                  "docker": "no tick yet"}
+        """Per dependency, why the last tick could not use it (None: it could)."""
+        self._trained_once = False
 
     def reload(self) -> None:
         """Take up changed, added and removed policy files; keep the last good version of a
@@ -99,8 +106,21 @@ class Agent:
             elapsed = time.monotonic() - began
             self._telemetry.observe(report, elapsed)
             self._log_tick(report)
+            if elapsed > self._interval.total_seconds():
+                log.warning("tick_late", seconds=round(elapsed, 3),
+                            interval_seconds=self._interval.total_seconds())
+            self._readiness = readiness(report)
+            self._telemetry.dependencies(self._readiness)
             self._last_tick_done = time.monotonic()
             return report
+
+    def _scheduled_tick(self) -> None:
+        """The interval job: the first one trains the forecasters that are due first, so that
+        a predictive policy has a model at its first decision."""
+        if not self._trained_once:
+            self._trained_once = True
+            self.retrain()
+        self.tick()
 
     def _log_tick(self, report: TickReport) -> None:
         for query, error in report.query_errors.items():
@@ -121,10 +141,15 @@ class Agent:
                             problems=messages)
         self._label_problems = problems
 
-    def close(self) -> None:
-        """Give up the lease, so that another agent can act at once."""
-        if self._leadership is not None:
-            self._leadership.release()
+    def close(self, *, wait: float | None = None) -> None:
+        """Give up the lease, so that another agent can act at once; waiting at most `wait`
+        seconds for Docker (None: as long as it takes)."""
+        if self._leadership is None:
+            return
+        release = threading.Thread(target=self._leadership.release, name="release",
+                                   daemon=True)
+        release.start()
+        release.join(wait)
 
     def healthy(self) -> bool:
         """A tick finished within the last three intervals (or the agent started since)."""
@@ -132,39 +157,46 @@ class Agent:
         return time.monotonic() - last <= 3 * self._interval.total_seconds()
 
     def health(self) -> tuple[bool, str]:
-        """/healthz's answer."""
+        """/healthz: the loop is alive and ticking; a lost dependency does not fail it."""
         ok = self.healthy()
         return ok, "ok" if ok else "no tick finished within three intervals"
 
-    def run_forever(self, *, port: int) -> bool:
-        """Tick every interval until SIGTERM or SIGINT, finishing the tick in flight; SIGHUP
-        reloads the policies at once. False when the HTTP port cannot be served."""
+    def ready(self) -> tuple[bool, str]:
+        """/readyz: the last tick could read Prometheus and Docker."""
+        failing = {name: why for name, why in self._readiness.items() if why is not None}
+        if not failing:
+            return True, "ready"
+        return False, "; ".join(f"{name}: {why}" for name, why in sorted(failing.items()))
+
+    def run_forever(self, *, port: int, listen: str = "0.0.0.0") -> bool:
+        """Tick every interval until SIGTERM or SIGINT, waiting `STOP_GRACE` for the tick in
+        flight; SIGHUP reloads the policies at once. False when the HTTP port cannot be
+        served."""
         try:
-            server = serve(port, health=self.health, registry=self._telemetry.registry) \
-                if port else None
+            server = serve(port, host=listen, health=self.health, ready=self.ready,
+                           registry=self._telemetry.registry) if port else None
         except OSError as error:
-            log.error("http_server_failed", port=port, error=str(error))
+            log.error("http_server_failed", listen=listen, port=port, error=str(error))
             return False
         stop = threading.Event()
         hangup = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
-        self.retrain()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
-            self.tick, "interval", seconds=self._interval.total_seconds(),
+            self._scheduled_tick, "interval", seconds=self._interval.total_seconds(),
             next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
             misfire_grace_time=None, id="tick",
         )
         scheduler.add_job(
             self.retrain, "interval", seconds=RETRAIN_CHECK.total_seconds(),
-            max_instances=1, coalesce=True,
+            next_run_time=datetime.now(UTC) + RETRAIN_CHECK, max_instances=1, coalesce=True,
             misfire_grace_time=None, id="retrain",
         )
         scheduler.start()
-        log.info("agent_started", interval_seconds=self._interval.total_seconds(), port=port,
-                 policies=str(self._watcher.folder))
+        log.info("agent_started", interval_seconds=self._interval.total_seconds(),
+                 listen=listen, port=port, policies=str(self._watcher.folder))
         try:
             while not stop.wait(0.2):
                 if hangup.is_set():
@@ -173,9 +205,23 @@ class Agent:
                     self.reload()
         finally:
             log.info("agent_stopping")
-            scheduler.shutdown(wait=True)
-            self.close()
+            scheduler.shutdown(wait=False)
+            finished = self._lock.acquire(timeout=STOP_GRACE)
+            if finished:
+                self._lock.release()
+            else:
+                log.warning("tick_abandoned", waited_seconds=STOP_GRACE)
+            self.close(wait=1.0)
             if server is not None:
                 server.shutdown()
             log.info("agent_stopped")
         return True
+
+
+def readiness(report: TickReport) -> dict[str, str | None]:
+    """Per dependency, why this tick could not use it (None: it could)."""
+    prometheus = None
+    if report.every_query_failed:
+        prometheus = next(iter(report.query_errors.values()))
+    docker = report.listing_error or report.leadership_error
+    return {"prometheus": prometheus, "docker": docker}

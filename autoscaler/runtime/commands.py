@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -61,8 +63,19 @@ def run(settings: Settings) -> int:
         if report is None or report.listing_error is not None or report.every_query_failed:
             return EXIT_UNREACHABLE
         return EXIT_OK
-    if not agent.run_forever(port=settings.port):
-        print(f"autoscaler: cannot serve /healthz and /metrics on port {settings.port}",
-              file=sys.stderr)
+    if not agent.run_forever(port=settings.port, listen=settings.listen):
+        print(f"autoscaler: cannot serve /healthz, /readyz and /metrics on "
+              f"{settings.listen}:{settings.port}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    _exit_now_if_a_tick_hangs(EXIT_OK)
     return EXIT_OK
+
+
+def _exit_now_if_a_tick_hangs(code: int) -> None:
+    """A tick abandoned at SIGTERM may still wait on a dependency in a worker thread, which
+    the interpreter would wait for at exit: end the process at once instead."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

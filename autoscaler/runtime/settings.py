@@ -18,7 +18,9 @@ class Settings:
     interval: timedelta
     """Time between ticks."""
     port: int
-    """Port for /healthz and /metrics; 0 serves neither."""
+    """Port for /healthz, /readyz and /metrics; 0 serves none."""
+    listen: str
+    """Address the endpoints listen on."""
     log_format: LogFormat
     lease: str
     """Node label that holds the lease; agents sharing it exclude each other."""
@@ -33,6 +35,7 @@ ENVIRONMENT = {
     "prometheus_url": ("AUTOSCALER_PROMETHEUS_URL", "http://localhost:9090"),
     "interval": ("AUTOSCALER_INTERVAL", "15s"),
     "port": ("AUTOSCALER_PORT", "9180"),
+    "listen": ("AUTOSCALER_LISTEN", "0.0.0.0"),
     "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
     "lease": ("AUTOSCALER_LEASE", "autoscaler.lease"),
 }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.core.model import Reason
 from autoscaler.engine import TickReport
 
 ERROR_SOURCES = ("prometheus", "docker", "policy", "agent")
+DEPENDENCIES = ("prometheus", "docker")
 
 
 class Telemetry:
@@ -37,8 +40,27 @@ class Telemetry:
             ["service"], registry=self.registry,
         )
 
+        self.dependency_up = Gauge(
+            "autoscaler_dependency_up",
+            "1 when the last tick could use the dependency (prometheus: some query answered; "
+            "docker: the services were listed and the lease read), else 0.",
+            ["dependency"], registry=self.registry,
+        )
+        self.last_tick = Gauge(
+            "autoscaler_last_tick_timestamp_seconds", "When the last tick finished (Unix time).",
+            registry=self.registry,
+        )
+
         for source in ERROR_SOURCES:
             self.errors.labels(source)
+        for dependency in DEPENDENCIES:
+            self.dependency_up.labels(dependency).set(0)
+
+    def dependencies(self, failing: Mapping[str, str | None]) -> None:
+        """The last tick's readiness: per dependency, why it failed (None: it did not)."""
+        for dependency, why in failing.items():
+            self.dependency_up.labels(dependency).set(0 if why else 1)
+        self.last_tick.set_to_current_time()
 
     def observe(self, report: TickReport, seconds: float) -> None:
         self.ticks.inc()

@@ -156,16 +156,19 @@ def test_the_agent_ticks_serves_health_and_metrics_and_stops_on_sigterm(
         [sys.executable, "-m", "autoscaler", "dry-run", "--interval", "1s"],
         stdout=output, stderr=subprocess.STDOUT, text=True,
         env=clean_env({"AUTOSCALER_POLICIES": str(tmp_path), "AUTOSCALER_PORT": str(port),
-                       "AUTOSCALER_PROMETHEUS_URL": prometheus.url}),
+                       "AUTOSCALER_PROMETHEUS_URL": prometheus.url,
+                       "AUTOSCALER_LISTEN": "127.0.0.1"}),
     )
     try:
         wait_for("three ticks", lambda: len(decisions(Path(output.name).read_text())) >= 3, 30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as health:
             assert health.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
+            assert (ready.status, ready.read()) == (200, b"ready\n")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as metrics:
             exposed = metrics.read().decode()
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=30) == 0
+        assert agent.wait(timeout=5) == 0
     finally:
         if agent.poll() is None:
             agent.kill()
@@ -174,6 +177,10 @@ def test_the_agent_ticks_serves_health_and_metrics_and_stops_on_sigterm(
                  "autoscaler_desired_replicas"):
         assert name in exposed
     assert f'autoscaler_desired_replicas{{service="{busy}"}} 5.0' in exposed
+    assert 'autoscaler_dependency_up{dependency="prometheus"} 1.0' in exposed
+    assert 'autoscaler_dependency_up{dependency="docker"} 1.0' in exposed
+    started = events(Path(output.name), "agent_started")
+    assert started[0]["listen"] == "127.0.0.1"
     log = Path(output.name).read_text()
     ticks = decisions(log)
     # Dry-run takes the change it would have made into its shadow count, once.
