@@ -110,10 +110,14 @@ class Engine:
         # 2. Decide, 3. apply, 4. record, service by service.
         for entry in managed:
             service = entry.policy.service
-            decided = self._decide(entry, services.get(service),
-                                   queried.values.get(service) or {}, now, leader=report.leader)
-            decision = decided if isinstance(decided, Decision) \
-                else self._apply(decided, leader=report.leader, now=now)
+            try:
+                decided = self._decide(entry, services.get(service),
+                                       queried.values.get(service) or {}, now,
+                                       leader=report.leader)
+                decision = decided if isinstance(decided, Decision) \
+                    else self._apply(decided, leader=report.leader, now=now)
+            except Exception as error:  # one service's failure must not stop the others
+                decision = _failed(entry, now, error, dry_run=self._dry_run)
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
@@ -245,3 +249,11 @@ class _Decided:
 def changed_at(state: ServiceState) -> datetime | None:
     """When the service's replica count last changed, as far as the service tells."""
     return state.last_scaled_at or state.updated_at
+
+
+def _failed(entry: ManagedPolicy, now: datetime, error: Exception, *, dry_run: bool
+            ) -> Decision:
+    return Decision(service=entry.policy.service, strategy=entry.policy.strategy, time=now,
+                    reason=Reason.DECISION_FAILED,
+                    message=f"nothing applied: {type(error).__name__}: {error}", metrics={},
+                    policy_file=entry.file, policy_source=entry.source, dry_run=dry_run)

@@ -33,6 +33,9 @@ class Reason(StrEnum):
     NOT_LEADER = "NotLeader"
     CONFLICT = "Conflict"
     APPLY_FAILED = "ApplyFailed"
+    DECISION_FAILED = "DecisionFailed"
+    """An unexpected error while deciding for this service: nothing applied, the others go
+    on."""
 
 
 @dataclass(frozen=True)

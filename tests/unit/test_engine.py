@@ -456,3 +456,26 @@ def test_a_standby_agent_keeps_target_alones_count_through_the_leaders_raises(
     engine.tick(NOW + timedelta(minutes=2))
 
     assert sink.decisions[-1].desired_replicas == desired
+
+
+def test_an_unexpected_error_for_one_service_stops_only_that_service() -> None:
+    swarm = FakeSwarm()
+    swarm.add("a", 2)
+    swarm.add("b", 2)
+
+    engine, sink = engine_for(by_service({"a": 500, "b": 500}), swarm, dry_run=False, a={}, b={})
+    planner = engine._planner
+    original = planner.plan
+
+    def plan(policy: Policy, **keys: Any) -> Any:
+        if policy.service == "a":
+            raise ZeroDivisionError("a bug")
+        return original(policy, **keys)
+
+    planner.plan = plan  # type: ignore[method-assign]
+    engine.tick(NOW)
+
+    reasons = {d.service: (d.reason, d.message) for d in sink.decisions}
+    assert reasons["a"] == (Reason.DECISION_FAILED, "nothing applied: ZeroDivisionError: a bug")
+    assert reasons["b"][0] == Reason.DESIRED_WITHIN_RANGE
+    assert swarm.scaled == [("b", 5)]
