@@ -1,58 +1,106 @@
-"""Prometheus as a metrics source: instant queries through prometheus-api-client.
+"""Prometheus as a metrics source: instant and range queries over its HTTP API.
 
-Every degenerate answer is named here before a value reaches the core: an HTTP or
-connection error, a timeout, an answer that is not a vector or scalar, a value that does
-not parse. NaN and infinities pass through as floats; the core reads them as missing.
+Each query is a POST with a form-encoded body (query, time; start, end, step for a range),
+so a long `{{services}}` alternation never meets a limit on the length of a URL. The whole
+exchange of one request - connect, TLS, send, headers, body - ends by a deadline (`timeout`
+seconds), not a per-read timeout: a server that trickles its answer is abandoned at the
+deadline, its connection closed (see http_client). Credentials and TLS files come from a
+PrometheusAccess; no secret reaches an error message (see prometheus_access).
+
+Every degenerate answer is named here, as SourceUnavailable, before a value reaches the
+core:
+- no answer: the connection is refused or fails, TLS fails, the deadline passes;
+- a refusal: an HTTP status other than 2xx (Prometheus's errorType and error are quoted,
+  401 and 403 say to check the credentials), a redirect (not followed: a POST's body and
+  the credentials stay with the URL given), or a JSON answer whose status is "error";
+- an answer that is not the query API's: not JSON, not an object, no `data`;
+- the wrong resultType: an instant query answering a matrix or a string, a range query
+  answering anything but a matrix, or a shape that does not match the type;
+- a value that is not a number.
+NaN and infinities of an instant query pass through as floats; the core reads them as
+missing. Those of a range are dropped, as a step with no sample.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
+import urllib3
+from requests.auth import AuthBase
 
+from autoscaler.adapters.http_client import deadline_session, within
+from autoscaler.adapters.prometheus_access import PrometheusAccess, read_secret
 from autoscaler.core.model import Series
 from autoscaler.core.ports import SourceUnavailable
 
+__all__ = ["PrometheusAccess", "PrometheusSource", "read_secret"]
+
+_RANGE_POINTS = 10_000  # Prometheus refuses more than 11,000 points a series
+_EXCERPT = 200
+
+
+class _Authorization(AuthBase):
+    """Sets the Authorization header; its repr says nothing of the credentials. As the
+    session's auth, it also keeps requests from reading ~/.netrc."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "_Authorization(<redacted>)"
+
 
 class PrometheusSource:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self._timeout = timeout
-        self._client = PrometheusConnect(
-            url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout
-        )
+    """Prometheus at `access` (a PrometheusAccess, or a plain URL); every request ends
+    within `timeout` seconds, its whole exchange included."""
 
-    @contextmanager
-    def _answering(self) -> Iterator[None]:
-        """Every way a query can fail, as SourceUnavailable with what went wrong."""
-        try:
-            yield
-        except PrometheusApiClientException as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} refused the query: {error}"
-            ) from error
-        except requests.RequestException as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} did not answer: {type(error).__name__}: {error}"
-            ) from error
-        except (ValueError, KeyError, TypeError) as error:
-            raise SourceUnavailable(
-                f"Prometheus at {self.url} sent an answer that is not the query API's: {error!r}"
-            ) from error
+    def __init__(self, access: PrometheusAccess | str, *, timeout: float = 10.0) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"the timeout must be a positive number of seconds, not {timeout}")
+        self.access = access if isinstance(access, PrometheusAccess) else PrometheusAccess(access)
+        self.url = self.access.url
+        self.timeout = timeout
+        self._session = deadline_session()
+        self._session.headers.update({"Accept": "application/json",
+                                      "User-Agent": "swarm-autoscaler"})
+        self._session.headers.update(dict(self.access.headers))
+        authorization = self.access.authorization()
+        if authorization is not None:
+            self._session.auth = _Authorization(authorization)
+        ca_bundle, cert, key = self.access.tls_files()
+        self._verify: str | bool = ca_bundle if ca_bundle is not None else True
+        self._cert: str | tuple[str, str] | None = (cert, key) if cert and key else cert
 
-    def query(self, promql: str) -> list[Series]:
-        with self._answering():
-            result = self._client.custom_query(promql, timeout=self._timeout)
-        return _series(result, self.url)
+    def __repr__(self) -> str:
+        return f"PrometheusSource({self.access!r}, timeout={self.timeout:g})"
 
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def query(self, promql: str, *, at: datetime | None = None) -> list[Series]:
+        """An instant query, at `at` or (None) at Prometheus's own now."""
+        form = {"query": promql}
+        if at is not None:
+            form["time"] = _stamp(at)
+        with self._redacting():
+            data = self._post("/api/v1/query", form)
+            kind, result = data.get("resultType"), data.get("result")
+            if kind not in ("vector", "scalar"):
+                self._fail(f"answered with a {kind!r} result, not an instant vector or scalar")
+            return _series(result, self.url)
 
     def range_series(self, promql: str, *, start: datetime, end: datetime, step: timedelta
                      ) -> list[dict[int, float]]:
@@ -62,16 +110,14 @@ class PrometheusSource:
         count = int((end - start) / step) + 1
         times = [start + index * step for index in range(count)]
         found: list[dict[int, float]] = []
-        for first in range(0, count, 10_000):
-            last = min(count, first + 10_000) - 1
+        for first in range(0, count, _RANGE_POINTS):
+            last = min(count, first + _RANGE_POINTS) - 1
             for number, series in enumerate(self._range(promql, times[first], times[last], step)):
                 if number == len(found):
                     found.append({})
-                for stamp, text in series.get("values", []):
-                    value = float(text)
+                for index, value in self._samples(series, start, step):
                     if math.isfinite(value):
-                        found[number][round((float(stamp) - start.timestamp())
-                                            / step.total_seconds())] = value
+                        found[number][index] = value
         return found
 
     def history(
@@ -83,31 +129,120 @@ class PrometheusSource:
         count = max(0, math.ceil((end - start) / step - 1e-9))
         times = [start + index * step for index in range(count)]
         found: dict[int, float] = {}
-        for first in range(0, count, 10_000):
-            last = min(count, first + 10_000) - 1
+        for first in range(0, count, _RANGE_POINTS):
+            last = min(count, first + _RANGE_POINTS) - 1
             for series in self._range(promql, times[first], times[last], step):
                 labels = series.get("metric") or {}
                 if not per_service and labels.get(service_label) != service:
                     continue
-                for stamp, text in series.get("values", []):
-                    index = round((float(stamp) - start.timestamp()) / step.total_seconds())
+                for index, value in self._samples(series, start, step):
                     if index in found:
                         raise SourceUnavailable(f"the history of {promql} has several series "
                                                 f"for {service}")
-                    value = float(text)
                     if math.isfinite(value):
                         found[index] = value
         return times, [found.get(index) for index in range(count)]
 
     def _range(self, promql: str, start: datetime, end: datetime, step: timedelta
                ) -> list[dict[str, Any]]:
-        with self._answering():
-            result = self._client.custom_query_range(
-                promql, start_time=start, end_time=end, step=f"{step.total_seconds():g}s",
-            )
-        if not isinstance(result, list):
-            raise SourceUnavailable(f"Prometheus at {self.url} answered with no range")
-        return [series for series in result if isinstance(series, dict)]
+        form = {"query": promql, "start": _stamp(start), "end": _stamp(end),
+                "step": f"{step.total_seconds():g}"}
+        with self._redacting():
+            data = self._post("/api/v1/query_range", form)
+            kind, result = data.get("resultType"), data.get("result")
+            if kind != "matrix" or not isinstance(result, list):
+                self._fail(f"answered a range query with a {kind!r} result, not a matrix")
+            if not all(isinstance(series, dict) for series in result):
+                self._fail("answered with a matrix of an unknown shape")
+            return result
+
+    def _samples(self, series: dict[str, Any], start: datetime, step: timedelta
+                 ) -> Iterator[tuple[int, float]]:
+        values = series.get("values", [])
+        with self._redacting():
+            if not isinstance(values, list) or not all(_is_sample(pair) for pair in values):
+                self._fail("answered with a matrix of an unknown shape")
+            for stamp, text in values:
+                seconds = _number(stamp, self.url) - start.timestamp()
+                yield round(seconds / step.total_seconds()), _number(text, self.url)
+
+    def _post(self, path: str, form: dict[str, str]) -> dict[str, Any]:
+        """The `data` of the API's answer to a form POST, or SourceUnavailable."""
+        try:
+            with within(self.timeout) as deadline, self._session.post(
+                f"{self.url}{path}", data=form, timeout=self.timeout, stream=True,
+                allow_redirects=False, verify=self._verify, cert=self._cert,
+            ) as response:
+                body = response.content
+                status, reason = response.status_code, response.reason
+                location = response.headers.get("Location")
+        except (requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError) as error:
+            if time.monotonic() >= deadline:
+                self._fail(f"did not answer within {self.timeout:g} s")
+            self._fail(f"did not answer: {type(error).__name__}: {error}")
+        if 300 <= status < 400:
+            self._fail(f"refused the query: HTTP {status} {reason}, a redirect to "
+                       f"{self._excerpt(location or '')} (not followed: give the URL it "
+                       "points to)")
+        answer = _json(body)
+        if not 200 <= status < 300:
+            hint = " (check the credentials)" if status in (401, 403) else ""
+            self._fail(f"refused the query: HTTP {status} {reason}{hint}: "
+                       f"{self._error_text(answer, body)}")
+        if answer is _NOT_JSON:
+            self._fail("sent an answer that is not the query API's: not JSON: "
+                       + self._excerpt(body))
+        if not isinstance(answer, dict):
+            self._fail("sent an answer that is not the query API's: not a JSON object")
+        if answer.get("status") != "success":
+            self._fail(f"refused the query: {self._error_text(answer, body)}")
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            self._fail("sent an answer that is not the query API's: no data")
+        return data
+
+    def _error_text(self, answer: Any, body: bytes) -> str:
+        """What an error answer says: Prometheus's errorType and error, or the start of
+        the body."""
+        if isinstance(answer, dict) and ("error" in answer or "errorType" in answer):
+            return self._excerpt(f"{answer.get('errorType', 'error')}: {answer.get('error', '')}")
+        return self._excerpt(body)
+
+    def _excerpt(self, text: bytes | str) -> str:
+        """The start of a text from the server, secrets blanked before it is cut."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        text = " ".join(self.access.redact(text).split())
+        if not text:
+            return "an empty answer"
+        return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+
+    def _fail(self, what: str) -> NoReturn:
+        raise SourceUnavailable(self.access.redact(f"Prometheus at {self.url} {what}"))
+
+    @contextmanager
+    def _redacting(self) -> Iterator[None]:
+        """Any SourceUnavailable raised inside, with every secret blanked from its message
+        (an answer may echo what it was sent), and none of the exceptions behind it kept."""
+        try:
+            yield
+        except SourceUnavailable as error:
+            raise SourceUnavailable(self.access.redact(str(error))) from None
+
+
+_NOT_JSON = object()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment.timestamp():.3f}"
 
 
 def _series(result: Any, url: str) -> list[Series]:
@@ -134,7 +269,7 @@ def _is_sample(value: Any) -> bool:
 def _number(text: Any, url: str) -> float:
     try:
         return float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SourceUnavailable(
             f"Prometheus at {url} sent a value that is not a number: {text!r}"
         ) from None

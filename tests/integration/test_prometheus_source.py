@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from autoscaler.adapters.prometheus import PrometheusSource
+from autoscaler.core.model import Series
 from autoscaler.core.ports import SourceUnavailable
-from autoscaler.core.queries import assign_values, plan_queries
+from autoscaler.core.queries import MetricValues, assign_values, plan_queries
 from autoscaler.core.spec import Policy, parse_policy
 from tests.integration.conftest import LoadExporter, RunningPrometheus, free_port
 
@@ -26,10 +27,10 @@ def policy(service: str, query: str) -> Policy:
 
 
 def gather(prometheus: RunningPrometheus, policies: list[Policy]
-           ) -> tuple[dict[str, dict[str, float | None]], int]:
+           ) -> tuple[dict[str, MetricValues], int]:
     source = PrometheusSource(prometheus.url)
     plan = plan_queries(policies)
-    answers = {}
+    answers: dict[str, list[Series] | None] = {}
     for query in plan:
         try:
             answers[query] = source.query(query)
@@ -38,21 +39,22 @@ def gather(prometheus: RunningPrometheus, policies: list[Policy]
     return assign_values(plan, answers), len(plan)
 
 
-def test_one_query_serves_every_service_and_names_are_escaped(
+def test_one_query_serves_every_service_and_matches_whole_names(
     prometheus: RunningPrometheus, load_exporter: LoadExporter
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    dashed, dotted, lookalike = f"shop-web-{tag}", f"a.b{tag}", f"aXb{tag}"
+    dashed, underscored = f"shop-web-{tag}", f"a_b{tag}"
+    lookalike = f"{dashed}-canary"  # would match shop-web-... were the names not anchored
     load_exporter.gauge.labels(dashed).set(120)
-    load_exporter.gauge.labels(dotted).set(30)
-    load_exporter.gauge.labels(lookalike).set(999)  # would match a.b unescaped
+    load_exporter.gauge.labels(underscored).set(30)
+    load_exporter.gauge.labels(lookalike).set(999)
     prometheus.wait_value(f'astest_load{{service="{lookalike}"}}', 999)
     query = 'sum by (service) (astest_load{service=~"{{services}}"})'
 
-    values, queries = gather(prometheus, [policy(dashed, query), policy(dotted, query)])
+    values, queries = gather(prometheus, [policy(dashed, query), policy(underscored, query)])
 
     assert queries == 1
-    assert values == {dashed: {"load": 120.0}, dotted: {"load": 30.0}}
+    assert values == {dashed: {"load": 120.0}, underscored: {"load": 30.0}}
 
 
 def test_a_per_service_query_runs_once_per_service(
@@ -94,6 +96,23 @@ def test_a_degenerate_answer_is_missing_never_zero(
     values, _ = gather(prometheus, [policy(service, query)])
 
     assert values == {service: {"load": None}}
+
+
+def test_a_query_longer_than_a_url_can_be_is_answered(
+    prometheus: RunningPrometheus, load_exporter: LoadExporter
+) -> None:
+    service = f"long{uuid.uuid4().hex[:6]}"
+    load_exporter.gauge.labels(service).set(5)
+    prometheus.wait_value(f'astest_load{{service="{service}"}}', 5)
+    names = [f"absent-service-{index:06d}" for index in range(60_000)] + [service]
+    query = 'sum by (service) (astest_load{service=~"' + "|".join(names) + '"})'
+    with pytest.raises(OSError):  # as a GET: more than Go's 1 MiB of request line and headers
+        prometheus.query(query)
+
+    series = PrometheusSource(prometheus.url, timeout=30).query(query)
+
+    assert len(query) > 1 << 20
+    assert [(dict(s.labels), s.value) for s in series] == [({"service": service}, 5.0)]
 
 
 def test_a_scalar_answer_is_one_unlabelled_series(prometheus: RunningPrometheus) -> None:

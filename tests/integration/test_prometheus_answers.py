@@ -1,0 +1,140 @@
+"""PrometheusSource against a server that answers as the test says: the requests it sends
+(form POSTs) and every degenerate answer it names."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.adapters.prometheus import PrometheusSource
+from autoscaler.core.ports import SourceUnavailable
+from tests.integration.http_fakes import (
+    Answer,
+    ScriptedServer,
+    Seen,
+    api_answer,
+    matrix,
+    vector,
+)
+
+END = datetime(2024, 1, 1, tzinfo=UTC)
+START, STEP = END - timedelta(seconds=4), timedelta(seconds=1)
+
+
+def form(seen: Seen) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(seen.body.decode(), strict_parsing=True))
+
+
+def test_an_instant_query_is_a_form_post_with_nothing_in_the_url() -> None:
+    promql = 'sum by (service) (up{service=~"' + "|".join(f"s{i}" for i in range(5000)) + '"})'
+    with ScriptedServer(lambda seen: vector("1")) as server:
+        PrometheusSource(server.url).query(promql)
+        PrometheusSource(server.url).query("up", at=END)
+
+    first, second = server.seen
+    assert (first.method, first.path) == ("POST", "/api/v1/query")
+    assert first.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert form(first) == {"query": promql}
+    assert form(second) == {"query": "up", "time": f"{END.timestamp():.3f}"}
+
+
+def test_range_requests_are_form_posts_with_start_end_and_step() -> None:
+    with ScriptedServer(lambda seen: matrix("1")) as server:
+        source = PrometheusSource(f"{server.url}/prefix/")
+        source.range_series("up", start=START, end=END, step=STEP)
+        source.history("up", service="s0", service_label="service", per_service=False,
+                       start=START, end=END, step=STEP)
+
+    for seen, last in zip(server.seen, (END, END - STEP), strict=True):
+        assert (seen.method, seen.path) == ("POST", "/prefix/api/v1/query_range")
+        assert seen.headers["content-type"] == "application/x-www-form-urlencoded"
+        assert form(seen) == {"query": "up", "start": f"{START.timestamp():.3f}",
+                              "end": f"{last.timestamp():.3f}", "step": "1"}
+
+
+def test_a_long_range_is_asked_in_requests_of_at_most_10000_points() -> None:
+    with ScriptedServer(lambda seen: matrix()) as server:
+        PrometheusSource(server.url).range_series(
+            "up", start=END - 25_000 * STEP, end=END, step=STEP)
+
+    points = [(float(form(seen)["end"]) - float(form(seen)["start"])) + 1
+              for seen in server.seen]
+    assert points == [10_000, 10_000, 5_001]
+
+
+DEGENERATE_INSTANT = {
+    "status-error": (Answer(status=400, body=json.dumps(
+        {"status": "error", "errorType": "bad_data", "error": "parse error"}).encode()),
+        r"refused the query: HTTP 400 Bad Request: bad_data: parse error"),
+    "error-in-a-200": (api_answer(None, status="error"), "refused the query"),
+    "unavailable": (Answer(status=503, body=b"<html>upstream down</html>",
+                           headers={"Content-Type": "text/html"}),
+                    "refused the query: HTTP 503 Service Unavailable: <html>upstream down"),
+    "unauthorized": (Answer(status=401, body=b"Unauthorized"),
+                     r"HTTP 401 Unauthorized \(check the credentials\)"),
+    "redirect": (Answer(status=302, headers={"Location": "https://elsewhere:9090/"}),
+                 "redirect to https://elsewhere:9090/ .not followed"),
+    "not-json": (Answer(body=b"<html>hello</html>"),
+                 "sent an answer that is not the query API's: not JSON"),
+    "not-an-object": (Answer(body=b"[1, 2]"), "not the query API's: not a JSON object"),
+    "no-data": (Answer(body=b'{"status": "success"}'), "not the query API's: no data"),
+    "a-matrix": (matrix("1"), "answered with a 'matrix' result, not an instant vector"),
+    "a-string": (api_answer({"resultType": "string", "result": [1.0, "x"]}),
+                 "answered with a 'string' result"),
+    "wrong-shape": (api_answer({"resultType": "vector", "result": [{"values": []}]}),
+                    "unknown shape"),
+    "not-a-number": (vector("many"), "sent a value that is not a number: 'many'"),
+}
+
+
+@pytest.mark.parametrize("answer,message", DEGENERATE_INSTANT.values(),
+                         ids=DEGENERATE_INSTANT.keys())
+def test_a_degenerate_instant_answer_is_unavailable(answer: Answer, message: str) -> None:
+    with ScriptedServer(lambda seen: answer) as server, \
+            pytest.raises(SourceUnavailable, match=message) as raised:
+        PrometheusSource(server.url).query("up")
+
+    assert str(raised.value).startswith(f"Prometheus at {server.url} ")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    assert len(server.seen) == 1  # a redirect is not followed
+
+
+DEGENERATE_RANGE = {
+    "a-vector": (vector("1"), "answered a range query with a 'vector' result, not a matrix"),
+    "not-a-number": (matrix("1", "many"), "sent a value that is not a number: 'many'"),
+    "bad-stamp": (api_answer({"resultType": "matrix", "result": [
+        {"metric": {}, "values": [["noon", "1"]]}]}), "not a number: 'noon'"),
+    "wrong-shape": (api_answer({"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1, "2", 3]]}]}), "a matrix of an unknown shape"),
+    "not-json": (Answer(body=b"{"), "not JSON"),
+}
+
+
+@pytest.mark.parametrize("answer,message", DEGENERATE_RANGE.values(),
+                         ids=DEGENERATE_RANGE.keys())
+def test_a_degenerate_range_answer_is_unavailable(answer: Answer, message: str) -> None:
+    with ScriptedServer(lambda seen: answer) as server:
+        source = PrometheusSource(server.url)
+        with pytest.raises(SourceUnavailable, match=message):
+            source.range_series("up", start=START, end=END, step=STEP)
+        with pytest.raises(SourceUnavailable, match=message):
+            source.history("up", service="s0", service_label="service", per_service=True,
+                           start=START, end=END, step=STEP)
+
+
+def test_nan_and_infinities_pass_through_an_instant_query_and_are_gaps_in_a_range() -> None:
+    with ScriptedServer(lambda seen: vector("NaN", "+Inf", "-Inf", "2")) as server:
+        values = [series.value for series in PrometheusSource(server.url).query("up")]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 2.0]
+
+    start = END.timestamp() - 4
+    with ScriptedServer(lambda seen: matrix("1", "NaN", "+Inf", "4", start=start)) as server:
+        source = PrometheusSource(server.url)
+        assert source.range_series("up", start=START, end=END, step=STEP) == [{0: 1.0, 3: 4.0}]
+        assert source.history("up", service="s0", service_label="service", per_service=False,
+                              start=START, end=END, step=STEP
+                              )[1] == [1.0, None, None, 4.0]
