@@ -14,6 +14,7 @@ from autoscaler.adapters.decision_log import LogDecisionSink
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
+from autoscaler.apply import DEFAULT_WORKERS
 from autoscaler.core.labels import Template
 from autoscaler.core.ports import (
     DecisionSink,
@@ -26,6 +27,11 @@ from autoscaler.core.spec import Policy
 from autoscaler.engine import Engine
 from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.planner import PredictivePlanner
+
+
+def call_deadline(interval: timedelta) -> float:
+    """Seconds one call to Docker or Prometheus may take: 10, or the interval if shorter."""
+    return min(10.0, interval.total_seconds())
 
 
 def prometheus_source(url: str, *, timeout: float = 10.0) -> PrometheusSource:
@@ -45,6 +51,8 @@ def build_engine(
     templates: Mapping[str, Template] | None = None,
     book: ForecastBook | None = None,
     seed_history: bool = True,
+    apply_workers: int = DEFAULT_WORKERS,
+    apply_time: timedelta | None = None,
 ) -> Engine:
     """An engine over these sources, with the predictive planner. `book` (default: a new
     one at `tick`) lets replays share forecasts; `seed_history` False starts each service
@@ -52,7 +60,8 @@ def build_engine(
     planner = PredictivePlanner(book or ForecastBook(tick), seeded=seed_history)
     return Engine(metrics=metrics, swarm=swarm, sink=sink, planner=planner, dry_run=dry_run,
                   leadership=leadership, policies=policies, templates=templates,
-                  seed_history=seed_history)
+                  seed_history=seed_history, apply_workers=apply_workers,
+                  apply_time=apply_time)
 
 
 @dataclass(frozen=True)
@@ -65,17 +74,19 @@ class LiveParts:
     leadership: Leadership | None
 
 
-def build_live(*, prometheus_url: str, interval: timedelta, dry_run: bool, lease_label: str
-               ) -> LiveParts:
-    """The engine against the real Prometheus and Swarm, logging each decision."""
-    connection = DockerConnection()
+def build_live(*, prometheus_url: str, interval: timedelta, dry_run: bool, lease_label: str,
+               apply_workers: int = DEFAULT_WORKERS) -> LiveParts:
+    """The engine against the real Prometheus and Swarm, logging each decision. Each call
+    to Docker or Prometheus has `call_deadline(interval)`; no apply starts later than one
+    such deadline before the next tick is due, so a tick ends at most one deadline after."""
+    deadline = call_deadline(interval)
+    connection = DockerConnection(timeout=deadline, pool=apply_workers + 2)
     leadership = None if dry_run else SwarmLease(
         connection, ttl=3 * interval, holder=new_holder_id(), label=lease_label
     )
-    prometheus = prometheus_source(
-        prometheus_url, timeout=min(10.0, interval.total_seconds())
-    )
+    prometheus = prometheus_source(prometheus_url, timeout=deadline)
     engine = build_engine(metrics=prometheus, swarm=SwarmScaler(connection),
                           sink=LogDecisionSink(), tick=interval, dry_run=dry_run,
-                          leadership=leadership)
+                          leadership=leadership, apply_workers=apply_workers,
+                          apply_time=max(interval - timedelta(seconds=deadline), interval / 2))
     return LiveParts(engine, prometheus, leadership)

@@ -46,6 +46,16 @@ def _text(text: str) -> str:
     return text
 
 
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 64, got {workers}")
+    return workers
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -58,7 +68,7 @@ def _port(text: str) -> int:
 
 CONVERTERS: dict[str, Callable[[str], object]] = {
     "policies": _policies, "prometheus_url": _text, "interval": _interval, "port": _port,
-    "listen": _text,
+    "listen": _text, "apply_workers": _workers,
     "log_format": _log_format, "lease": _text,
 }
 """Setting -> the conversion of its text, shared by the flag and its variable."""
@@ -142,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--port", type=_port,
             help=_env_help("port", "port serving /healthz, /readyz and /metrics; 0 turns "
                            "them off"),
+        )
+        command.add_argument(
+            "--apply-workers", type=_workers, metavar="N",
+            help=_env_help("apply_workers", "scale calls a tick makes side by side"),
         )
         command.add_argument(
             "--listen", metavar="HOST",
@@ -291,6 +305,7 @@ def _run(arguments: argparse.Namespace) -> int:
         interval=arguments.interval,
         port=arguments.port,
         listen=arguments.listen,
+        apply_workers=arguments.apply_workers,
         log_format=arguments.log_format,
         lease=arguments.lease,
         dry_run=arguments.command == "dry-run",

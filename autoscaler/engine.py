@@ -3,11 +3,13 @@ hands `decide` what a strategy needs beside the metrics."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
+from autoscaler.apply import DEFAULT_WORKERS, Applied, Applier, ScaleRequest
 from autoscaler.core.decide import Outcome, Plan, decide
 from autoscaler.core.labels import ManagedPolicy, Template
 from autoscaler.core.limits import history_to_keep
@@ -27,8 +29,6 @@ from autoscaler.core.ports import (
     MetricsSource,
     Planner,
     Retrained,
-    ScaleConflict,
-    ScaleFailed,
     ServiceScaler,
     SourceUnavailable,
 )
@@ -74,11 +74,17 @@ class Engine:
         policies: Mapping[str, Policy] | None = None,
         templates: Mapping[str, Template] | None = None,
         seed_history: bool = True,
+        apply_workers: int = DEFAULT_WORKERS,
+        apply_time: timedelta | None = None,
     ) -> None:
         """`seed_history` False starts each service with empty stabilization history
-        instead of holding the first count seen (the backtest's start)."""
+        instead of holding the first count seen (the backtest's start). Applies run on
+        `apply_workers` threads; none starts later than `apply_time` into the tick (None:
+        no limit)."""
         self._gatherer = MetricsGatherer(metrics)
         self._swarm = swarm
+        self._applier = Applier(swarm, workers=apply_workers)
+        self._apply_time = apply_time
         self._sink = sink
         self._planner = planner
         self._dry_run = dry_run
@@ -107,17 +113,32 @@ class Engine:
         queried = self._gatherer.gather(managed)
         report.queries, report.query_errors = queried.queries, queried.errors
         report.leader = self._may_act(now, report)
-        # 2. Decide, 3. apply, 4. record, service by service.
+        # 2. Decide, service by service; 3. apply the changes side by side; 4. record.
+        began = time.monotonic()
+        decisions: list[Decision | _Decided] = []
         for entry in managed:
             service = entry.policy.service
             try:
-                decided = self._decide(entry, services.get(service),
-                                       queried.values.get(service) or {}, now,
-                                       leader=report.leader)
-                decision = decided if isinstance(decided, Decision) \
-                    else self._apply(decided, leader=report.leader, now=now)
+                decisions.append(self._decide(entry, services.get(service),
+                                              queried.values.get(service) or {}, now,
+                                              leader=report.leader))
             except Exception as error:  # one service's failure must not stop the others
-                decision = _failed(entry, now, error, dry_run=self._dry_run)
+                decisions.append(_failed(entry, now, error, dry_run=self._dry_run))
+        pending = [d for d in decisions if isinstance(d, _Decided)
+                   and self._wants_apply(d, leader=report.leader)]
+        results = dict(zip(map(id, pending), self._applier.apply(
+            [self._request(d, now) for d in pending], began=began,
+            deadline=None if self._apply_time is None
+            else began + self._apply_time.total_seconds()), strict=True))
+        for decided in decisions:
+            decision = decided
+            if isinstance(decided, _Decided):
+                try:
+                    decision = self._settle(decided, results.get(id(decided)),
+                                            leader=report.leader, now=now)
+                except Exception as error:
+                    decision = _failed(decided.entry, now, error, dry_run=self._dry_run)
+            assert isinstance(decision, Decision)
             self._sink.record(decision)
             report.decisions.append(decision)
         return report
@@ -190,43 +211,47 @@ class Engine:
                          changed_at=changed_at(state), now=now,
                          override=policy.behavior.manual_override):
             memory = replace(memory, adopted=spec)
-        return _Decided(record, policy, state, spec, memory, current, outcome, plan, recorded)
+        return _Decided(record, entry, policy, state, spec, memory, current, outcome, plan,
+                        recorded)
 
-    def _apply(self, decided: _Decided, *, leader: bool, now: datetime) -> Decision:
-        """Apply a decision (the leader, not in dry-run), remember it, and say what became
-        of it."""
+    def _wants_apply(self, decided: _Decided, *, leader: bool) -> bool:
+        return leader and not self._dry_run and decided.outcome.desired != decided.current
+
+    def _request(self, decided: _Decided, now: datetime) -> ScaleRequest:
+        """The scale call for a decision, with the record of the change in the same update."""
+        changed = RecordedChange(now, decided.spec, decided.outcome.desired)
+        record = with_change(decided.recorded, changed, keep=history_to_keep(decided.policy))
+        return ScaleRequest(decided.state, decided.outcome.desired, {RECORD_LABEL: record})
+
+    def _settle(self, decided: _Decided, applied: Applied | None, *, leader: bool,
+                now: datetime) -> Decision:
+        """Remember a decision and what became of its apply (None: none was made), and say
+        so."""
         outcome, policy = decided.outcome, decided.policy
         reason, message = outcome.reason, outcome.message + decided.plan.note
-        change, applied = outcome.desired - decided.current, False
+        change = outcome.desired - decided.current
         if not leader:
             change = 0
             reason, message = Reason.NOT_LEADER, (
                 f"{message}; {outcome.reason}; nothing applied: another agent holds the lease"
             )
-        elif change and not self._dry_run:
-            changed = RecordedChange(now, decided.spec, outcome.desired)
-            labels = {RECORD_LABEL: with_change(decided.recorded, changed,
-                                                keep=history_to_keep(policy))}
-            try:
-                self._swarm.scale(decided.state, outcome.desired, labels=labels)
-                applied = True
-            except (ScaleConflict, ScaleFailed) as error:
-                change = 0
-                reason = Reason.CONFLICT if isinstance(error, ScaleConflict) \
-                    else Reason.APPLY_FAILED
-                message = f"{message}; not applied: {error}"
+        elif applied is not None and applied.failure is not None:
+            change = 0
+            reason, message = applied.failure[0], f"{message}; not applied: {applied.failure[1]}"
+        done = applied is not None and applied.failure is None
         remembered = remember(decided.memory, now=now, recommended=outcome.remembered,
                               change=change, keep=history_to_keep(policy))
-        spec_now = outcome.desired if applied else decided.spec
+        spec_now = outcome.desired if done else decided.spec
         self._memory[policy.service] = replace(
             remembered, expected_spec=spec_now,
             adopted=remembered.adopted if remembered.adopted == spec_now else None)
         self._planner.settle(policy.service, spec=spec_now)
         return decided.record(
-            reason=reason, message=message, applied=applied, current_replicas=decided.current,
+            reason=reason, message=message, applied=done, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=decided.plan.record,
             fallback_reason=decided.plan.fallback,
+            applied_at=now + timedelta(seconds=applied.seconds) if done and applied else None,
         )
 
 
@@ -236,6 +261,7 @@ class _Decided:
 
     record: Callable[..., Decision]
     """The Decision with the service's fields set; the rest given when it is made."""
+    entry: ManagedPolicy
     policy: Policy
     state: ServiceState
     spec: int

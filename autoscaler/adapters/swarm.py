@@ -33,15 +33,18 @@ class DockerConnection:
     down when the agent starts is picked up once it is back.
     """
 
-    def __init__(self, *, timeout: float = 30.0) -> None:
+    def __init__(self, *, timeout: float = 30.0, pool: int = 10) -> None:
+        """`pool`: connections kept to the engine, at least the applies made side by side."""
         self._timeout = timeout
+        self._pool = pool
         self._client: docker.APIClient | None = None
 
     @property
     def api(self) -> docker.APIClient:
         if self._client is None:
             try:
-                self._client = docker.from_env(timeout=int(self._timeout)).api
+                self._client = docker.from_env(timeout=max(1, round(self._timeout)),
+                                               max_pool_size=self._pool).api
             except DockerException as error:
                 raise SourceUnavailable(f"cannot reach the Docker engine: {error}") from error
         return self._client

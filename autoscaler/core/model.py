@@ -75,6 +75,8 @@ class Decision:
     recommended_replicas: int | None = None
     desired_replicas: int | None = None
     applied: bool = False
+    applied_at: datetime | None = None
+    """When the change was applied (the tick's time and how long into it)."""
     forecast: Mapping[str, Mapping[str, float | None]] | None = None
     """Predictive only: per metric, the forecast at the horizon and with its margin."""
     fallback_reason: str | None = None

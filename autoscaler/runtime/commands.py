@@ -45,7 +45,8 @@ def validate(paths: Sequence[Path]) -> int:
 def build_agent(settings: Settings) -> Agent:
     """The agent for `settings`, reading its policies from `settings.policies`."""
     parts = build_live(prometheus_url=settings.prometheus_url, interval=settings.interval,
-                       dry_run=settings.dry_run, lease_label=settings.lease)
+                       dry_run=settings.dry_run, lease_label=settings.lease,
+                       apply_workers=settings.apply_workers)
     return Agent(parts.engine, interval=settings.interval, telemetry=Telemetry(),
                  watcher=PolicyWatcher(settings.policies), history=parts.history,
                  leadership=parts.leadership)

@@ -21,6 +21,8 @@ class Settings:
     """Port for /healthz, /readyz and /metrics; 0 serves none."""
     listen: str
     """Address the endpoints listen on."""
+    apply_workers: int
+    """How many scale calls a tick makes side by side."""
     log_format: LogFormat
     lease: str
     """Node label that holds the lease; agents sharing it exclude each other."""
@@ -36,6 +38,7 @@ ENVIRONMENT = {
     "interval": ("AUTOSCALER_INTERVAL", "15s"),
     "port": ("AUTOSCALER_PORT", "9180"),
     "listen": ("AUTOSCALER_LISTEN", "0.0.0.0"),
+    "apply_workers": ("AUTOSCALER_APPLY_WORKERS", "8"),
     "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
     "lease": ("AUTOSCALER_LEASE", "autoscaler.lease"),
 }

@@ -1,0 +1,98 @@
+"""A tick's scale calls run side by side on a bounded pool, each failing on its own, none
+started after the tick's time for applies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from autoscaler.core.model import Reason, Series, ServiceState
+from autoscaler.core.ports import ScaleFailed
+from autoscaler.engine import Engine
+from tests.unit.conftest import build_policy
+from tests.unit.fakes import FakeMetrics, FakeSwarm, ListSink
+from tests.unit.test_engine import engine_of
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SERVICES = [f"s{i:02d}" for i in range(20)]
+
+
+@dataclass
+class SlowSwarm(FakeSwarm):
+    """Each scale call takes `latency` seconds; counts the calls in flight at once."""
+
+    latency: float = 0.02
+    failing: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
+              ) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+            if service.name in self.failing:
+                raise ScaleFailed("no space left")
+            with self.lock:
+                super().scale(service, replicas, labels=labels)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def fleet(swarm: SlowSwarm, **keys: Any) -> tuple[Engine, ListSink]:
+    for name in SERVICES:
+        swarm.add(name, 1)
+    sink = ListSink()
+    policies = {f"{name}.yaml": build_policy(service=name) for name in SERVICES}
+    metrics = FakeMetrics(lambda _: [Series({"service": n}, 300) for n in SERVICES])
+    return engine_of(metrics=metrics, swarm=swarm, sink=sink, dry_run=False,
+                     policies=policies, **keys), sink
+
+
+def test_applies_run_side_by_side_on_at_most_the_pool() -> None:
+    swarm = SlowSwarm()
+    engine, sink = fleet(swarm, apply_workers=4)
+
+    engine.tick(NOW)
+
+    assert swarm.most_in_flight == 4
+    assert sorted(swarm.scaled) == [(name, 3) for name in SERVICES]
+    assert [d.service for d in sink.decisions] == SERVICES, "recorded in the policies' order"
+    assert all(d.applied and d.applied_at is not None and d.applied_at > NOW
+               for d in sink.decisions)
+
+
+def test_a_failed_apply_stays_with_its_service() -> None:
+    swarm = SlowSwarm(failing={"s03"})
+    engine, sink = fleet(swarm)
+
+    engine.tick(NOW)
+
+    failed = {d.service: d for d in sink.decisions if not d.applied}
+    assert list(failed) == ["s03"]
+    assert failed["s03"].reason == Reason.APPLY_FAILED
+    assert failed["s03"].applied_at is None
+    assert len(swarm.scaled) == len(SERVICES) - 1
+
+
+def test_no_apply_starts_after_the_ticks_time_for_applies() -> None:
+    swarm = SlowSwarm()
+    engine, sink = fleet(swarm, apply_time=timedelta(0))
+
+    engine.tick(NOW)
+
+    assert swarm.scaled == []
+    assert {d.reason for d in sink.decisions} == {Reason.APPLY_FAILED}
+    assert "ran out before this one's turn" in sink.decisions[0].message
+
+    engine._apply_time = None  # the next tick has time for them
+    engine.tick(NOW + timedelta(seconds=15))
+    assert len(swarm.scaled) == len(SERVICES), "decided and applied again the next tick"
