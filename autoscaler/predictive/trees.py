@@ -1,11 +1,11 @@
 """A fitted HistGradientBoostingRegressor evaluated on one row in plain Python.
 
-`predict` on one row costs about half a millisecond of per-call overhead, some twenty times
-this walk, and the agent makes one forecast a tick (the backtest, one a step). scikit-learn
-has no public API to a fitted model's trees: this module reads its private attributes
-(`_baseline_prediction`, `_predictors` and their `nodes`), the one place in the project that
-does. pyproject.toml bounds scikit-learn to the versions this was checked with, and
-`tests/unit/test_forecast.py` fails if the walk and `predict` ever disagree.
+The agent makes one forecast a tick (the backtest, one a step), and `predict`'s per-call
+overhead on one row is many times the cost of this walk. scikit-learn has no public API to
+a fitted model's trees: this module reads its private attributes (`_baseline_prediction`,
+`_predictors` and their `nodes`), the one place in the project that does. pyproject.toml
+bounds scikit-learn to the versions this was checked with, and `tests/unit/test_forecast.py`
+fails if the walk and `predict` ever disagree. Figures: docs/forecast-notes.md.
 """
 
 from __future__ import annotations

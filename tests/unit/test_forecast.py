@@ -9,6 +9,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from autoscaler.core.decide import decide
@@ -68,17 +69,29 @@ def test_the_row_of_one_forecast_is_the_batch_row() -> None:
 
 
 def test_the_fast_trees_agree_with_scikit_learn() -> None:
+    """`Trees` reads private attributes of scikit-learn's fitted model: this test is what says
+    that a version of scikit-learn laid its trees out differently."""
+    changed = (
+        f"autoscaler/predictive/trees.py no longer reads scikit-learn {sklearn.__version__}'s "
+        "fitted trees right: their private layout changed. Adapt `Trees` to it, then set the "
+        "scikit-learn bound in pyproject.toml to the versions this test passed with; or keep "
+        "scikit-learn within that bound"
+    )
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((2000, 6))
     rows[rng.random(rows.shape) < 0.05] = np.nan
     targets = np.nan_to_num(rows[:, 0]) * 2 + np.sin(np.nan_to_num(rows[:, 1]))
     model = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(rows, targets)
-    trees = Trees(model)
+    try:
+        trees = Trees(model)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        pytest.fail(f"{changed} ({error!r})")
 
     probe = rng.standard_normal((200, 6))
     probe[::7, 2] = np.nan
 
-    assert np.allclose([trees.predict(row.tolist()) for row in probe], model.predict(probe))
+    walked = [trees.predict(row.tolist()) for row in probe]
+    assert np.allclose(walked, model.predict(probe)), changed
 
 
 def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None:
