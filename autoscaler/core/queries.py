@@ -73,7 +73,6 @@ def render(query: str, *, services: Sequence[str], service: str | None = None) -
     return _render(query, tuple(sorted(services)), service)
 
 
-@functools.lru_cache(maxsize=4096)
 def _render(query: str, services: tuple[str, ...], service: str | None) -> str:
     contexts = {offset: (quote, regex) for offset, quote, regex in _string_contexts(query)}
     out = []
@@ -95,18 +94,32 @@ def _render(query: str, services: tuple[str, ...], service: str | None) -> str:
     return "".join(out)
 
 
+_render_one = functools.lru_cache(maxsize=4096)(_render)
+"""`_render` of a per-service query that does not list every service: a small key, cached
+(a key holding the list of a fleet would keep its long renderings alive)."""
+
+
 def plan_queries(policies: Iterable[Policy]) -> dict[str, list[QueryUse]]:
-    """Every distinct rendered query of a tick, with the (service, metric) pairs it serves."""
+    """Every distinct rendered query of a tick, with the (service, metric) pairs it serves.
+
+    Linear in the policies' metrics (plus the length of what is rendered): a query shared by
+    every service is rendered once, not once for each service that reads it.
+    """
     policies = list(policies)
-    services = sorted({p.service for p in policies})
+    services = tuple(sorted({p.service for p in policies}))
+    shared: dict[str, str] = {}
     plan: dict[str, list[QueryUse]] = {}
     for policy in policies:
         for metric in policy.metrics:
-            if ONE_SERVICE in metric.query:
-                rendered = render(metric.query, services=services, service=policy.service)
+            query = metric.query
+            if ONE_SERVICE in query:
+                rendered = (_render(query, services, policy.service) if ALL_SERVICES in query
+                            else _render_one(query, (), policy.service))
                 use = QueryUse(policy.service, metric.name, metric.service_label, policy.service)
             else:
-                rendered = render(metric.query, services=services)
+                if query not in shared:
+                    shared[query] = _render(query, services, None)
+                rendered = shared[query]
                 use = QueryUse(policy.service, metric.name, metric.service_label, None)
             plan.setdefault(rendered, []).append(use)
     return plan
@@ -135,13 +148,19 @@ def assign_values(
     missing for that service: a missing value is never read as zero. A value that makes no
     sense as load (NaN, an infinity, a negative number) is rejected here, where the core
     first sees it, and is missing too, for the strategies and the forecasters alike.
+
+    Each answer is indexed once by the service label its readers use, so a tick costs the
+    number of uses plus the number of series, not their product.
     """
     values: dict[str, MetricValues] = {}
     for rendered, uses in plan.items():
         answer = answers.get(rendered)
+        indexes: dict[str, dict[str, Series | None]] = {}
         for use in uses:
-            found = values.setdefault(use.policy_service, MetricValues())
-            value = None if answer is None else _value_for(use, answer)
+            found = values.get(use.policy_service)
+            if found is None:
+                found = values[use.policy_service] = MetricValues()
+            value = None if answer is None else _value_for(use, answer, indexes)
             problem = None if value is None else rejection(value)
             if problem is not None:
                 found.rejected[use.metric] = f"{use.metric}: {problem}: treated as missing"
@@ -161,11 +180,29 @@ def rejection(value: float) -> str | None:
     return None
 
 
-def _value_for(use: QueryUse, answer: list[Series]) -> float | None:
+def index_by_label(answer: Iterable[Series], label: str) -> dict[str, Series | None]:
+    """Each value of `label` in `answer` with its one series, or None where several series
+    carry it. Series without the label are left out."""
+    index: dict[str, Series | None] = {}
+    for series in answer:
+        key = series.labels.get(label)
+        if key is None:
+            continue
+        index[key] = None if key in index else series
+    return index
+
+
+def _value_for(use: QueryUse, answer: list[Series],
+               indexes: dict[str, dict[str, Series | None]]) -> float | None:
     if use.service is not None:
-        matching = answer
+        if len(answer) != 1:
+            return None
+        match: Series | None = answer[0]
     else:
-        matching = [s for s in answer if s.labels.get(use.service_label) == use.policy_service]
-    if len(matching) != 1:
+        index = indexes.get(use.service_label)
+        if index is None:
+            index = indexes[use.service_label] = index_by_label(answer, use.service_label)
+        match = index.get(use.policy_service)
+    if match is None:
         return None
-    return matching[0].value + 0.0  # -0.0 reads as 0
+    return match.value + 0.0  # -0.0 reads as 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.core.model import Series
-from autoscaler.core.queries import assign_values, plan_queries, render
+from autoscaler.core.queries import QueryUse, assign_values, plan_queries, rejection, render
 from tests.unit.conftest import build_policy
 
 
@@ -152,3 +155,141 @@ def test_a_per_service_answer_needs_no_service_label() -> None:
     plan = plan_queries([policy])
 
     assert assign_values(plan, {'sum(r{s="a"})': [Series({}, 4.0)]}) == {"a": {"rps": 4.0}}
+
+
+def test_one_answer_read_by_two_labels() -> None:
+    """Readers of the same rendered query may name their service by different labels: each
+    label is indexed on its own."""
+    policies = [
+        build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1}]),
+        build_policy(service="b", metrics=[{"name": "rps", "query": "q", "target": 1,
+                                            "service_label": "job"}]),
+    ]
+    answer = [Series({"service": "a", "job": "x"}, 1.0), Series({"job": "b"}, 2.0),
+              Series({"service": "b"}, 9.0)]
+
+    assert assign_values(plan_queries(policies), {"q": answer}) == {
+        "a": {"rps": 1.0}, "b": {"rps": 2.0}}
+
+
+def test_a_series_without_the_label_is_nobody_s() -> None:
+    policy = build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1}])
+
+    values = assign_values(plan_queries([policy]), {"q": [Series({}, 1.0),
+                                                         Series({"service": "a"}, 2.0)]})
+
+    assert values == {"a": {"rps": 2.0}}
+
+
+def test_several_series_for_one_service_leave_the_others_alone() -> None:
+    shared = 'sum by (service) (r{service=~"{{services}}"})'
+    policies = [build_policy(service=name, metrics=[{"name": "rps", "query": shared,
+                                                     "target": 1}]) for name in "abc"]
+    plan = plan_queries(policies)
+    (rendered,) = plan
+
+    values = assign_values(plan, {rendered: [
+        Series({"service": "a"}, 1.0), Series({"service": "b"}, 2.0),
+        Series({"service": "a", "x": "1"}, 3.0), Series({"service": "a", "x": "2"}, 4.0)]})
+
+    assert values == {"a": {"rps": None}, "b": {"rps": 2.0}, "c": {"rps": None}}
+
+
+def test_a_per_service_answer_with_several_series_is_missing() -> None:
+    policy = build_policy(service="a", metrics=[
+        {"name": "rps", "query": 'r{s="{{service}}"}', "target": 1}])
+
+    values = assign_values(plan_queries([policy]), {'r{s="a"}': [Series({}, 1.0),
+                                                                Series({}, 2.0)]})
+
+    assert values == {"a": {"rps": None}}
+
+
+def test_a_query_naming_one_service_and_listing_all() -> None:
+    query = 'r{s="{{service}}"} / ignoring(s) group(r{s=~"{{services}}"})'
+    policies = [build_policy(service=name, metrics=[{"name": "rps", "query": query,
+                                                     "target": 1}]) for name in ("b", "a")]
+
+    assert sorted(plan_queries(policies)) == [
+        'r{s="a"} / ignoring(s) group(r{s=~"a|b"})',
+        'r{s="b"} / ignoring(s) group(r{s=~"a|b"})',
+    ]
+
+
+class _CountingLabels(dict[str, str]):
+    """Labels that count how often they are looked up."""
+
+    lookups = 0
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        _CountingLabels.lookups += 1
+        return super().get(key, default)
+
+
+def test_matching_reads_each_series_once_not_once_per_service() -> None:
+    """Linear: 300 services reading one shared answer of 300 series look each series' label
+    up once (the quadratic scan looked them up 90,000 times)."""
+    shared = 'sum by (service) (r{service=~"{{services}}"})'
+    names = [f"s{i}" for i in range(300)]
+    policies = [build_policy(service=name, metrics=[{"name": "rps", "query": shared,
+                                                     "target": 1}]) for name in names]
+    plan = plan_queries(policies)
+    (rendered,) = plan
+    answer = [Series(_CountingLabels(service=name), float(i)) for i, name in enumerate(names)]
+    _CountingLabels.lookups = 0
+
+    values = assign_values(plan, {rendered: answer})
+
+    assert _CountingLabels.lookups == len(answer)
+    assert all(values[name] == {"rps": float(i)} for i, name in enumerate(names))
+
+
+def _quadratic_assign(plan: dict[str, list[QueryUse]],
+                      answers: dict[str, list[Series] | None]) -> dict[str, dict[str, Any]]:
+    """The earlier matching, every reader scanning every series: the reference."""
+    values: dict[str, dict[str, Any]] = {}
+    for rendered, uses in plan.items():
+        answer = answers.get(rendered)
+        for use in uses:
+            found = values.setdefault(use.policy_service, {"values": {}, "rejected": {}})
+            value = None
+            if answer is not None:
+                matching = answer if use.service is not None else [
+                    s for s in answer if s.labels.get(use.service_label) == use.policy_service]
+                value = matching[0].value + 0.0 if len(matching) == 1 else None
+            problem = None if value is None else rejection(value)
+            if problem is not None:
+                found["rejected"][use.metric] = f"{use.metric}: {problem}: treated as missing"
+                value = None
+            found["values"][use.metric] = value
+    return values
+
+
+_NAMES = st.sampled_from(["a", "b", "c", "d"])
+_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(-0.0),
+                    st.sampled_from([0.0, 1.0, 2.5]))
+_LABELS = st.dictionaries(st.sampled_from(["service", "job", "x"]), _NAMES, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    readers=st.lists(st.tuples(_NAMES, st.sampled_from(["service", "job"]),
+                               st.sampled_from(["q", 'p{s="{{service}}"}'])),
+                     min_size=1, max_size=8, unique_by=lambda r: r[0]),
+    answers=st.dictionaries(
+        st.sampled_from(["q", 'p{s="a"}', 'p{s="b"}', 'p{s="c"}', 'p{s="d"}']),
+        st.one_of(st.none(), st.lists(st.builds(Series, _LABELS, _VALUES), max_size=6))),
+)
+def test_matching_is_the_quadratic_scan_s(readers: list[tuple[str, str, str]],
+                                          answers: dict[str, list[Series] | None]) -> None:
+    """Same values, same rejected notes as every reader scanning every series."""
+    policies = [build_policy(service=name, metrics=[
+        {"name": "m", "query": query, "target": 1, "service_label": label},
+        {"name": "n", "query": "q", "target": 1}]) for name, label, query in readers]
+    plan = plan_queries(policies)
+
+    got = assign_values(plan, answers)
+
+    expected = _quadratic_assign(plan, answers)
+    assert {name: {"values": dict(v), "rejected": v.rejected} for name, v in got.items()
+            } == expected
