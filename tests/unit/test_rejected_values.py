@@ -37,7 +37,7 @@ def run(answers: list[dict[str, float | None]], **policy: Any) -> list[dict[str,
     for at in range(len(answers)):
         tick["at"] = at
         engine.tick(NOW + timedelta(seconds=15 * at))
-    return [asdict(d) for d in sink.decisions]
+    return [asdict(d) | {"applied_at": d.applied_at is not None} for d in sink.decisions]
 
 
 BAD = [
