@@ -1,14 +1,13 @@
 """Forecasting a metric `horizon` ahead, for the predictive strategy. Pure: values in,
 forecasts out; the clock is passed in and nothing is read from outside.
 
-The model predicts the change of log1p(value) from now to the target time, from features
-that real request rates reward: recent changes (lags), the value the same time a day and a
-week before the target time, rolling means, and time-of-day and day-of-week terms of the
-target time. Working on log-changes makes it indifferent to the level, so a site that grows
-tenfold (WorldCup98) is forecast as well as a flat one. A margin, the `margin_quantile` of
-recent forecast errors, is added on top: a ratio, but never more than the largest recent
+The model predicts the change of log1p(value) from now to the target time, from the
+features of `features.py`. Working on log-changes makes it indifferent to the level, so a
+site that grows tenfold is forecast as well as a flat one. A margin, the `margin_quantile`
+of recent forecast errors, is added on top: a ratio, but never more than the largest recent
 shortfall in the metric's units. For a metric with a limit, the worst case raises the
 forecast by the largest share of the load missed over a longer window (`LargestMiss`).
+The measurements behind the constants are in docs/forecast-notes.md.
 """
 
 from __future__ import annotations
@@ -31,17 +30,13 @@ from autoscaler.predictive.trees import Trees
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
 TRAINING_THREADS = 1
-"""OpenMP threads for a training. On the two-core machine this project is developed on, one
-thread trains 14 days about as fast as two when it is idle (median 0.43 s against 0.42 s)
-and twice as fast beside two CPU-bound processes (0.59 to 0.65 s against 1.25 to 1.31 s;
-benchmarks/training_time.py): OpenMP's threads wait for each other by spinning, and the
-agent shares its manager node with Swarm's own work."""
+"""OpenMP threads for a training: they wait for each other by spinning, so beside other
+busy processes (the agent shares its manager node with Swarm's own work) more threads train
+slower, and on an idle machine they train no faster."""
 MAX_TRAINING_ROWS = 10_000
 """Longer histories are trained on every k-th forecast time, the newest kept: at one point a
-minute, neighbouring rows nearly repeat each other. 14 days are trained on every third minute;
-with 15 leaves a tree instead of 31 this halves the training time, and on the first half of
-WorldCup98 (trained daily on 14 days, scored on the next day) the errors were no larger
-(6-minute log-change MAE 0.0712 against 0.0724, 0.95 quantile 0.161 against 0.165)."""
+minute, neighbouring rows nearly repeat each other, so fewer rows cost training time and
+not accuracy."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +49,8 @@ class ForecastSettings:
     max_error_pct: float
     retrain_every: timedelta
     error_window: timedelta = timedelta(minutes=30)
-    """How far back the recent errors (margin, sMAPE) reach. Chosen on the first half of
-    WorldCup98: half an hour follows the regime (a quiet night, a match) better than an
-    hour or two did, with both fewer violations and fewer replica-hours; 15 minutes cost
-    less but let more violations through."""
+    """How far back the recent errors (margin, sMAPE) reach: long enough to judge the
+    model, short enough to follow a change of regime (a quiet night, a match)."""
     worst_case_window: timedelta = timedelta(days=1)
     """How far back the worst case's largest miss reaches."""
     limit: float | None = None
