@@ -35,8 +35,8 @@ busy processes (the agent shares its manager node with Swarm's own work) more th
 slower, and on an idle machine they train no faster."""
 MAX_TRAINING_ROWS = 10_000
 """Longer histories are trained on every k-th forecast time, the newest kept: at one point a
-minute, neighbouring rows nearly repeat each other, so fewer rows cost training time and
-not accuracy."""
+minute, neighbouring rows nearly repeat each other, so leaving some out saves training time
+at no cost in accuracy."""
 
 
 @dataclass(frozen=True)
