@@ -374,7 +374,8 @@ class _PolicyLoader(yaml.SafeLoader):
                 key, twice = _ComplexKey(kind, key_node.start_mark.line + 1), False
             if twice:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                    None, None, f"key {_shown(key)} appears twice in one mapping",
+                    key_node.start_mark,
                 )
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping

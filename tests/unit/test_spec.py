@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from autoscaler.core.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.core.durations import parse_duration
+from autoscaler.core.spec import (
+    MetricSpec,
+    Policy,
+    PolicyProblem,
+    PredictiveSpec,
+    ScaleDownRules,
+    ScaleUpRules,
+    parse_policy,
+)
 
 FILE = "policies/web.yaml"
 
@@ -146,6 +158,14 @@ def test_defaults() -> None:
             ]),
             lambda p: [m.name for m in p.metrics] == ["rps", "cpu"], id="two-metrics",
         ),
+        pytest.param(changed(service="a"), lambda p: p.service == "a", id="one-character"),
+        pytest.param(changed(service="9lives--shop_web2"), lambda p: p.service[0] == "9",
+                     id="digits-dashes-underscores"),
+        pytest.param(changed(service="s" * 63), lambda p: len(p.service) == 63,
+                     id="63-characters"),
+        pytest.param(with_metric(target=1, name="http_requests:rate5m"),
+                     lambda p: p.metrics[0].name == "http_requests:rate5m",
+                     id="metric-name-with-colon"),
     ],
 )
 def test_valid_documents(document: dict[str, Any], check: Any) -> None:
@@ -178,6 +198,22 @@ def test_switching_strategy_is_one_line() -> None:
         pytest.param(b"just words", "must be a mapping", id="a-scalar"),
         pytest.param(b"service: caf\xe9\n", "is not UTF-8", id="latin-1"),
         pytest.param(b"\xff\xfe\x00s", "is not UTF-8", id="utf-16-bom"),
+        pytest.param(b"service: web\x00\n", "unacceptable character #x0000", id="nul"),
+        pytest.param(b"x: " + b"[" * 30 + b"]" * 30, "nested more than 20 levels deep",
+                     id="deeply-nested"),
+        pytest.param(b"min_replicas: " + b"9" * 5000, "as int: Exceeds the limit (4300 digits)",
+                     id="5000-digits"),
+        pytest.param(b"service: 2020-02-30\n",
+                     "cannot read '2020-02-30' as timestamp: day is out of range for month",
+                     id="30-february"),
+        pytest.param(b"service: !!timestamp soon\n", "cannot read 'soon' as timestamp",
+                     id="tagged-timestamp"),
+        pytest.param(b"service: !!bool maybe\n", "cannot read 'maybe' as bool",
+                     id="tagged-bool"),
+        pytest.param(b"service: !!set [a]\n", "expected a mapping, found sequence",
+                     id="set-of-a-list"),
+        pytest.param(b"service: !!python/object:os.system {}\n",
+                     "could not determine a constructor", id="python-tag"),
     ],
 )
 def test_unreadable_documents(data: bytes, fragment: str) -> None:
@@ -213,6 +249,32 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
                      id="unknown-strategy"),
         pytest.param(changed(on_missing_metrics="zero"), "on_missing_metrics", "'hold'",
                      id="on-missing-not-hold"),
+        pytest.param(changed(on_missing_metrics="zero"), "on_missing_metrics",
+                     "the only behaviour (a missing metric is never read as zero",
+                     id="on-missing-says-why"),
+        pytest.param(changed(on_missing_metrics=["hold"]), "on_missing_metrics",
+                     "must be 'hold', the only behaviour", id="on-missing-a-list"),
+        # names: Swarm's for a service (substituted into the queries), Prometheus's for a metric
+        *[pytest.param(changed(service=name), "service", "must be a Swarm service name: ASCII "
+                       "letters, digits, - and _, beginning and ending with a letter or digit, "
+                       f"got {name!r}", id=f"service-{case}")
+          for case, name in [("space", "shop web"), ("backtick", "a`b"), ("quote", 'a"b'),
+                             ("apostrophe", "a'b"), ("backslash", "a\\b"),
+                             ("newline", "a\nb"), ("dot", "a.b"), ("pipe", "a|b"),
+                             ("leading-dash", "-web"), ("trailing-underscore", "web_"),
+                             ("non-ascii", "caf\u00e9"), ("empty", "")]],
+        pytest.param(changed(service="s" * 64), "service",
+                     "must be at most 63 characters, as Swarm requires of a service name, got 64",
+                     id="service-64-characters"),
+        pytest.param(changed(service=["a", "b"]), "service", "must be text, got a list",
+                     id="service-list"),
+        *[pytest.param(with_metric(target=1, name=name), "metrics[0].name",
+                       "must be a name of ASCII letters, digits, _ and :, not beginning with a "
+                       f"digit (as a Prometheus metric name), got {name!r}", id=f"metric-{case}")
+          for case, name in [("space", "p95 latency"), ("dash", "req-rate"), ("digit", "9x"),
+                             ("quote", 'a"b'), ("empty", "")]],
+        pytest.param(with_metric(target=1, name={"x": 1}), "metrics[0].name",
+                     "must be text, got a mapping", id="metric-name-mapping"),
         # missing keys
         pytest.param({k: v for k, v in VALID.items() if k != "service"}, "service",
                      "required key is missing", id="no-service"),
@@ -430,3 +492,142 @@ def test_a_predictive_limit_and_the_worst_case_window() -> None:
     assert policy.metrics[0].limit == 50
     assert policy.predictive.worst_case_window == timedelta(days=1)
     assert widened.predictive.worst_case_window == timedelta(hours=6)
+
+
+# --- keys that are not text, numbers too large, values too large to write out -----------
+
+BASE = "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        pytest.param("? [a, b]\n: 1\n", "", "a key must be text, got a list (line 4)",
+                     id="complex-key-list"),
+        pytest.param("{x: 1}: 2\n", "", "a key must be text, got a mapping (line 4)",
+                     id="complex-key-mapping"),
+        pytest.param("1: one\n", "", "a key must be text, got 1", id="number-key"),
+        pytest.param("yes: 1\n", "", "a key must be text, got True", id="yes-is-true"),
+        pytest.param("~: 1\n", "", "a key must be text, got None", id="null-key"),
+        pytest.param("behavior: {scale_up: {[a]: 1}}\n", "behavior.scale_up",
+                     "a key must be text, got a list (line 4)", id="in-behavior"),
+        pytest.param("strategy: predictive\npredictive: {{a: 1}: 2, 7: 3}\n", "predictive",
+                     "a key must be text, got 7", id="in-predictive"),
+    ],
+)
+def test_a_key_that_is_not_text_is_a_problem_where_it_sits(text: str, key: str,
+                                                           message: str) -> None:
+    problems = problems_of(parse_policy((BASE + text).encode(), FILE))
+
+    assert PolicyProblem(FILE, key, message) in problems
+    assert all(p.key == key and p.message.startswith("a key must be text") for p in problems)
+
+
+def test_a_metric_with_a_complex_key_and_other_problems_reports_them_all() -> None:
+    text = ("service: web\nmax_replicas: 5\nmetrics:\n- {? [a]: 1, name: rps, query: q}\n"
+            "- {name: rps, query: q, target: 1}\n")
+
+    problems = problems_of(parse_policy(text.encode(), FILE))
+
+    assert [(p.key, p.message) for p in problems] == [
+        ("metrics[0]", "a key must be text, got a list (line 4)"),
+        ("metrics[0].target", "required by strategy 'target'"),
+        ("metrics[1].name", "metric name 'rps' is used twice"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        pytest.param("metrics: [{name: rps, query: q, target: 1" + "0" * 400 + "}]\n",
+                     "metrics[0].target", "must be a finite number", id="huge-target"),
+        pytest.param("strategy: threshold\nmetrics: [{name: rps, query: q, scale_up_above: 1"
+                     + "0" * 400 + ", scale_down_below: 1" + "0" * 401 + "}]\n",
+                     "metrics[0].scale_up_above", "must be a finite number", id="huge-bounds"),
+        pytest.param("strategy: predictive\npredictive: {history: 1" + "0" * 400 + "}\n",
+                     "predictive.history", "must be at most 365d", id="huge-history"),
+        pytest.param("behavior: {scale_up: {period: 1" + "0" * 400 + "}}\n",
+                     "behavior.scale_up.period", "must be at most 365d", id="huge-period"),
+        pytest.param("min_replicas: 1" + "0" * 400 + "\n", "min_replicas",
+                     "is greater than max_replicas (5)", id="huge-min-replicas"),
+    ],
+)
+def test_numbers_too_large_for_a_float_are_problems(text: str, key: str, fragment: str) -> None:
+    base = "service: web\nmax_replicas: 5\n"
+    if "metrics" not in text:
+        base += "metrics: [{name: rps, query: q, target: 10}]\n"
+
+    problems = problems_of(parse_policy((base + text).encode(), FILE))
+
+    assert any(p.key == key and fragment in p.message for p in problems), problems
+    assert all(len(p.message) < 200 for p in problems), problems
+
+
+def test_a_list_of_millions_made_by_aliases_is_not_written_out() -> None:
+    """Nine aliases to nine make 9**7 items from 7 lines: a message must not write them."""
+    lines = ["x0: &x0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]" for i in range(1, 7)]
+    text = "\n".join(lines) + "\n" + BASE + "behavior: {scale_up: {period: *x6}}\n"
+
+    problems = problems_of(parse_policy(text.encode(), FILE))
+
+    assert PolicyProblem(FILE, "behavior.scale_up.period",
+                         "must be a duration such as 30s, 5m or 1h, got a list") in problems
+    assert all(len(p.message) < 200 for p in problems)
+
+
+# --- the documented defaults are the models' ----------------------------------------------
+
+README = Path(__file__).parents[2] / "policies" / "README.md"
+
+
+def documented(section: str) -> dict[str, str]:
+    """A policies/README.md table's default column, by key."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [re.split(r"(?<!\\)\|", line)[1:-1] for line in text.splitlines()
+            if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): cells[2].strip() for cells in rows}
+
+
+def documented_block(key: str) -> dict[str, Any]:
+    """The `key:` YAML block of policies/README.md, whose values are the defaults."""
+    text = README.read_text()
+    block = re.search(rf"```yaml\n({key}:\n.*?)```", text, re.DOTALL)
+    assert block, f"no {key} block in {README}"
+    found: dict[str, Any] = yaml.safe_load(block.group(1))[key]
+    return found
+
+
+@pytest.mark.parametrize(("section", "model"), [("Top level", Policy),
+                                                ("`metrics[]`", MetricSpec)])
+def test_the_documented_defaults_are_the_models(section: str, model: type[BaseModel]) -> None:
+    defaults = documented(section)
+
+    assert set(defaults) == set(model.model_fields)
+    for key, default in defaults.items():
+        field = model.model_fields[key]
+        literal = re.fullmatch(r"`([^`]*)`", default)
+        if default == "required":
+            assert field.is_required(), key
+        elif default == "none" or default.startswith("required by"):
+            assert not field.is_required() and field.default is None, key
+        elif literal:
+            assert field.default == yaml.safe_load(literal.group(1)), key
+
+
+def test_the_documented_predictive_and_behavior_blocks_are_the_defaults() -> None:
+    predictive = documented_block("predictive")
+    behavior = documented_block("behavior")
+
+    assert set(predictive) == set(PredictiveSpec.model_fields)
+    for key, value in predictive.items():
+        default = PredictiveSpec.model_fields[key].default
+        if key != "horizon":  # its default is startup plus the agent's tick
+            assert default == (parse_duration(value) if isinstance(value, str) else value), key
+    for rules, written in ((ScaleUpRules(), behavior["scale_up"]),
+                           (ScaleDownRules(), behavior["scale_down"])):
+        limits = dict(zip(("max_step", "max_percent"), rules.step_limits_in_force(),
+                          strict=True))
+        for key, value in written.items():
+            actual = limits[key] if key in limits else getattr(rules, key)
+            assert actual == (parse_duration(value) if isinstance(value, str) else value), key
