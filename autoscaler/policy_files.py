@@ -3,16 +3,32 @@ their edits while the agent runs (keeping the last good version of a file that b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from autoscaler.core.labels import Template
 from autoscaler.core.spec import Policy, PolicyProblem, parse_policy, parse_template
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"
+
+MAX_POLICY_BYTES = 1024 * 1024
+"""A policy is a few hundred bytes: a bigger file is a mistake, and is not read into memory."""
+
+RACY_WINDOW_NS = 2_000_000_000
+"""A file modified this recently is read again at the next refresh even if its stat looks
+the same: a second write within one tick of the file system's clock (or 2 s on FAT) can
+leave size, mtime and ctime as they were."""
+
+Entry = Policy | Template
+"""What one file puts in force: a policy (held per service) or a label template (per name)."""
+Key = tuple[Literal["service", "template"], str]
 
 
 @dataclass(frozen=True)
@@ -39,21 +55,119 @@ def _template_files(folder: Path) -> list[Path]:
     return _policy_files(templates) if templates.is_dir() else []
 
 
-def _read(file: Path) -> bytes | PolicyProblem:
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _unreadable(file: str, why: str | OSError) -> PolicyProblem:
+    if isinstance(why, OSError):
+        why = why.strerror or str(why)
+    return PolicyProblem(file, "", f"is not a readable file: {why}")
+
+
+def _not_regular(file: str, mode: int, *, via_symlink: bool) -> PolicyProblem:
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return _unreadable(file, f"{'a symlink to ' if via_symlink else ''}{kind}, not a regular "
+                             "file (only regular files are read)")
+
+
+def _too_big(file: str, size: int | None) -> PolicyProblem:
+    found = f"{size:,} bytes, " if size is not None else ""
+    return PolicyProblem(file, "", f"is {found}over the {MAX_POLICY_BYTES / 2**20:g} MiB cap "
+                                   f"on a policy file ({MAX_POLICY_BYTES:,} bytes)")
+
+
+def read_policy_bytes(path: str | Path) -> bytes | PolicyProblem:
+    """The bytes of a policy (or template) file, or why they are not read.
+
+    Every reader of policy files goes through here. Only a regular file, or a symlink to
+    one, of at most MAX_POLICY_BYTES is read: a FIFO would block the reader, a device or a
+    huge file exhaust its memory. The checks are made on the stat before opening; the open
+    is non-blocking and checked again, in case the file was swapped in between.
+    """
+    file = str(path)
     try:
-        return file.read_bytes()
+        own = os.lstat(path)
     except FileNotFoundError:
-        return PolicyProblem(str(file), "", "no such file or folder")
+        return _unreadable(file, "no such file or folder")
     except OSError as error:
-        return PolicyProblem(str(file), "", f"is not a readable file ({error.strerror})")
+        return _unreadable(file, error)
+    via_symlink = stat.S_ISLNK(own.st_mode)
+    try:
+        found = os.stat(path) if via_symlink else own
+    except OSError as error:
+        return _unreadable(file, f"a symlink to nothing readable ({error.strerror})")
+    if not stat.S_ISREG(found.st_mode):
+        return _not_regular(file, found.st_mode, via_symlink=via_symlink)
+    if found.st_size > MAX_POLICY_BYTES:
+        return _too_big(file, found.st_size)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        return _unreadable(file, error)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            return _not_regular(file, mode, via_symlink=via_symlink)
+        chunks: list[bytes] = []
+        left = MAX_POLICY_BYTES + 1
+        while left > 0 and (chunk := os.read(descriptor, left)):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as error:
+        return _unreadable(file, error)
+    finally:
+        os.close(descriptor)
+    return _too_big(file, None) if left <= 0 else b"".join(chunks)
+
+
+def read_policy_file(path: str | Path) -> Policy | list[PolicyProblem]:
+    """One policy file read (see `read_policy_bytes`) and checked on its own."""
+    data = read_policy_bytes(path)
+    return [data] if isinstance(data, PolicyProblem) else parse_policy(data, str(path))
+
+
+def _parse(data: bytes | PolicyProblem, path: Path, *, template: bool
+           ) -> Entry | list[PolicyProblem]:
+    """What a policy (or template, named by its file's stem) file's bytes give."""
+    if isinstance(data, PolicyProblem):
+        return [data]
+    if not template:
+        return parse_policy(data, str(path))
+    document = parse_template(data, str(path))
+    return document if isinstance(document, list) else Template(path.stem, str(path), document)
+
+
+def _key(entry: Entry) -> Key:
+    return ("service", entry.service) if isinstance(entry, Policy) else ("template", entry.name)
+
+
+def _holders(candidates: Iterable[tuple[str, Entry]],
+             incumbents: Mapping[Key, str]) -> dict[Key, str]:
+    """The file that holds each service (and template name) among files that name the same:
+    the one that held it before, while it still names it; else the first. A file added
+    beside the one in force (an editor's copy, a draft) never displaces it."""
+    holders: dict[Key, str] = {}
+    for file, entry in candidates:
+        key = _key(entry)
+        if key not in holders or incumbents.get(key) == file:
+            holders[key] = file
+    return holders
+
+
+def _duplicate(file: str, entry: Entry, owner: str) -> PolicyProblem:
+    if isinstance(entry, Policy):
+        return PolicyProblem(file, "service",
+                             f"service {entry.service!r} already has a policy in {owner}")
+    return PolicyProblem(file, "", f"template {entry.name!r} is already defined in {owner}")
 
 
 def load_policies(paths: Sequence[str | Path]) -> PolicySet:
     """Read every policy named by `paths`: files, or folders (their `*.yaml` and `*.yml`,
-    and the label templates in their `templates/` folder)."""
+    and the label templates in their `templates/` folder). Of several files naming one
+    service (or template), the first is taken and the others reported."""
     problems: list[PolicyProblem] = []
-    files: list[Path] = []
-    template_files: list[Path] = []
+    files: list[tuple[Path, bool]] = []
     for path in map(Path, paths):
         if path.is_dir():
             found, found_templates = _policy_files(path), _template_files(path)
@@ -61,77 +175,111 @@ def load_policies(paths: Sequence[str | Path]) -> PolicySet:
                 problems.append(PolicyProblem(
                     str(path), "", "folder holds no policy file (*.yaml or *.yml)"
                 ))
-            files.extend(found)
-            template_files.extend(found_templates)
+            files.extend((f, False) for f in found)
+            files.extend((f, True) for f in found_templates)
         else:
-            files.append(path)
+            files.append((path, False))
+    candidates: list[tuple[str, Entry]] = []
+    for file, template in files:
+        read = _parse(read_policy_bytes(file), file, template=template)
+        if isinstance(read, list):
+            problems.extend(read)
+        else:
+            candidates.append((str(file), read))
+    holders = _holders(candidates, {})
     policies: dict[str, Policy] = {}
-    for file in files:
-        data = _read(file)
-        parsed = [data] if isinstance(data, PolicyProblem) else parse_policy(data, str(file))
-        if isinstance(parsed, Policy):
-            policies[str(file)] = parsed
-        else:
-            problems.extend(parsed)
     templates: dict[str, Template] = {}
-    for file in template_files:
-        data = _read(file)
-        document = [data] if isinstance(data, PolicyProblem) else parse_template(data, str(file))
-        if isinstance(document, dict):
-            templates[file.stem] = Template(file.stem, str(file), document)
+    for name, entry in candidates:
+        owner = holders[_key(entry)]
+        if owner != name:
+            problems.append(_duplicate(name, entry, owner))
+        elif isinstance(entry, Policy):
+            policies[name] = entry
         else:
-            problems.extend(document)
-    problems.extend(_same_service_twice(policies.items()))
+            templates[entry.name] = entry
     return PolicySet(policies, templates, problems)
 
 
-def _same_service_twice(policies: Iterable[tuple[str, Policy]]) -> list[PolicyProblem]:
-    first_file: dict[str, str] = {}
-    problems = []
-    for file, policy in policies:
-        if policy.service in first_file:
-            problems.append(_duplicate(file, policy.service, first_file[policy.service]))
-        else:
-            first_file[policy.service] = file
-    return problems
-
-
-def _duplicate(file: str, service: str, owner: str) -> PolicyProblem:
-    return PolicyProblem(file, "service", f"service {service!r} already has a policy in {owner}")
+Change = Literal["added", "changed", "removed", "duplicate resolved"]
 
 
 @dataclass(frozen=True)
 class ReloadEvent:
-    """What one refresh did to one file: `policy_reloaded` or `policy_rejected`."""
+    """What one refresh did to one file.
+
+    `policy_reloaded`: what the file puts in force changed. `change` says why: the file was
+    `added`, `changed` or `removed`, or (`duplicate resolved`) the file that held its service
+    or template name before, `replaces`, went away or now names another one.
+    `policy_rejected`: the file is invalid, or names what another file holds; `kept` says
+    whether its last good version stays in force.
+    """
 
     event: Literal["policy_reloaded", "policy_rejected"]
     file: str
-    change: Literal["added", "changed", "removed"]
+    change: Change
     service: str | None = None
     changed_keys: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     kept: Literal["last good version", "nothing"] | None = None
+    replaces: str | None = None
+
+
+class _Stat(NamedTuple):
+    """What tells a file's edits apart without reading it (a rename over it: the inode)."""
+
+    device: int
+    inode: int
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One file as last read: its stat, a digest of its bytes (or why they were not read),
+    and what they gave."""
+
+    stat: _Stat | None
+    racy: bool
+    content: bytes | str
+    read: Entry | list[PolicyProblem]
+
+
+def _stat(path: Path) -> _Stat | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return _Stat(found.st_dev, found.st_ino, found.st_mode, found.st_size, found.st_mtime_ns,
+                 found.st_ctime_ns)
 
 
 class PolicyWatcher:
-    """The policies of one folder as they are on disk, re-read on every `refresh`.
+    """The policies of one folder as they are on disk, followed by `refresh`.
 
-    A file whose bytes changed is validated again: a valid version takes effect, an invalid
-    one is rejected and the last good version of that file stays in force. A refresh reports
-    each file once per change, not once per call.
+    After any sequence of edits, the policies (and templates) in force are those a fresh
+    start would take from the folder as it is, plus the last good version of each file that
+    is now invalid; where two files name one service, the file that held it keeps it while
+    it names it. A refresh reads only the files whose stat changed (or changed recently, see
+    RACY_WINDOW_NS), and reports each file once per change, not once per call.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.policies: dict[str, Policy] = {}
         self.templates: dict[str, Template] = {}
-        self._seen: dict[str, bytes | str] = {}
+        self._seen: dict[str, _Seen] = {}
+        self._in_force: dict[str, Entry] = {}
         self._folder_problem: str | None = None
 
     def refresh(self) -> list[ReloadEvent]:
+        """Take up the folder's edits since the last refresh; each file's change said once.
+        A folder that cannot be listed changes nothing."""
+        started = time.time_ns()
         try:
-            files = _policy_files(self.folder)
-            template_files = _template_files(self.folder)
+            files = [*((f, False) for f in _policy_files(self.folder)),
+                     *((f, True) for f in _template_files(self.folder))]
         except OSError as error:
             problem = f"cannot read the policies folder ({error.strerror}); nothing changed"
             if problem == self._folder_problem:
@@ -140,76 +288,82 @@ class PolicyWatcher:
             return [ReloadEvent("policy_rejected", str(self.folder), "changed",
                                 problems=(problem,), kept="last good version")]
         self._folder_problem = None
-        events = [
-            *(self._refresh_policy(file) for file in files),
-            *(self._refresh_template(file) for file in template_files),
-        ]
-        present = {str(f) for f in (*files, *template_files)}
-        for gone in sorted(set(self._seen) - present):
-            del self._seen[gone]
-            removed = self.policies.pop(gone, None)
-            self.templates = {n: t for n, t in self.templates.items() if t.file != gone}
-            events.append(ReloadEvent("policy_reloaded", gone, "removed",
-                                      service=removed.service if removed else None))
-        return [e for e in events if e is not None]
+        present = [str(file) for file, _ in files]
+        gone = sorted(set(self._seen) - set(present))
+        for name in gone:
+            del self._seen[name]
+        added = {name for name in present if name not in self._seen}
+        changed = {str(file) for file, template in files
+                   if self._look(file, started, template=template)}
+        before = self._in_force
+        candidates = [(name, entry) for name in present
+                      if (entry := self._candidate(name, before)) is not None]
+        incumbents = {_key(entry): name for name, entry in before.items()}
+        holders = _holders(candidates, incumbents)
+        self._in_force = {name: e for name, e in candidates if holders[_key(e)] == name}
+        self.policies = {n: e for n, e in self._in_force.items() if isinstance(e, Policy)}
+        self.templates = {e.name: e for e in self._in_force.values()
+                          if isinstance(e, Template)}
+        events = [ReloadEvent("policy_reloaded", name, "removed",
+                              service=_service(before.get(name))) for name in gone]
+        for name in present:
+            change: Change = "added" if name in added else "changed"
+            if name in changed:
+                events.append(self._event(name, change, before.get(name), holders, incumbents))
+            elif name in self._in_force and name not in before:
+                entry = self._in_force[name]
+                events.append(ReloadEvent("policy_reloaded", name, "duplicate resolved",
+                                          service=_service(entry),
+                                          replaces=incumbents.get(_key(entry))))
+        return events
 
-    def _read_if_changed(self, file: Path) -> bytes | PolicyProblem | None:
-        """The file's bytes (or why they cannot be read), or None when nothing changed."""
-        data = _read(file)
-        fingerprint = data if isinstance(data, bytes) else str(data)
-        if self._seen.get(str(file)) == fingerprint:
-            return None
-        self._seen[str(file)] = fingerprint
-        return data
-
-    def _changed(self, file: Path
-                 ) -> tuple[str, Literal["added", "changed"], bytes | PolicyProblem] | None:
-        """(name, kind of change, bytes or why they cannot be read), or None: unchanged."""
+    def _look(self, file: Path, started: int, *, template: bool) -> bool:
+        """Read the file again unless its stat is the one last read (and not recent); True
+        when what it holds changed."""
         name = str(file)
-        is_new = name not in self._seen
-        data = self._read_if_changed(file)
-        if data is None:
-            return None
-        return name, "added" if is_new else "changed", data
+        seen = self._seen.get(name)
+        found = _stat(file)
+        if seen is not None and found is not None and found == seen.stat and not seen.racy:
+            return False
+        data = read_policy_bytes(file)
+        content = hashlib.sha256(data).digest() if isinstance(data, bytes) else str(data)
+        racy = found is not None and started - max(found.mtime_ns, found.ctime_ns) < RACY_WINDOW_NS
+        if seen is not None and seen.content == content:
+            self._seen[name] = replace(seen, stat=found, racy=racy)
+            return False
+        self._seen[name] = _Seen(found, racy, content, _parse(data, file, template=template))
+        return True
 
-    def _refresh_policy(self, file: Path) -> ReloadEvent | None:
-        changed = self._changed(file)
-        if changed is None:
-            return None
-        name, change, data = changed
-        parsed = [data] if isinstance(data, PolicyProblem) else parse_policy(data, name)
-        if isinstance(parsed, Policy):
-            owner = next((f for f, p in self.policies.items()
-                          if p.service == parsed.service and f != name), None)
-            if owner is None:
-                previous = self.policies.get(name)
-                self.policies[name] = parsed
-                return ReloadEvent("policy_reloaded", name, change, service=parsed.service,
-                                   changed_keys=_changed_keys(previous, parsed))
-            parsed = [_duplicate(name, parsed.service, owner)]
-        return self._rejected(name, change, parsed, kept=name in self.policies)
+    def _candidate(self, name: str, before: Mapping[str, Entry]) -> Entry | None:
+        """What the file would put in force: its content if valid, else its last good one."""
+        read = self._seen[name].read
+        return before.get(name) if isinstance(read, list) else read
 
-    def _refresh_template(self, file: Path) -> ReloadEvent | None:
-        changed = self._changed(file)
-        if changed is None:
-            return None
-        name, change, data = changed
-        document = [data] if isinstance(data, PolicyProblem) else parse_template(data, name)
-        if isinstance(document, list):
-            return self._rejected(name, change, document, kept=file.stem in self.templates)
-        self.templates[file.stem] = Template(file.stem, name, document)
-        return ReloadEvent("policy_reloaded", name, change)
-
-    @staticmethod
-    def _rejected(name: str, change: Literal["added", "changed"],
-                  problems: list[PolicyProblem], *, kept: bool) -> ReloadEvent:
-        return ReloadEvent("policy_rejected", name, change,
-                           problems=tuple(str(p) for p in problems),
-                           kept="last good version" if kept else "nothing")
+    def _event(self, name: str, change: Change, previous: Entry | None,
+               holders: Mapping[Key, str], incumbents: Mapping[Key, str]) -> ReloadEvent:
+        """The event of a file whose content changed."""
+        read = self._seen[name].read
+        now = self._in_force.get(name)
+        if isinstance(read, list):
+            return ReloadEvent("policy_rejected", name, change, service=_service(now),
+                               problems=tuple(str(p) for p in read),
+                               kept="last good version" if now is not None else "nothing")
+        owner = holders[_key(read)]
+        if owner != name:
+            return ReloadEvent("policy_rejected", name, change, service=_service(read),
+                               problems=(str(_duplicate(name, read, owner)),), kept="nothing")
+        replaced = incumbents.get(_key(read))
+        return ReloadEvent("policy_reloaded", name, change, service=_service(read),
+                           changed_keys=_changed_keys(previous, read),
+                           replaces=replaced if replaced != name else None)
 
 
-def _changed_keys(before: Policy | None, after: Policy) -> tuple[str, ...]:
-    if before is None:
+def _service(entry: Entry | None) -> str | None:
+    return entry.service if isinstance(entry, Policy) else None
+
+
+def _changed_keys(before: Entry | None, after: Entry) -> tuple[str, ...]:
+    if not isinstance(before, Policy) or not isinstance(after, Policy):
         return ()
     old, new = before.model_dump(), after.model_dump()
     return tuple(key for key in new if old.get(key) != new[key])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autoscaler.core.durations import format_duration
-from autoscaler.core.spec import Policy, PolicyProblem, parse_policy
+from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
@@ -31,6 +31,7 @@ from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
 from autoscaler.offline.reports.document import write_report
 from autoscaler.offline.traces import Trace, TraceError, load_csv
+from autoscaler.policy_files import read_policy_file
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,7 @@ def _load_policies(files: Sequence[Path]) -> tuple[list[tuple[str, Policy]], lis
     """Each file on its own: policies compared in one run may name the same service."""
     policies, problems = [], []
     for file in files:
-        try:
-            parsed = parse_policy(file.read_bytes(), str(file))
-        except OSError as error:
-            problems.append(PolicyProblem(str(file), "", f"is not a readable file "
-                                                          f"({error.strerror})"))
-            continue
+        parsed = read_policy_file(file)
         if isinstance(parsed, Policy):
             policies.append((str(file), parsed))
         else:

@@ -1,12 +1,31 @@
-"""load_policies: policy files and folders on disk, checked each and against each other."""
+"""load_policies: policy files and folders on disk, checked each and against each other.
+
+Every reader of policy files reads only regular files (or symlinks to one) of at most
+MAX_POLICY_BYTES: a FIFO, a device, a socket or a huge file is reported without blocking and
+without being read, and a FIFO, device or socket without even being opened."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
-from autoscaler.policy_files import load_policies
+from autoscaler.core.spec import PolicyProblem
+from autoscaler.offline.commands import _load_policies
+from autoscaler.policy_files import (
+    MAX_POLICY_BYTES,
+    PolicyWatcher,
+    load_policies,
+    read_policy_bytes,
+    read_policy_file,
+)
+
+T = TypeVar("T")
 
 
 def policy_text(service: str) -> str:
@@ -58,6 +77,18 @@ def test_same_service_in_two_files(tmp_path: Path) -> None:
     assert problem.key == "service"
     assert "'shop_web' already has a policy in" in problem.message
     assert str(tmp_path / "a.yaml") in problem.message
+    assert list(loaded.policies) == [str(tmp_path / "a.yaml")]
+
+
+def test_same_template_name_in_two_files(tmp_path: Path) -> None:
+    metrics = "metrics: [{name: rps, query: q, target: 10}]\n"
+    write(tmp_path / "templates" / "default.yaml", "max_replicas: 4\n" + metrics)
+    write(tmp_path / "templates" / "default.yml", "max_replicas: 9\n" + metrics)
+    loaded = load_policies([tmp_path])
+    [problem] = loaded.problems
+    assert problem.file == str(tmp_path / "templates" / "default.yml")
+    assert "template 'default' is already defined in" in problem.message
+    assert loaded.templates["default"].document["max_replicas"] == 4
 
 
 def test_same_service_across_paths(tmp_path: Path) -> None:
@@ -67,14 +98,14 @@ def test_same_service_across_paths(tmp_path: Path) -> None:
     assert [(p.file, p.key) for p in loaded.problems] == [(str(second), "service")]
 
 
-def test_folder_named_like_a_policy_is_not_a_readable_file(tmp_path: Path) -> None:
+def test_folder_named_like_a_policy_is_not_a_regular_file(tmp_path: Path) -> None:
     write(tmp_path / "good.yaml", policy_text("web"))
     (tmp_path / "x.yaml").mkdir()
     loaded = load_policies([tmp_path])
     assert not loaded.valid
     [problem] = loaded.problems
     assert problem.file == str(tmp_path / "x.yaml")
-    assert "is not a readable file" in problem.message
+    assert "is not a readable file: a folder, not a regular file" in problem.message
     assert [p.service for p in loaded.policies.values()] == ["web"]
 
 
@@ -136,3 +167,219 @@ def test_every_problem_of_every_file(tmp_path: Path) -> None:
     assert any("did you mean 'max_replicas'" in m for m in by_file["d.yaml"])
     assert any(m.startswith("metrics: ") for m in by_file["d.yaml"])
     assert [p.service for p in loaded.policies.values()] == ["e"]
+
+
+def within(call: Callable[[], T], seconds: float = 5.0) -> T:
+    """`call()`, or a failed test if it has not returned after `seconds`. The call runs in a
+    daemon thread, so a reader blocked forever is left behind instead of hanging the run."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still blocked after {seconds:g} s")
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+HUGE = 50 * 2**20
+
+
+def fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def unix_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(path))
+
+
+def folder(path: Path) -> None:
+    path.mkdir()
+
+
+def huge(path: Path) -> None:
+    with path.open("wb") as file:
+        file.truncate(HUGE)
+
+
+def symlink_to(make: Callable[[Path], None] | str) -> Callable[[Path], None]:
+    """A symlink to a path made by `make` beside it (or to the path `make` names)."""
+    def link(path: Path) -> None:
+        if isinstance(make, str):
+            os.symlink(make, path)
+            return
+        target = path.with_name("target")
+        make(target)
+        os.symlink(target, path)
+    return link
+
+
+NOT_READ = [
+    pytest.param(folder, "a folder, not a regular file", id="folder"),
+    pytest.param(fifo, "a FIFO, not a regular file", id="fifo"),
+    pytest.param(unix_socket, "a socket, not a regular file", id="socket"),
+    pytest.param(symlink_to("/dev/zero"), "a symlink to a character device, not a regular file",
+                 id="symlink-to-dev-zero"),
+    pytest.param(symlink_to(fifo), "a symlink to a FIFO, not a regular file",
+                 id="symlink-to-fifo"),
+    pytest.param(symlink_to(folder), "a symlink to a folder, not a regular file",
+                 id="symlink-to-folder"),
+    pytest.param(symlink_to("missing.yaml"), "a symlink to nothing readable", id="broken-symlink"),
+    pytest.param(huge, "is 52,428,800 bytes, over the 1 MiB cap on a policy file",
+                 id="50-MB-file"),
+    pytest.param(symlink_to(huge), "over the 1 MiB cap", id="symlink-to-50-MB-file"),
+]
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths os.open is called with from here on."""
+    paths: list[str] = []
+    real_open = os.open
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> int:
+        paths.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    return paths
+
+
+@pytest.mark.parametrize(("make", "message"), NOT_READ)
+def test_not_read_and_not_opened(tmp_path: Path, opened: list[str],
+                                 make: Callable[[Path], None], message: str) -> None:
+    path = tmp_path / "x.yaml"
+    make(path)
+
+    problem = within(lambda: read_policy_bytes(path))
+
+    assert isinstance(problem, PolicyProblem)
+    assert (problem.file, problem.key) == (str(path), "")
+    assert message in problem.message
+    assert str(path) not in opened
+
+
+Reader = Callable[[Path], list[str]]
+
+
+def by_watcher(path: Path) -> list[str]:
+    return [p for event in PolicyWatcher(path.parent).refresh() for p in event.problems]
+
+
+READERS = [
+    pytest.param(lambda p: [str(x) for x in load_policies([p.parent]).problems],
+                 id="load_policies-folder"),
+    pytest.param(lambda p: [str(x) for x in load_policies([p]).problems], id="load_policies-file"),
+    pytest.param(by_watcher, id="PolicyWatcher"),
+    pytest.param(lambda p: [str(x) for x in _load_policies([p])[1]], id="backtest"),
+    pytest.param(lambda p: [str(x) for x in read_policy_file(p)], id="read_policy_file"),
+]
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize(("make", "message"), [
+    pytest.param(fifo, "a FIFO, not a regular file", id="fifo"),
+    pytest.param(symlink_to("/dev/zero"), "a symlink to a character device", id="dev-zero"),
+    pytest.param(huge, "over the 1 MiB cap", id="50-MB-file"),
+])
+def test_every_reader_reports_without_blocking(tmp_path: Path, reader: Reader,
+                                               make: Callable[[Path], None],
+                                               message: str) -> None:
+    path = tmp_path / "policies" / "x.yaml"
+    path.parent.mkdir()
+    make(path)
+
+    [problem] = within(lambda: reader(path))
+
+    assert problem.startswith(f"{path}: is ")
+    assert message in problem
+
+
+@pytest.mark.parametrize(("size", "readable"), [
+    pytest.param(0, True, id="empty"),
+    pytest.param(MAX_POLICY_BYTES, True, id="at-the-cap"),
+    pytest.param(MAX_POLICY_BYTES + 1, False, id="one-byte-over"),
+])
+def test_the_size_cap(tmp_path: Path, size: int, readable: bool) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"#" * size)
+
+    read = read_policy_bytes(path)
+
+    if readable:
+        assert read == b"#" * size
+    else:
+        assert isinstance(read, PolicyProblem)
+        assert read.message == (f"is {size:,} bytes, over the 1 MiB cap on a policy file "
+                                "(1,048,576 bytes)")
+
+
+def test_a_file_that_grew_after_its_stat_is_read_no_further_than_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"#" * (2 * MAX_POLICY_BYTES))
+    real_lstat, real_read = os.lstat, os.read
+    was_read: list[int] = []
+
+    def small_lstat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = real_lstat(target, *args, **kwargs)
+        if str(target) != str(path):
+            return found
+        fields = list(found)
+        fields[6] = 10
+        return os.stat_result(fields)
+
+    def counting_read(descriptor: int, size: int) -> bytes:
+        chunk = real_read(descriptor, size)
+        was_read.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(os, "lstat", small_lstat)
+    monkeypatch.setattr(os, "read", counting_read)
+    read = read_policy_bytes(path)
+
+    assert isinstance(read, PolicyProblem)
+    assert read.message == "is over the 1 MiB cap on a policy file (1,048,576 bytes)"
+    assert sum(was_read) == MAX_POLICY_BYTES + 1
+
+
+def test_a_fifo_swapped_in_after_the_stat_does_not_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stat said regular file, then a FIFO took its place: the non-blocking open and the
+    second check on the open file catch it."""
+    regular, path = tmp_path / "regular.yaml", tmp_path / "x.yaml"
+    regular.write_text(policy_text("web"))
+    os.mkfifo(path)
+    real_lstat = os.lstat
+    monkeypatch.setattr(os, "lstat", lambda target, *args, **kwargs: real_lstat(
+        regular if str(target) == str(path) else target, *args, **kwargs))
+
+    read = within(lambda: read_policy_bytes(path))
+
+    assert isinstance(read, PolicyProblem)
+    assert "a FIFO, not a regular file" in read.message
+
+
+def test_a_symlink_to_a_regular_file_is_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "web.policy"
+    target.parent.mkdir()
+    target.write_text(policy_text("web"))
+    (tmp_path / "policies").mkdir()
+    os.symlink(target, tmp_path / "policies" / "web.yaml")
+
+    loaded = load_policies([tmp_path / "policies"])
+
+    assert loaded.valid, [str(p) for p in loaded.problems]
+    assert [p.service for p in loaded.policies.values()] == ["web"]
