@@ -4,6 +4,7 @@ query given up leaves no thread and no socket behind."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,10 @@ from tests.integration.http_fakes import (
 )
 
 DEADLINE = 0.2
-SLACK = 0.25  # scheduling, a collection of garbage, the closing of the connection
+# Past the deadline: the closing of the connection, and scheduling. A query typically ends
+# within TYPICAL of it; none may end later than WORST, which allows for the process not
+# being run for a while on a busy machine (with a per-read timeout, each would take hours).
+TYPICAL, WORST = 0.05, 1.0
 INTERVAL = 0.02  # the hostile server's byte interval: ten times shorter than the deadline
 
 
@@ -52,7 +56,8 @@ def test_each_query_ends_at_its_deadline_and_leaves_nothing_behind(mode: str) ->
         assert client_sockets_to(server.port) == 0
         assert server.accepted == count + 1  # one connection a query: none reused half-read
         assert min(took) >= DEADLINE
-        assert max(took) < DEADLINE + SLACK, took
+        assert statistics.median(took) < DEADLINE + TYPICAL, took
+        assert max(took) < DEADLINE + WORST, took
         assert threading.active_count() == threads
         assert wait_until(lambda: server.connections == 0)  # it saw every client close
         assert len(socket_fds()) == sockets
@@ -69,7 +74,8 @@ def test_range_and_history_requests_each_end_at_the_deadline() -> None:
             lambda: source.history("up", service="web", service_label="service",
                                    per_service=True, start=start, end=end, step=step), 5)
 
-        assert max(took) < DEADLINE + SLACK, took
+        assert statistics.median(took) < DEADLINE + TYPICAL, took
+        assert max(took) < DEADLINE + WORST, took
         assert client_sockets_to(server.port) == 0
 
 
@@ -87,7 +93,7 @@ def test_a_per_read_timeout_alone_would_have_waited_for_the_whole_trickle() -> N
         deadline = time.monotonic() - began
 
     assert per_read > 40 * INTERVAL * 0.9 > 3 * DEADLINE
-    assert deadline < DEADLINE + SLACK
+    assert deadline < DEADLINE + WORST
 
 
 def test_a_closed_port_fails_at_once_not_at_the_deadline() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import statistics
 import subprocess
 import threading
 import time
@@ -166,6 +167,14 @@ def test_a_server_the_ca_bundle_does_not_vouch_for_gets_no_query(
     assert "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
+def assert_ended_at_the_deadline(took: list[float], deadline: float) -> None:
+    """Each at or after the deadline, typically just after, none long after (a busy machine
+    may not run the process for a while)."""
+    assert min(took) >= deadline
+    assert statistics.median(took) < deadline + 0.1, took
+    assert max(took) < deadline + 1.0, took
+
+
 def test_a_tls_handshake_never_answered_ends_at_the_deadline(
     tls_prometheus: TLSPrometheus,
 ) -> None:
@@ -173,11 +182,13 @@ def test_a_tls_handshake_never_answered_ends_at_the_deadline(
         access = PrometheusAccess(server.url.replace("http:", "https:"),
                                   ca_bundle=tls_prometheus.file("ca.crt"))
         source = PrometheusSource(access, timeout=0.3)
+        took: list[float] = []
         for _ in range(5):
             began = time.monotonic()
             with pytest.raises(SourceUnavailable, match=r"did not answer within 0\.3 s"):
                 source.query("up")
-            assert time.monotonic() - began < 0.3 + 0.15
+            took.append(time.monotonic() - began)
+        assert_ended_at_the_deadline(took, 0.3)
         assert client_sockets_to(server.port) == 0
 
 
@@ -211,11 +222,13 @@ def test_an_answer_trickled_over_tls_ends_at_the_deadline(
                                                ca_bundle=tls_prometheus.file("ca.crt")),
                               timeout=0.3)
     try:
+        took: list[float] = []
         for _ in range(5):
             began = time.monotonic()
             with pytest.raises(SourceUnavailable, match=r"did not answer within 0\.3 s"):
                 source.query("up")
-            assert time.monotonic() - began < 0.3 + 0.15
+            took.append(time.monotonic() - began)
+        assert_ended_at_the_deadline(took, 0.3)
         assert client_sockets_to(port) == 0
     finally:
         listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
