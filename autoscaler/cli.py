@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from autoscaler.adapters.decision_log import LOG_HOLDS
 from autoscaler.core.durations import parse_duration
 from autoscaler.offline.traces import parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
@@ -35,6 +36,12 @@ def _interval(text: str) -> timedelta:
 def _log_format(text: str) -> str:
     if text not in LOG_FORMATS:
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text
+
+
+def _log_holds(text: str) -> str:
+    if text not in LOG_HOLDS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOG_HOLDS)}, got {text!r}")
     return text
 
 
@@ -69,7 +76,7 @@ def _port(text: str) -> int:
 CONVERTERS: dict[str, Callable[[str], object]] = {
     "policies": _policies, "prometheus_url": _text, "interval": _interval, "port": _port,
     "listen": _text, "apply_workers": _workers,
-    "log_format": _log_format, "lease": _text,
+    "log_format": _log_format, "log_holds": _log_holds, "lease": _text,
 }
 """Setting -> the conversion of its text, shared by the flag and its variable."""
 
@@ -165,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--log-format", type=_log_format, metavar="{auto,json,console}",
             help=_env_help("log_format", "auto is JSON unless stdout is a terminal"),
+        )
+        command.add_argument(
+            "--log-holds", type=_log_holds, metavar="{all,changes}",
+            help=_env_help("log_holds", "which holds (WithinTolerance, ScaleUpStabilized, "
+                           "ScaleDownStabilized, MetricsMissing with the count unchanged) get "
+                           "a scaling_decision line: all, or only changes, when a service's "
+                           "reason or desired count differs from its previous decision; every "
+                           "tick also logs one tick_summary line"),
         )
         command.add_argument(
             "--lease", metavar="LABEL",
@@ -297,8 +312,10 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def _run(arguments: argparse.Namespace) -> int:
+    from autoscaler.adapters.decision_log import set_log_holds
     from autoscaler.runtime.commands import run
 
+    set_log_holds(arguments.log_holds)
     return run(Settings(
         policies=arguments.policies,
         prometheus_url=arguments.prometheus_url,
@@ -310,6 +327,7 @@ def _run(arguments: argparse.Namespace) -> int:
         lease=arguments.lease,
         dry_run=arguments.command == "dry-run",
         once=arguments.once,
+        log_holds=arguments.log_holds,
     ))
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from autoscaler.adapters.decision_log import tick_counts
 from autoscaler.adapters.http import serve
 from autoscaler.core.ports import HistorySource, Leadership
 from autoscaler.engine import Engine, TickReport
@@ -56,6 +57,7 @@ class Agent:
                                                   "docker": "no tick yet"}
         """Per dependency, why the last tick could not use it (None: it could)."""
         self._trained_once = False
+        self._loaded_once = False
 
     def reload(self) -> None:
         """Take up changed, added and removed policy files; keep the last good version of a
@@ -64,13 +66,25 @@ class Agent:
             self._reload()
 
     def _reload(self) -> None:
+        """Log what the refresh did: a line per file, except at the first load, which says
+        in one `policies_loaded` line what it took up (a fleet's start is not ten thousand
+        lines); a problem always has its own line."""
+        first = not self._loaded_once
+        loaded = 0
         for event in self._watcher.refresh():
             fields = {k: v for k, v in asdict(event).items() if v not in (None, ())}
             if event.event == "policy_rejected":
                 self._telemetry.policy_rejected()
                 log.warning(**fields)
+            elif first and event.change == "added":
+                loaded += 1
             else:
                 log.info(**fields)
+        self._loaded_once = True
+        if first:
+            log.info("policies_loaded", policies=len(self._watcher.policies),
+                     templates=len(self._watcher.templates), files=loaded,
+                     folder=str(self._watcher.folder))
         self._engine.set_policies(self._watcher.policies, self._watcher.templates)
 
     def retrain(self) -> None:
@@ -105,7 +119,7 @@ class Agent:
                 return None
             elapsed = time.monotonic() - began
             self._telemetry.observe(report, elapsed)
-            self._log_tick(report)
+            self._log_tick(report, elapsed)
             if elapsed > self._interval.total_seconds():
                 log.warning("tick_late", seconds=round(elapsed, 3),
                             interval_seconds=self._interval.total_seconds())
@@ -122,9 +136,13 @@ class Agent:
             self.retrain()
         self.tick()
 
-    def _log_tick(self, report: TickReport) -> None:
+    def _log_tick(self, report: TickReport, seconds: float) -> None:
+        """The tick's problems, and its `tick_summary` line (logged whatever --log-holds
+        says; the decisions themselves are logged by the engine's sink)."""
         for query, error in report.query_errors.items():
             log.warning("prometheus_query_failed", query=query, error=error)
+        log.info("tick_summary", **tick_counts(report.decisions), seconds=round(seconds, 3),
+                 queries=report.queries, failed_queries=report.failed_queries)
         if report.listing_error is not None:
             log.error("swarm_listing_failed", error=report.listing_error)
             return

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from autoscaler.adapters.decision_log import LogHolds
 from autoscaler.runtime.logs import LogFormat
 
 
@@ -30,6 +31,8 @@ class Settings:
     """Record decisions, apply none."""
     once: bool
     """Run one tick and exit."""
+    log_holds: LogHolds = "all"
+    """Which holds get a scaling_decision line: `all`, or only `changes` of reason or count."""
 
 
 ENVIRONMENT = {
@@ -40,6 +43,7 @@ ENVIRONMENT = {
     "listen": ("AUTOSCALER_LISTEN", "0.0.0.0"),
     "apply_workers": ("AUTOSCALER_APPLY_WORKERS", "8"),
     "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
+    "log_holds": ("AUTOSCALER_LOG_HOLDS", "all"),
     "lease": ("AUTOSCALER_LEASE", "autoscaler.lease"),
 }
 """Setting -> (environment variable, default as text)."""
