@@ -199,13 +199,15 @@ class Engine:
         if hold is not None:
             self._memory[policy.service] = memory
             return record(reason=hold.reason, message=hold.message, current_replicas=spec,
-                          spec_replicas=spec, desired_replicas=spec)
+                          spec_replicas=spec, desired_replicas=spec,
+                          placement=state.placement)
         current = memory.shadow if self._dry_run else spec
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
             last_change_at=latest(memory.last_change_at, state.last_scaled_at), now=now,
             forecasts=plan.forecasts, target_alone=plan.target_alone,
+            placement=state.placement,
         )
         if override_over(record=recorded, spec=spec, expected=memory.expected_spec,
                          changed_at=changed_at(state), now=now,
@@ -250,7 +252,7 @@ class Engine:
             reason=reason, message=message, applied=done, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=decided.plan.record,
-            fallback_reason=decided.plan.fallback,
+            fallback_reason=decided.plan.fallback, placement=decided.state.placement,
             applied_at=now + timedelta(seconds=applied.seconds) if done and applied else None,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import requests
 from docker.errors import DockerException, NotFound
 
 from autoscaler.core.model import ServiceState
+from autoscaler.core.placement import Node, Task, placements
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 
@@ -62,14 +64,21 @@ class SwarmScaler:
         return self._connection.api
 
     def list_services(self) -> dict[str, ServiceState]:
+        """The services, each with where its tasks are: one listing each of services, tasks
+        (those meant to run) and nodes a tick, whatever the number of services."""
         try:
             listed = self._api.services()
+            tasks = self._api.tasks(filters={"desired-state": "running"})
+            nodes = self._api.nodes()
         except (DockerException, requests.RequestException) as error:
             self._connection.forget()
             raise SourceUnavailable(f"cannot list Swarm services: {error}") from error
         try:
-            states = [service_state(raw) for raw in listed]
-        except (KeyError, TypeError, AttributeError) as error:
+            found = placements([_task(raw) for raw in tasks], [_node(raw) for raw in nodes],
+                               {raw["ID"]: _constraints(raw) for raw in listed})
+            states = [replace(service_state(raw), placement=found.get(raw["ID"]))
+                      for raw in listed]
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
         return {state.name: state for state in states}
 
@@ -153,6 +162,26 @@ def service_state(raw: dict[str, Any]) -> ServiceState:
         labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
         updated_at=parse_docker_time(raw.get("UpdatedAt")),
     )
+
+
+def _task(raw: dict[str, Any]) -> Task:
+    status = raw.get("Status") or {}
+    return Task(service_id=str(raw["ServiceID"]), node_id=raw.get("NodeID") or None,
+                state=str(status.get("State", "")), error=status.get("Err") or None)
+
+
+def _node(raw: dict[str, Any]) -> Node:
+    spec, status = raw.get("Spec") or {}, raw.get("Status") or {}
+    description = raw.get("Description") or {}
+    return Node(id=str(raw["ID"]), hostname=str(description.get("Hostname", "")),
+                role=str(spec.get("Role", "")), labels=dict(spec.get("Labels") or {}),
+                engine_labels=dict((description.get("Engine") or {}).get("Labels") or {}),
+                ready=status.get("State") == "ready", active=spec.get("Availability") == "active")
+
+
+def _constraints(raw: dict[str, Any]) -> list[str]:
+    placement = ((raw.get("Spec") or {}).get("TaskTemplate") or {}).get("Placement") or {}
+    return [str(c) for c in placement.get("Constraints") or []]
 
 
 def _last_scaled_at(raw: dict[str, Any]) -> datetime | None:

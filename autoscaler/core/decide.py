@@ -9,6 +9,7 @@ from datetime import datetime
 from autoscaler.core.limits import Limited, clamp, cooldown, rate_limit, stabilize
 from autoscaler.core.memory import ServiceMemory
 from autoscaler.core.model import Reason
+from autoscaler.core.placement import Placement
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import (
     ForecastCount,
@@ -72,6 +73,7 @@ def decide(
     now: datetime,
     forecasts: Mapping[str, MetricForecast] | None = None,
     target_alone: int | None = None,
+    placement: Placement | None = None,
 ) -> Outcome:
     """Decide the replica count of `policy.service`, given what was gathered at `now`.
 
@@ -83,7 +85,8 @@ def decide(
     (predictive) is the count the policy run as `target` would set now
     (`autoscaler.predictive.planner`), a floor under all: the forecast's raises move the
     current count, and the target rule's tolerance band around it, so without it the rule
-    could settle below where `target` alone would have stayed."""
+    could settle below where `target` alone would have stayed. `placement` (where the
+    service's tasks are) holds back a raise while tasks wait for a node that can take them."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
@@ -123,6 +126,7 @@ def decide(
             desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
         ),
         lambda count, _: target_alone_floor(count, floor),
+        lambda count, _: unschedulable(count, current, placement),
     )
     for step in steps:
         limited = step(desired, reason)
@@ -164,3 +168,13 @@ def rule_through_cooldown(count: int, reason: Reason, rule_limited: int | None) 
         return Limited(count)
     return Limited(rule_limited, Reason.PREDICTED_LOAD,
                    f"{rule_limited}: the target rule's raise passes the cooldown")
+
+
+def unschedulable(count: int, current: int, placement: Placement | None) -> Limited:
+    """No raise while tasks wait because no node can take them: more replicas would only
+    wait too. A scale-down is never held back."""
+    if placement is None or not placement.unplaceable or count <= current:
+        return Limited(count)
+    return Limited(current, Reason.UNSCHEDULABLE,
+                   f"{current}: {placement.unplaceable} task(s) wait for a node "
+                   f"({placement.reason}): no raise until they are placed")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from autoscaler.core.placement import Placement
+
 
 class Reason(StrEnum):
     """Why a decision ended where it did: the closed set the decision log uses."""
@@ -32,6 +34,8 @@ class Reason(StrEnum):
     NOT_REPLICATED = "NotReplicated"
     NOT_LEADER = "NotLeader"
     CONFLICT = "Conflict"
+    UNSCHEDULABLE = "Unschedulable"
+    """A raise held back: tasks of the last raise wait for a node that can take them."""
     APPLY_FAILED = "ApplyFailed"
     DECISION_FAILED = "DecisionFailed"
     """An unexpected error while deciding for this service: nothing applied, the others go
@@ -55,6 +59,8 @@ class ServiceState:
     last_scaled_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     updated_at: datetime | None = None
+    placement: Placement | None = None
+    """Where its tasks are (None: not known, as in the backtest)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class Decision:
     """Predictive only: per metric, the forecast at the horizon and with its margin."""
     fallback_reason: str | None = None
     """Predictive only: why the forecast was not used (the target rule alone decided)."""
+    placement: Placement | None = None
+    """Where the service's tasks were (None: not known)."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Agent:
                                                   "docker": "no tick yet"}
         """Per dependency, why the last tick could not use it (None: it could)."""
         self._trained_once = False
+        self._on_one_node: dict[str, bool] = {}
         self._loaded_once = False
 
     def reload(self) -> None:
@@ -158,6 +159,25 @@ class Agent:
                 log.warning("policy_rejected", service=service, policy_source="label",
                             problems=messages)
         self._label_problems = problems
+        self._log_availability(report)
+
+    def _log_availability(self, report: TickReport) -> None:
+        """A warning when a service's replicas all end up on one node while other nodes
+        could run them, and a line when they spread again: once per change."""
+        for decision in report.decisions:
+            placement = decision.placement
+            if placement is None:
+                continue
+            risky = placement.on_one_node
+            if risky != self._on_one_node.get(decision.service, False):
+                fields = {"service": decision.service, "running": placement.running,
+                          "nodes": placement.nodes}
+                if risky:
+                    log.warning("availability", problem="every running replica is on one "
+                                "node while other nodes could run some", **fields)
+                else:
+                    log.info("availability", problem=None, **fields)
+            self._on_one_node[decision.service] = risky
 
     def close(self, *, wait: float | None = None) -> None:
         """Give up the lease, so that another agent can act at once; waiting at most `wait`

@@ -46,6 +46,24 @@ class Telemetry:
             "docker: the services were listed and the lease read), else 0.",
             ["dependency"], registry=self.registry,
         )
+        self.running_replicas = Gauge(
+            "autoscaler_running_replicas", "Tasks running, by service.", ["service"],
+            registry=self.registry,
+        )
+        self.service_nodes = Gauge(
+            "autoscaler_service_nodes", "Nodes the service's running tasks are on.",
+            ["service"], registry=self.registry,
+        )
+        self.unschedulable_tasks = Gauge(
+            "autoscaler_unschedulable_tasks",
+            "Tasks waiting because no node can take them, by service.", ["service"],
+            registry=self.registry,
+        )
+        self.on_one_node = Gauge(
+            "autoscaler_availability_on_one_node",
+            "1 when every running replica is on one node while other nodes could run it.",
+            ["service"], registry=self.registry,
+        )
         self.last_tick = Gauge(
             "autoscaler_last_tick_timestamp_seconds", "When the last tick finished (Unix time).",
             registry=self.registry,
@@ -76,6 +94,12 @@ class Telemetry:
             if decision.desired_replicas is None or decision.current_replicas is None:
                 continue
             self.desired_replicas.labels(decision.service).set(decision.desired_replicas)
+            if decision.placement is not None:
+                placement, service = decision.placement, decision.service
+                self.running_replicas.labels(service).set(placement.running)
+                self.service_nodes.labels(service).set(placement.nodes)
+                self.unschedulable_tasks.labels(service).set(placement.unplaceable)
+                self.on_one_node.labels(service).set(int(placement.on_one_node))
             change = decision.desired_replicas - decision.current_replicas
             if change and (decision.applied or decision.dry_run):
                 direction = "up" if change > 0 else "down"

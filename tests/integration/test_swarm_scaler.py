@@ -10,7 +10,7 @@ import pytest
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from autoscaler.core.record import RECORD_LABEL
-from tests.integration.conftest import docker_cli, service_version, wait_running
+from tests.integration.conftest import docker_cli, service_version, wait_for, wait_running
 
 
 @pytest.mark.parametrize("made_by", ["service-create", "stack-deploy"])
@@ -80,3 +80,25 @@ def test_a_service_gone_since_the_listing_fails_to_scale(make_service: Callable[
 
     with pytest.raises(ScaleFailed, match="gone"):
         scaler.scale(state, 2, labels={})
+
+
+def test_the_listing_says_where_tasks_run_and_which_wait_for_a_node(
+    make_service: Callable[..., str],
+) -> None:
+    placed = make_service("placed", replicas=2)
+    waiting = make_service("waiting", replicas=0, extra=("--reserve-memory", "100g"))
+    docker_cli("service", "update", "--detach", "--replicas", "1", waiting)
+    wait_running(placed, 2)
+    scaler = SwarmScaler(DockerConnection())
+
+    def unplaceable() -> bool:
+        placement = scaler.list_services()[waiting].placement
+        return placement is not None and placement.unplaceable == 1
+
+    wait_for("the scheduler to give up on the task", unplaceable, 30)
+    listed = scaler.list_services()
+    assert listed[placed].placement is not None
+    assert (listed[placed].placement.running, listed[placed].placement.nodes) == (2, 1)
+    assert not listed[placed].placement.on_one_node, "one node is all this Swarm has"
+    reason = listed[waiting].placement.reason  # type: ignore[union-attr]
+    assert reason is not None and "no suitable node" in reason
