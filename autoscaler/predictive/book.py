@@ -1,14 +1,21 @@
-"""The forecasters of the predictive policies: one per (service, metric), trained when due."""
+"""The forecasters of the predictive policies: one per (service, metric), trained when due.
+
+The forecaster module (numpy, scikit-learn) is imported when the book first needs it, at a
+predictive policy's first forecast or training: an agent without one never loads them.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.core.strategies import MetricForecast
-from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
+
+if TYPE_CHECKING:
+    from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
 
 RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""
@@ -26,6 +33,8 @@ class ForecastBook:
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
+        from autoscaler.predictive.forecaster import ForecastSettings
+
         spec = policy.predictive
         horizon = spec.horizon_for(self.tick)
         return ForecastSettings(
@@ -38,6 +47,8 @@ class ForecastBook:
 
     def forecaster(self, policy: Policy, metric: MetricSpec) -> MetricForecaster:
         """The metric's forecaster; a new one when its forecast settings change."""
+        from autoscaler.predictive.forecaster import MetricForecaster
+
         key = (policy.service, metric.name)
         settings = self.settings_for(policy, metric)
         if self._settings.get(key) != settings:
