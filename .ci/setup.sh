@@ -13,6 +13,7 @@ command -v dockerd >/dev/null || packages+=(docker.io)
 command -v docker >/dev/null || packages+=(docker.io)
 [ -x /usr/bin/prometheus ] || packages+=(prometheus)
 dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
+[ -x /usr/sbin/haproxy ] || packages+=(haproxy)  # the Docker socket proxy's test
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v curl >/dev/null || packages+=(curl)
 if ((${#packages[@]})); then

@@ -2,11 +2,11 @@
 # Build every image the stack needs, locally, with no registry:
 #   1. a Debian bookworm base image made with debootstrap (once; skipped when it exists),
 #   2. wheels of the project and all its dependencies (again only when the source changed),
-#   3. the agent, demo and Prometheus images FROM that base.
+#   3. the agent, demo, Prometheus and socket proxy images FROM that base.
 # Idempotent: a second run with nothing changed takes a few seconds (Docker's layer cache).
 #
 # Needs root, a Docker engine, the project's .venv (python 3.11) and the Debian packages
-# debootstrap and prometheus (installed here when missing).
+# debootstrap, prometheus and haproxy (installed here when missing).
 #
 # Environment (all optional):
 #   BASE_IMAGE        the base image's name        (swarm-autoscaler/base:bookworm)
@@ -33,6 +33,7 @@ docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info)"
 missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   apt-get update -qq
@@ -92,19 +93,26 @@ fi
 
 # --- 3. the images ------------------------------------------------------------------------
 # The agent and demo images use compose/ as their build context (compose/.dockerignore lets
-# only build/wheels and images/demo in); Prometheus's context is a folder holding its binary.
+# only build/wheels and images/demo in); Prometheus's context is a folder holding its binary;
+# the socket proxy's holds Debian's haproxy, the libraries it links (its Dockerfile keeps
+# those the base lacks) and its config.
 mkdir -p "$build/prometheus"
 cmp -s /usr/bin/prometheus "$build/prometheus/prometheus" \
   || cp /usr/bin/prometheus "$build/prometheus/prometheus"
+rm -rf "$build/socket-proxy" && mkdir -p "$build/socket-proxy/lib"
+cp /usr/sbin/haproxy "$compose/socket-proxy/haproxy.cfg" "$build/socket-proxy/"
+ldd /usr/sbin/haproxy | awk '$2 == "=>" && $3 ~ /^\// {print $3}' \
+  | xargs -r cp -L -t "$build/socket-proxy/lib/"
 
-build_image() {  # NAME CONTEXT
-  local name=$1 context=$2 started=$SECONDS
+build_image() {  # NAME CONTEXT [DOCKERFILE]
+  local name=$1 context=$2 dockerfile=${3:-$compose/images/$1/Dockerfile} started=$SECONDS
   log "docker build swarm-autoscaler/$name:$tag"
   docker build --quiet --build-arg "BASE=$base" -t "swarm-autoscaler/$name:$tag" \
-    -f "$compose/images/$name/Dockerfile" "$context" >"$build/docker-build-$name.log" 2>&1 \
+    -f "$dockerfile" "$context" >"$build/docker-build-$name.log" 2>&1 \
     || { tail -30 "$build/docker-build-$name.log" >&2; die "docker build of $name failed"; }
   log "swarm-autoscaler/$name:$tag ready in $((SECONDS - started)) s"
 }
 build_image agent "$compose"
 build_image demo "$compose"
 build_image prometheus "$build/prometheus"
+build_image socket-proxy "$build/socket-proxy" "$compose/socket-proxy/Dockerfile"

@@ -15,7 +15,11 @@
 #   AUTOSCALER_LEASE      the node label of the agents' lease (autoscaler.lease): a second
 #                         stack beside another one sets its own, or its agent never acts
 #   LOAD_RATE             the load generator's rate at start, requests/s (0)
+#   SOCKET_PROXY=1        deploy stack.socket-proxy.yml too: the agent has no Docker socket and
+#                         reaches the engine through haproxy, which allows only its calls
 #   SKIP_BUILD=1          do not run build-images.sh (the images must exist)
+#   AUTOSCALER_IMAGE, DEMO_IMAGE, PROMETHEUS_IMAGE   deploy these images as they are (by
+#                         default, the local builds under a tag naming their ID)
 #   WAIT_SECONDS          how long to wait for the stack (180)
 set -euo pipefail
 
@@ -42,7 +46,9 @@ DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 export DOCKER_GID
 
 # Swarm compares image names, not contents: a rebuilt image under the same tag would not be
-# rolled out. Each image is deployed under a tag naming its ID, so a rebuild is.
+# rolled out. Each image is deployed under a tag naming its ID, so a rebuild is. An image
+# variable set by the caller is deployed as it is: on a Swarm of several nodes the images
+# must be on the nodes under that name (pushed to a registry, or loaded by the caller).
 image_for() {  # NAME -> a tag naming the local image's ID
   local local_tag="swarm-autoscaler/$1:$tag" id
   id=$(docker image inspect --format '{{.Id}}' "$local_tag" 2>/dev/null) \
@@ -51,19 +57,41 @@ image_for() {  # NAME -> a tag naming the local image's ID
   docker tag "$local_tag" "swarm-autoscaler/$1:$tag-${id:0:12}"
   echo "swarm-autoscaler/$1:$tag-${id:0:12}"
 }
-AUTOSCALER_IMAGE=$(image_for agent)
-DEMO_IMAGE=$(image_for demo)
-PROMETHEUS_IMAGE=$(image_for prometheus)
+AUTOSCALER_IMAGE=${AUTOSCALER_IMAGE:-$(image_for agent)}
+DEMO_IMAGE=${DEMO_IMAGE:-$(image_for demo)}
+PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-$(image_for prometheus)}
 export AUTOSCALER_IMAGE DEMO_IMAGE PROMETHEUS_IMAGE
+
+files=(-c "$compose/stack.yml")
+SOCKET_PROXY_IMAGE=
+if [ -n "${SOCKET_PROXY:-}" ]; then
+  SOCKET_PROXY_IMAGE=$(image_for socket-proxy)
+  SOCKET_PROXY_CONFIG_VERSION=$(sha256sum "$compose/socket-proxy/haproxy.cfg" | cut -c1-12)
+  export SOCKET_PROXY_IMAGE SOCKET_PROXY_CONFIG_VERSION
+  files+=(-c "$compose/stack.socket-proxy.yml")
+  # The override replaces the agent's socket mount by its target; an older CLI (Debian's
+  # 20.10, which has no `docker stack config`) appends it instead and the engine refuses the
+  # duplicate mount point.
+  merged=$(docker stack config "${files[@]}" 2>&1) \
+    || die "SOCKET_PROXY=1 needs a docker CLI that merges compose files' mounts by target, one with 'docker stack config': ${merged%%$'\n'*}"
+fi
 
 # A Swarm config never changes in place: name it after its content.
 PROMETHEUS_CONFIG_VERSION=$(sha256sum "$compose/prometheus.yml" | cut -c1-12)
 export PROMETHEUS_CONFIG_VERSION
 
+proxy_note=${SOCKET_PROXY_IMAGE:+, Docker socket proxy $SOCKET_PROXY_IMAGE}
 started=$SECONDS
 log "docker stack deploy $STACK_NAME (agent $AUTOSCALER_IMAGE, policies $POLICIES_DIR," \
-  "Prometheus on 127.0.0.1:$PROMETHEUS_PORT, load generator on 127.0.0.1:$LOADGEN_PORT)"
-docker stack deploy --resolve-image never --prune -c "$compose/stack.yml" "$STACK_NAME" >&2
+  "Prometheus on 127.0.0.1:$PROMETHEUS_PORT, load generator on 127.0.0.1:$LOADGEN_PORT$proxy_note)"
+docker stack deploy --resolve-image never --prune "${files[@]}" "$STACK_NAME" >&2
+if [ -n "$SOCKET_PROXY_IMAGE" ]; then
+  mounts=$(docker service inspect --format \
+    '{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}{{.Type}} {{.Target}}{{println}}{{end}}' \
+    "${STACK_NAME}_agent")
+  grep -qx 'bind /var/run/docker.sock' <<<"$mounts" \
+    && die "the agent still has the Docker socket mounted; mounts: $mounts"
+fi
 
 show_tasks() {
   docker stack ps --no-trunc --format '{{.Name}} {{.Image}} {{.CurrentState}} {{.Error}}' \
@@ -102,6 +130,9 @@ answers() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 log "waiting for the agent's task to run and pass its health check"
 wait_for "agent" converged "${STACK_NAME}_agent" "$AUTOSCALER_IMAGE"
 wait_for "prometheus" converged "${STACK_NAME}_prometheus" "$PROMETHEUS_IMAGE"
+if [ -n "$SOCKET_PROXY_IMAGE" ]; then
+  wait_for "socket proxy" converged "${STACK_NAME}_socket-proxy" "$SOCKET_PROXY_IMAGE"
+fi
 wait_for "Prometheus at 127.0.0.1:$PROMETHEUS_PORT" answers "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 wait_for "web" converged "${STACK_NAME}_web" "$DEMO_IMAGE"
 wait_for "loadgen" converged "${STACK_NAME}_loadgen" "$DEMO_IMAGE"
@@ -109,19 +140,23 @@ wait_for "load generator at 127.0.0.1:$LOADGEN_PORT" answers "http://127.0.0.1:$
 log "stack $STACK_NAME up in $((SECONDS - started)) s"
 
 # Drop the ID tags that no service uses any more (an image still in use keeps its tag).
-keep=$(printf '%s\n' "$AUTOSCALER_IMAGE" "$DEMO_IMAGE" "$PROMETHEUS_IMAGE"
+keep=$(printf '%s\n' "$AUTOSCALER_IMAGE" "$DEMO_IMAGE" "$PROMETHEUS_IMAGE" "$SOCKET_PROXY_IMAGE"
        docker service ls --format '{{.Image}}' | sed 's/@.*//')
 for image in $(docker image ls --format '{{.Repository}}:{{.Tag}}' 'swarm-autoscaler/*' \
                | grep -E ":$tag-[0-9a-f]{12}\$"); do
   grep -qxF "$image" <<<"$keep" || docker rmi "$image" >/dev/null 2>&1 || true
 done
 
+proxy_calls=
+if [ -n "$SOCKET_PROXY_IMAGE" ]; then
+  proxy_calls=$'\n'"  Docker calls    docker service logs -f ${STACK_NAME}_socket-proxy"
+fi
 cat >&2 <<EOF
 
   Prometheus      http://127.0.0.1:$PROMETHEUS_PORT
   load, now       curl 127.0.0.1:$LOADGEN_PORT/rate
   load, change    curl -X PUT --data 100 127.0.0.1:$LOADGEN_PORT/rate
-  decisions       docker service logs -f ${STACK_NAME}_agent
+  decisions       docker service logs -f ${STACK_NAME}_agent$proxy_calls
   replicas        docker service ls --filter label=com.docker.stack.namespace=$STACK_NAME
   remove          $compose/remove.sh $STACK_NAME
 EOF
