@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from autoscaler.adapters.decision_log import LogDecisionSink
 from autoscaler.adapters.prometheus import PrometheusSource
+from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
 from autoscaler.apply import DEFAULT_WORKERS
@@ -34,9 +35,11 @@ def call_deadline(interval: timedelta) -> float:
     return min(10.0, interval.total_seconds())
 
 
-def prometheus_source(url: str, *, timeout: float = 10.0) -> PrometheusSource:
-    """Prometheus at `url`, for the agent's queries and for the history commands replay."""
-    return PrometheusSource(url, timeout=timeout)
+def prometheus_source(access: PrometheusAccess | str, *, timeout: float = 10.0
+                      ) -> PrometheusSource:
+    """Prometheus (an access, or a plain URL), for the agent's queries and for the history
+    commands replay; each request ends within `timeout` seconds."""
+    return PrometheusSource(access, timeout=timeout)
 
 
 def build_engine(
@@ -74,8 +77,8 @@ class LiveParts:
     leadership: Leadership | None
 
 
-def build_live(*, prometheus_url: str, interval: timedelta, dry_run: bool, lease_label: str,
-               apply_workers: int = DEFAULT_WORKERS) -> LiveParts:
+def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_run: bool,
+               lease_label: str, apply_workers: int = DEFAULT_WORKERS) -> LiveParts:
     """The engine against the real Prometheus and Swarm, logging each decision. Each call
     to Docker or Prometheus has `call_deadline(interval)`; no apply starts later than one
     such deadline before the next tick is due, so a tick ends at most one deadline after."""
@@ -84,9 +87,9 @@ def build_live(*, prometheus_url: str, interval: timedelta, dry_run: bool, lease
     leadership = None if dry_run else SwarmLease(
         connection, ttl=3 * interval, holder=new_holder_id(), label=lease_label
     )
-    prometheus = prometheus_source(prometheus_url, timeout=deadline)
-    engine = build_engine(metrics=prometheus, swarm=SwarmScaler(connection),
+    source = prometheus_source(prometheus, timeout=deadline)
+    engine = build_engine(metrics=source, swarm=SwarmScaler(connection),
                           sink=LogDecisionSink(), tick=interval, dry_run=dry_run,
                           leadership=leadership, apply_workers=apply_workers,
                           apply_time=max(interval - timedelta(seconds=deadline), interval / 2))
-    return LiveParts(engine, prometheus, leadership)
+    return LiveParts(engine, source, leadership)

@@ -11,7 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from autoscaler import prometheus_options
 from autoscaler.adapters.decision_log import LOG_HOLDS
+from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import parse_duration
 from autoscaler.offline.traces import parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=_env_help("lease", "node label holding the lease: of the agents sharing it, "
                            "only the holder scales (dry-run takes none)"),
         )
+        prometheus_options.add_options(command)
         command.add_argument(
             "--once", action="store_true", help="run one tick, then exit (0, or 1 when "
             "every Prometheus query failed or Docker could not be listed)",
@@ -241,6 +244,7 @@ def _add_offline_commands(commands: Any) -> None:
                         "step (as minute,requests)")
     source.add_argument("--prometheus-url", metavar="URL",
                         help="replay a live service's history from this Prometheus instead")
+    prometheus_options.add_options(backtest)
     backtest.add_argument("--query", help="with --prometheus-url: a query answering one series")
     backtest.add_argument("--start", type=_time, help="with --prometheus-url: first time")
     backtest.add_argument("--end", type=_time, help="with --prometheus-url: last time")
@@ -306,19 +310,27 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if arguments.end <= arguments.start:
         parser.error("--end must come after --start")
     return offline.backtest_prometheus(
-        arguments.prometheus_url, arguments.query, arguments.start, arguments.end,
-        arguments.step, inputs,
+        _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
+        arguments.end, arguments.step, inputs,
     )
 
 
-def _run(arguments: argparse.Namespace) -> int:
+def _access(parser: argparse.ArgumentParser, url: str, arguments: argparse.Namespace
+            ) -> PrometheusAccess:
+    try:
+        return prometheus_options.access(url, arguments, environment=True)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _run(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from autoscaler.adapters.decision_log import set_log_holds
     from autoscaler.runtime.commands import run
 
     set_log_holds(arguments.log_holds)
     return run(Settings(
         policies=arguments.policies,
-        prometheus_url=arguments.prometheus_url,
+        prometheus=_access(parser, arguments.prometheus_url, arguments),
         interval=arguments.interval,
         port=arguments.port,
         listen=arguments.listen,
@@ -353,4 +365,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autoscaler.runtime.commands import validate
 
         return validate(arguments.paths or [arguments.policies])
-    return _run(arguments)
+    return _run(arguments, parser)

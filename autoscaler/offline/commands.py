@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
 from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
@@ -135,14 +136,14 @@ def backtest_csv(trace_file: Path, inputs: BacktestInputs) -> int:
     return run_backtest(trace, inputs)
 
 
-def backtest_prometheus(url: str, query: str, start: datetime, end: datetime, step: timedelta,
-                        inputs: BacktestInputs) -> int:
+def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, end: datetime,
+                        step: timedelta, inputs: BacktestInputs) -> int:
     from autoscaler.bootstrap import prometheus_source
     from autoscaler.core.ports import SourceUnavailable
     from autoscaler.offline.history import range_trace
 
     try:
-        trace = range_trace(prometheus_source(url), query, start=start, end=end, step=step)
+        trace = range_trace(prometheus_source(access), query, start=start, end=end, step=step)
     except SourceUnavailable as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -44,7 +44,7 @@ def validate(paths: Sequence[Path]) -> int:
 
 def build_agent(settings: Settings) -> Agent:
     """The agent for `settings`, reading its policies from `settings.policies`."""
-    parts = build_live(prometheus_url=settings.prometheus_url, interval=settings.interval,
+    parts = build_live(prometheus=settings.prometheus, interval=settings.interval,
                        dry_run=settings.dry_run, lease_label=settings.lease,
                        apply_workers=settings.apply_workers)
     return Agent(parts.engine, interval=settings.interval, telemetry=Telemetry(),

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from autoscaler.adapters.decision_log import LogHolds
+from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.runtime.logs import LogFormat
 
 
@@ -14,8 +15,8 @@ from autoscaler.runtime.logs import LogFormat
 class Settings:
     policies: Path
     """Folder (or file) of policy files."""
-    prometheus_url: str
-    """Base URL of the Prometheus HTTP API."""
+    prometheus: PrometheusAccess
+    """How to reach the Prometheus HTTP API: its URL, credentials, TLS and headers."""
     interval: timedelta
     """Time between ticks."""
     port: int
