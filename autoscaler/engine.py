@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from autoscaler.apply import DEFAULT_WORKERS, Applied, Applier, ScaleRequest
+from autoscaler.core.balance import is_imbalanced, least_even, uneven_since
 from autoscaler.core.decide import Outcome, Plan, decide
 from autoscaler.core.labels import ManagedPolicy, Template
 from autoscaler.core.limits import history_to_keep
@@ -32,6 +33,7 @@ from autoscaler.core.ports import (
     ServiceScaler,
     SourceUnavailable,
 )
+from autoscaler.core.queries import MetricValues
 from autoscaler.core.record import RECORD_LABEL, RecordedChange, read_record, with_change
 from autoscaler.core.roster import Roster
 from autoscaler.core.spec import Policy, PolicyProblem
@@ -120,7 +122,7 @@ class Engine:
             service = entry.policy.service
             try:
                 decisions.append(self._decide(entry, services.get(service),
-                                              queried.values.get(service) or {}, now,
+                                              queried.values.get(service) or MetricValues(), now,
                                               leader=report.leader))
             except Exception as error:  # one service's failure must not stop the others
                 decisions.append(_failed(entry, now, error, dry_run=self._dry_run))
@@ -174,7 +176,7 @@ class Engine:
             return False
 
     def _decide(self, entry: ManagedPolicy, state: ServiceState | None,
-                values: Mapping[str, float | None], now: datetime, *, leader: bool
+                values: MetricValues, now: datetime, *, leader: bool
                 ) -> Decision | _Decided:
         """The service's decision, or a final one when there is nothing to decide."""
         policy = entry.policy
@@ -209,6 +211,11 @@ class Engine:
             forecasts=plan.forecasts, target_alone=plan.target_alone,
             placement=state.placement,
         )
+        balance = least_even(values.tasks)
+        memory = replace(memory, uneven_since=uneven_since(
+            memory.uneven_since, balance, max_cv=policy.balance.max_cv, now=now))
+        record = partial(record, balance=balance, imbalanced=is_imbalanced(
+            memory.uneven_since, lasting=policy.balance.for_, now=now))
         if override_over(record=recorded, spec=spec, expected=memory.expected_spec,
                          changed_at=changed_at(state), now=now,
                          override=policy.behavior.manual_override):

@@ -23,6 +23,7 @@ class ServiceMemory:
     `expected_spec` is the spec count the agent left the service at last tick (what it
     applied, or what it saw): a different count next tick was set by someone else. `adopted`
     is such a count that has been left alone for the whole manual-override window.
+    `uneven_since`: since when a per-task metric's load has been uneven without a break.
     """
 
     seed: Stamped | None
@@ -33,6 +34,7 @@ class ServiceMemory:
     seen_spec: int = 0
     expected_spec: int | None = None
     adopted: int | None = None
+    uneven_since: datetime | None = None
 
     @classmethod
     def first_seen(cls, *, replicas: int, now: datetime, seeded: bool = True) -> ServiceMemory:
@@ -88,6 +90,7 @@ def remember(
         seen_spec=memory.seen_spec,
         expected_spec=memory.expected_spec,
         adopted=memory.adopted,
+        uneven_since=memory.uneven_since,
     )
 
 

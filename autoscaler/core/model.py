@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from autoscaler.core.balance import Spread
 from autoscaler.core.placement import Placement
 
 
@@ -89,6 +90,10 @@ class Decision:
     """Predictive only: why the forecast was not used (the target rule alone decided)."""
     placement: Placement | None = None
     """Where the service's tasks were (None: not known)."""
+    balance: Spread | None = None
+    """The per-task metric whose load spread least evenly over the tasks (None: none)."""
+    imbalanced: bool = False
+    """That load has been uneven for the policy's `balance.for`."""
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,15 @@ class QueryUse:
     """A rendered query and who reads its answer.
 
     `service` is set for a per-service query (`{{service}}`): every series of its answer
-    belongs to that service. Otherwise series are assigned by `service_label`.
+    belongs to that service. Otherwise series are assigned by `service_label`. `per_task`:
+    the answer has one series per task, summed into the service's value.
     """
 
     policy_service: str
     metric: str
     service_label: str
     service: str | None
+    per_task: bool = False
 
 
 def escape_regex(name: str) -> str:
@@ -115,12 +117,14 @@ def plan_queries(policies: Iterable[Policy]) -> dict[str, list[QueryUse]]:
             if ONE_SERVICE in query:
                 rendered = (_render(query, services, policy.service) if ALL_SERVICES in query
                             else _render_one(query, (), policy.service))
-                use = QueryUse(policy.service, metric.name, metric.service_label, policy.service)
+                use = QueryUse(policy.service, metric.name, metric.service_label, policy.service,
+                               metric.per_task)
             else:
                 if query not in shared:
                     shared[query] = _render(query, services, None)
                 rendered = shared[query]
-                use = QueryUse(policy.service, metric.name, metric.service_label, None)
+                use = QueryUse(policy.service, metric.name, metric.service_label, None,
+                               metric.per_task)
             plan.setdefault(rendered, []).append(use)
     return plan
 
@@ -130,13 +134,15 @@ class MetricValues(dict[str, float | None]):
 
     `rejected` holds, for each metric whose answer had a value that makes no sense as load,
     the decision's note on it ("rps: -50 is negative: treated as missing"); that metric's
-    value is None, exactly as if the answer had been empty.
+    value is None, exactly as if the answer had been empty. `tasks` holds, for each
+    per-task metric with a value, the loads of the tasks it summed.
     """
 
     def __init__(self, values: Mapping[str, float | None] | None = None,
                  rejected: Mapping[str, str] | None = None) -> None:
         super().__init__(values or {})
         self.rejected: dict[str, str] = dict(rejected or {})
+        self.tasks: dict[str, tuple[float, ...]] = {}
 
 
 def assign_values(
@@ -156,12 +162,21 @@ def assign_values(
     for rendered, uses in plan.items():
         answer = answers.get(rendered)
         indexes: dict[str, dict[str, Series | None]] = {}
+        groups: dict[str, dict[str, list[float]]] = {}
         for use in uses:
             found = values.get(use.policy_service)
             if found is None:
                 found = values[use.policy_service] = MetricValues()
-            value = None if answer is None else _value_for(use, answer, indexes)
-            problem = None if value is None else rejection(value)
+            if use.per_task:
+                loads = None if answer is None else _task_loads(use, answer, groups)
+                problem = None if loads is None else next(
+                    (p for p in map(rejection, loads) if p is not None), None)
+                value = None if loads is None or problem is not None else sum(loads) + 0.0
+                if loads is not None and problem is None:
+                    found.tasks[use.metric] = loads
+            else:
+                value = None if answer is None else _value_for(use, answer, indexes)
+                problem = None if value is None else rejection(value)
             if problem is not None:
                 found.rejected[use.metric] = f"{use.metric}: {problem}: treated as missing"
                 value = None
@@ -190,6 +205,23 @@ def index_by_label(answer: Iterable[Series], label: str) -> dict[str, Series | N
             continue
         index[key] = None if key in index else series
     return index
+
+
+def _task_loads(use: QueryUse, answer: list[Series],
+                groups: dict[str, dict[str, list[float]]]) -> tuple[float, ...] | None:
+    """The loads of the service's tasks in a per-task answer; None when it has none."""
+    if use.service is not None:
+        loads = [series.value for series in answer]
+    else:
+        group = groups.get(use.service_label)
+        if group is None:
+            group = groups[use.service_label] = {}
+            for series in answer:
+                key = series.labels.get(use.service_label)
+                if key is not None:
+                    group.setdefault(key, []).append(series.value)
+        loads = group.get(use.policy_service, [])
+    return tuple(loads) if loads else None
 
 
 def _value_for(use: QueryUse, answer: list[Series],

@@ -149,6 +149,9 @@ class MetricSpec(_Strict):
     forecast's worst case (`PredictiveSpec.worst_case_window`) at it."""
     scale_up_above: float | None = Field(default=None, allow_inf_nan=False)
     scale_down_below: float | None = Field(default=None, allow_inf_nan=False)
+    per_task: bool = False
+    """The query answers one series per task (each with the service label): the service's
+    value is their sum, and how evenly they spread is recorded."""
 
 
 Strategy = Literal["target", "threshold", "predictive"]
@@ -174,6 +177,14 @@ class PredictiveSpec(_Strict):
         return self.horizon if self.horizon is not None else self.startup + tick
 
 
+class Balance(_Strict):
+    """When a per-task metric's load is uneven enough, for long enough, to say so."""
+
+    max_cv: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    """The coefficient of variation of the tasks' loads above which the load is uneven."""
+    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
+
+
 class Policy(_Strict):
     """A validated policy for one Swarm service."""
 
@@ -187,6 +198,7 @@ class Policy(_Strict):
     behavior: Behavior = Behavior()
     predictive: PredictiveSpec = PredictiveSpec()
     on_missing_metrics: Annotated[Literal["hold"], BeforeValidator(_hold_only)] = "hold"
+    balance: Balance = Balance()
 
 
 def _default(model: type[BaseModel], key: str) -> Any:

@@ -58,6 +58,7 @@ class Agent:
         """Per dependency, why the last tick could not use it (None: it could)."""
         self._trained_once = False
         self._on_one_node: dict[str, bool] = {}
+        self._imbalanced: dict[str, bool] = {}
         self._loaded_once = False
 
     def reload(self) -> None:
@@ -160,6 +161,25 @@ class Agent:
                             problems=messages)
         self._label_problems = problems
         self._log_availability(report)
+        self._log_imbalance(report)
+
+    def _log_imbalance(self, report: TickReport) -> None:
+        """`load_imbalance` when a service's load stays uneven over its tasks, and a line
+        when it evens out: once per change."""
+        for decision in report.decisions:
+            was = self._imbalanced.get(decision.service, False)
+            if decision.imbalanced != was:
+                balance = decision.balance
+                fields = {} if balance is None else {
+                    "metric": balance.metric, "tasks": balance.tasks,
+                    "cv": round(balance.cv, 3), "hottest_share": round(balance.hottest_share, 3)}
+                if decision.imbalanced:
+                    log.warning("load_imbalance", service=decision.service, problem="the load "
+                                "stays uneven over the tasks: more replicas would not help it",
+                                **fields)
+                else:
+                    log.info("load_imbalance", service=decision.service, problem=None, **fields)
+            self._imbalanced[decision.service] = decision.imbalanced
 
     def _log_availability(self, report: TickReport) -> None:
         """A warning when a service's replicas all end up on one node while other nodes

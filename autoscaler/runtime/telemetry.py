@@ -64,6 +64,20 @@ class Telemetry:
             "1 when every running replica is on one node while other nodes could run it.",
             ["service"], registry=self.registry,
         )
+        self.load_cv = Gauge(
+            "autoscaler_load_cv",
+            "Coefficient of variation of the tasks' loads (the least even per-task metric).",
+            ["service"], registry=self.registry,
+        )
+        self.load_hottest_share = Gauge(
+            "autoscaler_load_hottest_share", "The hottest task's share of the service's load.",
+            ["service"], registry=self.registry,
+        )
+        self.load_imbalanced = Gauge(
+            "autoscaler_load_imbalanced",
+            "1 when the load has been uneven over the tasks for the policy's balance.for.",
+            ["service"], registry=self.registry,
+        )
         self.last_tick = Gauge(
             "autoscaler_last_tick_timestamp_seconds", "When the last tick finished (Unix time).",
             registry=self.registry,
@@ -94,6 +108,11 @@ class Telemetry:
             if decision.desired_replicas is None or decision.current_replicas is None:
                 continue
             self.desired_replicas.labels(decision.service).set(decision.desired_replicas)
+            if decision.balance is not None:
+                self.load_cv.labels(decision.service).set(decision.balance.cv)
+                self.load_hottest_share.labels(decision.service).set(
+                    decision.balance.hottest_share)
+            self.load_imbalanced.labels(decision.service).set(int(decision.imbalanced))
             if decision.placement is not None:
                 placement, service = decision.placement, decision.service
                 self.running_replicas.labels(service).set(placement.running)
