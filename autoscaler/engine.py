@@ -260,6 +260,7 @@ class Engine:
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=decided.plan.record,
             fallback_reason=decided.plan.fallback, placement=decided.state.placement,
+            driven_by=outcome.driver,
             applied_at=now + timedelta(seconds=applied.seconds) if done and applied else None,
         )
 

@@ -33,6 +33,8 @@ class Outcome:
     message: str
     rule_count: int
     from_metrics: bool = True
+    driver: str | None = None
+    """The metric whose proposal set the target rule's count."""
 
     @property
     def remembered(self) -> int | None:
@@ -136,7 +138,8 @@ def decide(
                 notes.append(limited.note)
         desired = limited.replicas
     return Outcome(recommendation.replicas, desired, reason, "; ".join(notes),
-                   rule_count=rule.replicas, from_metrics=not rule.missing_blocked)
+                   rule_count=rule.replicas, from_metrics=not rule.missing_blocked,
+                   driver=rule.driver)
 
 
 def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:

@@ -90,6 +90,8 @@ class Decision:
     """Predictive only: why the forecast was not used (the target rule alone decided)."""
     placement: Placement | None = None
     """Where the service's tasks were (None: not known)."""
+    driven_by: str | None = None
+    """The metric whose proposal set the rule's count (several metrics: the largest)."""
     balance: Spread | None = None
     """The per-task metric whose load spread least evenly over the tasks (None: none)."""
     imbalanced: bool = False

@@ -31,6 +31,8 @@ class Recommendation:
     within_tolerance: bool
     missing_blocked: bool
     explanation: str
+    driver: str | None = None
+    """The metric whose proposal set the count (None: none did, as in a hold)."""
 
 
 def ceil_slack(value: float) -> int:
@@ -107,7 +109,7 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
         return Recommendation(
             current, False, True, f"{explanation}: a missing metric blocks scaling down"
         )
-    return Recommendation(best, winner.within_tolerance, False, explanation)
+    return Recommendation(best, winner.within_tolerance, False, explanation, winner.metric)
 
 
 @dataclass(frozen=True)

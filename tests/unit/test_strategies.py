@@ -17,6 +17,7 @@ from autoscaler.core.strategies import (
     target_count,
     threshold_count,
 )
+from tests.unit.conftest import build_policy
 
 MakePolicy = Callable[..., Policy]
 
@@ -252,3 +253,19 @@ def test_the_largest_metric_count_wins_with_a_limit(make_policy: MakePolicy) -> 
                                     "queue": MetricForecast(50, 50, 90)})
 
     assert count is not None and count.replicas == 6
+
+
+@pytest.mark.parametrize(
+    ("values", "driver"),
+    [
+        pytest.param({"rps": 150, "cpu": 2.0}, "cpu", id="cpu-asks-more"),
+        pytest.param({"rps": 900, "cpu": 0.2}, "rps", id="requests-ask-more"),
+        pytest.param({"rps": None, "cpu": None}, None, id="all-missing"),
+    ],
+)
+def test_the_decision_names_the_metric_that_set_the_count(
+    values: dict[str, float | None], driver: str | None,
+) -> None:
+    policy = build_policy(metrics=[{"name": "rps", "query": "q", "target": 100},
+                                   {"name": "cpu", "query": "c", "target": 0.5}])
+    assert recommend(policy, 2, values).driver == driver
