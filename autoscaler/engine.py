@@ -184,6 +184,8 @@ class Engine:
             Decision, service=policy.service, strategy=policy.strategy, time=now,
             metrics={m.name: values.get(m.name) for m in policy.metrics},
             policy_file=entry.file, policy_source=entry.source, dry_run=self._dry_run,
+            min_replicas=policy.min_replicas, max_replicas=policy.max_replicas,
+            targets=targets_of(policy),
         )
         if state is None:
             return record(reason=Reason.SERVICE_NOT_FOUND, message="no Swarm service has this name")
@@ -293,3 +295,13 @@ def _failed(entry: ManagedPolicy, now: datetime, error: Exception, *, dry_run: b
                     reason=Reason.DECISION_FAILED,
                     message=f"nothing applied: {type(error).__name__}: {error}", metrics={},
                     policy_file=entry.file, policy_source=entry.source, dry_run=dry_run)
+
+
+def targets_of(policy: Policy) -> dict[str, float]:
+    """What one replica should carry, per metric: the target, or threshold's upper bound."""
+    found = {}
+    for metric in policy.metrics:
+        target = metric.target if metric.target is not None else metric.scale_up_above
+        if target is not None:
+            found[metric.name] = target
+    return found

@@ -90,6 +90,10 @@ class Decision:
     """Predictive only: why the forecast was not used (the target rule alone decided)."""
     placement: Placement | None = None
     """Where the service's tasks were (None: not known)."""
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    targets: Mapping[str, float] = field(default_factory=dict)
+    """Each metric's target per replica (the threshold strategy's: its scale-up bound)."""
     driven_by: str | None = None
     """The metric whose proposal set the rule's count (several metrics: the largest)."""
     balance: Spread | None = None

@@ -47,7 +47,8 @@ def build_agent(settings: Settings) -> Agent:
     parts = build_live(prometheus=settings.prometheus, interval=settings.interval,
                        dry_run=settings.dry_run, lease_label=settings.lease,
                        apply_workers=settings.apply_workers)
-    return Agent(parts.engine, interval=settings.interval, telemetry=Telemetry(),
+    return Agent(parts.engine, interval=settings.interval,
+                 telemetry=Telemetry(interval=settings.interval),
                  watcher=PolicyWatcher(settings.policies), history=parts.history,
                  leadership=parts.leadership)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from autoscaler.core.model import Reason
+from autoscaler.core.model import Decision, Reason
 from autoscaler.engine import TickReport
 
 ERROR_SOURCES = ("prometheus", "docker", "policy", "agent")
@@ -14,8 +15,9 @@ DEPENDENCIES = ("prometheus", "docker")
 
 
 class Telemetry:
-    def __init__(self) -> None:
+    def __init__(self, *, interval: timedelta | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._metric_series: set[tuple[str, str]] = set()
         self.ticks = Counter(
             "autoscaler_ticks_total", "Ticks run.", registry=self.registry
         )
@@ -78,11 +80,32 @@ class Telemetry:
             "1 when the load has been uneven over the tasks for the policy's balance.for.",
             ["service"], registry=self.registry,
         )
+        self.min_replicas = Gauge(
+            "autoscaler_min_replicas", "The policy's min_replicas.", ["service"],
+            registry=self.registry,
+        )
+        self.max_replicas = Gauge(
+            "autoscaler_max_replicas", "The policy's max_replicas.", ["service"],
+            registry=self.registry,
+        )
+        self.metric_value = Gauge(
+            "autoscaler_metric_value", "The metric's value the last decision read (missing: "
+            "no sample).", ["service", "metric"], registry=self.registry,
+        )
+        self.metric_target = Gauge(
+            "autoscaler_metric_target", "What one replica should carry of the metric.",
+            ["service", "metric"], registry=self.registry,
+        )
+        self.interval = Gauge(
+            "autoscaler_interval_seconds", "Time between ticks.", registry=self.registry,
+        )
         self.last_tick = Gauge(
             "autoscaler_last_tick_timestamp_seconds", "When the last tick finished (Unix time).",
             registry=self.registry,
         )
 
+        if interval is not None:
+            self.interval.set(interval.total_seconds())
         for source in ERROR_SOURCES:
             self.errors.labels(source)
         for dependency in DEPENDENCIES:
@@ -103,6 +126,7 @@ class Telemetry:
             self.errors.labels("docker").inc()
         for decision in report.decisions:
             self.decisions.labels(decision.service, str(decision.reason)).inc()
+            self._policy_gauges(decision)
             if decision.reason in (Reason.CONFLICT, Reason.APPLY_FAILED):
                 self.errors.labels("docker").inc()
             if decision.desired_replicas is None or decision.current_replicas is None:
@@ -123,6 +147,23 @@ class Telemetry:
             if change and (decision.applied or decision.dry_run):
                 direction = "up" if change > 0 else "down"
                 self.scale_actions.labels(decision.service, direction).inc()
+
+    def _policy_gauges(self, decision: Decision) -> None:
+        service = decision.service
+        if decision.min_replicas is not None:
+            self.min_replicas.labels(service).set(decision.min_replicas)
+        if decision.max_replicas is not None:
+            self.max_replicas.labels(service).set(decision.max_replicas)
+        for metric, target in decision.targets.items():
+            self.metric_target.labels(service, metric).set(target)
+        for metric, value in decision.metrics.items():
+            if value is None:
+                if (service, metric) in self._metric_series:
+                    self.metric_value.remove(service, metric)
+                    self._metric_series.discard((service, metric))
+            else:
+                self.metric_value.labels(service, metric).set(value)
+                self._metric_series.add((service, metric))
 
     def tick_crashed(self) -> None:
         self.errors.labels("agent").inc()

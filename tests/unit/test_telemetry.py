@@ -1,0 +1,36 @@
+"""The agent's own metrics carry what a dashboard and alerts need per service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import generate_latest
+
+from autoscaler.core.model import Decision, Reason
+from autoscaler.engine import TickReport
+from autoscaler.runtime.telemetry import Telemetry
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def decision(value: float | None) -> Decision:
+    return Decision(service="web", strategy="target", time=NOW, reason=Reason.WITHIN_TOLERANCE,
+                    message="", metrics={"rps": value}, policy_file="web.yaml", dry_run=False,
+                    current_replicas=3, desired_replicas=3, min_replicas=1, max_replicas=9,
+                    targets={"rps": 100.0})
+
+
+def test_bounds_targets_values_and_the_interval_are_exported() -> None:
+    telemetry = Telemetry(interval=timedelta(seconds=15))
+    telemetry.observe(TickReport(decisions=[decision(250.0)]), 0.1)
+    exposed = generate_latest(telemetry.registry).decode()
+    for line in ('autoscaler_min_replicas{service="web"} 1.0',
+                 'autoscaler_max_replicas{service="web"} 9.0',
+                 'autoscaler_metric_target{metric="rps",service="web"} 100.0',
+                 'autoscaler_metric_value{metric="rps",service="web"} 250.0',
+                 "autoscaler_interval_seconds 15.0"):
+        assert line in exposed
+
+    telemetry.observe(TickReport(decisions=[decision(None)]), 0.1)
+    exposed = generate_latest(telemetry.registry).decode()
+    assert "autoscaler_metric_value{" not in exposed, "a missing value is no sample, not 0"
