@@ -15,7 +15,7 @@ from autoscaler import prometheus_options
 from autoscaler.adapters.decision_log import LOG_HOLDS
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import parse_duration
-from autoscaler.offline.traces import parse_time
+from autoscaler.offline.traces import FILLS, CsvOptions, parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
 from autoscaler.runtime.settings import ENVIRONMENT, Settings
 
@@ -241,7 +241,7 @@ def _add_offline_commands(commands: Any) -> None:
     source = backtest.add_mutually_exclusive_group(required=True)
     source.add_argument("--trace", type=Path, metavar="CSV",
                         help="a CSV with a timestamp column and a value column at a regular "
-                        "step (as minute,requests)")
+                        "step (as minute,requests; --fill or --resample for gaps)")
     source.add_argument("--prometheus-url", metavar="URL",
                         help="replay a live service's history from this Prometheus instead")
     prometheus_options.add_options(backtest)
@@ -267,6 +267,20 @@ def _add_offline_commands(commands: Any) -> None:
                           "scored (default 8d)")
     backtest.add_argument("--metric", metavar="NAME",
                           help="the policy metric the trace feeds (default: each policy's first)")
+    backtest.add_argument("--fill", choices=FILLS,
+                          help="with --trace: fill missing steps with 0, the value before, or "
+                          "interpolated (default: a gap is an error)")
+    backtest.add_argument("--resample", type=_interval, metavar="DURATION",
+                          help="with --trace: put the rows on this step, e.g. 1m: each step the "
+                          "mean of its rows, a step without one interpolated (or as --fill "
+                          "says)")
+    backtest.add_argument("--column", metavar="NAME",
+                          help="with --trace: the header of the value column (default: one "
+                          "named like value or requests, else the second)")
+    backtest.add_argument("--steps-csv", type=Path, metavar="DIR",
+                          help="also write per policy a CSV of every scored step into DIR "
+                          "(policy<N>-<name>.csv: time, load, demand, billed, ready, forecast, "
+                          "reason)")
 
     report = commands.add_parser(
         "report", help="turn a dry-run's decision log into a report",
@@ -275,7 +289,8 @@ def _add_offline_commands(commands: Any) -> None:
         "current and desired replicas over time, the changes and their reasons.",
     )
     report.add_argument("--log", type=Path, required=True, metavar="FILE",
-                        help="the decision log: JSON lines, other lines are skipped")
+                        help="the decision log: JSON lines; other events are passed over, "
+                        "lines that are not JSON events skipped with a warning")
     report.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for summary.json, report.md, report.html")
 
@@ -299,10 +314,16 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     inputs = offline.BacktestInputs(
         policy_files=arguments.policy, out=arguments.out, capacity=arguments.capacity,
         slo_utilisation=arguments.slo_utilisation, startup=arguments.startup,
-        warmup=arguments.warmup, metric=arguments.metric,
+        warmup=arguments.warmup, metric=arguments.metric, steps_csv=arguments.steps_csv,
     )
     if arguments.trace is not None:
-        return offline.backtest_csv(arguments.trace, inputs)
+        return offline.backtest_csv(arguments.trace, inputs, CsvOptions(
+            fill=arguments.fill, resample=arguments.resample, column=arguments.column))
+    csv_only = [f"--{n}" for n in ("fill", "resample", "column")
+                if getattr(arguments, n) is not None]
+    if csv_only:
+        parser.error(f"{', '.join(csv_only)} apply to a --trace CSV only; a Prometheus "
+                     "range is already at --step")
     missing = [f"--{n}" for n in ("query", "start", "end", "step")
                if getattr(arguments, n) is None]
     if missing:

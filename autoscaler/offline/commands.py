@@ -14,7 +14,13 @@ from typing import TextIO
 
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
-from autoscaler.core.spec import Policy, PolicyProblem
+from autoscaler.core.spec import (
+    Document,
+    Policy,
+    PolicyProblem,
+    parse_document,
+    validate_document,
+)
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
@@ -31,8 +37,8 @@ from autoscaler.offline.replay import (
 from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
 from autoscaler.offline.reports.document import write_report
-from autoscaler.offline.traces import Trace, TraceError, load_csv
-from autoscaler.policy_files import read_policy_file
+from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv
+from autoscaler.policy_files import read_policy_bytes
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class BacktestInputs:
     """None: the start-up the predictive policies set (`default_startup`)."""
     warmup: timedelta
     metric: str | None
+    steps_csv: Path | None = None
+    """A folder for one CSV a policy, one row a scored step (`write_steps`)."""
 
 
 def _progress(out: TextIO, label: str) -> Progress:
@@ -65,26 +73,76 @@ def _progress(out: TextIO, label: str) -> Progress:
     return report
 
 
-def _load_policies(files: Sequence[Path]) -> tuple[list[tuple[str, Policy]], list[PolicyProblem]]:
-    """Each file on its own: policies compared in one run may name the same service."""
+BACKTEST_QUERY = "backtest_trace"
+"""The query a backtest fills in for a metric without one: the trace feeds every metric,
+so a policy written for backtests only needs none (`validate` and the agent do)."""
+
+
+def _with_queries(document: Document) -> tuple[Document, list[str]]:
+    """The policy document with `BACKTEST_QUERY` for each metric that has no `query`, and
+    those metrics' names. Anything not shaped like a metric is left for validation."""
+    metrics = document.get("metrics")
+    if not isinstance(metrics, list):
+        return document, []
+    filled, named = [], []
+    for index, metric in enumerate(metrics):
+        if isinstance(metric, dict) and "query" not in metric:
+            name = metric.get("name")
+            named.append(str(name) if isinstance(name, str) else f"metrics[{index}]")
+            metric = {**metric, "query": BACKTEST_QUERY}
+        filled.append(metric)
+    return {**document, "metrics": filled}, named
+
+
+def _read_policy(file: Path) -> tuple[Policy | list[PolicyProblem], list[str]]:
+    """A policy file as `read_policy_file` reads it, but a metric may leave out its query;
+    and the names of the metrics that do."""
+    data = read_policy_bytes(file)
+    if isinstance(data, PolicyProblem):
+        return [data], []
+    document = parse_document(data, str(file))
+    if isinstance(document, list):
+        return document, []
+    document, unqueried = _with_queries(document)
+    return validate_document(document, str(file)), unqueried
+
+
+def _load_policies(files: Sequence[Path], err: TextIO | None = None
+                   ) -> tuple[list[tuple[str, Policy]], list[PolicyProblem]]:
+    """Each file on its own: policies compared in one run may name the same service. A
+    metric without a query is noted on `err` (default stderr)."""
+    err = err or sys.stderr
     policies, problems = [], []
     for file in files:
-        parsed = read_policy_file(file)
+        parsed, unqueried = _read_policy(file)
         if isinstance(parsed, Policy):
             policies.append((str(file), parsed))
+            for name in unqueried:
+                print(f"note: {file}: metric {name} has no query: in a backtest the trace "
+                      "feeds it (validate and the agent need one)", file=err)
         else:
             problems.extend(parsed)
     return policies, problems
 
 
+def say_trace(trace: Trace, err: TextIO) -> None:
+    """What reading the trace did: its warnings, then its notes."""
+    for warning in trace.warnings:
+        print(f"warning: {trace.source}: {warning}", file=err)
+    for note in trace.notes:
+        print(f"note: {trace.source}: {note}", file=err)
+
+
 def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     out, err = sys.stdout, sys.stderr
-    policies, problems = _load_policies(inputs.policy_files)
+    say_trace(trace, err)
+    policies, problems = _load_policies(inputs.policy_files, err)
     if problems:
         for problem in problems:
             print(problem, file=err)
         return EXIT_BAD_INPUT
     runs: list[PolicyRun] = []
+    given = inputs.capacity is not None
     try:
         for _, policy in policies:
             fed_metric(policy, inputs.metric)
@@ -99,9 +157,10 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
             capacity=capacity, slo_utilisation=inputs.slo_utilisation, startup=startup,
             warmup=inputs.warmup, metric=inputs.metric,
         )
+        origin = backtest_report.capacity_origin(settings, given=given)
         print(f"replaying {len(trace)} steps of {trace.source} (capacity {capacity:g} per "
-              f"replica, a new replica ready {format_duration(ready_after(settings, trace))} "
-              "after the decision)", file=err)
+              f"replica, {origin}; a new replica ready "
+              f"{format_duration(ready_after(settings, trace))} after the decision)", file=err)
         for file, policy in policies:
             own = startup_set_by(policy)
             if own is not None and own != startup:
@@ -111,10 +170,17 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     except BacktestError as error:
         print(f"autoscaler: {error}", file=err)
         return EXIT_BAD_INPUT
-    write_report(backtest_report.document(runs, settings, trace),
-                 backtest_report.summary(runs, settings, trace), inputs.out)
+    write_report(backtest_report.document(runs, settings, trace, capacity_given=given),
+                 backtest_report.summary(runs, settings, trace, capacity_given=given),
+                 inputs.out)
     print_table(runs, out)
     print(f"\nreport: {inputs.out / 'report.html'} (also report.md and summary.json)", file=out)
+    if inputs.steps_csv is not None:
+        inputs.steps_csv.mkdir(parents=True, exist_ok=True)
+        written = [inputs.steps_csv / name for name in backtest_report.steps_file_names(runs)]
+        for run, path in zip(runs, written, strict=True):
+            backtest_report.write_steps(run, path)
+        print(f"steps: {', '.join(map(str, written))} (one row a scored step)", file=out)
     return EXIT_OK
 
 
@@ -127,9 +193,10 @@ def print_table(runs: list[PolicyRun], out: TextIO) -> None:
                         for i, cell in enumerate(row)), file=out)
 
 
-def backtest_csv(trace_file: Path, inputs: BacktestInputs) -> int:
+def backtest_csv(trace_file: Path, inputs: BacktestInputs,
+                 options: CsvOptions | None = None) -> int:
     try:
-        trace = load_csv(trace_file)
+        trace = load_csv(trace_file, options)
     except TraceError as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -155,12 +222,16 @@ def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, e
 
 def report_from_log(log: Path, out: Path) -> int:
     try:
-        services, skipped = decision_report.read_log(log)
+        services, reading = decision_report.read_log(log)
     except decision_report.LogError as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    write_report(decision_report.document(services, str(log)),
-                 decision_report.summary(services, str(log), skipped), out)
+    for warning in reading.warnings():
+        print(f"warning: {log}: {warning}", file=sys.stderr)
+    write_report(decision_report.document(services, str(log), reading),
+                 decision_report.summary(services, str(log), reading), out)
+    if reading.other_events:
+        print(f"passed over {decision_report.other_events(reading)}")
     for name, service in services.items():
         print(f"{name}: {len(service.times)} decisions, {len(service.changes)} changes, "
               + ", ".join(f"{k} {v}" for k, v in sorted(service.reasons.items())))

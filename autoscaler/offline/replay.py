@@ -98,8 +98,11 @@ class _Recorder:
     forecasts: list[float | None] = field(default_factory=list)
     """Predictive: the fed metric's forecast made at each tick (for the horizon)."""
     fallbacks: Counter[str] = field(default_factory=Counter)
+    last: Decision | None = None
+    """The latest decision: the tick's, for the per-step record."""
 
     def record(self, decision: Decision) -> None:
+        self.last = decision
         self.reasons[str(decision.reason)] += 1
         if decision.applied:
             self.changes.append(decision)
@@ -127,6 +130,11 @@ class PolicyRun:
     forecast: ForecastQuality | None = None
     fallbacks: dict[str, int] = field(default_factory=dict)
     training_seconds: list[float] = field(default_factory=list)
+    reasons_by_step: list[str] = field(default_factory=list)
+    """The reason of each scored step's decision ("" where the tick made none)."""
+    forecasts_by_step: list[float | None] = field(default_factory=list)
+    """Predictive: the fed metric's point forecast made at each scored step, for `horizon`
+    later; None where none was made (and for the other strategies)."""
 
 
 def fed_metric(policy: Policy, name: str | None) -> MetricSpec:
@@ -182,6 +190,8 @@ def replay(
     total = len(trace) - first
     supply: list[int] = []
     billed: list[int] = []
+    reasons: list[str] = []
+    forecasts: list[float | None] = []
     for index in range(total):
         step = first + index
         now = trace.time(step)
@@ -189,7 +199,12 @@ def replay(
         cluster.begin_step(step, now, trace.values[step - 1] if step > 0 else None)
         if predictive:
             training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
+        recorder.last = None
         engine.tick(now)
+        decision = recorder.last
+        reasons.append("" if decision is None else str(decision.reason))
+        forecasts.append(None if decision is None or decision.forecast is None
+                         else decision.forecast.get(metric.name, {}).get("value"))
         supply.append(cluster.ready)
         billed.append(cluster.ready + cluster.pending)
         if progress is not None and (index % 2000 == 0 or index == total - 1):
@@ -214,4 +229,5 @@ def replay(
         supply=supply, billed=billed, changes=recorder.changes,
         reasons=dict(sorted(recorder.reasons.items())), scores=scores, forecast=quality,
         fallbacks=dict(sorted(recorder.fallbacks.items())), training_seconds=training,
+        reasons_by_step=reasons, forecasts_by_step=forecasts,
     )

@@ -1,16 +1,23 @@
 """The backtest's report: the metric table side by side, and per policy the load, the oracle
 and the supplied replicas over time, the worst hour of under-provisioning, and the decisions
-that shaped the curve."""
+that shaped the curve; and the per-step CSV of each policy (`--steps-csv`)."""
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from autoscaler.core.durations import format_duration
-from autoscaler.offline.replay import BacktestSettings, PolicyRun, ready_after
+from autoscaler.offline.replay import (
+    DEFAULT_UTILISATION_OF_TARGET,
+    BacktestSettings,
+    PolicyRun,
+    ready_after,
+)
 from autoscaler.offline.reports.charts import Line, line_chart
 from autoscaler.offline.reports.document import Chart, Document, Section, Table
 from autoscaler.offline.traces import Trace
@@ -29,16 +36,29 @@ METRICS = (
 SHOWN_CHANGES = 40
 
 
-def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> dict[str, Any]:
+def capacity_origin(settings: BacktestSettings, *, given: bool) -> str:
+    """Where the capacity came from, as the console and the report say it."""
+    if given:
+        return "given by --capacity"
+    target = settings.capacity * DEFAULT_UTILISATION_OF_TARGET
+    return (f"assumed: the first policy target, {target:g}, / {DEFAULT_UTILISATION_OF_TARGET:g}, "
+            "as no --capacity was given")
+
+
+def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace, *,
+            capacity_given: bool) -> dict[str, Any]:
     """summary.json: the run's settings and one record per policy."""
     return {
         "settings": {
             "trace": trace.source,
             "trace_step_seconds": trace.step.total_seconds(),
             "trace_steps": len(trace),
+            "trace_notes": list(trace.notes),
+            "trace_warnings": list(trace.warnings),
             "scored_steps": len(runs[0].load) if runs else 0,
             "scored_from": runs[0].times[0].isoformat() if runs else None,
             "capacity": settings.capacity,
+            "capacity_source": "--capacity" if capacity_given else "assumed",
             "slo_utilisation": settings.slo_utilisation,
             "startup_seconds": settings.startup.total_seconds(),
             "ready_after_seconds": ready_after(settings, trace).total_seconds(),
@@ -211,22 +231,59 @@ def _rounded_note(settings: BacktestSettings, trace: Trace) -> str:
     return f" (the start-up, {format_duration(settings.startup)}, in whole steps)"
 
 
-def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace) -> Document:
+def _input_text(trace: Trace) -> list[str]:
+    """What reading the trace did, as the console said it."""
+    return ([f"**Warning:** {warning}." for warning in trace.warnings]
+            + [f"Reading the trace: {note}." for note in trace.notes])
+
+
+def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace, *,
+             capacity_given: bool) -> Document:
     first = runs[0].times[0]
     last = runs[0].times[-1]
     intro = [
         f"Replay of `{trace.source}` ({len(trace)} steps of {format_duration(trace.step)}), "
         f"scored from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
         f"({len(runs[0].times)} steps, after a warm-up of {format_duration(settings.warmup)}).",
+        *_input_text(trace),
         f"Each policy runs through the agent's own engine, one tick per step, against a "
         f"simulated cluster: the metric at a step is the load of the step before; a new "
         f"replica is ready {format_duration(ready_after(settings, trace))} after the decision"
-        f"{_rounded_note(settings, trace)}. One replica "
-        f"carries {settings.capacity:g} at 100 %; the oracle demand d is the fewest replicas "
-        f"that keep each step under {settings.slo_utilisation:.0%} of that.",
+        f"{_rounded_note(settings, trace)}. One replica carries {settings.capacity:g} at "
+        f"100 % ({capacity_origin(settings, given=capacity_given)}); the oracle demand d is "
+        f"the fewest replicas that keep each step under {settings.slo_utilisation:.0%} of "
+        "that.",
     ]
     sections = [Section("Side by side", [metric_table(runs)])]
     sections.extend(_policy_section(i, label, run, settings, trace.step)
                     for i, (label, run) in enumerate(zip(labels(runs), runs, strict=True),
                                                      start=1))
     return Document("Backtest", intro, sections)
+
+
+STEP_COLUMNS = ("time", "load", "demand", "billed", "ready", "forecast", "reason")
+"""The columns of a steps CSV, one row a scored step; docs/backtest.md says what each is."""
+
+
+def steps_file_names(runs: list[PolicyRun]) -> list[str]:
+    """`policy<N>-<file stem>.csv`, N as in the report's charts."""
+    return [f"policy{index}-{re.sub(r'[^A-Za-z0-9._-]', '_', Path(run.file).stem)}.csv"
+            for index, run in enumerate(runs, start=1)]
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.10g}"
+
+
+def write_steps(run: PolicyRun, path: Path) -> None:
+    """One row a scored step of `run`, in `STEP_COLUMNS`."""
+    forecasts = run.forecasts_by_step or [None] * len(run.times)
+    reasons = run.reasons_by_step or [""] * len(run.times)
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(STEP_COLUMNS)
+        for row in zip(run.times, run.load, run.demand, run.billed, run.supply, forecasts,
+                       reasons, strict=True):
+            time, load, demand, billed, ready, forecast, reason = row
+            writer.writerow([time.isoformat().replace("+00:00", "Z"), _number(load), demand,
+                             billed, ready, _number(forecast), reason])

@@ -14,10 +14,56 @@ from typing import Any
 
 from autoscaler.offline.reports.charts import Line, line_chart
 from autoscaler.offline.reports.document import Chart, Document, Section, Table
+from autoscaler.offline.traces import plural, shown_lines
 
 
 class LogError(ValueError):
     """A log that holds no decision; the message says why."""
+
+
+MISSING = "(missing)"
+"""What the report shows for a field a decision line leaves out."""
+
+EXPECTED_FIELDS = ("reason", "current_replicas", "recommended_replicas", "desired_replicas",
+                   "message")
+"""Fields every decision the agent logs has (null or not); one left out is shown as
+`MISSING` and counted."""
+
+
+@dataclass
+class LogReading:
+    """What reading a log met besides decisions, by line number (from 1)."""
+
+    other_events: Counter[str] = field(default_factory=Counter)
+    """Lines of other events (agent_started, tick_summary, ...), by event."""
+    unreadable: list[int] = field(default_factory=list)
+    """Lines that are not a JSON event: skipped."""
+    malformed: list[int] = field(default_factory=list)
+    """scaling_decision lines without a readable timestamp and service: skipped."""
+    missing: dict[str, list[int]] = field(default_factory=dict)
+    """Field -> the decision lines that leave it out (read, the field shown as MISSING)."""
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.other_events.values()) + len(self.unreadable) + len(self.malformed)
+
+    def warnings(self) -> list[str]:
+        """What the report and the console warn of; empty for a clean log."""
+        said = []
+        if self.unreadable:
+            said.append(f"skipped {plural(len(self.unreadable), 'line')} that "
+                        f"{'is' if len(self.unreadable) == 1 else 'are'} not a JSON event "
+                        f"({shown_lines(self.unreadable)})")
+        if self.malformed:
+            said.append(f"skipped {plural(len(self.malformed), 'scaling_decision')} without a "
+                        f"readable timestamp and service ({shown_lines(self.malformed)})")
+        if self.missing:
+            lines = {line for found in self.missing.values() for line in found}
+            fields = ", ".join(f"{name} ({shown_lines(found)})"
+                               for name, found in self.missing.items())
+            said.append(f"{plural(len(lines), 'decision')} with fields missing, shown as "
+                        f"{MISSING}: {fields}")
+        return said
 
 
 @dataclass
@@ -33,25 +79,41 @@ class ServiceLog:
     dry_run: set[bool] = field(default_factory=set)
 
 
-def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], int]:
-    """Decisions by service, and how many lines were not decisions. A line may carry a
-    prefix before its JSON (as `docker service logs` adds one)."""
+def other_events(reading: LogReading) -> str:
+    """`3 lines of other events (agent_started 1, tick_summary 2)`."""
+    counts = ", ".join(f"{kind} {count:,}" for kind, count in sorted(reading.other_events.items()))
+    return f"{plural(sum(reading.other_events.values()), 'line')} of other events ({counts})"
+
+
+def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogReading]:
+    """Decisions by service, and what else the lines held. A line may carry a prefix
+    before its JSON (as `docker service logs` adds one); blank lines are passed over."""
     services: dict[str, ServiceLog] = {}
-    skipped = 0
-    for line in lines:
+    reading = LogReading()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         start = line.find("{")
         try:
             event = json.loads(line[start:]) if start >= 0 else None
         except json.JSONDecodeError:
             event = None
-        if not isinstance(event, dict) or event.get("event") != "scaling_decision":
-            skipped += 1
+        kind = event.get("event") if isinstance(event, dict) else None
+        if not isinstance(event, dict) or not isinstance(kind, str):
+            reading.unreadable.append(number)
+            continue
+        if kind != "scaling_decision":
+            reading.other_events[kind] += 1
             continue
         try:
             _add(services, event)
         except (KeyError, TypeError, ValueError, AttributeError):
-            skipped += 1
-    return services, skipped
+            reading.malformed.append(number)
+            continue
+        for name in EXPECTED_FIELDS:
+            if name not in event:
+                reading.missing.setdefault(name, []).append(number)
+    return services, reading
 
 
 def _number(value: object) -> float | None:
@@ -85,28 +147,36 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
     for values in log.metrics.values():
         if len(values) < index + 1:
             values.append(None)
-    log.reasons[str(event.get("reason"))] += 1
+    log.reasons[str(event.get("reason", MISSING))] += 1
     log.dry_run.add(bool(event.get("dry_run")))
     if current is not None and desired is not None and current != desired:
         log.changes.append(event)
 
 
-def read_log(path: Path) -> tuple[dict[str, ServiceLog], int]:
+def read_log(path: Path) -> tuple[dict[str, ServiceLog], LogReading]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise LogError(f"{path}: cannot read the log ({error.strerror})") from error
-    services, skipped = read_decisions(text.splitlines())
+    services, reading = read_decisions(text.splitlines())
     if not services:
-        raise LogError(f"{path}: no scaling_decision line in {skipped} lines; give the JSON "
-                       "output of `autoscaler dry-run` (or `docker service logs --raw`)")
-    return services, skipped
+        problems = "; ".join(reading.warnings())
+        raise LogError(f"{path}: no scaling_decision line in {reading.skipped} lines"
+                       f"{f' ({problems})' if problems else ''}; give the JSON output of "
+                       "`autoscaler dry-run` (or `docker service logs --raw`)")
+    return services, reading
 
 
-def summary(services: dict[str, ServiceLog], source: str, skipped: int) -> dict[str, Any]:
+def summary(services: dict[str, ServiceLog], source: str, reading: LogReading
+            ) -> dict[str, Any]:
     return {
         "log": source,
-        "lines_skipped": skipped,
+        "lines_skipped": reading.skipped,
+        "other_events": dict(sorted(reading.other_events.items())),
+        "lines_not_json_events": reading.unreadable,
+        "decisions_unreadable": reading.malformed,
+        "decisions_missing_fields": reading.missing,
+        "warnings": reading.warnings(),
         "services": [
             {
                 "service": log.service,
@@ -151,8 +221,9 @@ def _service_section(index: int, log: ServiceLog) -> Section:
     if log.changes:
         section.blocks.append(Table(
             ["time", "from", "to", "reason", "why"],
-            [[str(c["timestamp"]), c.get("current_replicas"), c.get("desired_replicas"),
-              c.get("reason"), c.get("message", "")] for c in log.changes],
+            [[str(c["timestamp"]), *(c.get(key, MISSING) for key in (
+                "current_replicas", "desired_replicas", "reason", "message"))]
+             for c in log.changes],
         ))
     else:
         section.blocks.append("No change: every decision kept the count.")
@@ -163,9 +234,12 @@ def _numbers(values: list[int | None]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
-def document(services: dict[str, ServiceLog], source: str) -> Document:
+def document(services: dict[str, ServiceLog], source: str, reading: LogReading) -> Document:
     total = sum(len(log.times) for log in services.values())
     intro = [f"The decisions in `{source}`: {total} for {len(services)} service(s)."]
+    intro.extend(f"**Warning:** {warning}." for warning in reading.warnings())
+    if reading.other_events:
+        intro.append(f"Passed over: {other_events(reading)}.")
     overview = Table(
         ["service", "decisions", "changes", "first count", "last desired", "most frequent reason"],
         [[log.service, len(log.times), len(log.changes), log.current[0], log.desired[-1],
