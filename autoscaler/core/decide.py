@@ -10,6 +10,7 @@ from autoscaler.core.limits import Limited, clamp, cooldown, rate_limit, stabili
 from autoscaler.core.memory import ServiceMemory
 from autoscaler.core.model import Reason
 from autoscaler.core.placement import Placement
+from autoscaler.core.schedule import ScheduledBounds, bounds_at
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import (
     ForecastCount,
@@ -88,7 +89,8 @@ def decide(
     (`autoscaler.predictive.planner`), a floor under all: the forecast's raises move the
     current count, and the target rule's tolerance band around it, so without it the rule
     could settle below where `target` alone would have stayed. `placement` (where the
-    service's tasks are) holds back a raise while tasks wait for a node that can take them."""
+    service's tasks are) holds back a raise while tasks wait for a node that can take them.
+    The windows of `policy.schedule` in force at `now` set the bounds while they last."""
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
@@ -111,6 +113,9 @@ def decide(
                               behavior=behavior, now=now).replicas
     predictive = policy.strategy == "predictive"
     floor = None if rule.missing_blocked else target_alone
+    scheduled = bounds_at(policy.schedule, now, min_replicas=policy.min_replicas,
+                          max_replicas=policy.max_replicas) if policy.schedule else None
+    low, high = bounds_in_force(policy, scheduled)
     # The chain in the HPA's order; the reasons later issues add go where their names say.
     steps: tuple[Step, ...] = (
         lambda count, _: stabilize(
@@ -124,9 +129,8 @@ def decide(
                                   last_change_at=last_change_at, behavior=behavior, now=now),
         lambda count, so_far: rule_through_cooldown(count, so_far,
                                                     rule_limited if predictive else None),
-        lambda count, _: clamp(
-            desired=count, min_replicas=policy.min_replicas, max_replicas=policy.max_replicas
-        ),
+        lambda count, _: scheduled_bounds(count, scheduled),
+        lambda count, _: clamp(desired=count, min_replicas=low, max_replicas=high),
         lambda count, _: target_alone_floor(count, floor),
         lambda count, _: unschedulable(count, current, placement),
     )
@@ -171,6 +175,31 @@ def rule_through_cooldown(count: int, reason: Reason, rule_limited: int | None) 
         return Limited(count)
     return Limited(rule_limited, Reason.PREDICTED_LOAD,
                    f"{rule_limited}: the target rule's raise passes the cooldown")
+
+
+def scheduled_bounds(count: int, scheduled: ScheduledBounds | None) -> Limited:
+    """The count raised to the min, or lowered to the max, of the windows in force (a bound
+    they leave to the policy is `clamp`'s)."""
+    if scheduled is None:
+        return Limited(count)
+    if scheduled.min_from is not None and count < scheduled.min_replicas:
+        return Limited(scheduled.min_replicas, Reason.SCHEDULED,
+                       f"raised to {scheduled.min_replicas}, the min_replicas of "
+                       f"{scheduled.min_from}")
+    if scheduled.max_from is not None and count > scheduled.max_replicas:
+        return Limited(scheduled.max_replicas, Reason.SCHEDULED,
+                       f"lowered to {scheduled.max_replicas}, the max_replicas of "
+                       f"{scheduled.max_from}")
+    return Limited(count)
+
+
+def bounds_in_force(policy: Policy, scheduled: ScheduledBounds | None) -> tuple[int, int]:
+    """`clamp`'s bounds: the policy's, widened by the windows in force (a window's max above
+    `max_replicas` allows more while it lasts; a window's min never lowers the floor)."""
+    if scheduled is None:
+        return policy.min_replicas, policy.max_replicas
+    return (min(policy.min_replicas, scheduled.min_replicas),
+            max(policy.max_replicas, scheduled.max_replicas))
 
 
 def unschedulable(count: int, current: int, placement: Placement | None) -> Limited:

@@ -28,6 +28,8 @@ class Reason(StrEnum):
     COOLDOWN = "Cooldown"
     PREDICTED_LOAD = "PredictedLoad"
     """A predictive floor set the count above what the other limits gave."""
+    SCHEDULED = "Scheduled"
+    """A planned window of the policy's `schedule` set the count: its min or its max."""
     TOO_FEW_REPLICAS = "TooFewReplicas"
     TOO_MANY_REPLICAS = "TooManyReplicas"
     SCALED_TO_ZERO = "ScaledToZero"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, TypeGuard
 
 import yaml
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.core.schedule import cron_gap, cron_problem, time_zone_problem, to_utc, zone
 
 
 def _duration(value: object) -> timedelta:
@@ -185,6 +187,84 @@ class Balance(_Strict):
     for_: Duration = Field(default=timedelta(minutes=5), alias="for")
 
 
+MAX_WINDOWS = 50
+"""The most entries a policy's `schedule` may list."""
+WINDOW_NAME_MAX = 60
+_EARLIEST, _LATEST = datetime(2000, 1, 1), datetime(9998, 12, 31, 23, 59, 59)
+
+
+def _cron(expression: str) -> str:
+    problem = cron_problem(expression)
+    if problem is not None:
+        raise ValueError(problem)
+    return " ".join(expression.split())
+
+
+def _time_zone(name: str) -> str:
+    problem = time_zone_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+def _window_name(name: str) -> str:
+    """A name for messages: one line of 1 to `WINDOW_NAME_MAX` characters."""
+    if not 1 <= len(name) <= WINDOW_NAME_MAX or any(unicodedata.category(c) == "Cc"
+                                                     for c in name):
+        raise ValueError(f"must be 1 to {WINDOW_NAME_MAX} characters, none a control "
+                         f"character, got {_shown(name)}")
+    return name
+
+
+def _moment(value: object) -> datetime:
+    """A date and time as a policy writes it: `2026-12-24T08:00` (YAML reads it as text),
+    `2026-12-24 08:00:00` (a timestamp), `2026-12-24` (midnight), with or without a UTC
+    offset. Without one, it is a time on the window's clock (`timezone`)."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"must be a date and time such as 2026-12-24T08:00, got "
+                             f"{_shown(value)}") from None
+    else:
+        raise ValueError(f"must be a date and time such as 2026-12-24T08:00, got "
+                         f"{_shown(value)}")
+    if not _EARLIEST <= moment.replace(tzinfo=None) <= _LATEST:
+        raise ValueError(f"must be between the years {_EARLIEST.year} and {_LATEST.year}, got "
+                         f"{_shown(value)}")
+    return moment
+
+
+def _windows(value: object) -> object:
+    """A list longer than `MAX_WINDOWS` is refused before its entries are read."""
+    if isinstance(value, list) and len(value) > MAX_WINDOWS:
+        raise ValueError(f"must list at most {MAX_WINDOWS} windows, got {len(value)}")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_moment)]
+
+
+class ScheduleWindow(_Strict):
+    """A planned window (`autoscaler.core.schedule`): a cron expression with a duration,
+    or a start and an end, on the clock of `timezone`. While it lasts, its `min_replicas`
+    raises the floor and its `max_replicas` is the ceiling (above or below the policy's).
+    """
+
+    name: Annotated[str, AfterValidator(_window_name)] | None = None
+    cron: Annotated[str, AfterValidator(_cron)] | None = None
+    duration: Duration | None = None
+    start: Moment | None = None
+    end: Moment | None = None
+    timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=0)
+
+
 class Policy(_Strict):
     """A validated policy for one Swarm service."""
 
@@ -199,6 +279,9 @@ class Policy(_Strict):
     predictive: PredictiveSpec = PredictiveSpec()
     on_missing_metrics: Annotated[Literal["hold"], BeforeValidator(_hold_only)] = "hold"
     balance: Balance = Balance()
+    schedule: Annotated[list[ScheduleWindow], BeforeValidator(_windows)] = Field(
+        default_factory=list)
+    """Planned windows that set the bounds while they last."""
 
 
 def _default(model: type[BaseModel], key: str) -> Any:
@@ -239,6 +322,105 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
                 problems.append((f"{where}.name", f"metric name {name!r} is used twice"))
             seen.add(name)
         problems.extend(_strategy_problems(strategy, metric, where))
+    problems.extend(_schedule_problems(document.get("schedule"), low, high))
+    return problems
+
+
+def _schedule_problems(schedule: object, low: object, high: object) -> list[tuple[str, str]]:
+    """Each window is a cron expression with a duration, or a start and an end; it sets a
+    bound; it ends after it starts, before its next start; and the bounds in force while it
+    lasts keep min at most max. `low` and `high` are the policy's bounds as written."""
+    if not isinstance(schedule, list) or len(schedule) > MAX_WINDOWS:
+        return []
+    problems: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for index, window in enumerate(schedule):
+        if not isinstance(window, dict):
+            continue
+        where = f"schedule[{index}]"
+        given = {key for key, value in window.items() if value is not None}
+        name = window.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append((f"{where}.name", f"window name {_shown(name)} is used twice"))
+            names.add(name)
+        if "cron" in given and given & {"start", "end"}:
+            problems.append((where, "either cron and duration (a window that repeats) or start "
+                             "and end (one window), not both"))
+        elif "cron" in given:
+            if "duration" not in given:
+                problems.append((f"{where}.duration", "required with cron: how long each "
+                                 "window lasts"))
+        elif given & {"start", "end"}:
+            for key, other in (("start", "end"), ("end", "start")):
+                if key not in given:
+                    problems.append((f"{where}.{key}", f"required with {other}"))
+            if "duration" in given:
+                problems.append((f"{where}.duration", "only with cron: a window with a start "
+                                 "lasts until its end"))
+        else:
+            problems.append((where, "needs either cron and duration (a window that repeats) "
+                             "or start and end (one window)"))
+        if not given & {"min_replicas", "max_replicas"}:
+            problems.append((where, "sets neither min_replicas nor max_replicas: it would "
+                             "change nothing"))
+        problems.extend(_window_time_problems(window, where))
+        problems.extend(_window_bound_problems(window, where, low, high))
+    return problems
+
+
+def _window_time_problems(window: dict[Any, Any], where: str) -> list[tuple[str, str]]:
+    """A duration above 0 and at most the interval between two starts; an end after the
+    start. A value of the wrong type is the field checks' to report."""
+    problems: list[tuple[str, str]] = []
+    try:
+        duration = _duration(window["duration"]) if window.get("duration") is not None \
+            else None
+    except ValueError:
+        duration = None
+    cron = window.get("cron")
+    if duration is not None and duration <= timedelta(0):
+        problems.append((f"{where}.duration", "must be more than 0s"))
+    elif duration is not None and isinstance(cron, str) and cron_problem(cron) is None:
+        gap = cron_gap(cron)
+        if gap is not None and duration > gap:
+            problems.append((f"{where}.duration", f"({format_duration(duration)}) must not "
+                             f"exceed the time between two starts of {_shown(cron)} "
+                             f"({format_duration(gap)}): a window ends before the next begins"))
+    clock = window.get("timezone", "UTC")
+    place = zone(clock) if isinstance(clock, str) and time_zone_problem(clock) is None else None
+    try:
+        start, end = _moment(window.get("start")), _moment(window.get("end"))
+    except ValueError:
+        return problems
+    if place is not None and to_utc(end, place) <= to_utc(start, place):
+        problems.append((f"{where}.end", f"({_written(end)}) must be after start "
+                         f"({_written(start)})"))
+    return problems
+
+
+def _written(moment: datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="minutes")
+
+
+def _window_bound_problems(
+    window: dict[Any, Any], where: str, low: object, high: object
+) -> list[tuple[str, str]]:
+    """The bounds in force during the window, min at most max: its min (a floor it raises
+    only) and the policy's, below its max (or the policy's)."""
+    own_low, own_high = window.get("min_replicas"), window.get("max_replicas")
+    if any(bound is not None and not _is_number(bound) for bound in (own_low, own_high)):
+        return []
+    problems = []
+    ceiling = own_high if own_high is not None else high
+    if own_low is not None and _is_number(ceiling) and own_low > ceiling:
+        whose = "the window's" if own_high is not None else "the policy's, as the window sets none"
+        problems.append((f"{where}.min_replicas", f"({_shown(own_low)}) is greater than the "
+                         f"max_replicas in force during the window ({_shown(ceiling)}, {whose})"))
+    if own_high is not None and _is_number(low) and low > own_high:
+        problems.append((f"{where}.max_replicas", f"({_shown(own_high)}) is below min_replicas "
+                         f"({_shown(low)}), which holds during the window: a window raises the "
+                         "floor, never lowers it"))
     return problems
 
 
@@ -501,6 +683,8 @@ def _message(detail: ErrorDetails, location: tuple[int | str, ...]) -> str:
         return f"must be at least {(detail.get('ctx') or {}).get('ge')}, got {_shown(value)}"
     if kind == "greater_than":
         return f"must be greater than {(detail.get('ctx') or {}).get('gt')}, got {_shown(value)}"
+    if kind == "datetime_type":
+        return f"must be a date and time such as 2026-12-24T08:00, got {_shown(value)}"
     if kind == "too_short" and location and location[-1] == "metrics":
         return "must list at least one metric"
     return f"{detail['msg'][:1].lower()}{detail['msg'][1:]}, got {_shown(value)}"

@@ -6,10 +6,12 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from autoscaler.bootstrap import build_live
+from autoscaler.core.schedule import describe, describe_occurrence, upcoming
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
 from autoscaler.runtime.agent import Agent
@@ -30,15 +32,28 @@ def print_problems(policy_set: PolicySet, out: TextIO) -> None:
     )
 
 
-def validate(paths: Sequence[Path]) -> int:
-    """Every problem of every file at once; exit 2 if there is any."""
+NEXT_WINDOWS = 3
+"""How many of each schedule entry's next windows `validate` prints."""
+
+
+def validate(paths: Sequence[Path], now: datetime | None = None) -> int:
+    """Every problem of every file at once; exit 2 if there is any. For a valid policy with
+    a `schedule`, each entry's next windows after `now` (default: the clock's)."""
     policy_set = load_policies(paths)
     if not policy_set.valid:
         print_problems(policy_set, sys.stdout)
         return EXIT_BAD_INPUT
+    now = now or datetime.now(UTC)
     for file, policy in policy_set.policies.items():
         print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
               f"{policy.min_replicas}..{policy.max_replicas} replicas")
+        for index, window in enumerate(policy.schedule):
+            print(f"  {describe(index, window)}")
+            windows = upcoming(window, now, NEXT_WINDOWS)
+            for occurrence in windows:
+                print(f"    {describe_occurrence(window, occurrence, now)}")
+            if not windows:
+                print("    no window to come: it has ended")
     return EXIT_OK
 
 

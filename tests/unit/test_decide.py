@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from autoscaler.core.decide import decide
 from autoscaler.core.memory import ServiceMemory
 from autoscaler.core.model import Reason
+from autoscaler.core.placement import Placement
 from autoscaler.core.spec import Policy
 
 MakePolicy = Callable[..., Policy]
@@ -278,3 +279,121 @@ def test_never_below_current_when_a_metric_is_missing(
         assert outcome.recommended == situation["current"] or (
             outcome.reason == Reason.SCALED_TO_ZERO
         )
+
+
+# --- schedule ----------------------------------------------------------------------------
+
+IN_FORCE = {"name": "launch", "start": "2024-05-01T11:00", "end": "2024-05-01T13:00"}
+"""A window in force at NOW (a Wednesday, 12:00 UTC)."""
+WEDNESDAY_NOON = {"cron": "0 12 * * wed", "duration": "1h"}
+OVER = {"start": "2024-05-01T08:00", "end": "2024-05-01T12:00"}
+"""A window that ended at NOW: windows are half-open."""
+
+SCHEDULED = [
+    # (policy keys, window keys, current, rps, last_change_at, (desired, reason, note))
+    pytest.param({}, {**IN_FORCE, "min_replicas": 8}, 3, 300, None,
+                 (8, Reason.SCHEDULED,
+                  'raised to 8, the min_replicas of schedule[0] "launch" (until 2024-05-01 '
+                  '13:00 UTC)'), id="raises-the-count-past-the-rate-limit"),
+    pytest.param({}, {**WEDNESDAY_NOON, "min_replicas": 8}, 3, 300, None,
+                 (8, Reason.SCHEDULED, "schedule[0] (until 2024-05-01 13:00 UTC)"),
+                 id="a-cron-window-at-its-start"),
+    pytest.param({}, {**IN_FORCE, "max_replicas": 4}, 3, 900, None,
+                 (4, Reason.SCHEDULED, 'lowered to 4, the max_replicas of schedule[0] "launch"'),
+                 id="caps-the-count"),
+    pytest.param({"max_replicas": 5}, {**IN_FORCE, "max_replicas": 30}, 10, 2000, None,
+                 (20, Reason.DESIRED_WITHIN_RANGE, ""), id="a-window-max-above-the-policys"),
+    pytest.param({"max_replicas": 5}, {**IN_FORCE, "max_replicas": 15}, 10, 5000, None,
+                 (15, Reason.SCHEDULED, "the max_replicas of"),
+                 id="capped-at-a-window-max-above-the-policys"),
+    pytest.param({"max_replicas": 5}, {**OVER, "max_replicas": 30}, 10, 2000, None,
+                 (5, Reason.TOO_MANY_REPLICAS, "lowered to max_replicas 5"),
+                 id="after-the-window-the-policys-max"),
+    pytest.param({"behavior": {"scale_up": {"cooldown": "1m"}}}, {**IN_FORCE, "min_replicas": 8},
+                 3, 500, ago(30), (8, Reason.SCHEDULED, "the min_replicas of"),
+                 id="after-the-cooldown-in-the-chain"),
+    pytest.param({"min_replicas": 2, "behavior": DOWN_NOW}, {**IN_FORCE, "min_replicas": 1}, 3,
+                 0, None, (2, Reason.TOO_FEW_REPLICAS, "raised to min_replicas 2"),
+                 id="a-window-never-lowers-the-floor"),
+    pytest.param({}, {**IN_FORCE, "min_replicas": 4}, 6, 600, None,
+                 (6, Reason.WITHIN_TOLERANCE, ""), id="above-the-windows-min-nothing-to-do"),
+]
+
+
+@pytest.mark.parametrize(("keys", "window", "current", "rps", "last_change_at", "expected"),
+                         SCHEDULED)
+def test_scheduled_bounds(
+    make_policy: MakePolicy, keys: dict[str, Any], window: dict[str, Any], current: int,
+    rps: float, last_change_at: datetime | None, expected: tuple[int, Reason, str],
+) -> None:
+    policy = make_policy(**keys, schedule=[window])
+
+    outcome = decide(policy, current=current, metrics={"rps": rps},
+                     memory=ServiceMemory.first_seen(replicas=current, now=NOW),
+                     last_change_at=last_change_at, now=NOW)
+
+    assert (outcome.desired, outcome.reason) == expected[:2]
+    assert expected[2] in outcome.message
+
+
+@pytest.mark.parametrize("situation", [
+    (3, {"rps": 300}), (3, {"rps": 900}), (10, {"rps": 5000}), (5, {"rps": 0}), (4, {"rps": None}),
+])
+def test_outside_its_windows_a_schedule_changes_nothing(
+    make_policy: MakePolicy, situation: tuple[int, dict[str, float | None]]
+) -> None:
+    current, metrics = situation
+    keys = {"min_replicas": 2, "max_replicas": 8, "behavior": DOWN_NOW}
+    plain = make_policy(**keys)
+    planned = make_policy(**keys, schedule=[{**OVER, "min_replicas": 6, "max_replicas": 30},
+                                            {**WEDNESDAY_NOON, "cron": "0 12 * * thu",
+                                             "max_replicas": 3}])
+
+    outcomes = [decide(policy, current=current, metrics=metrics,
+                       memory=ServiceMemory.first_seen(replicas=current, now=NOW),
+                       last_change_at=None, now=NOW) for policy in (plain, planned)]
+
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_raise_to_a_windows_min_still_waits_for_a_node(make_policy: MakePolicy) -> None:
+    """Unschedulable comes after the scheduled bounds: more replicas would only wait too."""
+    policy = make_policy(schedule=[{**IN_FORCE, "min_replicas": 8}])
+
+    outcome = decide(policy, current=3, metrics={"rps": 300},
+                     memory=ServiceMemory.first_seen(replicas=3, now=NOW), last_change_at=None,
+                     now=NOW, placement=Placement(3, 1, unplaceable=2, reason="no memory"))
+
+    assert (outcome.desired, outcome.reason) == (3, Reason.UNSCHEDULABLE)
+
+
+@st.composite
+def scheduled_situations(draw: st.DrawFn) -> dict[str, Any]:
+    """A situation with a window always in force, whose bounds are valid for the policy."""
+    situation = draw(situations())
+    low, high = situation["keys"]["min_replicas"], situation["keys"]["max_replicas"]
+    window_high = draw(st.none() | st.integers(low, 60))
+    window_low = draw(st.none() | st.integers(0, high if window_high is None else window_high))
+    if window_low is None and window_high is None:
+        window_low = low
+    window = {"start": "2000-01-01", "end": "9000-01-01", "min_replicas": window_low,
+              "max_replicas": window_high}
+    situation["keys"] = {**situation["keys"], "schedule": [
+        {key: value for key, value in window.items() if value is not None}]}
+    return situation
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(situation=scheduled_situations())
+def test_desired_always_within_the_bounds_in_force(
+    make_policy: MakePolicy, situation: dict[str, Any]
+) -> None:
+    policy, outcome = decide_in(make_policy, situation)
+    window = policy.schedule[0]
+    low = max(policy.min_replicas, window.min_replicas or 0)
+    high = policy.max_replicas if window.max_replicas is None else window.max_replicas
+    if outcome.reason == Reason.SCALED_TO_ZERO:
+        assert outcome.desired == 0
+    else:
+        assert low <= outcome.desired <= high

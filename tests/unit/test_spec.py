@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -631,3 +631,110 @@ def test_the_documented_predictive_and_behavior_blocks_are_the_defaults() -> Non
         for key, value in written.items():
             actual = limits[key] if key in limits else getattr(rules, key)
             assert actual == (parse_duration(value) if isinstance(value, str) else value), key
+
+
+# --- schedule ------------------------------------------------------------------------------
+
+MATCH = {"cron": "0 18 * * 5", "duration": "3h", "timezone": "Europe/Paris", "min_replicas": 4}
+SALE = {"start": "2026-12-24T08:00", "end": "2026-12-26T00:00", "timezone": "Europe/Paris",
+        "min_replicas": 8}
+
+
+def test_a_schedule_validates() -> None:
+    policy = parse(changed(schedule=[{"name": "match", **MATCH, "max_replicas": 40}, SALE]))
+
+    assert isinstance(policy, Policy)
+    match, sale = policy.schedule
+    assert (match.name, match.cron, match.duration, match.timezone) == (
+        "match", "0 18 * * 5", timedelta(hours=3), "Europe/Paris")
+    assert (match.min_replicas, match.max_replicas) == (4, 40)
+    assert (sale.start, sale.end) == (datetime(2026, 12, 24, 8), datetime(2026, 12, 26))
+    assert parse(VALID).schedule == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("windows", "policy_keys", "key", "fragment"),
+    [
+        pytest.param([{**MATCH, "cron": "0 18 * * 5 2030"}], {}, "schedule[0].cron",
+                     "5 fields", id="cron-six-fields"),
+        pytest.param([{**MATCH, "cron": "0 25 * * *"}], {}, "schedule[0].cron",
+                     "not a valid cron expression", id="cron-out-of-range"),
+        pytest.param([{**MATCH, "cron": "0 0 30 2 *"}], {}, "schedule[0].cron",
+                     "never happens", id="cron-never"),
+        pytest.param([{**MATCH, "cron": 5}], {}, "schedule[0].cron", "must be text",
+                     id="cron-not-text"),
+        pytest.param([{**MATCH, "timezone": "Mars/Olympus"}], {}, "schedule[0].timezone",
+                     "time zone of the IANA database", id="unknown-time-zone"),
+        pytest.param([{**MATCH, "timezone": "../../etc/passwd"}], {}, "schedule[0].timezone",
+                     "time zone of the IANA database", id="a-path-is-no-time-zone"),
+        pytest.param([{**SALE, "start": "2026-12-26T00:00", "end": "2026-12-24T08:00"}], {},
+                     "schedule[0].end",
+                     "(2026-12-24 08:00) must be after start (2026-12-26 00:00)",
+                     id="end-before-start"),
+        pytest.param([{**SALE, "end": "2026-12-24T08:00"}], {}, "schedule[0].end",
+                     "must be after start", id="end-at-start"),
+        pytest.param([{**SALE, "start": "2026-12-24T09:00-01:00", "end": "2026-12-24T09:30",
+                       "timezone": "UTC"}], {}, "schedule[0].end", "must be after start",
+                     id="end-before-start-across-offsets"),
+        pytest.param([{**SALE, "start": "Christmas"}], {}, "schedule[0].start",
+                     "must be a date and time such as 2026-12-24T08:00", id="start-not-a-time"),
+        pytest.param([{**SALE, "end": "1999-12-31T00:00"}], {}, "schedule[0].end",
+                     "between the years 2000 and 9998", id="end-out-of-range"),
+        pytest.param([{**SALE, "end": None}], {}, "schedule[0].end", "required with start",
+                     id="start-without-end"),
+        pytest.param([{**MATCH, "duration": "0s"}], {}, "schedule[0].duration",
+                     "must be more than 0s", id="duration-zero"),
+        pytest.param([{**MATCH, "duration": "8d"}], {}, "schedule[0].duration",
+                     "(8d) must not exceed the time between two starts of '0 18 * * 5' (7d)",
+                     id="duration-over-the-period"),
+        pytest.param([{**MATCH, "cron": "*/10 * * * *", "duration": "11m"}], {},
+                     "schedule[0].duration", "(10m)", id="duration-over-a-short-period"),
+        pytest.param([{**MATCH, "duration": None}], {}, "schedule[0].duration",
+                     "required with cron", id="cron-without-duration"),
+        pytest.param([{**SALE, "duration": "1h"}], {}, "schedule[0].duration", "only with cron",
+                     id="duration-without-cron"),
+        pytest.param([{**MATCH, "start": "2026-12-24T08:00"}], {}, "schedule[0]",
+                     "not both", id="cron-and-start"),
+        pytest.param([{"min_replicas": 3}], {}, "schedule[0]", "needs either cron",
+                     id="neither-cron-nor-start"),
+        pytest.param([{**MATCH, "min_replicas": None}], {}, "schedule[0]",
+                     "sets neither min_replicas nor max_replicas", id="no-bound"),
+        pytest.param([{**MATCH, "min_replicas": 12}], {"max_replicas": 10},
+                     "schedule[0].min_replicas",
+                     "(12) is greater than the max_replicas in force during the window (10, "
+                     "the policy's", id="min-above-the-policys-max"),
+        pytest.param([{**MATCH, "min_replicas": 12, "max_replicas": 11}], {},
+                     "schedule[0].min_replicas", "(11, the window's)",
+                     id="min-above-the-windows-max"),
+        pytest.param([{**MATCH, "min_replicas": None, "max_replicas": 2}], {"min_replicas": 3},
+                     "schedule[0].max_replicas", "(2) is below min_replicas (3)",
+                     id="max-below-the-policys-min"),
+        pytest.param([{**MATCH, "min_replicas": -1}], {}, "schedule[0].min_replicas",
+                     "must be at least 0", id="negative-min"),
+        pytest.param([{**MATCH, "name": "a"}, {**SALE, "name": "a"}], {}, "schedule[1].name",
+                     "window name 'a' is used twice", id="name-twice"),
+        pytest.param([{**MATCH, "name": "x" * 61}], {}, "schedule[0].name",
+                     "must be 1 to 60 characters", id="name-too-long"),
+        pytest.param([{**MATCH, "timzone": "UTC"}], {}, "schedule[0].timzone",
+                     "unknown key (did you mean 'timezone'?)", id="typo"),
+        pytest.param([MATCH] * 51, {}, "schedule", "must list at most 50 windows, got 51",
+                     id="too-many"),
+        pytest.param(MATCH, {}, "schedule", "must be a list", id="not-a-list"),
+        pytest.param(["0 18 * * 5"], {}, "schedule[0]", "must be a mapping",
+                     id="an-entry-not-a-mapping"),
+    ],
+)
+def test_schedule_problems(windows: Any, policy_keys: dict[str, Any], key: str,
+                           fragment: str) -> None:
+    problems = problems_of(parse(changed(schedule=windows, **policy_keys)))
+
+    assert any(p.key == key and fragment in p.message for p in problems), problems
+    assert all(len(p.message) < 200 for p in problems), problems
+
+
+def test_a_window_min_below_the_policys_is_allowed() -> None:
+    """It changes nothing (a window never lowers the floor), as a template's window does
+    for a service whose label raises min_replicas."""
+    policy = parse(changed(min_replicas=3, schedule=[{**MATCH, "min_replicas": 1}]))
+
+    assert isinstance(policy, Policy)
