@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ class Telemetry:
     def __init__(self, *, interval: timedelta | None = None) -> None:
         self.registry = CollectorRegistry()
         self._metric_series: set[tuple[str, str]] = set()
+        self._targets: dict[str, set[str]] = {}
+        self._services: set[str] = set()
         self.ticks = Counter(
             "autoscaler_ticks_total", "Ticks run.", registry=self.registry
         )
@@ -47,6 +50,11 @@ class Telemetry:
             "1 when the last tick could use the dependency (prometheus: some query answered; "
             "docker: the services were listed and the lease read), else 0.",
             ["dependency"], registry=self.registry,
+        )
+        self.current_replicas = Gauge(
+            "autoscaler_current_replicas",
+            "The count the last decision started from (the spec's; dry-run: its own).",
+            ["service"], registry=self.registry,
         )
         self.running_replicas = Gauge(
             "autoscaler_running_replicas", "Tasks running, by service.", ["service"],
@@ -104,6 +112,11 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self._per_service = (
+            self.desired_replicas, self.current_replicas, self.running_replicas,
+            self.service_nodes, self.unschedulable_tasks, self.on_one_node, self.load_cv,
+            self.load_hottest_share, self.load_imbalanced, self.min_replicas, self.max_replicas,
+        )
         if interval is not None:
             self.interval.set(interval.total_seconds())
         for source in ERROR_SOURCES:
@@ -124,6 +137,8 @@ class Telemetry:
             self.errors.labels("prometheus").inc(report.failed_queries)
         if report.listing_error is not None:
             self.errors.labels("docker").inc()
+        else:
+            self._forget_all_but({d.service for d in report.decisions})
         for decision in report.decisions:
             self.decisions.labels(decision.service, str(decision.reason)).inc()
             self._policy_gauges(decision)
@@ -132,6 +147,7 @@ class Telemetry:
             if decision.desired_replicas is None or decision.current_replicas is None:
                 continue
             self.desired_replicas.labels(decision.service).set(decision.desired_replicas)
+            self.current_replicas.labels(decision.service).set(decision.current_replicas)
             if decision.balance is not None:
                 self.load_cv.labels(decision.service).set(decision.balance.cv)
                 self.load_hottest_share.labels(decision.service).set(
@@ -148,6 +164,20 @@ class Telemetry:
                 direction = "up" if change > 0 else "down"
                 self.scale_actions.labels(decision.service, direction).inc()
 
+    def _forget_all_but(self, services: set[str]) -> None:
+        """Drop the per-service gauges of services no policy manages any more, so that a
+        dashboard lists them no more and no alert keeps firing on their last value."""
+        for service in self._services - services:
+            for gauge in self._per_service:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(service)
+            for key in [k for k in self._metric_series if k[0] == service]:
+                self.metric_value.remove(*key)
+                self._metric_series.discard(key)
+            for metric in self._targets.pop(service, ()):
+                self.metric_target.remove(service, metric)
+        self._services = set(services)
+
     def _policy_gauges(self, decision: Decision) -> None:
         service = decision.service
         if decision.min_replicas is not None:
@@ -156,6 +186,7 @@ class Telemetry:
             self.max_replicas.labels(service).set(decision.max_replicas)
         for metric, target in decision.targets.items():
             self.metric_target.labels(service, metric).set(target)
+        self._targets[service] = set(decision.targets)
         for metric, value in decision.metrics.items():
             if value is None:
                 if (service, metric) in self._metric_series:

@@ -34,3 +34,17 @@ def test_bounds_targets_values_and_the_interval_are_exported() -> None:
     telemetry.observe(TickReport(decisions=[decision(None)]), 0.1)
     exposed = generate_latest(telemetry.registry).decode()
     assert "autoscaler_metric_value{" not in exposed, "a missing value is no sample, not 0"
+
+
+def test_a_service_no_policy_manages_any_more_leaves_no_series() -> None:
+    telemetry = Telemetry()
+    telemetry.observe(TickReport(decisions=[decision(250.0)]), 0.1)
+    telemetry.observe(TickReport(listing_error="Docker is down"), 0.1)
+    assert 'service="web"' in generate_latest(telemetry.registry).decode(), \
+        "a failed listing forgets nothing"
+
+    telemetry.observe(TickReport(decisions=[]), 0.1)
+    exposed = generate_latest(telemetry.registry).decode()
+    gauges = [line for line in exposed.splitlines()
+              if 'service="web"' in line and not line.startswith("autoscaler_decisions_")]
+    assert gauges == []
