@@ -16,6 +16,11 @@ dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
 [ -x /usr/sbin/haproxy ] || packages+=(haproxy)  # the Docker socket proxy's test
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v curl >/dev/null || packages+=(curl)
+# The multi-node Swarm of tests/cluster: a bridge, network namespaces, veths (iproute2), the
+# forward rule (iptables), nsenter, unshare and findmnt (util-linux).
+command -v ip >/dev/null || packages+=(iproute2)
+command -v iptables >/dev/null || packages+=(iptables)
+{ command -v nsenter && command -v unshare && command -v findmnt; } >/dev/null || packages+=(util-linux)
 if ((${#packages[@]})); then
   log "installing Debian packages: ${packages[*]}"
   apt-get update -qq
