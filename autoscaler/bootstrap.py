@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from autoscaler.adapters.decision_log import LogDecisionSink
+from autoscaler.adapters.decision_log import LogDecisionSink, LogHolds
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
@@ -78,7 +78,8 @@ class LiveParts:
 
 
 def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_run: bool,
-               lease_label: str, apply_workers: int = DEFAULT_WORKERS) -> LiveParts:
+               lease_label: str, apply_workers: int = DEFAULT_WORKERS,
+               log_holds: LogHolds = "all") -> LiveParts:
     """The engine against the real Prometheus and Swarm, logging each decision. Each call
     to Docker or Prometheus has `call_deadline(interval)`; no apply starts later than one
     such deadline before the next tick is due, so a tick ends at most one deadline after."""
@@ -89,7 +90,7 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
     )
     source = prometheus_source(prometheus, timeout=deadline)
     engine = build_engine(metrics=source, swarm=SwarmScaler(connection),
-                          sink=LogDecisionSink(), tick=interval, dry_run=dry_run,
+                          sink=LogDecisionSink(log_holds), tick=interval, dry_run=dry_run,
                           leadership=leadership, apply_workers=apply_workers,
                           apply_time=max(interval - timedelta(seconds=deadline), interval / 2))
     return LiveParts(engine, source, leadership)

@@ -345,10 +345,8 @@ def _access(parser: argparse.ArgumentParser, url: str, arguments: argparse.Names
 
 
 def _run(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from autoscaler.adapters.decision_log import set_log_holds
     from autoscaler.runtime.commands import run
 
-    set_log_holds(arguments.log_holds)
     return run(Settings(
         policies=arguments.policies,
         prometheus=_access(parser, arguments.prometheus_url, arguments),

@@ -25,15 +25,6 @@ FAILURE_REASONS = frozenset({Reason.DECISION_FAILED, Reason.APPLY_FAILED, Reason
 Seen = tuple[Reason, int | None]
 """What a service's previous decision said: its reason and desired count."""
 
-_log_holds: LogHolds = "all"
-
-
-def set_log_holds(mode: LogHolds) -> None:
-    """The process's choice, like the log format: for sinks made without one."""
-    global _log_holds
-    _log_holds = mode
-
-
 def is_hold(decision: Decision) -> bool:
     """A decision that changes nothing for one of the hold reasons."""
     return (decision.reason in HOLD_REASONS
@@ -95,10 +86,9 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
 
 
 class LogDecisionSink:
-    """Logs decisions as `worth_logging` says. `log_holds` None: the process's choice
-    (`set_log_holds`), read at each decision."""
+    """Logs decisions as `worth_logging` says."""
 
-    def __init__(self, log_holds: LogHolds | None = None) -> None:
+    def __init__(self, log_holds: LogHolds = "all") -> None:
         self._log = structlog.get_logger("autoscaler.decisions")
         self._log_holds = log_holds
         self._previous: dict[str, Seen] = {}
@@ -113,5 +103,5 @@ class LogDecisionSink:
             self._tick, self._this_tick = decision.time, {}
         previous = self._previous.get(decision.service)
         self._this_tick[decision.service] = (decision.reason, decision.desired_replicas)
-        if worth_logging(decision, previous, self._log_holds or _log_holds):
+        if worth_logging(decision, previous, self._log_holds):
             self._log.info("scaling_decision", **decision_fields(decision))

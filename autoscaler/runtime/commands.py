@@ -61,7 +61,7 @@ def build_agent(settings: Settings) -> Agent:
     """The agent for `settings`, reading its policies from `settings.policies`."""
     parts = build_live(prometheus=settings.prometheus, interval=settings.interval,
                        dry_run=settings.dry_run, lease_label=settings.lease,
-                       apply_workers=settings.apply_workers)
+                       apply_workers=settings.apply_workers, log_holds=settings.log_holds)
     return Agent(parts.engine, interval=settings.interval,
                  telemetry=Telemetry(interval=settings.interval),
                  watcher=PolicyWatcher(settings.policies), history=parts.history,

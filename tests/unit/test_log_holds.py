@@ -17,7 +17,6 @@ from autoscaler.adapters.decision_log import (
     LogHolds,
     Seen,
     is_hold,
-    set_log_holds,
     tick_counts,
     worth_logging,
 )
@@ -133,16 +132,6 @@ def test_a_service_gone_for_a_tick_is_logged_again_when_it_comes_back() -> None:
 
     assert logged_ticks(ticks, "changes") == [
         ["a:WithinTolerance:3"], ["b:WithinTolerance:3"], ["a:WithinTolerance:3"]]
-
-
-def test_a_sink_without_a_mode_follows_the_process_s(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("autoscaler.adapters.decision_log._log_holds", "all")
-    ticks = [[decision()], [decision()]]
-    assert logged_ticks(ticks, None) == [["web:WithinTolerance:3"]] * 2
-
-    set_log_holds("changes")
-
-    assert logged_ticks(ticks, None) == [["web:WithinTolerance:3"], []]
 
 
 @pytest.mark.parametrize(
