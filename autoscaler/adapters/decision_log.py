@@ -82,6 +82,24 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
     if decision.strategy == "predictive":
         fields["forecast"] = decision.forecast
         fields["fallback_reason"] = decision.fallback_reason
+    if decision.applied_at is not None:
+        fields["applied_at"] = decision.applied_at.isoformat().replace("+00:00", "Z")
+    if decision.driven_by is not None:
+        fields["driven_by"] = decision.driven_by
+    if decision.placement is not None:
+        placement = decision.placement
+        fields["placement"] = {"running": placement.running, "nodes": placement.nodes,
+                               "unplaceable": placement.unplaceable}
+        if placement.reason:
+            fields["placement"]["reason"] = placement.reason
+        if placement.on_one_node:
+            fields["placement"]["on_one_node"] = True
+    if decision.balance is not None:
+        balance = decision.balance
+        fields["balance"] = {"metric": balance.metric, "tasks": balance.tasks,
+                             "cv": round(balance.cv, 4),
+                             "hottest_share": round(balance.hottest_share, 4),
+                             "imbalanced": decision.imbalanced}
     return fields
 
 

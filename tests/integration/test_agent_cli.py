@@ -116,7 +116,8 @@ def test_dry_run_once_logs_every_decision_and_changes_nothing(
         "current_replicas": 2, "spec_replicas": 2, "recommended_replicas": 5,
         "desired_replicas": 5, "reason": "DesiredWithinRange", "metrics": {"load": 500.0},
         "dry_run": True, "applied": False, "policy_file": str(tmp_path / f"{busy}.yaml"),
-        "policy_source": "file",
+        "policy_source": "file", "driven_by": "load",
+        "placement": {"running": 2, "nodes": 1, "unplaceable": 0},
     }
     assert logged[busy]["timestamp"].endswith("Z")
     assert logged[global_mode]["reason"] == "NotReplicated"

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from structlog.testing import capture_logs
 
-from autoscaler.adapters.decision_log import LogDecisionSink
+from autoscaler.adapters.decision_log import LogDecisionSink, decision_fields
+from autoscaler.core.balance import Spread
 from autoscaler.core.model import Decision, Reason
+from autoscaler.core.placement import Placement
 from autoscaler.runtime.logs import configure_logging
 
 DECISION = Decision(
@@ -46,3 +48,24 @@ def test_json_lines_carry_structlog_and_stdlib_events(capsys: pytest.CaptureFixt
     assert [line["event"] for line in lines] == ["scaling_decision", "a library speaks"]
     assert lines[0]["timestamp"] == "2026-11-30T12:00:01Z"
     assert lines[1]["level"] == "warning" and lines[1]["timestamp"].endswith("Z")
+
+
+def test_placement_balance_the_driver_and_when_applied_are_logged_when_known() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    plain = Decision(service="web", strategy="target", time=now, reason=Reason.WITHIN_TOLERANCE,
+                     message="", metrics={}, policy_file="web.yaml", dry_run=False)
+    fields = decision_fields(plain)
+    assert not {"placement", "balance", "driven_by", "applied_at"} & set(fields)
+
+    rich = Decision(service="web", strategy="target", time=now, reason=Reason.UNSCHEDULABLE,
+                    message="", metrics={}, policy_file="web.yaml", dry_run=False,
+                    applied_at=now, driven_by="cpu",
+                    placement=Placement(3, 1, 2, "no suitable node", True),
+                    balance=Spread("rps", 3, 1.2, 0.8), imbalanced=True)
+    fields = decision_fields(rich)
+    assert fields["applied_at"] == "2026-12-01T12:00:00Z"
+    assert fields["driven_by"] == "cpu"
+    assert fields["placement"] == {"running": 3, "nodes": 1, "unplaceable": 2,
+                                   "reason": "no suitable node", "on_one_node": True}
+    assert fields["balance"] == {"metric": "rps", "tasks": 3, "cv": 1.2, "hottest_share": 0.8,
+                                 "imbalanced": True}
