@@ -21,6 +21,7 @@ Nothing here skips: a machine that cannot build the cluster fails these tests, s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.nodes import Cluster, ClusterError, Node, NodeSpec, run
+from tests.cluster.nodes import Cluster, ClusterError, Node, NodeSpec, exclusive, run
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 STACK = "astcluster"
@@ -57,6 +58,9 @@ NODE_SPECS = (
     NodeSpec(4, "worker", ("demo",)),
     NodeSpec(5, "worker", ("demo",)),
 )
+
+LOCK_WAIT_SECONDS = 600.0
+"""How long a run waits for another run's test Swarm to go (one at a time per machine)."""
 
 FIGURES: dict[str, str] = {}
 """Measured durations, shown at the end of the run."""
@@ -95,18 +99,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # pytest tears fixtures down on KeyboardInterrupt: make SIGTERM (a CI timeout) one too.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        try:
-            built.start(image_names())
-        except ClusterError as error:
-            pytest.fail(f"{error}\n(dockerd logs in {workdir})", pytrace=False)
-        FIGURES["set-up (5 dockerds, images, Swarm)"] = (
-            f"{built.timings['set-up']:.1f} s ("
-            + ", ".join(f"{k} {v:.1f} s" for k, v in built.timings.items() if k != "set-up")
-            + ")")
-        yield built
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(exclusive(wait=LOCK_WAIT_SECONDS))
+            except ClusterError as error:
+                pytest.fail(str(error), pytrace=False)
+            held.callback(built.destroy)  # before the lock goes
+            try:
+                built.start(image_names())
+            except ClusterError as error:
+                pytest.fail(f"{error}\n(dockerd logs in {workdir})", pytrace=False)
+            FIGURES["set-up (5 dockerds, images, Swarm)"] = (
+                f"{built.timings['set-up']:.1f} s ("
+                + ", ".join(f"{k} {v:.1f} s" for k, v in built.timings.items()
+                            if k != "set-up")
+                + ")")
+            yield built
     finally:
         signal.signal(signal.SIGTERM, previous)
-        built.destroy()
 
 
 # --- the stack --------------------------------------------------------------------------------

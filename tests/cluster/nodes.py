@@ -29,12 +29,13 @@ Nothing here sends traffic anywhere but to 10.199.0.0/24, inside namespaces made
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,6 +403,36 @@ def subnet_taken() -> str | None:
     return "; ".join(foreign) or None
 
 
+# --- one test Swarm at a time on this machine -------------------------------------------------
+
+
+LOCK = Path("/run/astest.lock")
+"""Held (flock) by the run whose Swarm exists: the names and the subnet are fixed, and a
+second run's `clean()` would tear down the first one's nodes. The kernel releases it when
+the holder dies, so an aborted run's leftovers are cleaned by the next."""
+
+
+@contextlib.contextmanager
+def exclusive(wait: float) -> Iterator[None]:
+    """Hold the machine's test-Swarm lock, waiting at most `wait` seconds for another run."""
+    with LOCK.open("a") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"another run holds {LOCK} (its multi-node Swarm is in use) after "
+                        f"{wait:.0f} s of waiting") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --- leftovers ------------------------------------------------------------------------------
 
 
@@ -505,5 +536,6 @@ def _our_mounts() -> list[str]:
 
 
 if __name__ == "__main__":
-    clean()  # `python -m tests.cluster.nodes`: remove what an aborted run left
+    with exclusive(wait=0):  # `python -m tests.cluster.nodes`: remove what an aborted run left
+        clean()
     print("no trace of a test Swarm left")
