@@ -14,6 +14,10 @@ No thread watches the clock: the reading thread itself stops at the deadline, wi
 requests' own timeout errors, and urllib3 closes a connection whose read failed, so a call
 abandoned at its deadline leaves no thread and no socket behind. Not bounded: the name
 lookup (getaddrinfo blocks as long as the resolver's own timeouts say).
+
+Other transports take the same deadline by mixing `DeadlineConnection` into their urllib3
+connection class (the Docker adapter does so for docker-py's unix socket), and a session
+whose every request has its own deadline is a `DeadlineSession` with `deadline` set.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import io
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from requests.adapters import DEFAULT_POOLSIZE, BaseAdapter, HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, ProxyManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
@@ -41,8 +46,11 @@ _DEADLINE: ContextVar[float | None] = ContextVar("autoscaler_http_deadline", def
 @contextmanager
 def within(seconds: float) -> Iterator[float]:
     """Requests made inside (in this thread or task) end by the deadline it yields, a
-    time.monotonic() value `seconds` from now."""
+    time.monotonic() value `seconds` from now, or the enclosing `within`'s if earlier."""
     deadline = time.monotonic() + seconds
+    enclosing = _DEADLINE.get()
+    if enclosing is not None:
+        deadline = min(deadline, enclosing)
     token = _DEADLINE.set(deadline)
     try:
         yield deadline
@@ -98,9 +106,10 @@ class _DeadlineResponse(http.client.HTTPResponse):
         super().__init__(_DeadlineSocket(sock), debuglevel, method, url)  # type: ignore[arg-type]
 
 
-class _Deadlines:
+class DeadlineConnection:
     """A connection whose timeout is never more than the time left: urllib3 sets it on the
-    socket to connect, to send the request and to wait for the answer."""
+    socket to connect, to send the request and to wait for the answer, and whose answer
+    is read with the time left. Mixed in ahead of a urllib3 HTTPConnection class."""
 
     response_class: type[http.client.HTTPResponse] = _DeadlineResponse
     _configured_timeout: Any = None
@@ -126,12 +135,12 @@ class _Deadlines:
         return sock
 
 
-class _Connection(_Deadlines, HTTPConnection):
+class _Connection(DeadlineConnection, HTTPConnection):
     def _new_conn(self) -> socket.socket:
         return self._bounded(super()._new_conn())
 
 
-class _TLSConnection(_Deadlines, HTTPSConnection):
+class _TLSConnection(DeadlineConnection, HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         return self._bounded(super()._new_conn())
 
@@ -160,11 +169,68 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
+class DeadlinePassed(requests.Timeout):
+    """A request of a `DeadlineSession` given up at its deadline."""
+
+
+def deadline_passed(error: BaseException) -> bool:
+    """Whether the error, or one it was raised from, is a request given up at its
+    deadline (a library may wrap it in an error of its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DeadlinePassed):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# What a request stopped by its deadline raises, depending on the step it was at.
+_STOPPED = (requests.RequestException, urllib3.exceptions.HTTPError,
+            http.client.HTTPException, OSError)
+
+
+class DeadlineSession(requests.Session):
+    """A session whose plain HTTP(S) adapters bound each exchange by the deadline in force.
+
+    With `deadline` set (seconds), every request is made within its own deadline (or an
+    enclosing `within`'s, if earlier), the answer read to its end unless streamed, and one
+    given up at the deadline raises DeadlinePassed. Adapters mounted later, by a subclass
+    too, pass through `deadline_adapter`: a subclass that mounts another transport turns
+    it into one that keeps the deadline there. `pool_size`: connections kept a host.
+    """
+
+    deadline: float | None = None
+    pool_size: int = DEFAULT_POOLSIZE
+
+    def deadline_adapter(self, adapter: BaseAdapter) -> BaseAdapter:
+        """The adapter to mount instead of `adapter`."""
+        if type(adapter) is HTTPAdapter:
+            return _DeadlineAdapter(pool_maxsize=self.pool_size, max_retries=0)
+        return adapter
+
+    def mount(self, prefix: str | bytes, adapter: BaseAdapter) -> None:
+        super().mount(prefix, self.deadline_adapter(adapter))
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        own: AbstractContextManager[object] = (
+            nullcontext() if self.deadline is None else within(self.deadline))
+        with own:
+            deadline = _DEADLINE.get()
+            try:
+                return super().send(request, **kwargs)
+            except DeadlinePassed:
+                raise
+            except _STOPPED as error:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlinePassed(
+                        f"no answer by the deadline ({type(error).__name__}: {error})",
+                        request=request) from error
+                raise
+
+
 def deadline_session() -> requests.Session:
     """A session whose requests, made inside `within(seconds)`, end by its deadline; it
     never retries."""
-    session = requests.Session()
-    adapter = _DeadlineAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return DeadlineSession()

@@ -9,6 +9,7 @@ trials, and the version makes a concurrent change fail instead of being overwrit
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -18,7 +19,20 @@ from typing import Any
 import docker
 import requests
 from docker.errors import DockerException, NotFound
+from docker.transport.unixconn import (
+    UnixHTTPAdapter,
+    UnixHTTPConnection,
+    UnixHTTPConnectionPool,
+)
+from requests.adapters import BaseAdapter
+from urllib3.connection import HTTPConnection
 
+from autoscaler.adapters.http_client import (
+    DeadlineConnection,
+    DeadlineSession,
+    deadline_passed,
+    within,
+)
 from autoscaler.core.model import ServiceState
 from autoscaler.core.placement import Node, Task, placements
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
@@ -30,6 +44,12 @@ _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
 
 class DockerConnection:
     """The engine named by DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+
+    Each call to the engine - the API version asked on connecting included - ends within
+    `timeout` seconds, the whole exchange: connecting, sending, and every read of the answer
+    to its end are given the time left (autoscaler.adapters.http_client), over a unix socket
+    (unix://) and plain or TLS TCP (tcp://, a socket proxy); one given up leaves no thread
+    and no socket behind. (ssh:// keeps docker-py's per-read timeout.)
 
     The client is made on first use and again after a failure, so that an engine that is
     down when the agent starts is picked up once it is back.
@@ -45,14 +65,73 @@ class DockerConnection:
     def api(self) -> docker.APIClient:
         if self._client is None:
             try:
-                self._client = docker.from_env(timeout=max(1, round(self._timeout)),
-                                               max_pool_size=self._pool).api
+                # The deadline of the version asked while the client is made.
+                with within(self._timeout):
+                    client = _DeadlineDockerClient.from_env(
+                        timeout=max(1, math.ceil(self._timeout)), max_pool_size=self._pool).api
             except DockerException as error:
-                raise SourceUnavailable(f"cannot reach the Docker engine: {error}") from error
+                raise SourceUnavailable(
+                    f"cannot reach the Docker engine: {self.describe(error)}") from error
+            assert isinstance(client, _DeadlineAPIClient)
+            client.deadline = self._timeout
+            self._client = client
         return self._client
 
     def forget(self) -> None:
-        self._client = None
+        """Drop the client, closing the connections it keeps."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def describe(self, error: BaseException) -> str:
+        """What a failed call says to the operator."""
+        if deadline_passed(error):
+            return f"Docker did not answer within {self._timeout:g} s"
+        return str(error)
+
+
+class _UnixConnection(DeadlineConnection, UnixHTTPConnection):
+    """docker-py's connection to a unix socket, each exchange bounded by its deadline."""
+
+
+class _UnixPool(UnixHTTPConnectionPool):
+    def _new_conn(self) -> HTTPConnection:
+        return _UnixConnection(self.base_url, self.socket_path, self.timeout)  # type: ignore[arg-type]
+
+
+class _UnixAdapter(UnixHTTPAdapter):
+    def get_connection(self, url: bytes | str, proxies: Any = None) -> UnixHTTPConnectionPool:
+        """One pool for the socket: docker-py's keeps one for each URL (path and query)
+        asked, each with its own connection, up to 25."""
+        with self.pools.lock:
+            known: UnixHTTPConnectionPool | None = self.pools.get(self.socket_path)
+            if known:
+                return known
+            pool = _UnixPool(str(url), self.socket_path, self.timeout, maxsize=self.max_pool_size)
+            self.pools[self.socket_path] = pool
+        return pool
+
+
+class _DeadlineAPIClient(DeadlineSession, docker.APIClient):
+    """docker-py's low-level client with a deadline for each exchange; docker-py mounts
+    its transports while it is made, and they are turned into deadline-aware ones."""
+
+    def __init__(self, *, max_pool_size: int = 10, **kwargs: Any) -> None:
+        self.pool_size = max_pool_size  # for tcp:// too, which docker-py leaves at 10
+        super().__init__(max_pool_size=max_pool_size, **kwargs)
+
+    def deadline_adapter(self, adapter: BaseAdapter) -> BaseAdapter:
+        if isinstance(adapter, UnixHTTPAdapter) and not isinstance(adapter, _UnixAdapter):
+            return _UnixAdapter(f"http+unix://{adapter.socket_path}", adapter.timeout,
+                                max_pool_size=adapter.max_pool_size)
+        return super().deadline_adapter(adapter)
+
+
+class _DeadlineDockerClient(docker.DockerClient):
+    """`from_env` (DOCKER_HOST, TLS variables, the CLI context) making a _DeadlineAPIClient."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.api = _DeadlineAPIClient(**kwargs)
 
 
 class SwarmScaler:
@@ -72,7 +151,8 @@ class SwarmScaler:
             nodes = self._api.nodes()
         except (DockerException, requests.RequestException) as error:
             self._connection.forget()
-            raise SourceUnavailable(f"cannot list Swarm services: {error}") from error
+            raise SourceUnavailable(
+                f"cannot list Swarm services: {self._connection.describe(error)}") from error
         try:
             found = placements([_task(raw) for raw in tasks], [_node(raw) for raw in nodes],
                                {raw["ID"]: _constraints(raw) for raw in listed})
@@ -94,7 +174,8 @@ class SwarmScaler:
         except NotFound as error:
             raise ScaleFailed(f"service {service.name} is gone") from error
         except (DockerException, requests.RequestException) as error:
-            raise ScaleFailed(f"cannot inspect service {service.name}: {error}") from error
+            raise ScaleFailed(f"cannot inspect service {service.name}: "
+                              f"{self._connection.describe(error)}") from error
         try:
             spec = with_replicas(inspected["Spec"], replicas, labels)
         except (KeyError, TypeError) as error:
@@ -108,7 +189,8 @@ class SwarmScaler:
                 timeout=api.timeout,
             )
         except requests.RequestException as error:
-            raise ScaleFailed(f"cannot scale {service.name}: {error}") from error
+            raise ScaleFailed(
+                f"cannot scale {service.name}: {self._connection.describe(error)}") from error
         if response.ok:
             return
         message = _error_message(response)

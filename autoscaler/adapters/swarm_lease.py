@@ -77,7 +77,8 @@ class SwarmLease:
             managers = self._connection.api.nodes(filters={"role": "manager"})
         except (DockerException, requests.RequestException) as error:
             self._connection.forget()
-            raise SourceUnavailable(f"cannot read the lease: {error}") from error
+            raise SourceUnavailable(
+                f"cannot read the lease: {self._connection.describe(error)}") from error
         if not managers:
             raise SourceUnavailable("cannot read the lease: no manager node is listed")
         return dict(min(managers, key=lambda node: node["ID"]))
@@ -98,7 +99,8 @@ class SwarmLease:
                 return False
             raise SourceUnavailable(f"cannot write the lease: {error}") from error
         except (DockerException, requests.RequestException) as error:
-            raise SourceUnavailable(f"cannot write the lease: {error}") from error
+            raise SourceUnavailable(
+                f"cannot write the lease: {self._connection.describe(error)}") from error
         return True
 
 

@@ -1,0 +1,432 @@
+"""The deadline of a Docker call bounds the whole exchange: an engine, or a socket proxy in
+front of it, that hangs or trickles its answer faster than any per-read timeout is given
+up at the deadline, over a unix socket and over tcp, for every call the agent makes (the
+API version asked on connecting, the listings, the inspect, the update, the lease's node
+listing and update), and a call given up leaves no thread and no socket behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import docker
+import pytest
+
+from autoscaler.adapters.swarm import DockerConnection, SwarmScaler, service_state
+from autoscaler.adapters.swarm_lease import SwarmLease
+from autoscaler.core.model import ServiceState
+from autoscaler.core.ports import ScaleFailed, SourceUnavailable
+from autoscaler.core.record import RECORD_LABEL
+from tests.integration.conftest import wait_running
+from tests.integration.http_fakes import socket_fds, wait_until
+
+# The deadline of each call: long enough for the exchanges the fake engine answers at once
+# (the version, an inspect before an update) to end within it on a loaded machine.
+DEADLINE = 0.3
+# Past the deadline: the closing of the connection, and scheduling. A call typically ends
+# within TYPICAL of it; none may end later than WORST, which allows for the process not
+# being run for a while on a busy machine (with a per-read timeout, each would take hours).
+TYPICAL, WORST = 0.05, 1.0
+INTERVAL = 0.02  # the fake engine's byte interval: fifteen times shorter than the deadline
+TRANSPORTS = ("unix", "tcp")
+MODES = ("silent", "trickle_headers", "trickle_body", "trickle_chunked")
+
+SERVICE = {
+    "ID": "svc1", "Version": {"Index": 7}, "UpdatedAt": "2024-01-01T00:00:00.123456789Z",
+    "Spec": {"Name": "web", "Labels": {}, "Mode": {"Replicated": {"Replicas": 1}},
+             "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}},
+}
+NODE = {
+    "ID": "node1", "Version": {"Index": 3},
+    "Spec": {"Role": "manager", "Availability": "active", "Labels": {}},
+    "Status": {"State": "ready"}, "Description": {"Hostname": "fake"},
+}
+VERSION = {"ApiVersion": "1.45", "MinAPIVersion": "1.24", "Version": "fake"}
+ANSWERED = {("GET", "/version"): VERSION}  # all the engine answers unless told more
+
+
+class FakeEngine:
+    """A Docker engine on a unix socket or on 127.0.0.1 that answers the requests in
+    `answers` ((method, path without the /vN.NN prefix and the query) -> JSON) at once,
+    over a kept-alive connection, and any other by `mode`:
+    - silent: answers nothing;
+    - trickle_headers: its status line and headers a byte every `interval`, forever;
+    - trickle_body: its headers at once (Content-Length: `length`), then the body a byte
+      every `interval`;
+    - trickle_chunked: the same with Transfer-Encoding: chunked, a one-byte chunk (its size
+      line, the byte, its end) a byte at a time.
+    One thread (a selector loop) whatever the number of connections, so that the threads a
+    test counts are the client's. A connection ends when the client closes it, or
+    `hang_up_after` seconds into a hostile answer (so that a client without a deadline
+    fails a test instead of hanging it).
+    """
+
+    def __init__(self, mode: str, transport: str, *, interval: float = INTERVAL,
+                 length: int = 1_000_000, hang_up_after: float = 5.0,
+                 answers: dict[tuple[str, str], Any] | None = None) -> None:
+        assert mode in (*MODES, "answer"), mode
+        self.mode, self.interval, self.length = mode, interval, length
+        self.hang_up_after = hang_up_after
+        self.answers = dict(ANSWERED if answers is None else answers)
+        self.seen: list[tuple[str, str]] = []
+        if transport == "unix":
+            self._directory = tempfile.TemporaryDirectory(prefix="fake-docker-")
+            path = str(Path(self._directory.name) / "docker.sock")
+            self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._listener.bind(path)
+            self.url = f"unix://{path}"
+        else:
+            self._listener = socket.socket()
+            self._listener.bind(("127.0.0.1", 0))
+            self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._listener.listen(128)
+        self._listener.setblocking(False)
+        self.accepted = 0
+        self._buffers: dict[socket.socket, bytes] = {}
+        self._scripts: dict[socket.socket, Iterator[bytes]] = {}
+        self._next_send: dict[socket.socket, float] = {}
+        self._hang_up: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Connections the engine still holds open."""
+        with self._lock:
+            return len(self._buffers)
+
+    def _script(self) -> Iterator[bytes]:
+        if self.mode == "silent":
+            while True:
+                yield b""
+        if self.mode == "trickle_headers":
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ":
+                yield bytes([byte])
+            while True:
+                yield b"a"
+        if self.mode == "trickle_body":
+            yield (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {self.length}\r\n\r\n").encode()
+            for _ in range(self.length):
+                yield b" "
+            return
+        yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+        while True:
+            for byte in b"1\r\n \r\n":
+                yield bytes([byte])
+
+    def _requests(self, conn: socket.socket) -> Iterator[tuple[str, str]]:
+        """The complete requests in the connection's buffer, taken out of it."""
+        buffer = self._buffers[conn]
+        while b"\r\n\r\n" in buffer:
+            head, rest = buffer.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(rest) < length:
+                break
+            buffer = rest[length:]
+            yield method, re.sub(r"^/v[0-9.]+/", "/", target.split("?", 1)[0])
+        self._buffers[conn] = buffer
+
+    def _serve(self, conn: socket.socket, method: str, path: str) -> None:
+        self.seen.append((method, path))
+        if self.mode != "answer" and (method, path) not in self.answers:
+            self._scripts[conn] = self._script()
+            self._next_send[conn] = time.monotonic()
+            self._hang_up[conn] = time.monotonic() + self.hang_up_after
+            return
+        body = json.dumps(self.answers.get((method, path), {})).encode()
+        conn.setblocking(True)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        conn.setblocking(False)
+
+    def _close(self, conn: socket.socket, selector: selectors.BaseSelector) -> None:
+        selector.unregister(conn)
+        conn.close()
+        with self._lock:
+            del self._buffers[conn]
+            self._scripts.pop(conn, None)
+            self._next_send.pop(conn, None)
+            self._hang_up.pop(conn, None)
+
+    def _loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        while not self._stopping:
+            for key, _ in selector.select(timeout=self.interval / 2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self._listener:
+                    try:
+                        conn, _ = self._listener.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setblocking(False)
+                    selector.register(conn, selectors.EVENT_READ)
+                    with self._lock:
+                        self._buffers[conn] = b""
+                        self.accepted += 1
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close(sock, selector)
+                    continue
+                if sock in self._scripts:
+                    continue  # a hostile answer is under way: what follows is ignored
+                self._buffers[sock] += data
+                for method, path in list(self._requests(sock)):
+                    self._serve(sock, method, path)
+                    if sock in self._scripts:
+                        break
+            now = time.monotonic()
+            for conn, due in list(self._next_send.items()):
+                if due > now:
+                    continue
+                piece = next(self._scripts[conn], None)
+                try:
+                    if piece is None or now > self._hang_up[conn]:
+                        raise OSError("sent all, or for long enough")
+                    conn.send(piece)
+                except OSError:
+                    self._close(conn, selector)
+                    continue
+                self._next_send[conn] = now + self.interval
+        for conn in list(self._buffers):
+            self._close(conn, selector)
+        selector.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._thread.join(timeout=10)
+        self._listener.close()
+        if self.url.startswith("unix://"):
+            self._directory.cleanup()
+
+    def __enter__(self) -> FakeEngine:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+
+@pytest.fixture(autouse=True)
+def _docker_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Only DOCKER_HOST, set by each test, names the engine: no TLS, no CLI context."""
+    for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+
+
+def fake_engine(monkeypatch: pytest.MonkeyPatch, mode: str, transport: str,
+                **options: Any) -> FakeEngine:
+    engine = FakeEngine(mode, transport, **options)
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    return engine
+
+
+def timed_failures(call: Callable[[], object], count: int, error: type[Exception],
+                   what: str) -> list[float]:
+    """Seconds each of `count` calls took to raise `error` for the deadline."""
+    took = []
+    for _ in range(count):
+        began = time.monotonic()
+        with pytest.raises(error, match=re.escape(
+                f"{what}: Docker did not answer within {DEADLINE:g} s")):
+            call()
+        took.append(time.monotonic() - began)
+        assert took[-1] < DEADLINE + WORST, took
+    return took
+
+
+def web() -> ServiceState:
+    return service_state(SERVICE)
+
+
+def lease(connection: DockerConnection, label: str = "autoscaler.lease") -> SwarmLease:
+    return SwarmLease(connection, ttl=timedelta(seconds=30), holder="me/1/x", label=label)
+
+
+def check_nothing_left(engine: FakeEngine, threads: int, sockets: int) -> None:
+    assert threading.active_count() == threads
+    assert wait_until(lambda: engine.connections == 0)  # it saw every client close
+    assert len(socket_fds()) == sockets
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_each_listing_ends_at_its_deadline_and_leaves_nothing_behind(
+        monkeypatch: pytest.MonkeyPatch, transport: str, mode: str) -> None:
+    count = 30
+    with fake_engine(monkeypatch, mode, transport) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
+
+        def call() -> None:
+            scaler.list_services()
+
+        timed_failures(call, 1, SourceUnavailable, "cannot list Swarm services")  # imports
+        assert wait_until(lambda: engine.connections == 0)
+        threads, sockets = threading.active_count(), len(socket_fds())
+
+        took = timed_failures(call, count, SourceUnavailable, "cannot list Swarm services")
+
+        # Each call asked the version (the failure dropped the client) and then the
+        # services, over one connection that the deadline closed.
+        assert engine.seen.count(("GET", "/version")) == count + 1
+        assert engine.seen.count(("GET", "/services")) == count + 1
+        assert engine.accepted == count + 1
+        assert min(took) >= DEADLINE
+        assert statistics.median(took) < DEADLINE + TYPICAL, took
+        assert max(took) < DEADLINE + WORST, took
+        check_nothing_left(engine, threads, sockets)
+
+
+def connect(connection: DockerConnection) -> None:
+    assert connection.api is not None
+
+
+def scale(connection: DockerConnection) -> None:
+    SwarmScaler(connection).scale(web(), 2, labels={RECORD_LABEL: "1:1>2"})
+
+
+def acquire(connection: DockerConnection) -> None:
+    lease(connection).acquire(datetime.now(UTC))
+
+
+# (what is slow, what the engine answers at once, the call, what it raises, its message)
+CALLS = {
+    "version": ({}, connect, SourceUnavailable,
+                "cannot reach the Docker engine"),
+    "inspect": (ANSWERED, scale, ScaleFailed, "cannot inspect service web"),
+    "update": ({**ANSWERED, ("GET", "/services/svc1"): SERVICE}, scale, ScaleFailed,
+               "cannot scale web"),
+    "lease_nodes": (ANSWERED, acquire, SourceUnavailable, "cannot read the lease"),
+    "lease_update": ({**ANSWERED, ("GET", "/nodes"): [NODE]}, acquire, SourceUnavailable,
+                     "cannot write the lease"),
+}
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle_body", "trickle_chunked"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("slow", list(CALLS))
+def test_every_other_call_of_the_agent_ends_at_its_deadline(
+        monkeypatch: pytest.MonkeyPatch, slow: str, transport: str, mode: str) -> None:
+    answers, operation, error, what = CALLS[slow]
+    count = 6
+    with fake_engine(monkeypatch, mode, transport, answers=answers) as engine:
+        connection = DockerConnection(timeout=DEADLINE, pool=4)
+
+        def call() -> None:
+            assert callable(operation)
+            operation(connection)
+
+        timed_failures(call, 1, error, what)
+        assert wait_until(lambda: engine.connections == 0)
+        threads, sockets = threading.active_count(), len(socket_fds())
+
+        took = timed_failures(call, count, error, what)
+
+        assert min(took) >= DEADLINE
+        assert statistics.median(took) < DEADLINE + TYPICAL, took
+        assert max(took) < DEADLINE + WORST, took
+        if slow == "update":
+            assert engine.seen.count(("POST", "/services/svc1/update")) == count + 1
+        if slow == "lease_update":
+            assert engine.seen.count(("POST", "/nodes/node1/update")) == count + 1
+        check_nothing_left(engine, threads, sockets)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_per_read_timeout_alone_would_have_waited_for_the_whole_trickle(
+        monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """What the deadline fixes: docker-py's timeout bounds each read, and every read here
+    gets its byte within it."""
+    with fake_engine(monkeypatch, "trickle_body", transport, interval=0.05,
+                     length=40) as engine:
+        plain = docker.APIClient(base_url=engine.url, timeout=1, version="1.45")
+        began = time.monotonic()
+        with pytest.raises(ValueError):  # 40 spaces: not JSON
+            plain.services()
+        per_read = time.monotonic() - began
+        plain.close()
+
+        began = time.monotonic()
+        with pytest.raises(SourceUnavailable, match=r"Docker did not answer within 0\.3 s"):
+            SwarmScaler(DockerConnection(timeout=DEADLINE)).list_services()
+        deadline = time.monotonic() - began
+
+    assert per_read > 40 * 0.05 * 0.9 > 3 * DEADLINE
+    assert deadline < DEADLINE + WORST
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_engine_that_answers_is_listed_and_scaled_on_kept_connections(
+        monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    answers = {**ANSWERED, ("GET", "/services"): [SERVICE], ("GET", "/tasks"): [],
+               ("GET", "/nodes"): [NODE], ("GET", "/services/svc1"): SERVICE,
+               ("POST", "/services/svc1/update"): {}, ("POST", "/nodes/node1/update"): {}}
+    with fake_engine(monkeypatch, "silent", transport, answers=answers) as engine:
+        connection = DockerConnection(timeout=DEADLINE, pool=4)
+        scaler = SwarmScaler(connection)
+        for _ in range(20):
+            assert scaler.list_services()["web"].replicas == 1
+            scaler.scale(web(), 2, labels={})
+            assert lease(connection).acquire(datetime.now(UTC))
+
+        assert engine.seen.count(("GET", "/version")) == 1
+        assert engine.accepted == 1
+        connection.forget()
+        assert wait_until(lambda: engine.connections == 0)
+
+
+def test_a_missing_socket_fails_at_once_not_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    began = time.monotonic()
+    with pytest.raises(SourceUnavailable, match="cannot reach the Docker engine") as raised:
+        SwarmScaler(DockerConnection(timeout=5)).list_services()
+    assert time.monotonic() - began < 1
+    assert "did not answer within" not in str(raised.value)
+
+
+@pytest.mark.docker
+def test_the_real_engine_is_listed_and_scaled_within_a_short_deadline(
+        monkeypatch: pytest.MonkeyPatch, make_service: Callable[..., str]) -> None:
+    """The deadline in place changes nothing for an engine that answers (also
+    test_swarm_scaler.py, with the default deadline)."""
+    name = make_service("deadline", replicas=1)
+    monkeypatch.undo()  # the engine of the environment, not a fake's
+    connection = DockerConnection(timeout=2.0, pool=4)
+    scaler = SwarmScaler(connection)
+
+    scaler.scale(scaler.list_services()[name], 2, labels={RECORD_LABEL: "1765000000:1>2"})
+
+    wait_running(name, 2)
+    assert scaler.list_services()[name].replicas == 2
+    taken = lease(connection, f"astest.lease.{uuid.uuid4().hex[:8]}")
+    assert taken.acquire(datetime.now(UTC))
+    taken.release()
