@@ -35,6 +35,38 @@ class Scores:
     scaling_actions_per_hour: float
 
 
+NEEDLESS = 1.5
+"""How far above what the load of the following horizon needs a raise is needless."""
+
+
+def needless_raises(
+    billed: Sequence[int], load: Sequence[float], *, target: float, horizon: int,
+    reference: Sequence[int] | None = None,
+) -> list[int]:
+    """The steps t where the count rose (billed[t] > billed[t - 1]) to more than NEEDLESS x
+    ceil(max(load[t .. t + horizon]) / target), and more than reference[t] where a reference
+    run (the policy as `target`) is given."""
+    found = []
+    for t in range(1, len(billed)):
+        if billed[t] <= billed[t - 1] or (reference is not None and billed[t] <= reference[t]):
+            continue
+        peak = max(load[t:t + horizon + 1])
+        if billed[t] > NEEDLESS * math.ceil(peak / target - 1e-9):
+            found.append(t)
+    return found
+
+
+def needless_raises_per_day(
+    billed: Sequence[int], load: Sequence[float], *, target: float, horizon: int,
+    step_hours: float, reference: Sequence[int] | None = None,
+) -> float:
+    """`needless_raises` a simulated day."""
+    if not billed:
+        return 0.0
+    found = needless_raises(billed, load, target=target, horizon=horizon, reference=reference)
+    return len(found) * 24 / (len(billed) * step_hours)
+
+
 def score(
     *,
     load: Sequence[float],

@@ -77,42 +77,126 @@ def missed_share(actual: float, forecast: float, floor: float) -> float:
     return (actual - forecast) / scale if scale > 0 else 0.0
 
 
+OUTLIERS = 1
+"""How many of the largest values in a window are taken for outliers: the worst case and
+the rise cap read the next one, so one surge seen once does not raise every forecast of the
+next day."""
+BUCKETS = 24
+"""A window is kept as this many buckets of time, each with its own largest values: a
+value leaves the window with its bucket, at most a bucket's length late."""
+RISE_CAP = True
+"""Whether a forecast's rise is capped at the largest rise over a horizon the load made
+within the worst-case window (outliers left out)."""
+NAIVE_FALLBACK = True
+"""Whether a forecast worse than the seasonal naive one over the last day falls back."""
+NAIVE_CHECK_SHARE = 0.25
+"""The naive comparison judges a forecaster once it has resolved forecasts over this share
+of a day."""
+
+
+class WindowTop:
+    """The (OUTLIERS + 1)-th largest value added within a window of time before now, kept as
+    BUCKETS buckets of time with their largest values: constant work a value and a read,
+    whatever the step, so a forecast costs the same at a 15 s tick as at a minute's."""
+
+    def __init__(self, window: timedelta, keep: int = OUTLIERS + 1) -> None:
+        self.window = window
+        self.keep = keep
+        self._width = max(window / BUCKETS, timedelta(seconds=1))
+        self._buckets: deque[tuple[datetime, datetime, list[float]]] = deque()
+        """(bucket's first time, its last time, its largest values, descending), oldest
+        first."""
+
+    def __bool__(self) -> bool:
+        return bool(self._buckets)
+
+    def add(self, time: datetime, value: float) -> None:
+        """A value seen at `time`. A time before the last one (the clock set back) is taken
+        as the last one, which keeps a value rather too long than too short."""
+        if self._buckets:
+            opened, last, top = self._buckets[-1]
+            time = max(time, last)
+            if time < opened + self._width:
+                top.append(value)
+                top.sort(reverse=True)
+                del top[self.keep:]
+                self._buckets[-1] = (opened, time, top)
+                self.expire(time)
+                return
+        self._buckets.append((time, time, [value]))
+        self.expire(time)
+
+    def top(self, now: datetime) -> float | None:
+        """The (keep)-th largest value within the window; None with fewer values."""
+        self.expire(now)
+        values = sorted((v for _, _, top in self._buckets for v in top), reverse=True)
+        return values[self.keep - 1] if len(values) >= self.keep else None
+
+    def expire(self, now: datetime) -> None:
+        """Forget the buckets whose values all came at or before now - window."""
+        while self._buckets and self._buckets[0][1] <= now - self.window:
+            self._buckets.popleft()
+
+
 class LargestMiss:
     """The largest `missed_share` of the forecasts resolved within a window of time before
-    now, kept as a monotonic deque: each share is added and dropped once, so a forecast
-    costs the same at a 15 s tick over a day (5,760 forecasts) as at a minute's."""
+    now, the OUTLIERS largest left out: one surge the forecast missed raises no forecast
+    for the window after it."""
 
     def __init__(self, window: timedelta, floor: float) -> None:
         self.window = window
         self.floor = floor
-        self._kept: deque[tuple[datetime, float]] = deque()
-        """(time resolved, share), the shares decreasing: a share with a larger one after
-        it can never be the largest again."""
+        self._top = WindowTop(window)
 
     def __bool__(self) -> bool:
-        return bool(self._kept)
+        return bool(self._top)
 
     def add(self, time: datetime, actual: float, forecast: float) -> None:
-        """A resolved forecast's miss. A time before the last one (the clock set back) is
-        taken as the last one, which keeps the order and a share rather too long than too
-        short."""
-        share = missed_share(actual, forecast, self.floor)
-        if self._kept:
-            time = max(time, self._kept[-1][0])
-        while self._kept and self._kept[-1][1] <= share:
-            self._kept.pop()
-        self._kept.append((time, share))
-        self.expire(time)
+        """A resolved forecast's miss."""
+        self._top.add(time, missed_share(actual, forecast, self.floor))
 
     def largest(self, now: datetime) -> float:
-        """The largest share resolved after now - window; 0 if none, or none was missed."""
-        self.expire(now)
-        return max(self._kept[0][1], 0.0) if self._kept else 0.0
+        """The largest share resolved after now - window (outliers left out); 0 if none,
+        or none was missed."""
+        found = self._top.top(now)
+        return max(found, 0.0) if found is not None else 0.0
 
     def expire(self, now: datetime) -> None:
-        """Forget the misses resolved at or before now - window."""
-        while self._kept and self._kept[0][0] <= now - self.window:
-            self._kept.popleft()
+        self._top.expire(now)
+
+
+class NaiveComparison:
+    """The resolved forecasts' absolute errors against those of the one-day seasonal naive
+    forecast (the value a day before the target time) over the last day: their ratio is the
+    MASE of the last day."""
+
+    def __init__(self, day: int) -> None:
+        self.day = day
+        self._pairs: deque[tuple[float, float]] = deque()
+        self._errors = 0.0
+        self._naive = 0.0
+        self._added = 0
+
+    def add(self, error: float, naive: float) -> None:
+        self._pairs.append((error, naive))
+        self._errors += error
+        self._naive += naive
+        self._added += 1
+        if len(self._pairs) > self.day:
+            gone_error, gone_naive = self._pairs.popleft()
+            self._errors -= gone_error
+            self._naive -= gone_naive
+        if self._added % self.day == 0:  # no drift from the running sums
+            self._errors = sum(e for e, _ in self._pairs)
+            self._naive = sum(n for _, n in self._pairs)
+
+    def mase(self) -> float | None:
+        """The last day's MASE; None before a share of a day is resolved."""
+        if len(self._pairs) < max(1, NAIVE_CHECK_SHARE * self.day):
+            return None
+        if self._naive <= 0:
+            return None if self._errors <= 0 else math.inf
+        return self._errors / self._naive
 
 
 class MetricForecaster:
@@ -144,6 +228,10 @@ class MetricForecaster:
         self._smape: deque[float] = deque(maxlen=error_points)
         self._misses = None if settings.limit is None \
             else LargestMiss(settings.worst_case_window, settings.limit)
+        self._rises = WindowTop(settings.worst_case_window)
+        """log1p(value) - log1p(value a horizon before), over the worst-case window: a
+        forecast never rises more than the load has (outliers left out)."""
+        self._naive = NaiveComparison(self._day)
         """The same forecasts' misses, for the worst case (metrics with a limit). Seeded from
         the training's history only while empty (at the first training): a later training
         would put the new model's errors on its own training rows, smaller than the ones it
@@ -203,6 +291,11 @@ class MetricForecaster:
         self._shortfalls.clear()
         seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
         self._shortfalls.extend((seen - served).tolist())
+        rises = int(min(usable.sum(), math.ceil(self._rises.window / self.settings.step)))
+        self._rises = WindowTop(self._rises.window)
+        for index, rise in zip((ends[usable][-rises:] + horizon).tolist(),
+                               targets[usable][-rises:].tolist(), strict=True):
+            self._rises.add(first + index * self.settings.step, rise)
         if seed_misses and self._misses is not None:
             resolved = ends[usable][recent] + horizon
             for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
@@ -228,6 +321,14 @@ class MetricForecaster:
             drop = len(self._logged) - self._keep
             del self._logged[:drop]
             self._start += drop * self.settings.step
+        index = round((time - self._start) / self.settings.step)
+        horizon = self.settings.horizon_steps
+        if value is not None and 0 <= index - horizon < len(self._logged):
+            before = self._logged[index - horizon]
+            if before == before:
+                self._rises.add(time, logged - before)
+        naive = self._logged[index - self._day] \
+            if value is not None and 0 <= index - self._day < len(self._logged) else math.nan
         half_step = self.settings.step / 2
         while self._pending and self._pending[0][0] <= time + half_step:
             target, forecast = self._pending.popleft()
@@ -237,6 +338,8 @@ class MetricForecaster:
                 if self._misses is not None:
                     self._misses.add(time, value, forecast)
                 self._smape.append(smape_term(value, forecast))
+                if naive == naive:
+                    self._naive.add(abs(value - forecast), abs(value - math.expm1(naive)))
 
     def forecast(self, now: datetime) -> Forecast:
         """The forecast for now + horizon, or the reason there is none to use."""
@@ -251,7 +354,13 @@ class MetricForecaster:
                           step=self.settings.step)
         # The model's change is learnt over all levels and can point below 0 from a level of
         # 0; a metric of requests or CPU never goes there.
-        change = max(self._trees.predict(row), -level)
+        change = self._trees.predict(row)
+        rise = self._rises.top(now) if RISE_CAP else None
+        if rise is not None:
+            # The model extrapolates: on a bursty load it can foresee a burst no larger
+            # than it has seen, but not a larger one.
+            change = min(change, max(rise, 0.0))
+        change = max(change, -level)
         point = math.expm1(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
         margin = max(float(np.quantile(self._errors, self.settings.margin_quantile)), 0.0) \
@@ -265,4 +374,7 @@ class MetricForecaster:
             and sum(self._smape) / len(self._smape) > self.settings.max_error_pct
         worst_case = None if self._misses is None \
             else point * (1 + self._misses.largest(now))
-        return Forecast(point, with_margin, worst_case, "ForecastError" if failing else None)
+        mase = self._naive.mase() if NAIVE_FALLBACK else None
+        reason = "ForecastError" if failing \
+            else "WorseThanNaive" if mase is not None and mase >= 1 else None
+        return Forecast(point, with_margin, worst_case, reason)
