@@ -281,7 +281,7 @@ def check_nothing_left(engine: FakeEngine, threads: int, sockets: int) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_each_listing_ends_at_its_deadline_and_leaves_nothing_behind(
         monkeypatch: pytest.MonkeyPatch, transport: str, mode: str) -> None:
-    count = 30
+    count = 12
     with fake_engine(monkeypatch, mode, transport) as engine:
         scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
 
