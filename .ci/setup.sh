@@ -16,6 +16,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
 [ -x /usr/sbin/haproxy ] || packages+=(haproxy)  # the Docker socket proxy's test
 command -v debootstrap >/dev/null || packages+=(debootstrap)
 command -v curl >/dev/null || packages+=(curl)
+command -v chromium >/dev/null || packages+=(chromium)  # the report's browser test
 # The multi-node Swarm of tests/cluster: a bridge, network namespaces, veths (iproute2), the
 # forward rule (iptables), nsenter, unshare and findmnt (util-linux).
 command -v ip >/dev/null || packages+=(iproute2)

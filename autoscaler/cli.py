@@ -281,6 +281,7 @@ def _add_offline_commands(commands: Any) -> None:
                           help="also write per policy a CSV of every scored step into DIR "
                           "(policy<N>-<name>.csv: time, load, demand, billed, ready, forecast, "
                           "reason)")
+    _add_slo_budget(backtest)
 
     report = commands.add_parser(
         "report", help="turn a dry-run's decision log into a report",
@@ -302,19 +303,38 @@ def _add_offline_commands(commands: Any) -> None:
     )
     demo.add_argument("--out", type=Path, default=Path("autoscaler-demo"), metavar="DIR",
                       help="folder for the report (default ./autoscaler-demo)")
+    _add_slo_budget(demo)
+
+
+def _add_slo_budget(parser: argparse.ArgumentParser) -> None:
+    """backtest's and demo's --slo-budget: what the report's verdict allows."""
+    parser.add_argument("--slo-budget", type=_budget, default=0.1, metavar="PCT",
+                        help="the verdict names the cheapest policy with at most this %% of "
+                        "the scored steps in SLO violation (default 0.1)")
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100, got {text!r}")
+    return value
 
 
 def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from autoscaler.offline import commands as offline
 
     if arguments.command == "demo":
-        return offline.demo(arguments.out)
+        return offline.demo(arguments.out, arguments.slo_budget)
     if arguments.command == "report":
         return offline.report_from_log(arguments.log, arguments.out)
     inputs = offline.BacktestInputs(
         policy_files=arguments.policy, out=arguments.out, capacity=arguments.capacity,
         slo_utilisation=arguments.slo_utilisation, startup=arguments.startup,
         warmup=arguments.warmup, metric=arguments.metric, steps_csv=arguments.steps_csv,
+        slo_budget=arguments.slo_budget,
     )
     if arguments.trace is not None:
         return offline.backtest_csv(arguments.trace, inputs, CsvOptions(

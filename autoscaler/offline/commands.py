@@ -4,6 +4,7 @@ writes the reports, and says what it did; exit codes as in `autoscaler.cli`."""
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from autoscaler.offline.replay import (
 )
 from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
-from autoscaler.offline.reports.document import write_report
+from autoscaler.offline.reports.document import Table, cell_text, write_report
 from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv
 from autoscaler.policy_files import read_policy_bytes
 
@@ -53,6 +54,8 @@ class BacktestInputs:
     metric: str | None
     steps_csv: Path | None = None
     """A folder for one CSV a policy, one row a scored step (`write_steps`)."""
+    slo_budget: float = backtest_report.DEFAULT_SLO_BUDGET
+    """The most SLO violation, in % of the scored steps, of a policy the verdict may choose."""
 
 
 def _progress(out: TextIO, label: str) -> Progress:
@@ -170,10 +173,16 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     except BacktestError as error:
         print(f"autoscaler: {error}", file=err)
         return EXIT_BAD_INPUT
-    write_report(backtest_report.document(runs, settings, trace, capacity_given=given),
-                 backtest_report.summary(runs, settings, trace, capacity_given=given),
+    table = backtest_report.comparison_table(runs, settings)
+    decided = backtest_report.run_verdict(runs, inputs.slo_budget, table)
+    write_report(backtest_report.document(runs, settings, trace, capacity_given=given,
+                                          budget=inputs.slo_budget),
+                 {**backtest_report.summary(runs, settings, trace, capacity_given=given),
+                  "verdict": decided.record()},
                  inputs.out)
-    print_table(runs, out)
+    print_verdict(decided, out)
+    print(file=out)
+    print_table(table, out)
     print(f"\nreport: {inputs.out / 'report.html'} (also report.md and summary.json)", file=out)
     if inputs.steps_csv is not None:
         inputs.steps_csv.mkdir(parents=True, exist_ok=True)
@@ -184,13 +193,38 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     return EXIT_OK
 
 
-def print_table(runs: list[PolicyRun], out: TextIO) -> None:
-    table = backtest_report.metric_table(runs)
-    widths = [max(len(str(row[i])) for row in [table.header, *table.rows])
-              for i in range(len(table.header))]
-    for row in [table.header, *table.rows]:
-        print("  ".join(str(cell).ljust(widths[i]) if i == 0 else str(cell).rjust(widths[i])
-                        for i, cell in enumerate(row)), file=out)
+def _wrapped(text: str, first: str, rest: str) -> str:
+    """`text` without Markdown, wrapped at 100 columns, never between a number and its %."""
+    glued = backtest_report.plain(text).replace(" %", "\u00a0%")
+    return textwrap.fill(glued, width=100, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False).replace("\u00a0", " ")
+
+
+def print_verdict(verdict: backtest_report.Verdict, out: TextIO) -> None:
+    """The verdict as the report's first lines say it, wrapped for a terminal."""
+    print(_wrapped(verdict.lead, "Verdict: ", "  "), file=out)
+    for point in verdict.points:
+        print(_wrapped(point, "  - ", "    "), file=out)
+    for warning in verdict.warnings:
+        print(_wrapped(warning, "  warning: ", "    "), file=out)
+
+
+def print_table(table: Table, out: TextIO) -> None:
+    """The metric table: the best of each row starred, then what each row means."""
+    cells = [[cell_text(cell) + (" " if i == 0 else "*" if (r, i) in table.marked else " ")
+              for i, cell in enumerate(row)] for r, row in enumerate(table.rows)]
+    lines = [[f"{cell} " if i else str(cell) for i, cell in enumerate(table.header)], *cells]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(table.header))]
+    for line in lines:
+        print("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                        for i, cell in enumerate(line)).rstrip(), file=out)
+    if table.marked:
+        print("* the best of its row (the lowest)", file=out)
+    if table.notes:
+        print("\nWhat each row means (docs/backtest.md defines them):", file=out)
+        for row, note in zip(table.rows, table.notes, strict=False):
+            if note:
+                print(_wrapped(f"{row[0]}: {note}", "  ", "      "), file=out)
 
 
 def backtest_csv(trace_file: Path, inputs: BacktestInputs,
@@ -243,7 +277,7 @@ DEMO_TRACE = "worldcup98-3-weeks.csv.gz"
 DEMO_POLICIES = ("threshold.yaml", "target.yaml", "predictive.yaml")
 
 
-def demo(out: Path) -> int:
+def demo(out: Path, slo_budget: float = backtest_report.DEFAULT_SLO_BUDGET) -> int:
     """Backtest the shipped example policies on the shipped trace; no Docker, no Prometheus."""
     data = resources.files("autoscaler") / "demo"
     with resources.as_file(data) as folder:
@@ -256,6 +290,6 @@ def demo(out: Path) -> int:
         inputs = BacktestInputs(
             policy_files=[folder / name for name in DEMO_POLICIES], out=out, capacity=None,
             slo_utilisation=0.9, startup=None, warmup=timedelta(days=8),
-            metric=None,
+            metric=None, slo_budget=slo_budget,
         )
         return run_backtest(trace, inputs)

@@ -246,7 +246,7 @@ def _point(label: str, run: PolicyRun, base_label: str, base: PolicyRun, budget:
 
 
 def verdict(runs: Sequence[PolicyRun], budget: float = DEFAULT_SLO_BUDGET, *,
-            needless: Sequence[float | str | None] | None = None) -> Verdict:
+            needless: Sequence[float | None] | None = None) -> Verdict:
     """The cheapest policy with at most `budget` % of its scored steps in SLO violation (of
     equal cost, the fewer violations, then the first), and each other policy against it;
     when none is within the budget, each against the least violating. `needless`: the
@@ -280,7 +280,7 @@ def verdict(runs: Sequence[PolicyRun], budget: float = DEFAULT_SLO_BUDGET, *,
 
 
 def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
-              needless: Sequence[float | str | None] | None) -> list[str]:
+              needless: Sequence[float | None] | None) -> list[str]:
     found = []
     for name, run in zip(names, runs, strict=True):
         mase = run.forecast.mase if run.forecast is not None else None
@@ -302,7 +302,7 @@ def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
                          "starts or stops tasks (a longer scale-down stabilization or a wider "
                          "tolerance makes fewer)")
     for name, value in zip(names, needless or (), strict=False):
-        if isinstance(value, int | float) and value > 0:
+        if value is not None and value > 0:
             found.append(f"`{name}`: {value:g} needless raises a day (raises well above what "
                          "the load that followed needed)")
     return found
@@ -393,9 +393,8 @@ def comparison_table(runs: list[PolicyRun], settings: BacktestSettings | None = 
 def run_verdict(runs: list[PolicyRun], budget: float, table: Table) -> Verdict:
     """`verdict`, with the needless raises where `table` (the metric table) has them."""
     needless = row_values(table, NEEDLESS_ROW)
-    return verdict(runs, budget, needless=[
-        value if isinstance(value, int | float | str) or value is None else None
-        for value in needless] if needless is not None else None)
+    return verdict(runs, budget, needless=None if needless is None
+                   else [_numeric(value) for value in needless])
 
 
 def _worst_hour(run: PolicyRun, step: timedelta) -> tuple[int, int] | None:
