@@ -247,8 +247,8 @@ def test_policy_edits_are_taken_live_and_a_broken_edit_keeps_the_last_good_one(
     try:
         wait_for("a first decision", lambda: decisions(log.read_text()), 30)
         write_policy(folder, busy, max_replicas=3)
-        wait_for("the edit", lambda: events(log, "policy_reloaded")[-1].get("change") == "changed",
-                 30)
+        wait_for("the edit", lambda: [e.get("change") for e in events(log, "policy_reloaded")]
+                 [-1:] == ["changed"], 30)
         wait_for("a decision capped by the new max_replicas",
                  lambda: decisions(log.read_text())[-1]["reason"] == "TooManyReplicas", 30)
         policy.write_text(policy.read_text().replace("max_replicas", "max_replica"))

@@ -272,9 +272,9 @@ def lease(connection: DockerConnection, label: str = "autoscaler.lease") -> Swar
 
 
 def check_nothing_left(engine: FakeEngine, threads: int, sockets: int) -> None:
-    assert threading.active_count() == threads
+    assert threading.active_count() <= threads, "a thread left behind"
     assert wait_until(lambda: engine.connections == 0)  # it saw every client close
-    assert len(socket_fds()) == sockets
+    assert len(socket_fds()) <= sockets, "a socket left behind"
 
 
 @pytest.mark.parametrize("mode", MODES)

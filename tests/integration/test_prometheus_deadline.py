@@ -58,9 +58,9 @@ def test_each_query_ends_at_its_deadline_and_leaves_nothing_behind(mode: str) ->
         assert min(took) >= DEADLINE
         assert statistics.median(took) < DEADLINE + TYPICAL, took
         assert max(took) < DEADLINE + WORST, took
-        assert threading.active_count() == threads
+        assert threading.active_count() <= threads, "a thread left behind"
         assert wait_until(lambda: server.connections == 0)  # it saw every client close
-        assert len(socket_fds()) == sockets
+        assert len(socket_fds()) <= sockets, "a socket left behind"
 
 
 def test_range_and_history_requests_each_end_at_the_deadline() -> None:
