@@ -304,6 +304,7 @@ def _add_offline_commands(commands: Any) -> None:
     demo.add_argument("--out", type=Path, default=Path("autoscaler-demo"), metavar="DIR",
                       help="folder for the report (default ./autoscaler-demo)")
     _add_slo_budget(demo)
+    _add_tune_command(commands)
 
 
 def _add_slo_budget(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +324,132 @@ def _budget(text: str) -> float:
     return value
 
 
+def _grid(text: str) -> list[float]:
+    from autoscaler.offline.tune import parse_grid
+
+    try:
+        return parse_grid(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _refine(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def _default_jobs() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _add_tune_command(commands: Any) -> None:
+    tune = commands.add_parser(
+        "tune", help="find the cheapest target (or threshold bounds) within an SLO budget",
+        description="Search each policy's setting that matters (the fed metric's target; for "
+        "threshold, scale_up_above and scale_down_below in their given ratio) for the fewest "
+        "replica-hours with at most --slo-budget % of the scored steps in SLO violation, by "
+        "replaying history through the agent's engine as backtest does, once per candidate: "
+        "the policy as given, a utilisation u = value / capacity on --grid, then steps of "
+        "--refine around the best. Prints the frontier; writes into --out each recommended "
+        "policy (only the tuned key changed, a comment saying what was measured), "
+        "summary.json, report.md and report.html. The history is a CSV (--trace) or a "
+        "Prometheus range (--prometheus-url, --query, --start, --end, --step).",
+        epilog="Exit codes: 0 done (also when no candidate meets the budget: it says so and "
+        "recommends nothing); 1 Prometheus did not answer; 2 bad input.",
+    )
+    source = tune.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", type=Path, metavar="CSV",
+                        help="a CSV with a timestamp column and a value column at a regular "
+                        "step (as minute,requests; --fill or --resample for gaps)")
+    source.add_argument("--prometheus-url", metavar="URL",
+                        help="tune on a live service's history from this Prometheus instead")
+    prometheus_options.add_options(tune)
+    tune.add_argument("--query", help="with --prometheus-url: a query answering one series")
+    tune.add_argument("--start", type=_time, help="with --prometheus-url: first time")
+    tune.add_argument("--end", type=_time, help="with --prometheus-url: last time")
+    tune.add_argument("--step", type=_interval, help="with --prometheus-url: step, e.g. 1m")
+    tune.add_argument("--fill", choices=FILLS,
+                      help="with --trace: fill missing steps with 0, the value before, or "
+                      "interpolated (default: a gap is an error)")
+    tune.add_argument("--resample", type=_interval, metavar="DURATION",
+                      help="with --trace: put the rows on this step, e.g. 1m")
+    tune.add_argument("--column", metavar="NAME",
+                      help="with --trace: the header of the value column")
+    tune.add_argument("--policy", type=Path, action="append", required=True, metavar="FILE",
+                      help="a policy file to tune; repeat to tune several")
+    tune.add_argument("--out", type=Path, required=True, metavar="DIR",
+                      help="folder for the recommended policies, summary.json, report.md, "
+                      "report.html")
+    tune.add_argument("--slo-budget", type=_budget, default=0.1, metavar="PCT",
+                      help="the most SLO violation allowed, in %% of scored steps (default "
+                      "0.1)")
+    tune.add_argument("--grid", type=_grid, default=None, metavar="START:STOP:STEP",
+                      help="the utilisations (value / capacity) to try first: START:STOP:STEP "
+                      "or a list as 0.3,0.5,0.7 (default 0.1:1.0:0.05)")
+    tune.add_argument("--refine", type=_refine, default=0.01, metavar="STEP",
+                      help="then try steps of this size around the best, up to its "
+                      "neighbours on the grid; 0 does not (default 0.01)")
+    tune.add_argument("--jobs", type=_workers, default=None, metavar="N",
+                      help="replays run side by side (default: the CPUs, at most 8)")
+    tune.add_argument("--capacity", type=_positive_number,
+                      help="what one replica carries at 100 %%, in the trace's unit, the same "
+                      "for every candidate (default: the first target among the policies / "
+                      "0.7)")
+    tune.add_argument("--startup", type=_duration, metavar="DURATION",
+                      help="time until a new replica is ready (default: the start-up the "
+                      "predictive policies set, else 1m)")
+    tune.add_argument("--slo-utilisation", type=_fraction, default=0.9, metavar="U",
+                      help="share of capacity a replica may run at within the SLO "
+                      "(default 0.9)")
+    tune.add_argument("--warmup", type=_duration, default=timedelta(days=8),
+                      metavar="DURATION", help="history before the scored steps, never "
+                      "scored (default 8d)")
+    tune.add_argument("--metric", metavar="NAME",
+                      help="the policy metric the trace feeds, whose setting is tuned "
+                      "(default: each policy's first)")
+
+
+def _tune(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from autoscaler.offline import tune_command
+    from autoscaler.offline.tune import DEFAULT_GRID, parse_grid
+
+    grid = arguments.grid or parse_grid(DEFAULT_GRID)
+    inputs = tune_command.TuneInputs(
+        policy_files=arguments.policy, out=arguments.out, budget=arguments.slo_budget,
+        capacity=arguments.capacity, slo_utilisation=arguments.slo_utilisation,
+        startup=arguments.startup, warmup=arguments.warmup, metric=arguments.metric,
+        grid=grid, grid_text=", ".join(f"{u:g}" for u in grid) if arguments.grid
+        else DEFAULT_GRID, refine=arguments.refine, jobs=arguments.jobs or _default_jobs(),
+    )
+    if arguments.trace is not None:
+        return tune_command.tune_csv(arguments.trace, inputs, CsvOptions(
+            fill=arguments.fill, resample=arguments.resample, column=arguments.column))
+    csv_only = [f"--{n}" for n in ("fill", "resample", "column")
+                if getattr(arguments, n) is not None]
+    if csv_only:
+        parser.error(f"{', '.join(csv_only)} read a --trace CSV; a Prometheus range is "
+                     "already at --step")
+    missing = [f"--{n}" for n in ("query", "start", "end", "step")
+               if getattr(arguments, n) is None]
+    if missing:
+        parser.error(f"--prometheus-url needs {', '.join(missing)}")
+    if arguments.end <= arguments.start:
+        parser.error("--end must come after --start")
+    return tune_command.tune_prometheus(
+        _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
+        arguments.end, arguments.step, inputs,
+    )
+
+
 def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from autoscaler.offline import commands as offline
 
@@ -330,6 +457,8 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return offline.demo(arguments.out, arguments.slo_budget)
     if arguments.command == "report":
         return offline.report_from_log(arguments.log, arguments.out)
+    if arguments.command == "tune":
+        return _tune(arguments, parser)
     inputs = offline.BacktestInputs(
         policy_files=arguments.policy, out=arguments.out, capacity=arguments.capacity,
         slo_utilisation=arguments.slo_utilisation, startup=arguments.startup,
@@ -392,7 +521,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-OFFLINE_COMMANDS = ("backtest", "report", "demo")
+OFFLINE_COMMANDS = ("backtest", "report", "demo", "tune")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,317 @@
+"""autoscaler tune: the search (pure, on made-up scores) and the command on small synthetic
+traces through the real replay: the recommendation meets the budget and is the cheapest
+candidate, none may meet it, threshold bounds move together, progress is shown."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoscaler.cli import main
+from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline.replay import BacktestSettings, replay
+from autoscaler.offline.scoring import Scores
+from autoscaler.offline.traces import load_csv
+from autoscaler.offline.tune import (
+    DEFAULT_GRID,
+    Candidate,
+    Knob,
+    Trial,
+    parse_grid,
+    refinement,
+    search,
+)
+from autoscaler.offline.tune_command import tuned_text
+
+TARGET = """# a comment that stays
+service: web
+min_replicas: 1
+max_replicas: 60
+metrics:
+  - {name: rps, query: q, target: 7}   # flow style, commented
+behavior:
+  scale_down: {stabilization: 2m}
+"""
+THRESHOLD = ("service: web\nmax_replicas: 60\nstrategy: threshold\nmetrics: [{name: rps, "
+             "query: q, scale_up_above: 9, scale_down_below: 3}]\n")
+
+
+def scores(cost: float, violation: float) -> Scores:
+    return Scores(replica_hours=cost, oracle_replica_hours=1.0, slo_violation_pct=violation,
+                  under_provisioned_time_pct=violation, over_provisioned_time_pct=0.0,
+                  under_provisioning_accuracy=0.0, over_provisioning_accuracy=0.0,
+                  instability_pct=0.0, scaling_actions_per_hour=0.0)
+
+
+class Made:
+    """An `Evaluate` of made-up scores: cost falls and violations rise with u."""
+
+    def __init__(self, knee: float) -> None:
+        self.knee = knee
+        self.batches: list[list[float]] = []
+
+    def __call__(self, batch: Sequence[Candidate]) -> list[Trial]:
+        self.batches.append([c.utilisation for c in batch])
+        return [Trial(c, scores(100 / c.utilisation, max(0.0, (c.utilisation - self.knee) * 10)))
+                for c in batch]
+
+
+KNOB = Knob("rps", 0, ("target",), (7.0,))
+
+
+def test_the_search_recommends_the_cheapest_within_the_budget_after_refining() -> None:
+    evaluate = Made(knee=0.625)  # within 0.1 % up to u 0.635
+
+    frontier = search(KNOB, capacity=10, grid=parse_grid(DEFAULT_GRID), refine=0.01,
+                      budget=0.1, evaluate=evaluate)
+
+    grid, refined = evaluate.batches
+    assert grid[0] == pytest.approx(0.7) and len(grid) == 1 + 19 - 1  # 0.7 is the given one
+    assert refined == [0.56, 0.57, 0.58, 0.59, 0.61, 0.62, 0.63, 0.64]
+    assert frontier.recommended is not None
+    assert frontier.recommended.utilisation == pytest.approx(0.63)
+    assert frontier.recommended.candidate.values == (6.3,)
+    assert frontier.refined_around == pytest.approx(0.6)
+    assert [t.utilisation for t in frontier.trials] == sorted(t.utilisation
+                                                              for t in frontier.trials)
+    assert frontier.given is not None and frontier.given.candidate.values == (7.0,)
+
+
+def test_the_search_recommends_nothing_when_no_candidate_meets_the_budget() -> None:
+    evaluate = Made(knee=0.0)  # every u violates
+
+    frontier = search(KNOB, capacity=10, grid=[0.2, 0.4, 0.6], refine=0.05, budget=0.1,
+                      evaluate=evaluate)
+
+    assert frontier.recommended is None
+    assert frontier.least_violating.utilisation == pytest.approx(0.05)
+    assert evaluate.batches[1] == [0.05, 0.1, 0.15, 0.25, 0.3, 0.35]  # around 0.2, mirrored
+
+
+def test_refinement_stays_between_the_neighbours_and_below_the_top() -> None:
+    assert refinement(1.0, [0.8, 0.9, 1.0], 0.03) == [0.91, 0.94, 0.97]
+    assert refinement(0.5, [0.5], 0.01) == []
+    assert refinement(0.5, [0.4, 0.5, 0.6], 0) == []
+
+
+def test_a_target_over_the_limit_is_not_tried() -> None:
+    knob = Knob("rps", 0, ("target",), (5.0,), ceiling=6.0)
+
+    frontier = search(knob, capacity=10, grid=[0.2, 0.5, 0.8], refine=0, budget=0.1,
+                      evaluate=Made(knee=1.0))
+
+    assert frontier.skipped == [0.8]
+    assert [t.candidate.values for t in frontier.trials] == [(2.0,), (5.0,)]
+
+
+def test_threshold_bounds_keep_their_ratio() -> None:
+    knob = Knob("rps", 0, ("scale_up_above", "scale_down_below"), (2400.0, 1200.0))
+
+    assert knob.values_at(0.3, 2000 / 0.7) == (857.143, 428.571)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0.1:1.0:0.05", [round(0.1 + 0.05 * i, 2) for i in range(19)]),
+    ("0.5,0.3,0.3", [0.3, 0.5]),
+])
+def test_the_grid(text: str, expected: list[float]) -> None:
+    assert parse_grid(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["0.1:1.0", "0:1:0.1", "a,b", "0.5:0.1:0.1", "-1,0.5"])
+def test_a_bad_grid_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match=repr(text)):
+        parse_grid(text)
+
+
+def test_the_tuned_text_changes_only_the_value_and_adds_the_comment() -> None:
+    text = tuned_text(TARGET, KNOB, (6.3,), "measured so\nand so")
+
+    assert text == "# measured so\n# and so\n" + TARGET.replace("target: 7}", "target: 6.3}")
+
+
+def test_a_value_behind_an_alias_is_written_again_without_comments() -> None:
+    original = ("t: &t 7\nservice: web\nmax_replicas: 5\n"
+                "metrics: [{name: r, query: q, target: *t}]\n")
+
+    text = tuned_text(original, Knob("r", 0, ("target",), (7.0,)), (6.0,), "tuned")
+
+    assert text.startswith("# tuned\n")
+    assert yaml.safe_load(text)["metrics"][0]["target"] == 6.0
+    assert yaml.safe_load(text)["t"] == 7
+
+
+# -- the command, through the real replay -----------------------------------------------
+
+
+def load(minute: int) -> float:
+    """A swing, half again as much for 6 minutes in 40: from u 0.5 up some rises come
+    faster than the replicas, at 0.9 / 1.5 = 0.6 all of them."""
+    return (100 + 50 * math.sin(2 * math.pi * minute / 90)) * (1.5 if minute % 40 < 6 else 1)
+
+
+def write_trace(path: Path, values: list[float]) -> Path:
+    start = datetime(2026, 1, 1)
+    rows = [f"{start + timedelta(minutes=i):%Y-%m-%d %H:%M:%S},{v:g}"
+            for i, v in enumerate(values)]
+    path.write_text("minute,requests\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    return write_trace(tmp_path / "t.csv", [load(m) for m in range(300)])
+
+
+def tune(tmp_path: Path, trace: Path, policy: str, *extra: str) -> tuple[int, Path]:
+    (tmp_path / "p.yaml").write_text(policy)
+    out = tmp_path / "out"
+    code = main(["tune", "--trace", str(trace), "--policy", str(tmp_path / "p.yaml"),
+                 "--out", str(out), "--warmup", "1h", "--startup", "2m", "--jobs", "1", *extra])
+    return code, out
+
+
+def test_tune_recommends_the_cheapest_candidate_within_the_budget(
+        tmp_path: Path, trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = tune(tmp_path, trace, TARGET, "--slo-budget", "1")
+
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    record = summary["policies"][0]
+    within = [c for c in record["candidates"] if c["slo_violation_pct"] <= 1]
+    best = record["recommended"]
+    assert best["slo_violation_pct"] <= 1
+    assert best["replica_hours"] == min(c["replica_hours"] for c in within)
+    assert any(c["slo_violation_pct"] > 1 for c in record["candidates"])
+    assert summary["settings"]["capacity"] == pytest.approx(10)
+    assert summary["settings"]["capacity_source"] == "assumed"
+    written = (out / "p.yaml").read_text()
+    assert written.startswith("# Tuned by `autoscaler tune`: metrics[0] (rps) target 7 ->")
+    assert written.endswith(TARGET.replace("target: 7}", f"target: {best['values']['target']:g}}}"))
+    assert (out / "frontier.svg").exists() and "<svg" in (out / "report.html").read_text()
+    printed = capsys.readouterr().out
+    assert "capacity 10 per replica (assumed: the first policy target, 7, / 0.7" in printed
+    marked = [line for line in printed.splitlines() if line.startswith("*")]
+    assert len(marked) == 1 and marked[0].endswith("recommended")
+    assert f"recommended for p.yaml: u {best['utilisation']:.2f}" in printed
+
+    # the search's answer against every utilisation from 0.1 to 1 in steps of 0.01
+    policy = parse_policy(TARGET.encode(), "p.yaml")
+    assert isinstance(policy, Policy)
+    settings = BacktestSettings(capacity=10, startup=timedelta(minutes=2),
+                                warmup=timedelta(hours=1))
+    sweep = {}
+    for step in range(10, 101):
+        metric = policy.metrics[0].model_copy(update={"target": step / 10})
+        run = replay(policy.model_copy(update={"metrics": [metric]}), "p.yaml",
+                     load_csv(trace), settings)
+        sweep[step / 100] = run.scores
+    cheapest = min((u for u, s in sweep.items() if s.slo_violation_pct <= 1),
+                   key=lambda u: sweep[u].replica_hours)
+    assert abs(best["utilisation"] - cheapest) <= 0.05
+
+
+def test_with_no_candidate_within_the_budget_it_says_so_and_writes_no_policy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Spikes beyond max_replicas: every candidate violates."""
+    spiky = write_trace(tmp_path / "t.csv", [5000 if m % 30 == 0 else 10 for m in range(240)])
+
+    code, out = tune(tmp_path, spiky, TARGET, "--grid", "0.2:0.8:0.2", "--slo-budget", "0")
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "no candidate of p.yaml meets the SLO budget of 0 % of steps in violation: nothing " \
+        "recommended, nothing written. The least violating: u " in printed
+    assert not (out / "p.yaml").exists()
+    record = json.loads((out / "summary.json").read_text())["policies"][0]
+    assert record["recommended"] is None
+    assert record["least_violating"]["slo_violation_pct"] == min(
+        c["slo_violation_pct"] for c in record["candidates"])
+    assert "none meets the budget" in (out / "report.md").read_text()
+
+
+def test_threshold_bounds_are_tuned_together(tmp_path: Path, trace: Path) -> None:
+    code, out = tune(tmp_path, trace, THRESHOLD, "--capacity", "10", "--slo-budget", "1",
+                     "--grid", "0.3:0.9:0.2", "--refine", "0.05")
+
+    assert code == 0
+    record = json.loads((out / "summary.json").read_text())["policies"][0]
+    assert record["tuned_keys"] == ["scale_up_above", "scale_down_below"]
+    for candidate in record["candidates"]:
+        values = candidate["values"]
+        assert values["scale_down_below"] == pytest.approx(values["scale_up_above"] / 3,
+                                                           rel=1e-5)
+    best = record["recommended"]
+    metric = yaml.safe_load((out / "p.yaml").read_text())["metrics"][0]
+    assert (metric["scale_up_above"], metric["scale_down_below"]) == (
+        best["values"]["scale_up_above"], best["values"]["scale_down_below"])
+    assert best["values"]["scale_up_above"] == pytest.approx(10 * best["utilisation"], rel=1e-5)
+
+
+def test_progress_counts_the_candidates_on_stderr(
+        tmp_path: Path, trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = tune(tmp_path, trace, TARGET, "--grid", "0.2,0.4,0.6", "--refine", "0.1")
+
+    assert code == 0
+    tried = len(json.loads((out / "summary.json").read_text())["policies"][0]["candidates"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if "candidates" in line]
+    assert len(lines) == tried
+    assert lines[0].startswith("  p.yaml: 1/4 candidates (")  # the given and the grid
+    assert lines[-1].startswith(f"  p.yaml: {tried}/{tried} candidates (")
+    assert "u 0.70: " in lines[0] and "replica-hours" in lines[0]
+
+
+def test_a_predictive_policy_forecasts_once_for_all_its_candidates(
+        tmp_path: Path, trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoscaler.predictive.book import ForecastBook
+
+    calls = []
+    forecast_metric = ForecastBook.forecast_metric
+    monkeypatch.setattr(ForecastBook, "forecast_metric",
+                        lambda self, *a: calls.append(a) or forecast_metric(self, *a))
+    predictive = TARGET + "strategy: predictive\npredictive: {startup: 2m, min_history: 1h}\n"
+
+    code, out = tune(tmp_path, trace, predictive.replace("target: 7}", "target: 7, limit: 8}"),
+                     "--grid", "0.3:0.9:0.3", "--refine", "0")
+
+    assert code == 0
+    record = json.loads((out / "summary.json").read_text())["policies"][0]
+    assert record["not_tried_over_limit"] == [0.9]
+    assert len(record["candidates"]) == 3  # 0.7 as given, 0.3, 0.6
+    assert len(calls) == 300 - 60  # one forecast a scored step, for the first candidate only
+
+
+def test_worker_processes_give_the_same_frontier(tmp_path: Path, trace: Path) -> None:
+    frontiers = []
+    for jobs in ("1", "2"):
+        code, out = tune(tmp_path, trace, TARGET, "--grid", "0.3:0.9:0.3", "--refine", "0.1",
+                         "--slo-budget", "1", "--jobs", jobs)
+        assert code == 0
+        record = json.loads((out / "summary.json").read_text())["policies"][0]
+        frontiers.append((record["candidates"], record["recommended"]["utilisation"]))
+    assert frontiers[0] == frontiers[1]
+
+
+def test_out_may_not_be_the_policies_own_folder(tmp_path: Path, trace: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text(TARGET)
+
+    code = main(["tune", "--trace", str(trace), "--policy", str(tmp_path / "p.yaml"),
+                 "--out", str(tmp_path), "--warmup", "1h"])
+
+    assert code == 2
+    assert "would overwrite" in capsys.readouterr().err
+
+
+def test_a_threshold_policy_alone_needs_a_capacity(tmp_path: Path, trace: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = tune(tmp_path, trace, THRESHOLD)
+
+    assert code == 2
+    assert "give --capacity" in capsys.readouterr().err
