@@ -253,28 +253,6 @@ def test_missed_share(actual: float, forecast: float, share: float) -> None:
     assert missed_share(actual, forecast, floor=100) == pytest.approx(share)
 
 
-def test_the_largest_miss_is_the_windows_one_outlier_left_out() -> None:
-    """The largest share resolved after now - window but one, whatever the order they came
-    in: a single surge missed once raises no forecast for the window after it."""
-    misses = LargestMiss(timedelta(hours=1), floor=1)
-    for minute, (actual, forecast) in enumerate([(100, 90), (100, 60), (100, 80), (100, 95)]):
-        misses.add(START + minute * 20 * STEP, actual, forecast)
-
-    assert misses.largest(START + 60 * STEP) == pytest.approx(0.2), "0.4 is the outlier"
-    assert misses.largest(START + 80 * STEP) == pytest.approx(0.05), "the 0.4 is out at 80"
-    assert misses.largest(START + 101 * STEP) == 0.0, "one miss left: an outlier"
-    assert misses.largest(START + 200 * STEP) == 0.0
-
-
-def test_a_single_outlier_never_raises_the_worst_case() -> None:
-    misses = LargestMiss(timedelta(days=1), floor=1)
-    for minute in range(600):
-        misses.add(START + minute * STEP, 100, 95)
-    misses.add(START + 600 * STEP, 1000, 10)
-
-    assert misses.largest(START + 601 * STEP) == pytest.approx(0.05)
-
-
 def test_a_clock_set_back_keeps_a_miss_no_shorter() -> None:
     misses = LargestMiss(timedelta(hours=1), floor=1)
     misses.add(START + 10 * STEP, 100, 50)
@@ -291,21 +269,6 @@ def test_the_window_top_forgets_whole_buckets_at_most_a_bucket_late() -> None:
 
     assert top.top(START + timedelta(hours=24, minutes=10)) == 5.0, "its bucket is still in"
     assert top.top(START + timedelta(hours=24, minutes=30)) is None
-
-
-def test_a_forecast_never_rises_more_than_the_load_has() -> None:
-    """On a flat load the model cannot see a rise: the rise cap holds its forecast near the
-    level, whatever the trees say."""
-    flat = [100.0 + (i % 3) for i in range(3 * 1440)]
-    forecaster = MetricForecaster(settings())
-    times = [START + i * STEP for i in range(len(flat))]
-    forecaster.train(times, flat)
-    now = times[-1] + STEP
-    forecaster.observe(now, 100.0)
-
-    point = forecaster.forecast(now).point
-
-    assert point is not None and point <= 103.0
 
 
 def test_a_forecast_worse_than_the_seasonal_naive_one_falls_back() -> None:
