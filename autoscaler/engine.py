@@ -22,7 +22,7 @@ from autoscaler.core.memory import (
     with_recorded,
 )
 from autoscaler.core.model import Decision, Reason, ServiceState
-from autoscaler.core.operator import Hold, operator_hold, override_over
+from autoscaler.core.operator import operator_hold
 from autoscaler.core.ports import (
     DecisionSink,
     HistorySource,
@@ -93,6 +93,8 @@ class Engine:
         self._leadership = leadership
         self._roster = Roster(policies or {}, templates or {})
         self._memory: dict[str, ServiceMemory] = {}
+        self._ids: dict[str, str] = {}
+        """Each service's Swarm ID when last seen."""
         self._seed_history = seed_history
         self._paused_all = False
 
@@ -103,6 +105,7 @@ class Engine:
         self._roster.set(policies, templates)
 
     def tick(self, now: datetime) -> TickReport:
+        began = time.monotonic()
         report = TickReport()
         # 1. Gather: one listing of the services, then one query per distinct rendered query.
         try:
@@ -116,7 +119,6 @@ class Engine:
         report.queries, report.query_errors = queried.queries, queried.errors
         report.leader = self._may_act(now, report)
         # 2. Decide, service by service; 3. apply the changes side by side; 4. record.
-        began = time.monotonic()
         decisions: list[Decision | _Decided] = []
         for entry in managed:
             service = entry.policy.service
@@ -153,16 +155,12 @@ class Engine:
     def _forget_all_but(self, services: set[str]) -> None:
         if len(self._memory) > len(services):
             self._memory = {name: m for name, m in self._memory.items() if name in services}
+            self._ids = {name: i for name, i in self._ids.items() if name in services}
             self._planner.keep_only(services)
 
-    def _operator_hold(self, policy: Policy, state: ServiceState, spec: int,
-                       memory: ServiceMemory, recorded: tuple[RecordedChange, ...],
-                       now: datetime) -> Hold | None:
-        return operator_hold(
-            labels=state.labels, paused_all=self._paused_all, record=recorded, spec=spec,
-            expected=memory.expected_spec, adopted=memory.adopted,
-            changed_at=changed_at(state), now=now, override=policy.behavior.manual_override,
-        )
+    def _forget(self, service: str) -> None:
+        self._memory.pop(service, None)
+        self._planner.keep_only(set(self._memory))
 
     def _may_act(self, now: datetime, report: TickReport) -> bool:
         if self._dry_run or self._leadership is None:
@@ -193,13 +191,19 @@ class Engine:
             return record(reason=Reason.NOT_REPLICATED,
                           message="service is not in replicated mode: left alone")
         spec = state.replicas
+        if self._ids.get(policy.service, state.id) != state.id:
+            self._forget(policy.service)  # removed and made again: a new service
+        self._ids[policy.service] = state.id
         keep = history_to_keep(policy)
         memory = synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
             replicas=spec, now=now, seeded=self._seed_history), spec)
         recorded = read_record(state.labels)
         if not self._dry_run:
             memory = with_recorded(memory, recorded, now=now, keep=keep)
-        hold = self._operator_hold(policy, state, spec, memory, recorded, now)
+        hold = operator_hold(
+            labels=state.labels, paused_all=self._paused_all, record=recorded, spec=spec,
+            replicas_changed_at=state.replicas_changed_at, now=now,
+            override=policy.behavior.manual_override)
         if hold is not None:
             self._memory[policy.service] = memory
             return record(reason=hold.reason, message=hold.message, current_replicas=spec,
@@ -218,10 +222,6 @@ class Engine:
             memory.uneven_since, balance, max_cv=policy.balance.max_cv, now=now))
         record = partial(record, balance=balance, imbalanced=is_imbalanced(
             memory.uneven_since, lasting=policy.balance.for_, now=now))
-        if override_over(record=recorded, spec=spec, expected=memory.expected_spec,
-                         changed_at=changed_at(state), now=now,
-                         override=policy.behavior.manual_override):
-            memory = replace(memory, adopted=spec)
         return _Decided(record, entry, policy, state, spec, memory, current, outcome, plan,
                         recorded)
 
@@ -252,11 +252,9 @@ class Engine:
         done = applied is not None and applied.failure is None
         remembered = remember(decided.memory, now=now, recommended=outcome.remembered,
                               change=change, keep=history_to_keep(policy))
-        spec_now = outcome.desired if done else decided.spec
-        self._memory[policy.service] = replace(
-            remembered, expected_spec=spec_now,
-            adopted=remembered.adopted if remembered.adopted == spec_now else None)
-        self._planner.settle(policy.service, spec=spec_now)
+        self._memory[policy.service] = remembered
+        self._planner.settle(policy.service,
+                             spec=outcome.desired if done else decided.spec)
         return decided.record(
             reason=reason, message=message, applied=done, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
@@ -282,11 +280,6 @@ class _Decided:
     outcome: Outcome
     plan: Plan
     recorded: tuple[RecordedChange, ...]
-
-
-def changed_at(state: ServiceState) -> datetime | None:
-    """When the service's replica count last changed, as far as the service tells."""
-    return state.last_scaled_at or state.updated_at
 
 
 def _failed(entry: ManagedPolicy, now: datetime, error: Exception, *, dry_run: bool

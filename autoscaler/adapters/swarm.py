@@ -242,7 +242,7 @@ def service_state(raw: dict[str, Any]) -> ServiceState:
         replicas=replicas,
         last_scaled_at=_last_scaled_at(raw),
         labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
-        updated_at=parse_docker_time(raw.get("UpdatedAt")),
+        replicas_changed_at=_replicas_changed_at(raw),
     )
 
 
@@ -264,6 +264,16 @@ def _node(raw: dict[str, Any]) -> Node:
 def _constraints(raw: dict[str, Any]) -> list[str]:
     placement = ((raw.get("Spec") or {}).get("TaskTemplate") or {}).get("Placement") or {}
     return [str(c) for c in placement.get("Constraints") or []]
+
+
+def _replicas_changed_at(raw: dict[str, Any]) -> datetime | None:
+    """`UpdatedAt` when the last update changed the replica count, whatever else it did."""
+    previous, current = raw.get("PreviousSpec"), raw.get("Spec")
+    if not isinstance(previous, dict) or not isinstance(current, dict):
+        return None
+    if _replicas(previous) == _replicas(current):
+        return None
+    return parse_docker_time(raw.get("UpdatedAt"))
 
 
 def _last_scaled_at(raw: dict[str, Any]) -> datetime | None:

@@ -20,9 +20,6 @@ class ServiceMemory:
     window only so that a fresh agent does not scale down at once; `changes` are the net
     replica changes this agent made (or, in dry-run, would have made), for the rate limits;
     `shadow` is dry-run's replica count, and `seen_spec` the spec count it was last synced to.
-    `expected_spec` is the spec count the agent left the service at last tick (what it
-    applied, or what it saw): a different count next tick was set by someone else. `adopted`
-    is such a count that has been left alone for the whole manual-override window.
     `uneven_since`: since when a per-task metric's load has been uneven without a break.
     """
 
@@ -32,8 +29,6 @@ class ServiceMemory:
     last_change_at: datetime | None = None
     shadow: int = 0
     seen_spec: int = 0
-    expected_spec: int | None = None
-    adopted: int | None = None
     uneven_since: datetime | None = None
 
     @classmethod
@@ -88,8 +83,6 @@ def remember(
         last_change_at=now if change else memory.last_change_at,
         shadow=memory.shadow + change,
         seen_spec=memory.seen_spec,
-        expected_spec=memory.expected_spec,
-        adopted=memory.adopted,
         uneven_since=memory.uneven_since,
     )
 
@@ -100,9 +93,11 @@ def with_recorded(memory: ServiceMemory, record: tuple[RecordedChange, ...], *,
     agent's own before a restart, or another agent's before a hand-over. A change is the
     same as one remembered in the same second (the record keeps whole seconds)."""
     known = {int(at.timestamp()) for at, _ in memory.changes}
-    extra = tuple((c.at, c.change) for c in record
-                  if now - keep < c.at <= now and int(c.at.timestamp()) not in known)
-    last = latest(memory.last_change_at, *(c.at for c in record if c.at <= now))
+    # A change stamped later than now came from an agent whose clock runs ahead: it counts
+    # as made now, so that it holds for a whole period rather than none.
+    extra = tuple((min(c.at, now), c.change) for c in record
+                  if now - keep < c.at and int(c.at.timestamp()) not in known)
+    last = latest(memory.last_change_at, *(min(c.at, now) for c in record))
     if not extra and last == memory.last_change_at:
         return memory
     return replace(memory, changes=tuple(sorted(memory.changes + extra)), last_change_at=last)

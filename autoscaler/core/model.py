@@ -52,7 +52,8 @@ class ServiceState:
     `replicas` is None for a service that is not in replicated mode. `last_scaled_at` is when
     the replica count last changed, as the service itself records it (its `UpdatedAt` when
     the previous spec differs from the current one in the replica count only, the agent's
-    record label aside); `updated_at` is when anything in its spec last changed.
+    record label aside); `replicas_changed_at` is its `UpdatedAt` when the last update
+    changed the replica count, whatever else it changed.
     """
 
     name: str
@@ -61,7 +62,7 @@ class ServiceState:
     replicas: int | None
     last_scaled_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
-    updated_at: datetime | None = None
+    replicas_changed_at: datetime | None = None
     placement: Placement | None = None
     """Where its tasks are (None: not known, as in the backtest)."""
 

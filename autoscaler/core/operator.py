@@ -27,38 +27,47 @@ def is_paused(labels: Mapping[str, str]) -> bool:
     return labels.get(PAUSE_LABEL, "").strip().lower() == "true"
 
 
+RECORD_SLACK = timedelta(minutes=5)
+"""How much earlier than the service's last update the agent's record of that change may
+be: the record holds the tick's time, the update is stamped by a manager's clock when the
+scale call lands."""
+
+
+def changed_by_someone_else(*, record: tuple[RecordedChange, ...], spec: int,
+                            replicas_changed_at: datetime | None) -> bool:
+    """The service's last update changed its replica count, and the agent's record does not
+    account for it: no record, its last change did not end at this count, or that change
+    was made well before the update (a count set back by hand to one the agent once set).
+    Read from the service alone, so a restarted agent, or the one that takes the lease, sees
+    the same."""
+    if replicas_changed_at is None:
+        return False
+    if not record:
+        return True
+    last = record[-1]
+    return last.after != spec or last.at < replicas_changed_at - RECORD_SLACK
+
+
 def operator_hold(
     *, labels: Mapping[str, str], paused_all: bool, record: tuple[RecordedChange, ...],
-    spec: int, expected: int | None, adopted: int | None, changed_at: datetime | None,
-    now: datetime, override: timedelta,
+    spec: int, replicas_changed_at: datetime | None, now: datetime, override: timedelta,
 ) -> Hold | None:
-    """A pause, or a manual override: the spec count is not the one the agent left the
-    service at (the last recorded change's, else `expected` from its memory; `adopted`: a
-    count already left alone through a whole window), and it changed less than `override`
-    ago (`changed_at`; a zero `override` turns this off)."""
+    """A pause, or a manual override: someone else set the replica count
+    (`changed_by_someone_else`) less than `override` ago (a zero `override` turns this
+    off)."""
     if is_paused(labels):
         return Hold(Reason.PAUSED, f"{PAUSE_LABEL}=true on the service: nothing decided")
     if paused_all:
         return Hold(Reason.PAUSED,
                     f"{PAUSE_LABEL}=true on the node that holds the lease: nothing decided")
-    if override <= timedelta(0) or changed_at is None or spec == adopted:
+    if override <= timedelta(0) or replicas_changed_at is None \
+            or not changed_by_someone_else(record=record, spec=spec,
+                                           replicas_changed_at=replicas_changed_at):
         return None
-    ours = record[-1].after if record else expected
-    if ours is None or spec == ours:
-        return None
-    until = changed_at + override
+    until = replicas_changed_at + override
     if now >= until:
         return None
     return Hold(Reason.MANUAL_OVERRIDE,
-                f"the replica count was changed to {spec} by someone else (the agent left "
-                f"it at {ours}): left as it is for {format_duration(until - now)} more "
-                f"(behavior.manual_override {format_duration(override)})")
-
-
-def override_over(*, record: tuple[RecordedChange, ...], spec: int, expected: int | None,
-                  changed_at: datetime | None, now: datetime, override: timedelta) -> bool:
-    """Whether a count someone else set has been left alone through the whole window, so
-    that a later change of anything else in the spec does not start the window again."""
-    ours = record[-1].after if record else expected
-    return ours is not None and spec != ours and changed_at is not None \
-        and now >= changed_at + override
+                f"the replica count was changed to {spec} by someone else: left as it is "
+                f"for {format_duration(until - now)} more (behavior.manual_override "
+                f"{format_duration(override)})")

@@ -34,8 +34,9 @@ class RecordedChange:
 
 
 def read_record(labels: Mapping[str, str]) -> tuple[RecordedChange, ...]:
-    """The changes recorded in the labels, oldest first; none when the label is absent or
-    any part of it does not parse (a hand-edited or hostile label is no record)."""
+    """The changes recorded in the labels in the order they were made (the last one last,
+    whatever the clocks of the agents that wrote them said); none when the label is absent
+    or any part of it does not parse (a hand-edited or hostile label is no record)."""
     text = labels.get(RECORD_LABEL)
     if not text or len(text) > 64 * MAX_ENTRIES:
         return ()
@@ -50,15 +51,14 @@ def read_record(labels: Mapping[str, str]) -> tuple[RecordedChange, ...]:
         except (OverflowError, OSError, ValueError):
             return ()
         changes.append(RecordedChange(at, before, after))
-    return tuple(sorted(changes, key=lambda c: c.at))
+    return tuple(changes)
 
 
 def with_change(record: tuple[RecordedChange, ...], change: RecordedChange, *,
                 keep: timedelta) -> str:
-    """The record's text after `change`: the changes within `keep` before it (the last one
-    always, for the cooldown and to tell the agent's counts from others'), at most
-    MAX_ENTRIES."""
-    kept = [c for c in record if c.at > change.at - keep and c.at <= change.at]
+    """The record's text after `change`: the changes within `keep` before it, or stamped
+    later by an agent whose clock ran ahead, at most MAX_ENTRIES, `change` last."""
+    kept = [c for c in record if c.at > change.at - keep]
     kept = [*kept[-(MAX_ENTRIES - 1):], change]
     return ",".join(f"{int(c.at.timestamp())}:{c.before}>{c.after}" for c in kept)
 

@@ -32,7 +32,7 @@ class Recommendation:
     missing_blocked: bool
     explanation: str
     driver: str | None = None
-    """The metric whose proposal set the count (None: none did, as in a hold)."""
+    """The metric whose proposal is the largest (None: every metric is missing)."""
 
 
 def ceil_slack(value: float) -> int:

@@ -135,8 +135,7 @@ class WindowTop:
 
 class LargestMiss:
     """The largest `missed_share` of the forecasts resolved within a window of time before
-    now, the OUTLIERS largest left out: one surge the forecast missed raises no forecast
-    for the window after it."""
+    now, the OUTLIERS largest left out."""
 
     def __init__(self, window: timedelta, floor: float) -> None:
         self.window = window
@@ -151,7 +150,7 @@ class LargestMiss:
         self._top.add(time, missed_share(actual, forecast, self.floor))
 
     def largest(self, now: datetime) -> float:
-        """The largest share resolved after now - window (outliers left out); 0 if none,
+        """The largest share resolved after now - window (OUTLIERS left out); 0 if none,
         or none was missed."""
         found = self._top.top(now)
         return max(found, 0.0) if found is not None else 0.0

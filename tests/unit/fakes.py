@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.core.model import Decision, Series, ServiceState
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
+from autoscaler.core.record import read_record
 
 
 @dataclass
@@ -50,16 +51,25 @@ class FakeSwarm:
         if self.refuse_with is ScaleFailed:
             raise ScaleFailed("no space left")
         self.scaled.append((service.name, replicas))
+        recorded = read_record(labels)
+        changed_at = recorded[-1].at if recorded else None
         self.services[service.name] = replace(
             service, replicas=replicas, version=service.version + 1,
-            labels={**service.labels, **labels},
+            labels={**service.labels, **labels}, last_scaled_at=changed_at,
+            replicas_changed_at=changed_at,
         )
 
     def set_by_hand(self, name: str, replicas: int, at: datetime) -> None:
         """Someone else sets the replica count, as `docker service scale` does."""
         service = self.services[name]
         self.services[name] = replace(service, replicas=replicas, version=service.version + 1,
-                                      last_scaled_at=at, updated_at=at)
+                                      last_scaled_at=at, replicas_changed_at=at)
+
+    def update_other_than_replicas(self, name: str) -> None:
+        """Someone changes the service but not its count (an image, a label)."""
+        service = self.services[name]
+        self.services[name] = replace(service, version=service.version + 1,
+                                      last_scaled_at=None, replicas_changed_at=None)
 
 
 @dataclass

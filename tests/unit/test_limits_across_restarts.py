@@ -138,3 +138,45 @@ def test_pause_labels_stop_decisions_for_one_service_or_all() -> None:
     agent.tick(NOW)
     assert swarm.scaled == [] and sink.decisions[-1].reason == Reason.PAUSED
     assert "node that holds the lease" in sink.decisions[-1].message
+
+
+def test_a_count_set_back_by_hand_to_the_agents_last_one_is_still_a_person_s() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, sink = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
+    agent.tick(NOW + timedelta(minutes=12))  # the window is over: 8 is left as it is
+    swarm.set_by_hand("web", 5, at=NOW + timedelta(minutes=20))
+    agent.tick(NOW + timedelta(minutes=21))
+    assert sink.decisions[-1].reason == Reason.MANUAL_OVERRIDE
+
+
+def test_a_later_change_of_anything_but_the_count_starts_no_window() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, _ = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
+    swarm.update_other_than_replicas("web")
+
+    restarted, sink = fresh_agent(swarm, load=1500, behavior={})
+    restarted.tick(NOW + timedelta(hours=1))
+
+    assert sink.decisions[-1].reason != Reason.MANUAL_OVERRIDE
+    assert swarm.scaled[-1] == ("web", 15)
+
+
+def test_a_service_made_again_under_its_name_starts_with_no_memory() -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 8)
+    agent, _ = fresh_agent(swarm, load=100)
+    agent.tick(NOW)
+    assert swarm.scaled == [("web", 7)]
+
+    swarm.add("web", 8)  # removed and deployed again: a new ID, no labels
+    service = swarm.services["web"]
+    swarm.services["web"] = type(service)(**{**service.__dict__, "id": "id-web-2"})
+    agent.tick(NOW + timedelta(seconds=15))
+
+    assert swarm.scaled[-1] == ("web", 7), "the old service's rate limit does not hold the new"

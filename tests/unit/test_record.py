@@ -26,8 +26,9 @@ STAMP = int(NOW.timestamp())
     ("text", "expected"),
     [
         pytest.param(f"{STAMP}:8>7", ((NOW, 8, 7),), id="one"),
-        pytest.param(f"{STAMP}:7>6,{STAMP - 60}:8>7", ((NOW - timedelta(minutes=1), 8, 7),
-                                                       (NOW, 7, 6)), id="sorted-by-time"),
+        pytest.param(f"{STAMP}:8>7,{STAMP - 60}:7>6", ((NOW, 8, 7),
+                                                       (NOW - timedelta(minutes=1), 7, 6)),
+                     id="in-the-order-written-whatever-the-clocks"),
         pytest.param("", (), id="empty"),
         pytest.param("soon:1>2", (), id="not-a-time"),
         pytest.param(f"{STAMP}:8>7,garbage", (), id="one-bad-part-is-no-record"),
@@ -55,6 +56,16 @@ def test_a_new_change_keeps_the_window_and_the_last_change_and_stays_small() -> 
     assert len(read_record({RECORD_LABEL: text})) == MAX_ENTRIES
 
 
+def test_a_change_stamped_ahead_of_now_counts_as_made_now_and_stays_recorded() -> None:
+    ahead = RecordedChange(NOW + timedelta(seconds=40), 8, 7)
+    memory = with_recorded(ServiceMemory.first_seen(replicas=7, now=NOW), (ahead,), now=NOW,
+                           keep=timedelta(minutes=1))
+    assert memory.changes == ((NOW, -1),)
+    text = with_change((ahead,), RecordedChange(NOW + timedelta(seconds=15), 7, 6),
+                       keep=timedelta(minutes=1))
+    assert [(c.before, c.after) for c in read_record({RECORD_LABEL: text})] == [(8, 7), (7, 6)]
+
+
 def test_the_memory_takes_the_recorded_changes_it_lacks_once() -> None:
     memory = ServiceMemory.first_seen(replicas=7, now=NOW)
     record = (RecordedChange(NOW - timedelta(seconds=7), 8, 7),
@@ -66,6 +77,7 @@ def test_the_memory_takes_the_recorded_changes_it_lacks_once() -> None:
 
 
 MINUTES = timedelta(minutes=1)
+OURS = (RecordedChange(NOW - 20 * MINUTES, 4, 5),)
 
 
 @pytest.mark.parametrize(
@@ -78,29 +90,28 @@ MINUTES = timedelta(minutes=1)
                      id="pause-case-and-spaces"),
         pytest.param({"labels": {"autoscaler.pause": "false"}}, None, id="pause-false"),
         pytest.param({"paused_all": True}, Reason.PAUSED, id="lease-node-paused"),
-        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES}, Reason.MANUAL_OVERRIDE,
-                     id="someone-else-scaled-lately"),
-        pytest.param({"spec": 9, "changed_at": NOW - 10 * MINUTES}, None,
+        pytest.param({"spec": 9, "replicas_changed_at": NOW - 3 * MINUTES},
+                     Reason.MANUAL_OVERRIDE, id="someone-else-scaled-lately"),
+        pytest.param({"spec": 9, "replicas_changed_at": NOW - 10 * MINUTES}, None,
                      id="override-window-over"),
-        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES, "override": timedelta(0)},
-                     None, id="override-off"),
-        pytest.param({"spec": 9, "changed_at": NOW - 3 * MINUTES, "adopted": 9}, None,
-                     id="already-left-alone-a-whole-window"),
-        pytest.param({"spec": 9, "record": (), "expected": 9, "changed_at": NOW}, None,
-                     id="no-record-memory-agrees"),
-        pytest.param({"spec": 9, "record": (), "expected": 5, "changed_at": NOW},
-                     Reason.MANUAL_OVERRIDE, id="no-record-memory-disagrees"),
-        pytest.param({"spec": 9, "record": (), "expected": None, "changed_at": NOW}, None,
-                     id="first-sight-nothing-to-compare"),
+        pytest.param({"spec": 9, "replicas_changed_at": NOW - 3 * MINUTES,
+                      "override": timedelta(0)}, None, id="override-off"),
+        pytest.param({"spec": 5, "replicas_changed_at": NOW - 19 * MINUTES}, None,
+                     id="the-agents-own-change"),
+        pytest.param({"spec": 5, "replicas_changed_at": NOW - MINUTES},
+                     Reason.MANUAL_OVERRIDE, id="set-back-by-hand-to-the-agents-count"),
+        pytest.param({"spec": 9, "replicas_changed_at": None}, None,
+                     id="last-update-left-the-count-alone"),
+        pytest.param({"spec": 9, "record": (), "replicas_changed_at": NOW}, Reason.MANUAL_OVERRIDE,
+                     id="no-record-of-the-change"),
     ],
 )
 def test_operators_are_heard_before_anything_is_decided(
     keys: dict[str, object], expected: Reason | None,
 ) -> None:
     arguments: dict[str, object] = {
-        "labels": {}, "paused_all": False, "spec": 5, "expected": 5, "adopted": None,
-        "record": (RecordedChange(NOW - 20 * MINUTES, 4, 5),), "changed_at": None,
-        "now": NOW, "override": 10 * MINUTES,
+        "labels": {}, "paused_all": False, "spec": 5, "record": OURS,
+        "replicas_changed_at": None, "now": NOW, "override": 10 * MINUTES,
     }
     arguments.update(keys)
     hold = operator_hold(**arguments)  # type: ignore[arg-type]
