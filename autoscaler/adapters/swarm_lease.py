@@ -47,7 +47,7 @@ class SwarmLease:
     def acquire(self, now: datetime) -> bool:
         node = self._lease_node()
         self._paused = is_paused(node["Spec"].get("Labels") or {})
-        holder, expiry = parse_lease(node["Spec"].get("Labels", {}).get(self.label))
+        holder, expiry = parse_lease((node["Spec"].get("Labels") or {}).get(self.label))
         if holder is not None and holder != self.holder and expiry is not None and expiry > now:
             self._expiry = None
             return False
@@ -65,7 +65,7 @@ class SwarmLease:
             return
         try:
             node = self._lease_node()
-            holder, _ = parse_lease(node["Spec"].get("Labels", {}).get(self.label))
+            holder, _ = parse_lease((node["Spec"].get("Labels") or {}).get(self.label))
             if holder == self.holder:
                 self._write(node, None)
         except SourceUnavailable:

@@ -257,10 +257,15 @@ class Agent:
                  listen=listen, port=port, policies=str(self._watcher.folder))
         try:
             while not stop.wait(0.2):
-                if hangup.is_set():
+                if hangup.is_set() and self._lock.acquire(blocking=False):
+                    # A tick in flight reloads at its start anyway: never block the signal
+                    # loop, so that SIGTERM is heard at once.
                     hangup.clear()
-                    log.info("sighup_reload")
-                    self.reload()
+                    try:
+                        log.info("sighup_reload")
+                        self._reload()
+                    finally:
+                        self._lock.release()
         finally:
             log.info("agent_stopping")
             scheduler.shutdown(wait=False)

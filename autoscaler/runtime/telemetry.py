@@ -184,9 +184,15 @@ class Telemetry:
             self.min_replicas.labels(service).set(decision.min_replicas)
         if decision.max_replicas is not None:
             self.max_replicas.labels(service).set(decision.max_replicas)
+        for metric in self._targets.get(service, set()) - set(decision.targets):
+            self.metric_target.remove(service, metric)
         for metric, target in decision.targets.items():
             self.metric_target.labels(service, metric).set(target)
         self._targets[service] = set(decision.targets)
+        for key in [k for k in self._metric_series
+                    if k[0] == service and k[1] not in decision.metrics]:
+            self.metric_value.remove(*key)
+            self._metric_series.discard(key)
         for metric, value in decision.metrics.items():
             if value is None:
                 if (service, metric) in self._metric_series:

@@ -166,7 +166,7 @@ FAULTS = [
           query_fails=True),
     Fault("reset", "did not answer: ConnectionError: ('Connection aborted.', "
           "ConnectionResetError(104, 'Connection reset by peer'))", query_fails=True),
-    Fault("delay", "did not answer within 1 s", query_fails=True),
+    Fault("delay", "did not answer within 0.33 s", query_fails=True),
     Fault("empty", "load is missing: hold at 4", query_fails=False),
     Fault("nan", "load: NaN is not a number: treated as missing: hold at 4", query_fails=False),
     Fault("inf", "load: inf is not finite: treated as missing: hold at 4", query_fails=False),
@@ -251,7 +251,7 @@ def test_a_trickled_body_ends_the_tick_at_the_deadline(
     load_exporter: LoadExporter, tmp_path: Path,
 ) -> None:
     """Prometheus sends its headers, then the body a byte a second: each query is abandoned
-    at the call deadline (1 s at a 1 s interval), the agent stays healthy but not ready, and
+    at the call deadline (a third of the 1 s interval), the agent stays healthy but not ready, and
     SIGTERM ends it within 5 s."""
     (service,) = module_services.create(("trickle", {"replicas": 2}))
     set_load(prometheus, load_exporter, service, 50)  # a real answer would ask for 1
@@ -264,10 +264,10 @@ def test_a_trickled_body_ends_the_tick_at_the_deadline(
         assert all(s["seconds"] < 1.8 for s in summaries), summaries
         assert all(s["failed_queries"] == 1 for s in summaries), summaries
         errors = [e["error"] for e in agent.events("prometheus_query_failed")]
-        assert len(errors) >= 4 and all("did not answer within 1 s" in e for e in errors), errors
+        assert len(errors) >= 4 and all("did not answer within 0.33 s" in e for e in errors), errors
         assert_holds(agent.decisions(service), 2, "load is missing: hold at 2")
         agent.assert_healthy()
-        assert_not_ready_for(agent, "did not answer within 1 s")
+        assert_not_ready_for(agent, "did not answer within 0.33 s")
         assert proxy.served["trickle"] >= 4
         code, seconds = agent.stop()
     assert code == 0

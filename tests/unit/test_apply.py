@@ -96,3 +96,14 @@ def test_no_apply_starts_after_the_ticks_time_for_applies() -> None:
     engine._apply_time = None  # the next tick has time for them
     engine.tick(NOW + timedelta(seconds=15))
     assert len(swarm.scaled) == len(SERVICES), "decided and applied again the next tick"
+
+
+def test_an_apply_started_in_time_ends_by_the_next_tick() -> None:
+    from autoscaler.bootstrap import call_deadline
+
+    for seconds in (1, 15, 60):
+        interval = timedelta(seconds=seconds)
+        deadline = call_deadline(interval)
+        latest_start = interval.total_seconds() - 2 * deadline
+        assert latest_start > 0, "some time for applies"
+        assert latest_start + 2 * deadline <= interval.total_seconds() + 1e-9
