@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from autoscaler.core.model import Reason, ServiceState
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, ServiceScaler
 
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 16
+"""Scale calls side by side: at 100 ms a call (an inspect and an update at 50 ms each), 500
+changes take about 3 s, within the third of a 15 s interval a tick gives its applies."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ ENVIRONMENT = {
     "interval": ("AUTOSCALER_INTERVAL", "15s"),
     "port": ("AUTOSCALER_PORT", "9180"),
     "listen": ("AUTOSCALER_LISTEN", "0.0.0.0"),
-    "apply_workers": ("AUTOSCALER_APPLY_WORKERS", "8"),
+    "apply_workers": ("AUTOSCALER_APPLY_WORKERS", "16"),
     "log_format": ("AUTOSCALER_LOG_FORMAT", "auto"),
     "log_holds": ("AUTOSCALER_LOG_HOLDS", "all"),
     "lease": ("AUTOSCALER_LEASE", "autoscaler.lease"),
