@@ -178,7 +178,7 @@ class Engine:
                 ) -> Decision | _Decided:
         """The service's decision, or a final one when there is nothing to decide."""
         policy = entry.policy
-        record = partial(
+        decision_of = partial(
             Decision, service=policy.service, strategy=policy.strategy, time=now,
             metrics={m.name: values.get(m.name) for m in policy.metrics},
             policy_file=entry.file, policy_source=entry.source, dry_run=self._dry_run,
@@ -186,9 +186,10 @@ class Engine:
             targets=targets_of(policy),
         )
         if state is None:
-            return record(reason=Reason.SERVICE_NOT_FOUND, message="no Swarm service has this name")
+            return decision_of(reason=Reason.SERVICE_NOT_FOUND,
+                               message="no Swarm service has this name")
         if state.replicas is None:
-            return record(reason=Reason.NOT_REPLICATED,
+            return decision_of(reason=Reason.NOT_REPLICATED,
                           message="service is not in replicated mode: left alone")
         spec = state.replicas
         if self._ids.get(policy.service, state.id) != state.id:
@@ -206,7 +207,7 @@ class Engine:
             override=policy.behavior.manual_override)
         if hold is not None:
             self._memory[policy.service] = memory
-            return record(reason=hold.reason, message=hold.message, current_replicas=spec,
+            return decision_of(reason=hold.reason, message=hold.message, current_replicas=spec,
                           spec_replicas=spec, desired_replicas=spec,
                           placement=state.placement)
         current = memory.shadow if self._dry_run else spec
@@ -220,9 +221,9 @@ class Engine:
         balance = least_even(values.tasks)
         memory = replace(memory, uneven_since=uneven_since(
             memory.uneven_since, balance, max_cv=policy.balance.max_cv, now=now))
-        record = partial(record, balance=balance, imbalanced=is_imbalanced(
+        decision_of = partial(decision_of, balance=balance, imbalanced=is_imbalanced(
             memory.uneven_since, lasting=policy.balance.for_, now=now))
-        return _Decided(record, entry, policy, state, spec, memory, current, outcome, plan,
+        return _Decided(decision_of, entry, policy, state, spec, memory, current, outcome, plan,
                         recorded)
 
     def _wants_apply(self, decided: _Decided, *, leader: bool) -> bool:
@@ -231,8 +232,8 @@ class Engine:
     def _request(self, decided: _Decided, now: datetime) -> ScaleRequest:
         """The scale call for a decision, with the record of the change in the same update."""
         changed = RecordedChange(now, decided.spec, decided.outcome.desired)
-        record = with_change(decided.recorded, changed, keep=history_to_keep(decided.policy))
-        return ScaleRequest(decided.state, decided.outcome.desired, {RECORD_LABEL: record})
+        record_text = with_change(decided.recorded, changed, keep=history_to_keep(decided.policy))
+        return ScaleRequest(decided.state, decided.outcome.desired, {RECORD_LABEL: record_text})
 
     def _settle(self, decided: _Decided, applied: Applied | None, *, leader: bool,
                 now: datetime) -> Decision:
@@ -255,7 +256,7 @@ class Engine:
         self._memory[policy.service] = remembered
         self._planner.settle(policy.service,
                              spec=outcome.desired if done else decided.spec)
-        return decided.record(
+        return decided.decision_of(
             reason=reason, message=message, applied=done, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=decided.plan.record,
@@ -269,7 +270,7 @@ class Engine:
 class _Decided:
     """One service's decision between decide and apply."""
 
-    record: Callable[..., Decision]
+    decision_of: Callable[..., Decision]
     """The Decision with the service's fields set; the rest given when it is made."""
     entry: ManagedPolicy
     policy: Policy
