@@ -207,9 +207,9 @@ class Engine:
             override=policy.behavior.manual_override)
         if hold is not None:
             self._memory[policy.service] = memory
-            return decision_of(reason=hold.reason, message=hold.message, current_replicas=spec,
-                          spec_replicas=spec, desired_replicas=spec,
-                          placement=state.placement)
+            return decision_of(reason=hold.reason, message=hold.message,
+                               current_replicas=spec, spec_replicas=spec, desired_replicas=spec,
+                               placement=state.placement)
         current = memory.shadow if self._dry_run else spec
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
