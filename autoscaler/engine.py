@@ -190,7 +190,7 @@ class Engine:
                                message="no Swarm service has this name")
         if state.replicas is None:
             return decision_of(reason=Reason.NOT_REPLICATED,
-                          message="service is not in replicated mode: left alone")
+                               message="service is not in replicated mode: left alone")
         spec = state.replicas
         if self._ids.get(policy.service, state.id) != state.id:
             self._forget(policy.service)  # removed and made again: a new service
