@@ -18,7 +18,8 @@ DEPENDENCIES = ("prometheus", "docker")
 class Telemetry:
     def __init__(self, *, interval: timedelta | None = None) -> None:
         self.registry = CollectorRegistry()
-        self._metric_series: set[tuple[str, str]] = set()
+        self._valued: dict[str, set[str]] = {}
+        """Per service, the metrics with an `autoscaler_metric_value` series."""
         self._targets: dict[str, set[str]] = {}
         self._services: set[str] = set()
         self.ticks = Counter(
@@ -171,9 +172,8 @@ class Telemetry:
             for gauge in self._per_service:
                 with contextlib.suppress(KeyError):
                     gauge.remove(service)
-            for key in [k for k in self._metric_series if k[0] == service]:
-                self.metric_value.remove(*key)
-                self._metric_series.discard(key)
+            for metric in self._valued.pop(service, ()):
+                self.metric_value.remove(service, metric)
             for metric in self._targets.pop(service, ()):
                 self.metric_target.remove(service, metric)
         self._services = set(services)
@@ -189,18 +189,12 @@ class Telemetry:
         for metric, target in decision.targets.items():
             self.metric_target.labels(service, metric).set(target)
         self._targets[service] = set(decision.targets)
-        for key in [k for k in self._metric_series
-                    if k[0] == service and k[1] not in decision.metrics]:
-            self.metric_value.remove(*key)
-            self._metric_series.discard(key)
-        for metric, value in decision.metrics.items():
-            if value is None:
-                if (service, metric) in self._metric_series:
-                    self.metric_value.remove(service, metric)
-                    self._metric_series.discard((service, metric))
-            else:
-                self.metric_value.labels(service, metric).set(value)
-                self._metric_series.add((service, metric))
+        valued = {metric for metric, value in decision.metrics.items() if value is not None}
+        for metric in self._valued.get(service, set()) - valued:
+            self.metric_value.remove(service, metric)
+        for metric in valued:
+            self.metric_value.labels(service, metric).set(decision.metrics[metric])
+        self._valued[service] = valued
 
     def tick_crashed(self) -> None:
         self.errors.labels("agent").inc()
