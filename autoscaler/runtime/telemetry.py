@@ -189,12 +189,13 @@ class Telemetry:
         for metric, target in decision.targets.items():
             self.metric_target.labels(service, metric).set(target)
         self._targets[service] = set(decision.targets)
-        valued = {metric for metric, value in decision.metrics.items() if value is not None}
-        for metric in self._valued.get(service, set()) - valued:
+        values = {metric: value for metric, value in decision.metrics.items()
+                  if value is not None}
+        for metric in self._valued.get(service, set()) - set(values):
             self.metric_value.remove(service, metric)
-        for metric in valued:
-            self.metric_value.labels(service, metric).set(decision.metrics[metric])
-        self._valued[service] = valued
+        for metric, value in values.items():
+            self.metric_value.labels(service, metric).set(value)
+        self._valued[service] = set(values)
 
     def tick_crashed(self) -> None:
         self.errors.labels("agent").inc()
