@@ -105,8 +105,7 @@ def test_a_count_set_by_hand_is_left_alone(shared: Shared) -> None:
     override = agent.wait_decision(service, lambda d: d["reason"] == "ManualOverride",
                                    since=since, what="ManualOverride")
     assert override["message"].startswith(
-        "the replica count was changed to 4 by someone else (the agent left it at 2): left as "
-        "it is for "), override
+        "the replica count was changed to 4 by someone else: left as it is for "), override
     assert override["message"].endswith("more (behavior.manual_override 1m)"), override
     after = agent.lines().index(override)
     wait_for("3 more ticks", lambda: len(agent.decisions(service, after)) >= 4, 30)

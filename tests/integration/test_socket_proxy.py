@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -238,9 +239,17 @@ def test_every_other_call_is_refused_by_the_proxy(
         connection.close()
         assert response.status == 403, f"{method} {path}: {response.status} {body!r}"
 
+    def refused_by_the_proxy() -> list[Call]:
+        return [call for call in socket_proxy.calls(since)
+                if call.status == 403 and not call.forwarded]
+
+    # haproxy writes its log a moment after it answers: wait for the last line.
+    deadline = time.monotonic() + 10
+    while len(refused_by_the_proxy()) < len(forbidden) + len(raw) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     calls = socket_proxy.calls(since)
-    by_the_proxy = [call for call in calls if call.status == 403 and not call.forwarded]
-    assert len(by_the_proxy) == len(forbidden) + len(raw), calls
+    assert len(refused_by_the_proxy()) == len(forbidden) + len(raw), calls
     # docker-py inspects the service (allowed) before asking for its logs (refused).
     allowed = agent_calls(api.api_version)
     leaked = [call for call in calls if call.forwarded and call.endpoint not in allowed]
