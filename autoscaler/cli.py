@@ -433,17 +433,7 @@ def _tune(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if arguments.trace is not None:
         return tune_command.tune_csv(arguments.trace, inputs, CsvOptions(
             fill=arguments.fill, resample=arguments.resample, column=arguments.column))
-    csv_only = [f"--{n}" for n in ("fill", "resample", "column")
-                if getattr(arguments, n) is not None]
-    if csv_only:
-        parser.error(f"{', '.join(csv_only)} read a --trace CSV; a Prometheus range is "
-                     "already at --step")
-    missing = [f"--{n}" for n in ("query", "start", "end", "step")
-               if getattr(arguments, n) is None]
-    if missing:
-        parser.error(f"--prometheus-url needs {', '.join(missing)}")
-    if arguments.end <= arguments.start:
-        parser.error("--end must come after --start")
+    _check_prometheus_range(parser, arguments)
     return tune_command.tune_prometheus(
         _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
         arguments.end, arguments.step, inputs,
@@ -468,6 +458,17 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if arguments.trace is not None:
         return offline.backtest_csv(arguments.trace, inputs, CsvOptions(
             fill=arguments.fill, resample=arguments.resample, column=arguments.column))
+    _check_prometheus_range(parser, arguments)
+    return offline.backtest_prometheus(
+        _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
+        arguments.end, arguments.step, inputs,
+    )
+
+
+def _check_prometheus_range(parser: argparse.ArgumentParser, arguments: argparse.Namespace
+                            ) -> None:
+    """History from Prometheus (backtest, tune): the range is complete and the CSV-only
+    options are absent; exit 2 otherwise."""
     csv_only = [f"--{n}" for n in ("fill", "resample", "column")
                 if getattr(arguments, n) is not None]
     if csv_only:
@@ -479,10 +480,6 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--prometheus-url needs {', '.join(missing)}")
     if arguments.end <= arguments.start:
         parser.error("--end must come after --start")
-    return offline.backtest_prometheus(
-        _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
-        arguments.end, arguments.step, inputs,
-    )
 
 
 def _access(parser: argparse.ArgumentParser, url: str, arguments: argparse.Namespace
