@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -110,7 +110,7 @@ def _read_policy(file: Path) -> tuple[Policy | list[PolicyProblem], list[str]]:
     return validate_document(document, str(file)), unqueried
 
 
-def _load_policies(files: Sequence[Path], err: TextIO | None = None
+def load_backtest_policies(files: Sequence[Path], err: TextIO | None = None
                    ) -> tuple[list[tuple[str, Policy]], list[PolicyProblem]]:
     """Each file on its own: policies compared in one run may name the same service. A
     metric without a query is noted on `err` (default stderr)."""
@@ -139,7 +139,7 @@ def say_trace(trace: Trace, err: TextIO) -> None:
 def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     out, err = sys.stdout, sys.stderr
     say_trace(trace, err)
-    policies, problems = _load_policies(inputs.policy_files, err)
+    policies, problems = load_backtest_policies(inputs.policy_files, err)
     if problems:
         for problem in problems:
             print(problem, file=err)
@@ -227,18 +227,21 @@ def print_table(table: Table, out: TextIO) -> None:
                 print(_wrapped(f"{row[0]}: {note}", "  ", "      "), file=out)
 
 
-def backtest_csv(trace_file: Path, inputs: BacktestInputs,
-                 options: CsvOptions | None = None) -> int:
+def with_csv(trace_file: Path, options: CsvOptions | None, then: Callable[[Trace], int]
+             ) -> int:
+    """`then` on the trace a CSV holds; exit 2 with the reason when it cannot be read."""
     try:
         trace = load_csv(trace_file, options)
     except TraceError as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_backtest(trace, inputs)
+    return then(trace)
 
 
-def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, end: datetime,
-                        step: timedelta, inputs: BacktestInputs) -> int:
+def with_prometheus_range(access: PrometheusAccess, query: str, start: datetime,
+                          end: datetime, step: timedelta, then: Callable[[Trace], int]) -> int:
+    """`then` on a Prometheus range as a trace; exit 1 when Prometheus does not answer, 2
+    when its answer is no one series."""
     from autoscaler.bootstrap import prometheus_source
     from autoscaler.core.ports import SourceUnavailable
     from autoscaler.offline.history import range_trace
@@ -251,7 +254,18 @@ def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, e
     except TraceError as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return run_backtest(trace, inputs)
+    return then(trace)
+
+
+def backtest_csv(trace_file: Path, inputs: BacktestInputs,
+                 options: CsvOptions | None = None) -> int:
+    return with_csv(trace_file, options, lambda trace: run_backtest(trace, inputs))
+
+
+def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, end: datetime,
+                        step: timedelta, inputs: BacktestInputs) -> int:
+    return with_prometheus_range(access, query, start, end, step,
+                                 lambda trace: run_backtest(trace, inputs))
 
 
 def report_from_log(log: Path, out: Path) -> int:

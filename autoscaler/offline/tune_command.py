@@ -22,8 +22,13 @@ import yaml
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
 from autoscaler.core.spec import Policy
-from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
-from autoscaler.offline.commands import _load_policies, say_trace
+from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from autoscaler.offline.commands import (
+    load_backtest_policies,
+    say_trace,
+    with_csv,
+    with_prometheus_range,
+)
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import (
     BacktestError,
@@ -38,7 +43,7 @@ from autoscaler.offline.replay import (
 from autoscaler.offline.reports.backtest import capacity_origin
 from autoscaler.offline.reports.document import Chart, Document, Section, Table, write_report
 from autoscaler.offline.scoring import Scores
-from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv
+from autoscaler.offline.traces import CsvOptions, Trace
 from autoscaler.offline.tune import (
     Candidate,
     Frontier,
@@ -181,29 +186,13 @@ def _forkserver() -> BaseContext:
 
 
 def tune_csv(trace_file: Path, inputs: TuneInputs, options: CsvOptions | None = None) -> int:
-    try:
-        trace = load_csv(trace_file, options)
-    except TraceError as error:
-        print(f"autoscaler: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return run_tune(trace, inputs)
+    return with_csv(trace_file, options, lambda trace: run_tune(trace, inputs))
 
 
 def tune_prometheus(access: PrometheusAccess, query: str, start: datetime, end: datetime,
                     step: timedelta, inputs: TuneInputs) -> int:
-    from autoscaler.bootstrap import prometheus_source
-    from autoscaler.core.ports import SourceUnavailable
-    from autoscaler.offline.history import range_trace
-
-    try:
-        trace = range_trace(prometheus_source(access), query, start=start, end=end, step=step)
-    except SourceUnavailable as error:
-        print(f"autoscaler: {error}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except TraceError as error:
-        print(f"autoscaler: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return run_tune(trace, inputs)
+    return with_prometheus_range(access, query, start, end, step,
+                                 lambda trace: run_tune(trace, inputs))
 
 
 def policy_names(files: Sequence[str]) -> list[str]:
@@ -218,7 +207,7 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
              err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     say_trace(trace, err)
-    policies, problems = _load_policies(inputs.policy_files, err)
+    policies, problems = load_backtest_policies(inputs.policy_files, err)
     if problems:
         for problem in problems:
             print(problem, file=err)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from autoscaler.core.spec import PolicyProblem
-from autoscaler.offline.commands import _load_policies
+from autoscaler.offline.commands import load_backtest_policies
 from autoscaler.policy_files import (
     MAX_POLICY_BYTES,
     PolicyWatcher,
@@ -281,7 +281,7 @@ READERS = [
                  id="load_policies-folder"),
     pytest.param(lambda p: [str(x) for x in load_policies([p]).problems], id="load_policies-file"),
     pytest.param(by_watcher, id="PolicyWatcher"),
-    pytest.param(lambda p: [str(x) for x in _load_policies([p])[1]], id="backtest"),
+    pytest.param(lambda p: [str(x) for x in load_backtest_policies([p])[1]], id="backtest"),
     pytest.param(lambda p: [str(x) for x in read_policy_file(p)], id="read_policy_file"),
 ]
 
