@@ -59,6 +59,24 @@ def test_folder_of_valid_policies(tmp_path: Path) -> None:
     assert set(loaded.policies) == {str(tmp_path / "a.yaml"), str(tmp_path / "b.yml")}
 
 
+def test_which_names_are_policy_files_and_their_order(tmp_path: Path) -> None:
+    """`*.yaml` and `*.yml`, not hidden, in the order of their paths (Path's rule, as was)."""
+    names = ["b.yml", "B.yaml", "a.b.yaml", "a-b.yaml", "a_b.yaml", "é.yaml", "x.yaml.bak",
+             "x.YAML", "yaml", ".yaml", ".h.yml", "z.yaml~", "e. yaml", "f.yaml "]
+    for name in names:
+        write(tmp_path / name, policy_text(f"s{names.index(name)}"))
+    expected = sorted(p for p in tmp_path.iterdir()
+                      if p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
+
+    loaded = load_policies([tmp_path])
+    watcher = PolicyWatcher(tmp_path)
+    watcher.refresh()
+
+    assert list(loaded.policies) == [str(p) for p in expected] == list(watcher.policies)
+    assert [Path(p).name for p in loaded.policies] == [
+        "B.yaml", "a-b.yaml", "a.b.yaml", "a_b.yaml", "b.yml", "é.yaml"]
+
+
 def test_files_named_directly(tmp_path: Path) -> None:
     first = write(tmp_path / "one" / "a.yaml", policy_text("a"))
     second = write(tmp_path / "two" / "b.yaml", policy_text("b"))

@@ -429,6 +429,108 @@ def test_a_rewrite_that_leaves_the_stat_as_it_was_is_seen(
     assert watcher.policies[str(file)].max_replicas == 6
 
 
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files read from now on, in order."""
+    reads: list[str] = []
+    real_read = policy_files.read_policy_bytes
+
+    def counting_read(path: str | Path) -> bytes | policy_files.PolicyProblem:
+        reads.append(Path(path).name)
+        return real_read(path)
+
+    monkeypatch.setattr(policy_files, "read_policy_bytes", counting_read)
+    return reads
+
+
+def test_a_refresh_with_nothing_changed_keeps_what_is_in_force_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet's folder refreshed every tick: with nothing changed, no event, no file read,
+    and the very same dicts (which the roster then knows as the ones it has)."""
+    monkeypatch.setattr(policy_files, "RACY_WINDOW_NS", 0)
+    for number in range(5):
+        (tmp_path / f"s{number}.yaml").write_text(policy(f"s{number}"))
+    (tmp_path / "z.yaml").write_text(BROKEN)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "default.yaml").write_text(TEMPLATE)
+    watcher = PolicyWatcher(tmp_path)
+    assert len(watcher.refresh()) == 7
+    policies, templates = watcher.policies, watcher.templates
+    reads = counted_reads(monkeypatch)
+
+    assert watcher.refresh() == []
+    assert watcher.policies is policies and watcher.templates is templates
+    assert reads == []
+
+    (tmp_path / "s3.yaml").write_text(policy("s3", replicas=12))
+    assert [said(e) for e in watcher.refresh()] == ["reloaded s3.yaml changed s3"]
+    assert reads == ["s3.yaml"]
+    assert watcher.policies is not policies, "a change gives new dicts, the old left as they were"
+    assert policies[str(tmp_path / "s3.yaml")].max_replicas == 5
+    assert watcher.policies[str(tmp_path / "s3.yaml")].max_replicas == 12
+    assert watcher.templates == templates
+    assert watcher.refresh() == []
+
+
+def test_a_rewrite_to_the_same_content_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy_files, "RACY_WINDOW_NS", 0)
+    (tmp_path / "web.yaml").write_text(WEB)
+    watcher = PolicyWatcher(tmp_path)
+    watcher.refresh()
+    policies = watcher.policies
+
+    saved_by_rename("web.yaml", WEB)(tmp_path)
+
+    assert watcher.refresh() == []
+    assert watcher.policies is policies
+
+
+def test_a_racy_file_is_read_again_while_nothing_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written just now is read at every refresh, even those that change nothing,
+    until its stat can be trusted: a rewrite that leaves its stat as it was is still seen."""
+    file = tmp_path / "web.yaml"
+    file.write_text(policy("web", 5))
+    (tmp_path / "api.yaml").write_text(API)
+    frozen, real_stat = os.stat(file), os.stat
+    monkeypatch.setattr(os, "stat", lambda path, *args, **kwargs: (
+        frozen if str(path) == str(file) else real_stat(path, *args, **kwargs)))
+    watcher = PolicyWatcher(tmp_path)
+    watcher.refresh()
+    policies = watcher.policies
+    reads = counted_reads(monkeypatch)
+
+    assert watcher.refresh() == []
+    assert "web.yaml" in reads
+    assert watcher.policies is policies
+
+    file.write_text(policy("web", 6))
+
+    assert [said(e) for e in watcher.refresh()] == ["reloaded web.yaml changed web"]
+    assert watcher.policies[str(file)].max_replicas == 6
+
+
+def test_a_relative_folder_names_files_as_paths_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("web.yaml").write_text(WEB)
+    Path("templates").mkdir()
+    Path("templates", "default.yaml").write_text(TEMPLATE)
+
+    for folder in (Path("."), Path("templates/..")):
+        watcher = PolicyWatcher(folder)
+        events = watcher.refresh()
+
+        assert [e.file for e in events] == [str(folder / "web.yaml"),
+                                            str(folder / "templates" / "default.yaml")]
+        assert list(watcher.policies) == list(load_policies([folder]).policies)
+        assert watcher.templates["default"].file == str(folder / "templates" / "default.yaml")
+
+
 NAMES = ["a.yaml", "b.yml", "web.yaml"]
 SERVICES = ["web", "api"]
 INVALID = ["service: [", BROKEN, "\xff", ""]
