@@ -18,14 +18,31 @@ class Roster:
         self._from_files: list[ManagedPolicy] = []
         self._file_services: set[str] = set()
         self._last: list[ManagedPolicy] | None = None
+        self._given: tuple[Mapping[str, Policy], Mapping[str, Template]] | None = None
+        """The mappings of the last `set`, to know them when given again."""
         self.set(policies, templates)
 
     def set(self, policies: Mapping[str, Policy], templates: Mapping[str, Template]) -> None:
-        """Use these policy files (file -> policy) and label templates from the next tick on."""
+        """Use these policy files (file -> policy) and label templates from the next tick on.
+
+        Called every tick: given again the very mappings of the last call (the policy
+        watcher's, when no file changed), it does nothing, so a caller that changes its
+        mappings passes new ones rather than changing them in place (the watcher does). Else a
+        file whose policy is the same object as before keeps its ManagedPolicy.
+        """
+        if self._given is not None and self._given[0] is policies \
+                and self._given[1] is templates:
+            return
+        self._given = (policies, templates)
         self._templates = dict(templates)
-        self._from_files = [ManagedPolicy(policy, file, "file")
-                            for file, policy in sorted(policies.items())]
-        self._file_services = {m.policy.service for m in self._from_files}
+        previous = {m.file: m for m in self._from_files}
+        from_files: list[ManagedPolicy] = []
+        for file, policy in sorted(policies.items(), key=_file):
+            known = previous.get(file)
+            from_files.append(known if known is not None and known.policy is policy
+                              else ManagedPolicy(policy, file, "file"))
+        self._from_files = from_files
+        self._file_services = {m.policy.service for m in from_files}
 
     def managed(self, services: Mapping[str, ServiceState]
                 ) -> tuple[list[ManagedPolicy], dict[str, list[PolicyProblem]]]:
@@ -45,3 +62,7 @@ class Roster:
     def last(self) -> list[ManagedPolicy]:
         """The policies of the last tick; the files' before the first."""
         return self._from_files if self._last is None else self._last
+
+
+def _file(item: tuple[str, Policy]) -> str:
+    return item[0]
