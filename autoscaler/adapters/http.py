@@ -3,35 +3,39 @@ small threaded WSGI server."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, gzip_accepted
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 Check = Callable[[], tuple[bool, str]]
 """Whether the agent passes a check, and the text that says so."""
+Exposition = Callable[[], bytes]
+"""The metrics in Prometheus's text format, version 0.0.4."""
+GZIP_LEVEL = 1
+"""At 10,000 services /metrics is about 7 MB of text: the fastest level compresses it about
+as well as the default 9 at a fraction of the CPU."""
 
 
-def serve(port: int, *, host: str, health: Check, ready: Check, registry: CollectorRegistry
+def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposition
           ) -> WSGIServer:
     """Serve the endpoints on `host`:`port` from a daemon thread; OSError when they cannot be
     bound. Stop it with `shutdown()`."""
     checks = {"/healthz": health, "/readyz": ready}
-    server = make_server(host, port, _app(checks, registry), server_class=_ThreadingServer,
+    server = make_server(host, port, _app(checks, metrics), server_class=_ThreadingServer,
                          handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 
 
-def _app(checks: dict[str, Check], registry: CollectorRegistry
+def _app(checks: dict[str, Check], metrics: Exposition
          ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    metrics_app = make_wsgi_app(registry)
-
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path in checks:
@@ -40,7 +44,13 @@ def _app(checks: dict[str, Check], registry: CollectorRegistry
                            [("Content-Type", "text/plain; charset=utf-8")])
             return [f"{text}\n".encode()]
         if path == "/metrics":
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            body = metrics()
+            headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+                body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", headers)
+            return [body]
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"see /healthz, /readyz and /metrics\n"]
 

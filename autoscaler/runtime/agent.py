@@ -232,7 +232,7 @@ class Agent:
         served."""
         try:
             server = serve(port, host=listen, health=self.health, ready=self.ready,
-                           registry=self._telemetry.registry) if port else None
+                           metrics=self._telemetry.exposition) if port else None
         except OSError as error:
             log.error("http_server_failed", listen=listen, port=port, error=str(error))
             return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import generate_latest
 
 from autoscaler.core.model import Decision, Reason
 from autoscaler.engine import TickReport
@@ -23,7 +22,7 @@ def decision(value: float | None) -> Decision:
 def test_bounds_targets_values_and_the_interval_are_exported() -> None:
     telemetry = Telemetry(interval=timedelta(seconds=15))
     telemetry.observe(TickReport(decisions=[decision(250.0)]), 0.1)
-    exposed = generate_latest(telemetry.registry).decode()
+    exposed = telemetry.exposition().decode()
     for line in ('autoscaler_min_replicas{service="web"} 1.0',
                  'autoscaler_max_replicas{service="web"} 9.0',
                  'autoscaler_metric_target{metric="rps",service="web"} 100.0',
@@ -32,7 +31,7 @@ def test_bounds_targets_values_and_the_interval_are_exported() -> None:
         assert line in exposed
 
     telemetry.observe(TickReport(decisions=[decision(None)]), 0.1)
-    exposed = generate_latest(telemetry.registry).decode()
+    exposed = telemetry.exposition().decode()
     assert "autoscaler_metric_value{" not in exposed, "a missing value is no sample, not 0"
 
 
@@ -40,11 +39,11 @@ def test_a_service_no_policy_manages_any_more_leaves_no_series() -> None:
     telemetry = Telemetry()
     telemetry.observe(TickReport(decisions=[decision(250.0)]), 0.1)
     telemetry.observe(TickReport(listing_error="Docker is down"), 0.1)
-    assert 'service="web"' in generate_latest(telemetry.registry).decode(), \
+    assert 'service="web"' in telemetry.exposition().decode(), \
         "a failed listing forgets nothing"
 
     telemetry.observe(TickReport(decisions=[]), 0.1)
-    exposed = generate_latest(telemetry.registry).decode()
+    exposed = telemetry.exposition().decode()
     gauges = [line for line in exposed.splitlines()
               if 'service="web"' in line and not line.startswith("autoscaler_decisions_")]
     assert gauges == []
