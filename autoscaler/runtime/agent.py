@@ -3,6 +3,7 @@ the HTTP endpoints /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -73,7 +74,8 @@ class Agent:
         lines); a problem always has its own line."""
         first = not self._loaded_once
         loaded = 0
-        for event in self._watcher.refresh():
+        events = self._watcher.refresh()
+        for event in events:
             fields = {k: v for k, v in asdict(event).items() if v not in (None, ())}
             if event.event == "policy_rejected":
                 self._telemetry.policy_rejected()
@@ -88,6 +90,8 @@ class Agent:
                      templates=len(self._watcher.templates), files=loaded,
                      folder=str(self._watcher.folder))
         self._engine.set_policies(self._watcher.policies, self._watcher.templates)
+        if events:
+            freeze_long_lived()
 
     def retrain(self) -> None:
         """Train the forecasters of the predictive policies that are due (the engine knows
@@ -279,6 +283,16 @@ class Agent:
                 server.shutdown()
             log.info("agent_stopped")
         return True
+
+
+def freeze_long_lived() -> None:
+    """Keep the objects alive now (the policies above all) out of the garbage collector's
+    full collections, which otherwise walk them again and again: at 10,000 policies that
+    was about 0.4 s of CPU a tick. Called when the policies change: what was frozen before
+    is collected once more first, so that nothing dropped since leaks."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def readiness(report: TickReport) -> dict[str, str | None]:
