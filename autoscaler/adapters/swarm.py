@@ -1,9 +1,9 @@
 """Docker Swarm as the service scaler, through docker-py's low-level API.
 
-Scaling posts the inspected spec back with only `Mode.Replicated.Replicas` and the agent's
-own labels in `Spec.Labels` changed (never the task template), with the listed version:
-docker-py's `Service.scale()` rebuilds the spec and restarted every running task in our
-trials, and the version makes a concurrent change fail instead of being overwritten.
+Scaling posts the listed spec back with only `Mode.Replicated.Replicas` and the agent's own
+labels in `Spec.Labels` changed (never the task template), with the listed version, in one
+call: docker-py's `Service.scale()` rebuilds the spec and restarted every running task in
+our trials, and the version makes a concurrent change fail instead of being overwritten.
 """
 
 from __future__ import annotations
@@ -137,6 +137,9 @@ class _DeadlineDockerClient(docker.DockerClient):
 class SwarmScaler:
     def __init__(self, connection: DockerConnection) -> None:
         self._connection = connection
+        self._specs: dict[str, tuple[int, dict[str, Any]]] = {}
+        """Each service's `Spec` in the last listing, with its version, by service ID:
+        replaced wholesale by each listing, read (never changed) by the applies."""
 
     @property
     def _api(self) -> docker.APIClient:
@@ -160,35 +163,36 @@ class SwarmScaler:
                       for raw in listed]
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
+        self._specs = {state.id: (state.version, raw["Spec"])
+                       for state, raw in zip(states, listed, strict=True)
+                       if isinstance(raw.get("Spec"), dict)}
         return {state.name: state for state in states}
 
     def scale(self, service: ServiceState, replicas: int, *, labels: Mapping[str, str]
               ) -> None:
-        """Post the inspected spec with the *listed* version: if the service changed since
-        the listing, the engine refuses the update ("update out of sequence") and the
-        decision is made again next tick on fresh data."""
+        """Post the listed spec with the listed version, one call: if the service changed
+        since the listing, the engine refuses the update ("update out of sequence") and the
+        decision is made again next tick on fresh data. A state that is not at its version
+        in the last listing (not from it) has its spec inspected first, and still posted
+        with the state's version."""
+        listed = self._specs.get(service.id)
+        current = listed[1] if listed is not None and listed[0] == service.version \
+            else self._inspect(service)
         try:
-            inspected = self._api.inspect_service(service.id)
-        except SourceUnavailable as error:
-            raise ScaleFailed(str(error)) from error
-        except NotFound as error:
-            raise ScaleFailed(f"service {service.name} is gone") from error
-        except (DockerException, requests.RequestException) as error:
-            raise ScaleFailed(f"cannot inspect service {service.name}: "
-                              f"{self._connection.describe(error)}") from error
-        try:
-            spec = with_replicas(inspected["Spec"], replicas, labels)
+            spec = with_replicas(current, replicas, labels)
         except (KeyError, TypeError) as error:
             raise ScaleFailed(f"service {service.name} is no longer replicated") from error
-        api = self._api
         try:
+            api = self._api
             response = api.post(
                 f"{api.base_url}/v{api.api_version}/services/{service.id}/update",
                 json=spec,
                 params={"version": service.version},
                 timeout=api.timeout,
             )
-        except requests.RequestException as error:
+        except SourceUnavailable as error:
+            raise ScaleFailed(str(error)) from error
+        except (DockerException, requests.RequestException) as error:
             raise ScaleFailed(
                 f"cannot scale {service.name}: {self._connection.describe(error)}") from error
         if response.ok:
@@ -196,9 +200,27 @@ class SwarmScaler:
         message = _error_message(response)
         if is_conflict(response.status_code, message):
             raise ScaleConflict(f"service {service.name} changed meanwhile: {message}")
+        if response.status_code == 404:
+            raise ScaleFailed(f"service {service.name} is gone: {message}")
         raise ScaleFailed(
             f"Swarm refused to scale {service.name} (HTTP {response.status_code}): {message}"
         )
+
+    def _inspect(self, service: ServiceState) -> Any:
+        """The service's spec as the engine has it now (a second call, for a state not
+        from the last listing)."""
+        try:
+            return self._api.inspect_service(service.id)["Spec"]
+        except SourceUnavailable as error:
+            raise ScaleFailed(str(error)) from error
+        except NotFound as error:
+            raise ScaleFailed(f"service {service.name} is gone") from error
+        except (DockerException, requests.RequestException) as error:
+            raise ScaleFailed(f"cannot inspect service {service.name}: "
+                              f"{self._connection.describe(error)}") from error
+        except (KeyError, TypeError) as error:
+            raise ScaleFailed(f"unexpected inspect of {service.name} from Docker: "
+                              f"{error!r}") from error
 
 
 def is_conflict(status: int | None, message: str) -> bool:

@@ -1,8 +1,10 @@
 """The deadline of a Docker call bounds the whole exchange: an engine, or a socket proxy in
 front of it, that hangs or trickles its answer faster than any per-read timeout is given
 up at the deadline, over a unix socket and over tcp, for every call the agent makes (the
-API version asked on connecting, the listings, the inspect, the update, the lease's node
-listing and update), and a call given up leaves no thread and no socket behind."""
+API version asked on connecting, the listings, a scale's update, the inspect a scale falls
+back to for a state not from the last listing, the lease's node listing and update), and a
+call given up leaves no thread and no socket behind. A scale of a listed service is that
+one update, posting the listed spec."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +27,12 @@ from typing import Any
 import docker
 import pytest
 
-from autoscaler.adapters.swarm import DockerConnection, SwarmScaler, service_state
+from autoscaler.adapters.swarm import (
+    DockerConnection,
+    SwarmScaler,
+    service_state,
+    with_replicas,
+)
 from autoscaler.adapters.swarm_lease import SwarmLease
 from autoscaler.core.model import ServiceState
 from autoscaler.core.ports import ScaleFailed, SourceUnavailable
@@ -33,7 +41,7 @@ from tests.integration.conftest import wait_running
 from tests.integration.http_fakes import socket_fds, wait_until
 
 # The deadline of each call: long enough for the exchanges the fake engine answers at once
-# (the version, an inspect before an update) to end within it on a loaded machine.
+# (the version, the listings before an update) to end within it on a loaded machine.
 DEADLINE = 0.3
 # Past the deadline: the closing of the connection, and scheduling. A call typically ends
 # within TYPICAL of it; none may end later than WORST, which allows for the process not
@@ -55,6 +63,7 @@ NODE = {
 }
 VERSION = {"ApiVersion": "1.45", "MinAPIVersion": "1.24", "Version": "fake"}
 ANSWERED = {("GET", "/version"): VERSION}  # all the engine answers unless told more
+LISTINGS = {("GET", "/services"): [SERVICE], ("GET", "/tasks"): [], ("GET", "/nodes"): [NODE]}
 
 
 class FakeEngine:
@@ -81,6 +90,8 @@ class FakeEngine:
         self.hang_up_after = hang_up_after
         self.answers = dict(ANSWERED if answers is None else answers)
         self.seen: list[tuple[str, str]] = []
+        self.posted: list[tuple[str, str, Any]] = []
+        """(path, query, JSON body) of each POST, in order."""
         if transport == "unix":
             self._directory = tempfile.TemporaryDirectory(prefix="fake-docker-")
             path = str(Path(self._directory.name) / "docker.sock")
@@ -144,8 +155,12 @@ class FakeEngine:
                     length = int(value)
             if len(rest) < length:
                 break
-            buffer = rest[length:]
-            yield method, re.sub(r"^/v[0-9.]+/", "/", target.split("?", 1)[0])
+            body, buffer = rest[:length], rest[length:]
+            path = re.sub(r"^/v[0-9.]+/", "/", target.split("?", 1)[0])
+            if method == "POST":
+                self.posted.append((path, target.partition("?")[2],
+                                    json.loads(body) if body else None))
+            yield method, path
         self._buffers[conn] = buffer
 
     def _serve(self, conn: socket.socket, method: str, path: str) -> None:
@@ -310,6 +325,13 @@ def connect(connection: DockerConnection) -> None:
 
 
 def scale(connection: DockerConnection) -> None:
+    """A scale of the service as listed, as the agent makes it: the update alone."""
+    scaler = SwarmScaler(connection)
+    scaler.scale(scaler.list_services()["web"], 2, labels={RECORD_LABEL: "1:1>2"})
+
+
+def scale_unlisted(connection: DockerConnection) -> None:
+    """A scale of a state the scaler has not listed: the inspect, then the update."""
     SwarmScaler(connection).scale(web(), 2, labels={RECORD_LABEL: "1:1>2"})
 
 
@@ -321,9 +343,8 @@ def acquire(connection: DockerConnection) -> None:
 CALLS = {
     "version": ({}, connect, SourceUnavailable,
                 "cannot reach the Docker engine"),
-    "inspect": (ANSWERED, scale, ScaleFailed, "cannot inspect service web"),
-    "update": ({**ANSWERED, ("GET", "/services/svc1"): SERVICE}, scale, ScaleFailed,
-               "cannot scale web"),
+    "update": ({**ANSWERED, **LISTINGS}, scale, ScaleFailed, "cannot scale web"),
+    "fallback_inspect": (ANSWERED, scale_unlisted, ScaleFailed, "cannot inspect service web"),
     "lease_nodes": (ANSWERED, acquire, SourceUnavailable, "cannot read the lease"),
     "lease_update": ({**ANSWERED, ("GET", "/nodes"): [NODE]}, acquire, SourceUnavailable,
                      "cannot write the lease"),
@@ -355,6 +376,10 @@ def test_every_other_call_of_the_agent_ends_at_its_deadline(
         assert max(took) < DEADLINE + WORST, took
         if slow == "update":
             assert engine.seen.count(("POST", "/services/svc1/update")) == count + 1
+            assert ("GET", "/services/svc1") not in engine.seen, "a listed service inspected"
+        if slow == "fallback_inspect":
+            assert engine.seen.count(("GET", "/services/svc1")) == count + 1
+            assert ("POST", "/services/svc1/update") not in engine.seen
         if slow == "lease_update":
             assert engine.seen.count(("POST", "/nodes/node1/update")) == count + 1
         check_nothing_left(engine, threads, sockets)
@@ -386,9 +411,8 @@ def test_a_per_read_timeout_alone_would_have_waited_for_the_whole_trickle(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_an_engine_that_answers_is_listed_and_scaled_on_kept_connections(
         monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
-    answers = {**ANSWERED, ("GET", "/services"): [SERVICE], ("GET", "/tasks"): [],
-               ("GET", "/nodes"): [NODE], ("GET", "/services/svc1"): SERVICE,
-               ("POST", "/services/svc1/update"): {}, ("POST", "/nodes/node1/update"): {}}
+    answers = {**ANSWERED, **LISTINGS, ("POST", "/services/svc1/update"): {},
+               ("POST", "/nodes/node1/update"): {}}
     with fake_engine(monkeypatch, "silent", transport, answers=answers) as engine:
         connection = DockerConnection(timeout=DEADLINE, pool=4)
         scaler = SwarmScaler(connection)
@@ -397,10 +421,62 @@ def test_an_engine_that_answers_is_listed_and_scaled_on_kept_connections(
             scaler.scale(web(), 2, labels={})
             assert lease(connection).acquire(datetime.now(UTC))
 
+        assert ("GET", "/services/svc1") not in engine.seen, "a listed service inspected"
         assert engine.seen.count(("GET", "/version")) == 1
         assert engine.accepted == 1
         connection.forget()
         assert wait_until(lambda: engine.connections == 0)
+
+
+def test_a_scale_of_a_listed_service_is_one_call_posting_the_listed_spec(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = {RECORD_LABEL: "1:1>3"}
+    answers = {**ANSWERED, **LISTINGS, ("POST", "/services/svc1/update"): {}}
+    with fake_engine(monkeypatch, "silent", "unix", answers=answers) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE))
+        listed = scaler.list_services()["web"]
+        before = len(engine.seen)
+
+        scaler.scale(listed, 3, labels=labels)
+
+        assert engine.seen[before:] == [("POST", "/services/svc1/update")]
+        assert engine.posted == [("/services/svc1/update", "version=7",
+                                  with_replicas(SERVICE["Spec"], 3, labels))]
+        assert SERVICE["Spec"]["Mode"] == {"Replicated": {"Replicas": 1}}, "copied, not changed"
+
+
+def test_a_state_not_from_the_last_listing_has_its_spec_inspected_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback: a state the scaler never listed, one at another version than its last
+    listing, or one of a service its last listing no longer has. The spec inspected is
+    posted with the state's version, so a service changed since that state is a conflict."""
+    inspected = {**SERVICE, "Version": {"Index": 8},
+                 "Spec": {**SERVICE["Spec"], "Labels": {"changed": "1"}}}
+    answers = {**ANSWERED, **LISTINGS, ("GET", "/services/svc1"): inspected,
+               ("POST", "/services/svc1/update"): {}}
+    posted = ("/services/svc1/update", "version=7", with_replicas(inspected["Spec"], 2, {}))
+    with fake_engine(monkeypatch, "silent", "unix", answers=answers) as engine:
+        connection = DockerConnection(timeout=DEADLINE)
+        connect(connection)  # asks the version
+        scaler = SwarmScaler(connection)
+        calls = [("GET", "/services/svc1"), ("POST", "/services/svc1/update")]
+
+        before = len(engine.seen)
+        scaler.scale(web(), 2, labels={})  # never listed
+        assert engine.seen[before:] == calls
+
+        listed = scaler.list_services()["web"]
+        before = len(engine.seen)
+        scaler.scale(replace(listed, version=6), 2, labels={})  # another version
+        assert engine.seen[before:] == calls
+
+        engine.answers[("GET", "/services")] = []
+        assert scaler.list_services() == {}
+        before = len(engine.seen)
+        scaler.scale(listed, 2, labels={})  # no longer listed
+        assert engine.seen[before:] == calls
+
+        assert engine.posted == [posted, (*posted[:1], "version=6", posted[2]), posted]
 
 
 def test_a_missing_socket_fails_at_once_not_at_the_deadline(

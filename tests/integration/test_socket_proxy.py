@@ -27,6 +27,7 @@ from docker.types import ContainerSpec, TaskTemplate
 
 from autoscaler.adapters.swarm import DockerConnection, SwarmScaler
 from autoscaler.adapters.swarm_lease import SwarmLease, new_holder_id
+from autoscaler.core.ports import ScaleConflict
 from autoscaler.core.record import RECORD_LABEL
 from tests.integration.conftest import (
     TEST_IMAGE,
@@ -50,13 +51,19 @@ _LOG_LINE = re.compile(r' \S+ (?P<server>\S+/\S+) \S+ (?P<status>\d{3}) .*'
 _ID = re.compile(r"^(/v[\d.]+)?/(services|nodes|containers)/[^/?]+")
 
 
+def inspect_call(version: str) -> str:
+    """A scale's inspect, made only for a state not from the scaler's last listing: the
+    agent's own scales post the listed spec, the update alone."""
+    return f"GET /v{version}/services/{{id}}"
+
+
 def agent_calls(version: str) -> set[str]:
-    """The calls the agent makes (`METHOD path`, IDs as {id}, no query): all the proxy
-    forwards."""
+    """The calls the agent makes (`METHOD path`, IDs as {id}, no query), and a scale's
+    fallback inspect: all the proxy forwards."""
     return {
         "GET /version",                          # docker-py's API version negotiation
         f"GET /v{version}/services",
-        f"GET /v{version}/services/{{id}}",      # inspected before a scale
+        inspect_call(version),
         f"POST /v{version}/services/{{id}}/update",
         f"GET /v{version}/tasks",
         f"GET /v{version}/nodes",                # the managers hold the lease
@@ -175,8 +182,63 @@ def test_the_agent_lists_scales_reads_tasks_and_keeps_its_lease_through_the_prox
     assert lease.label not in (held["Spec"].get("Labels") or {})
     assert connection.api.base_url == socket_proxy.url, "a call bypassed the proxy"
     calls = socket_proxy.calls(since)
-    assert {call.endpoint for call in calls} == agent_calls(connection.api.api_version)
+    version = connection.api.api_version
+    assert {call.endpoint for call in calls} == agent_calls(version) - {inspect_call(version)}
     assert all(call.status == 200 and call.forwarded for call in calls), calls
+
+
+def test_a_listed_service_is_scaled_in_one_call_and_one_changed_since_is_a_conflict(
+    socket_proxy: SocketProxy, make_service: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the engine is sent for each scale, counted by the proxy: the update alone for a
+    listed service, refused as out of sequence once the service changed since the listing;
+    the inspect first only for a state not from the scaler's last listing."""
+    name = make_service("onecall", replicas=1)
+    connection = connection_through(socket_proxy, monkeypatch)
+    scaler = SwarmScaler(connection)
+    version = connection.api.api_version
+    update = f"POST /v{version}/services/{{id}}/update"
+
+    def scale_calls(scale: Callable[[], object], count: int) -> list[tuple[str, int]]:
+        """The calls on a service `scale` makes, once `count` are logged and a moment more
+        for any other (haproxy writes its log a moment after it answers). The listings'
+        lines, which may come after the mark, are left out."""
+        since = socket_proxy.mark()
+        scale()
+
+        def on_a_service() -> list[Call]:
+            return [call for call in socket_proxy.calls(since) if "{id}" in call.endpoint]
+
+        deadline = time.monotonic() + 10
+        while len(on_a_service()) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        calls = on_a_service()
+        assert all(call.forwarded for call in calls), calls
+        return [(call.endpoint, call.status) for call in calls]
+
+    listed = scaler.list_services()[name]
+    assert scale_calls(lambda: scaler.scale(listed, 2, labels={}), 1) == [(update, 200)]
+    assert scaler.list_services()[name].replicas == 2
+
+    stale = scaler.list_services()[name]
+    docker_cli("service", "update", "--detach", "--label-add", "touched=1", name)
+
+    def conflict() -> None:
+        with pytest.raises(ScaleConflict, match="out of sequence"):
+            scaler.scale(stale, 3, labels={})
+
+    assert scale_calls(conflict, 1) == [(update, 500)]
+    assert scaler.list_services()[name].replicas == 2
+
+    fresh = scaler.list_services()[name]
+    unlisted = SwarmScaler(connection)  # has listed nothing
+    assert scale_calls(lambda: unlisted.scale(fresh, 3, labels={}), 2) == [
+        (inspect_call(version), 200), (update, 200)]
+    after = scaler.list_services()[name]
+    assert (after.replicas, after.labels.get("touched")) == (3, "1")
+    assert connection.api.base_url == socket_proxy.url, "a call bypassed the proxy"
 
 
 def test_every_other_call_is_refused_by_the_proxy(
