@@ -32,8 +32,9 @@ from autoscaler.predictive.planner import PredictivePlanner
 
 def call_deadline(interval: timedelta) -> float:
     """Seconds one call to Docker or Prometheus may take: 10, or a third of the interval if
-    shorter, so that an apply (an inspect and an update) started in time ends by the next
-    tick."""
+    shorter. An apply is one call (an update), so one started a deadline before the next
+    tick ends by it, and a tick has at least two thirds of its interval to start applies
+    in (10 s of a 15 s interval)."""
     return round(min(10.0, interval.total_seconds() / 3), 2)
 
 
@@ -83,8 +84,9 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
                lease_label: str, apply_workers: int = DEFAULT_WORKERS,
                log_holds: LogHolds = "all") -> LiveParts:
     """The engine against the real Prometheus and Swarm, logging each decision. Each call
-    to Docker or Prometheus has `call_deadline(interval)`; no apply starts later than two
-    such deadlines before the next tick is due, so the applies end by then."""
+    to Docker or Prometheus has `call_deadline(interval)`; an apply is one call (the
+    update of the listed spec: SwarmScaler.scale), and none starts later than one such
+    deadline before the next tick is due, so the applies end by then."""
     deadline = call_deadline(interval)
     connection = DockerConnection(timeout=deadline, pool=apply_workers + 2)
     leadership = None if dry_run else SwarmLease(
@@ -94,5 +96,5 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
     engine = build_engine(metrics=source, swarm=SwarmScaler(connection),
                           sink=LogDecisionSink(log_holds), tick=interval, dry_run=dry_run,
                           leadership=leadership, apply_workers=apply_workers,
-                          apply_time=interval - timedelta(seconds=2 * deadline))
+                          apply_time=interval - timedelta(seconds=deadline))
     return LiveParts(engine, source, leadership)

@@ -99,11 +99,17 @@ def test_no_apply_starts_after_the_ticks_time_for_applies() -> None:
 
 
 def test_an_apply_started_in_time_ends_by_the_next_tick() -> None:
-    from autoscaler.bootstrap import call_deadline
+    """An apply is one Docker call (the update of the listed spec), bounded by the call
+    deadline: the agent starts none later than one deadline before the next tick."""
+    from autoscaler.bootstrap import build_live, call_deadline
 
-    for seconds in (1, 15, 60):
+    for seconds, window in ((1, 0.67), (15, 10.0), (60, 50.0)):
         interval = timedelta(seconds=seconds)
         deadline = call_deadline(interval)
-        latest_start = interval.total_seconds() - 2 * deadline
-        assert latest_start > 0, "some time for applies"
-        assert latest_start + 2 * deadline <= interval.total_seconds() + 1e-9
+        engine = build_live(prometheus="http://127.0.0.1:9", interval=interval,
+                            dry_run=True, lease_label="autoscaler.lease").engine
+        assert engine._apply_time is not None
+        latest_start = engine._apply_time.total_seconds()
+        assert latest_start == window
+        assert latest_start >= 2 / 3 * interval.total_seconds() - 1e-9, "time for applies"
+        assert latest_start + deadline <= interval.total_seconds() + 1e-9
