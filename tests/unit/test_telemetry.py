@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-
 from autoscaler.core.model import Decision, Reason
 from autoscaler.engine import TickReport
 from autoscaler.runtime.telemetry import Telemetry
