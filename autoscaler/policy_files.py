@@ -68,10 +68,11 @@ def _joined(folder: Path) -> str:
 def _folder_files(folder: Path) -> list[tuple[str, bool]]:
     """The policy files of a folder, then the templates of its `templates/` folder, as the
     text `str(folder / name)` gives, each with whether it is a template."""
-    templates = folder / TEMPLATES_FOLDER
-    files = [(_joined(folder) + name, False) for name in _policy_names(folder)]
+    joined, templates = _joined(folder), folder / TEMPLATES_FOLDER
+    files = [(joined + name, False) for name in _policy_names(folder)]
     if templates.is_dir():
-        files += [(_joined(templates) + name, True) for name in _policy_names(templates)]
+        joined = _joined(templates)
+        files += [(joined + name, True) for name in _policy_names(templates)]
     return files
 
 
