@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from autoscaler.core.durations import format_duration
 from autoscaler.core.queries import MetricValues
 from autoscaler.core.spec import MetricSpec, Policy
 
@@ -112,6 +114,23 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
     return Recommendation(best, winner.within_tolerance, False, explanation, winner.metric)
 
 
+FORECAST_CAP = 1.5
+"""A forecast asks for at most this many times the replicas that the larger of its point
+forecast and the metric's last value needs at `target`: the margin and the worst case are
+there for the misses of a forecast that is mostly right, and more than half as much again
+on top of it is a raise the load is not expected to use (issue 19's "needless raise")."""
+
+
+@dataclass(frozen=True)
+class HeldCount:
+    """The largest count a metric's forecasts asked for within the last horizon, and when."""
+
+    replicas: int
+    at: datetime
+    hold: timedelta
+    """How long a forecast's count is held (the horizon)."""
+
+
 @dataclass(frozen=True)
 class MetricForecast:
     """One metric's forecast at the horizon, as the predictive strategy reads it."""
@@ -125,6 +144,13 @@ class MetricForecast:
     """The forecast raised by the largest share of the load missed over the worst-case
     window, which the replicas must carry at the metric's `limit` (None for a metric without
     one, and in fall-back)."""
+    cap_base: float | None = None
+    """The larger of the point forecast and the metric's last value: the count asked for is
+    at most FORECAST_CAP x what this needs at `target` (None: no cap)."""
+    held: HeldCount | None = None
+    """The largest count this metric's forecasts asked for within the last horizon before
+    now: a floor under this one's, so that a forecast's raise is not undone the next tick
+    (None: none held)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,32 @@ class ForecastCount:
     explanation: str
 
 
+def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
+                          ) -> tuple[int, str] | None:
+    """One metric's count and how it was reached, before any hold: `ceil(forecast with margin
+    / target)`, `ceil(worst case / limit)` where the metric sets a `limit` and that is more,
+    at most FORECAST_CAP x what `cap_base` needs at `target`; None without a forecast in
+    use."""
+    if forecast is None or forecast.with_margin is None or not metric.target:
+        return None
+    count = ceil_slack(forecast.with_margin / metric.target)
+    note = f"{metric.name} {forecast.with_margin:g} -> {count}"
+    if metric.limit and forecast.worst_case is not None:
+        worst = ceil_slack(forecast.worst_case / metric.limit)
+        if worst > count:
+            count = worst
+            note += (f", worst case {forecast.worst_case:g} at limit {metric.limit:g} "
+                     f"each -> {worst}")
+    if forecast.cap_base is not None:
+        needs = max(ceil_slack(forecast.cap_base / metric.target), 1)
+        cap = math.floor(FORECAST_CAP * needs + SLACK)
+        if count > cap:
+            count = cap
+            note += (f", capped at {cap} ({FORECAST_CAP:g} x the {needs} that "
+                     f"{forecast.cap_base:g} needs)")
+    return count, note
+
+
 def forecast_count(
     policy: Policy, forecasts: Mapping[str, MetricForecast]
 ) -> ForecastCount | None:
@@ -143,22 +195,23 @@ def forecast_count(
 
     No tolerance applies to a forecast: tolerance keeps noise around the current value from
     moving the count, but a forecast that the current count cannot carry is the signal the
-    predictive strategy exists for.
+    predictive strategy exists for. A count a forecast asked for within the last horizon is
+    held (`MetricForecast.held`): released the next tick, the raise would be undone minutes
+    after it was made, an action each way, when the forecast jitters.
     """
     counts: dict[str, int] = {}
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
-        if forecast is None or forecast.with_margin is None or not metric.target:
+        found = metric_forecast_count(metric, forecast)
+        if found is None or forecast is None:
             continue
-        count = ceil_slack(forecast.with_margin / metric.target)
-        note = f"{metric.name} {forecast.with_margin:g} -> {count}"
-        if metric.limit and forecast.worst_case is not None:
-            worst = ceil_slack(forecast.worst_case / metric.limit)
-            if worst > count:
-                count = worst
-                note += (f", worst case {forecast.worst_case:g} at limit {metric.limit:g} "
-                         f"each -> {worst}")
+        count, note = found
+        held = forecast.held
+        if held is not None and held.replicas > count:
+            count = held.replicas
+            note += (f", held at {held.replicas} (asked for at {held.at:%H:%M:%S}; a "
+                     f"forecast's count is held for {format_duration(held.hold)})")
         counts[metric.name] = count
         notes.append(note)
     if not counts:

@@ -1,4 +1,6 @@
-"""The forecasters of the predictive policies: one per (service, metric), trained when due.
+"""The forecasters of the predictive policies: one per (service, metric), trained when due,
+and the forecasts they serve: capped at FORECAST_CAP x what the point forecast needs
+(`cap_base`), a raise of a forecast's count held for a horizon (`RaiseHold`).
 
 The forecaster module (numpy, scikit-learn) is imported when the book first needs it, at a
 predictive policy's first forecast or training: an agent without one never loads them.
@@ -7,18 +9,55 @@ predictive policy's first forecast or training: an agent without one never loads
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from autoscaler.core.spec import MetricSpec, Policy
-from autoscaler.core.strategies import MetricForecast
+from autoscaler.core.strategies import HeldCount, MetricForecast, metric_forecast_count
 
 if TYPE_CHECKING:
     from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
 
 RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""
+
+
+@dataclass
+class RaiseHold:
+    """One metric's recent raises of its forecast's count (a count above the one in force
+    the tick before), each held for a horizon: a raise released the next tick, when the
+    forecast jitters, is undone minutes after it was made, an action each way. A count that
+    only follows a falling forecast is not held, so a descent costs nothing more."""
+
+    counted_at: tuple[float | None, float | None]
+    """The metric's (target, limit) the counts were counted at."""
+    raises: deque[tuple[datetime, int]] = field(default_factory=deque)
+    last: int | None = None
+    """The count in force the tick before (None: no forecast in use then)."""
+
+    def apply(self, forecast: MetricForecast, count: int | None, now: datetime,
+              hold: timedelta) -> MetricForecast:
+        """`forecast`, with the largest raise of the last `hold` (the latest of equals) where
+        it is above `count`, this tick's count; this tick's count kept if it is a raise."""
+        if self.raises and self.raises[-1][0] > now:  # the clock set back
+            self.raises.clear()
+        while self.raises and self.raises[0][0] <= now - hold:
+            self.raises.popleft()
+        if count is None:
+            self.last = None
+            return forecast
+        held = None
+        if self.raises:
+            at, replicas = max(self.raises, key=lambda pair: (pair[1], pair[0]))
+            if replicas > count:
+                held = HeldCount(replicas, at, hold)
+        if self.last is None or count > self.last:
+            self.raises.append((now, count))
+        self.last = max(count, held.replicas if held is not None else 0)
+        return forecast if held is None else replace(forecast, held=held)
 
 
 class ForecastBook:
@@ -30,6 +69,7 @@ class ForecastBook:
         self._forecasters: dict[tuple[str, str], MetricForecaster] = {}
         self._settings: dict[tuple[str, str], ForecastSettings] = {}
         self._next_training: dict[str, datetime] = {}
+        self._holds: dict[tuple[str, str], RaiseHold] = {}
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
@@ -68,17 +108,30 @@ class ForecastBook:
 
     def forecast(self, policy: Policy, values: Mapping[str, float | None], now: datetime
                  ) -> tuple[dict[str, MetricForecast], str | None]:
-        """Feed this tick's values and forecast each metric; the first fall-back reason."""
+        """Feed this tick's values and forecast each metric; the first fall-back reason. Each
+        forecast in use carries its cap's base and the raise it holds."""
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
+        hold = policy.predictive.horizon_for(self.tick)
         for metric in policy.metrics:
             found = self.forecast_metric(policy, metric, values.get(metric.name), now)
-            forecasts[metric.name] = MetricForecast(
+            forecast = MetricForecast(
                 found.point, None if found.reason else found.with_margin,
-                None if found.reason else found.worst_case)
+                None if found.reason else found.worst_case, cap_base=found.point)
+            counted = metric_forecast_count(metric, forecast)
+            forecasts[metric.name] = self._hold(policy.service, metric).apply(
+                forecast, counted[0] if counted is not None else None, now, hold)
             if found.reason:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
+
+    def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:
+        """The metric's raises, counted at its present target and limit."""
+        key, counted_at = (service, metric.name), (metric.target, metric.limit)
+        found = self._holds.get(key)
+        if found is None or found.counted_at != counted_at:
+            found = self._holds[key] = RaiseHold(counted_at)
+        return found
 
     def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
                         now: datetime) -> Forecast:

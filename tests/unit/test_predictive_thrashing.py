@@ -1,0 +1,122 @@
+"""Predictive without thrashing (issue 19, point 2): a forecast's count is capped at
+FORECAST_CAP x what its point forecast needs, and a raise of it is held for a horizon; the
+decision's message says when either applied."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.core.decide import decide
+from autoscaler.core.memory import ServiceMemory
+from autoscaler.core.model import Reason
+from autoscaler.core.spec import MetricSpec, Policy
+from autoscaler.core.strategies import HeldCount, MetricForecast, forecast_count
+from autoscaler.predictive.book import ForecastBook, RaiseHold
+from autoscaler.predictive.forecaster import Forecast
+from tests.unit.conftest import build_policy
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+RPS = {"name": "rps", "query": "q", "target": 100, "limit": 150}
+
+
+def predictive(**keys: object) -> Policy:
+    return build_policy(strategy="predictive", metrics=[RPS], max_replicas=1000, **keys)
+
+
+@pytest.mark.parametrize(
+    ("forecast", "expected", "note"),
+    [
+        pytest.param(MetricForecast(280, 300, 400, cap_base=280), 3, None, id="under-the-cap"),
+        pytest.param(MetricForecast(280, 300, 900, cap_base=280), 4,
+                     "capped at 4 (1.5 x the 3 that 280 needs)", id="worst-case-capped"),
+        pytest.param(MetricForecast(300, 2000, None, cap_base=300), 4,
+                     "capped at 4 (1.5 x the 3 that 300 needs)", id="margin-capped"),
+        pytest.param(MetricForecast(0, 500, None, cap_base=0), 1,
+                     "capped at 1 (1.5 x the 1 that 0 needs)", id="a-replica-at-least"),
+        pytest.param(MetricForecast(280, 300, 900), 6, None, id="no-base-no-cap"),
+    ],
+)
+def test_a_forecasts_count_is_capped_at_one_and_a_half_times_what_its_point_needs(
+    forecast: MetricForecast, expected: int, note: str | None,
+) -> None:
+    """The cap is floor(1.5 x ceil(point / target)): a count the load of the point forecast
+    would use at most two thirds of is not asked for."""
+    count = forecast_count(predictive(), {"rps": forecast})
+
+    assert count is not None and count.replicas == expected
+    assert (note in count.explanation) if note else ("capped" not in count.explanation)
+
+
+def test_a_held_raise_is_a_floor_under_the_forecasts_count_and_says_so() -> None:
+    held = HeldCount(9, NOW - MINUTE, timedelta(minutes=3))
+    count = forecast_count(predictive(), {"rps": MetricForecast(280, 300, None, held=held)})
+
+    assert count is not None and count.replicas == 9
+    assert "held at 9 (asked for at 11:59:00; a forecast's count is held for 3m)" \
+        in count.explanation
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        pytest.param([10, 14, 9, 9, 9, 12, 8], [10, 14, 14, 14, 9, 12, 12], id="jitter"),
+        pytest.param([10, 20, 18, 16, 14, 12], [10, 20, 20, 20, 14, 12],
+                     id="the-peak-held-the-descent-followed"),
+        pytest.param([10, 11, 12, 13], [10, 11, 12, 13], id="a-ramp"),
+        pytest.param([10, 30, None, 9], [10, 30, None, 30], id="held-across-a-fall-back"),
+    ],
+)
+def test_a_raise_of_the_forecasts_count_is_held_for_a_horizon(
+    counts: list[int | None], expected: list[int | None],
+) -> None:
+    """A tick a minute, a horizon of 3 minutes: a raise is a floor for the next two ticks;
+    a count under the one in force the tick before (a falling forecast) is not held. The
+    first count, with none in force before it, is a raise."""
+    hold = RaiseHold((100, 150))
+    found: list[int | None] = []
+    for minute, count in enumerate(counts):
+        forecast = MetricForecast(count, None if count is None else count * 100.0)
+        served = hold.apply(forecast, count, NOW + minute * MINUTE, 3 * MINUTE)
+        found.append(None if count is None else max(
+            count, served.held.replicas if served.held else 0))
+    assert found == expected
+
+
+class StubBook(ForecastBook):
+    """A book whose forecasters answer from a list."""
+
+    def __init__(self, points: list[float]) -> None:
+        super().__init__(MINUTE)
+        self.points = iter(points)
+
+    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
+                        now: datetime) -> Forecast:
+        point = next(self.points)
+        return Forecast(point, point * 1.1, point * 1.2, None)
+
+
+def test_the_book_serves_forecasts_with_their_cap_and_held_raise() -> None:
+    """startup 2m and a minute's tick: a horizon, and a hold, of 3 minutes."""
+    policy = predictive(predictive={"startup": "2m"})
+    book = StubBook([300, 900, 300, 300, 300])
+    served = [book.forecast(policy, {"rps": 300.0}, NOW + minute * MINUTE)[0]["rps"]
+              for minute in range(5)]
+
+    assert [f.cap_base for f in served] == [300, 900, 300, 300, 300]
+    assert [f.held.replicas if f.held else None for f in served] \
+        == [None, None, 10, 10, None]
+
+
+def test_a_decision_held_by_a_raise_says_so() -> None:
+    """The forecast now asks for 3; a raise to 9 a minute ago is held."""
+    policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
+    held = HeldCount(9, NOW - MINUTE, timedelta(minutes=3))
+    outcome = decide(policy, current=9, metrics={"rps": 280}, memory=ServiceMemory(seed=None),
+                     last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(280, 300, None, cap_base=280, held=held)})
+
+    assert (outcome.desired, outcome.reason) == (9, Reason.PREDICTED_LOAD)
+    assert "held at 9 (asked for at 11:59:00" in outcome.message
