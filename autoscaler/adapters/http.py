@@ -10,7 +10,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, gzip_accepted
+from prometheus_client.exposition import gzip_accepted
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -18,6 +18,7 @@ Check = Callable[[], tuple[bool, str]]
 """Whether the agent passes a check, and the text that says so."""
 Exposition = Callable[[], bytes]
 """The metrics in Prometheus's text format, version 0.0.4."""
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1
 """At 10,000 services /metrics is about 7 MB of text: the fastest level compresses it about
 as well as the default 9 at a fraction of the CPU."""
@@ -45,7 +46,7 @@ def _app(checks: dict[str, Check], metrics: Exposition
             return [f"{text}\n".encode()]
         if path == "/metrics":
             body = metrics()
-            headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+            headers = [("Content-Type", TEXT_FORMAT)]
             if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
                 body = gzip.compress(body, compresslevel=GZIP_LEVEL)
                 headers.append(("Content-Encoding", "gzip"))

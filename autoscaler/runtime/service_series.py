@@ -9,7 +9,7 @@ a scrape joins pre-escaped lines; the agent-wide metrics stay in the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,48 +72,48 @@ def _escape(value: str) -> str:
 
 class ServiceSeries:
     """The last decision's values per service, and counters of decisions and scale actions,
-    for the services still managed. The agent updates it under its tick lock; a scrape
-    (`render`, from another thread) reads each service's series as they are at that time."""
+    for the services still managed. Each service's lines of a family are written when
+    their values change, so that a scrape only joins them. The agent updates it under its
+    tick lock; a scrape (`render`, from another thread) reads each service's lines as they
+    are at that time."""
 
     def __init__(self) -> None:
-        self._gauges: dict[Family, dict[str, float]] = {
-            f: {} for f in FAMILIES if f.label is None}
-        """Per family labelled by service alone, each service's value."""
-        self._labelled: dict[Family, dict[str, dict[str, float]]] = {
-            f: {} for f in FAMILIES if f.label is not None}
-        """Per family with a second label, per service, the value for each label value."""
+        self._lines: dict[Family, dict[str, tuple[object, str]]] = {f: {} for f in FAMILIES}
+        """Per family, per service: the values its lines were written from, and the lines."""
+        self._counts: dict[Family, dict[str, dict[str, float]]] = {
+            DECISIONS: {}, SCALE_ACTIONS: {}}
         self._escaped: dict[str, str] = {}
         """Each managed service's name, escaped as a label value."""
 
     def observe(self, decision: Decision) -> None:
         """Take this decision as its service's latest: count it, and set the gauges it
         has a value for (a gauge it has none for keeps its last value)."""
-        service, gauges = decision.service, self._gauges
+        service = decision.service
         if service not in self._escaped:
             self._escaped[service] = _escape(service)
         self._count(DECISIONS, service, str(decision.reason))
         if decision.min_replicas is not None:
-            gauges[MIN_REPLICAS][service] = decision.min_replicas
+            self._set(MIN_REPLICAS, service, decision.min_replicas)
         if decision.max_replicas is not None:
-            gauges[MAX_REPLICAS][service] = decision.max_replicas
-        self._labelled[METRIC_TARGET][service] = dict(decision.targets)
-        self._labelled[METRIC_VALUE][service] = {
-            metric: value for metric, value in decision.metrics.items() if value is not None}
+            self._set(MAX_REPLICAS, service, decision.max_replicas)
+        self._set_labelled(METRIC_TARGET, service, decision.targets)
+        self._set_labelled(METRIC_VALUE, service, {
+            metric: value for metric, value in decision.metrics.items() if value is not None})
         desired, current = decision.desired_replicas, decision.current_replicas
         if desired is None or current is None:
             return
-        gauges[DESIRED][service] = desired
-        gauges[CURRENT][service] = current
+        self._set(DESIRED, service, desired)
+        self._set(CURRENT, service, current)
         if decision.balance is not None:
-            gauges[LOAD_CV][service] = decision.balance.cv
-            gauges[HOTTEST_SHARE][service] = decision.balance.hottest_share
-        gauges[IMBALANCED][service] = int(decision.imbalanced)
+            self._set(LOAD_CV, service, decision.balance.cv)
+            self._set(HOTTEST_SHARE, service, decision.balance.hottest_share)
+        self._set(IMBALANCED, service, int(decision.imbalanced))
         if decision.placement is not None:
             placement = decision.placement
-            gauges[RUNNING][service] = placement.running
-            gauges[NODES][service] = placement.nodes
-            gauges[UNSCHEDULABLE][service] = placement.unplaceable
-            gauges[ON_ONE_NODE][service] = int(placement.on_one_node)
+            self._set(RUNNING, service, placement.running)
+            self._set(NODES, service, placement.nodes)
+            self._set(UNSCHEDULABLE, service, placement.unplaceable)
+            self._set(ON_ONE_NODE, service, int(placement.on_one_node))
         if desired != current and (decision.applied or decision.dry_run):
             self._count(SCALE_ACTIONS, service, "up" if desired > current else "down")
 
@@ -123,37 +123,41 @@ class ServiceSeries:
         gone = self._escaped.keys() - set(services)
         for service in gone:
             del self._escaped[service]
-            for gauge in self._gauges.values():
-                gauge.pop(service, None)
-            for labelled in self._labelled.values():
-                labelled.pop(service, None)
+            for lines in self._lines.values():
+                lines.pop(service, None)
+            for counts in self._counts.values():
+                counts.pop(service, None)
 
     def render(self) -> bytes:
         """Every family in the text format, each with its HELP and TYPE lines even when it
         has no series."""
-        return "".join(self._lines()).encode()
-
-    def _lines(self) -> Iterator[str]:
+        parts: list[str] = []
         for family in FAMILIES:
-            yield family.header()
-            name = family.name
-            other = family.label
-            if other is None:
-                for service, value in list(self._gauges[family].items()):
-                    yield (f'{name}{{service="{self._label(service)}"}} '
-                           f"{number(value)}\n")
-                continue
-            first = other < "service"
-            for service, series in list(self._labelled[family].items()):
-                own = f'service="{self._label(service)}"'
-                for label, value in list(series.items()):
-                    pair = f'{other}="{_escape(label)}"'
-                    pairs = f"{pair},{own}" if first else f"{own},{pair}"
-                    yield f"{name}{{{pairs}}} {number(value)}\n"
+            parts.append(family.header())
+            parts.extend(text for _, text in self._lines[family].copy().values())
+        return "".join(parts).encode()
 
-    def _label(self, service: str) -> str:
-        return self._escaped.get(service) or _escape(service)
+    def _set(self, family: Family, service: str, value: float) -> None:
+        known = self._lines[family].get(service)
+        if known is None or known[0] != value:
+            self._lines[family][service] = (
+                value, f'{family.name}{{service="{self._escaped[service]}"}} {number(value)}\n')
+
+    def _set_labelled(self, family: Family, service: str, values: Mapping[str, float]) -> None:
+        """Set the service's series of a family with a second label to exactly these."""
+        items = tuple(values.items())
+        known = self._lines[family].get(service)
+        if known is not None and known[0] == items:
+            return
+        own = f'service="{self._escaped[service]}"'
+        other, lines = family.label, []
+        for label, value in items:
+            pair = f'{other}="{_escape(label)}"'
+            pairs = f"{pair},{own}" if str(other) < "service" else f"{own},{pair}"
+            lines.append(f"{family.name}{{{pairs}}} {number(value)}\n")
+        self._lines[family][service] = (items, "".join(lines))
 
     def _count(self, family: Family, service: str, label: str) -> None:
-        series = self._labelled[family].setdefault(service, {})
-        series[label] = series.get(label, 0) + 1
+        counts = self._counts[family].setdefault(service, {})
+        counts[label] = counts.get(label, 0) + 1
+        self._set_labelled(family, service, counts)
