@@ -12,6 +12,7 @@ never interleave."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -50,11 +51,35 @@ class _EncoderOnce:
 class _NamedWriteLogger(structlog.WriteLogger):
     """structlog's `WriteLogger` (one write and a flush a line, under structlog's lock for the
     file) carrying the name given to `structlog.get_logger`, which `add_logger_name` reads
-    into the `logger` field."""
+    into the `logger` field. A line that cannot be written (a full disk, a closed pipe) is
+    lost rather than raised into the tick, as `logging`'s handlers do: the agent goes on
+    deciding and applying; stderr says so once."""
 
     def __init__(self, file: TextIO | None = None, name: str | None = None) -> None:
         super().__init__(file)
-        self.name = name
+        self.name = name or "autoscaler"
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except (OSError, ValueError) as error:
+            _lost_line(error)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_lost_lines_said = False
+
+
+def _lost_line(error: Exception) -> None:
+    global _lost_lines_said
+    if _lost_lines_said:
+        return
+    _lost_lines_said = True
+    with contextlib.suppress(OSError, ValueError):
+        print(f"autoscaler: log lines are being lost: cannot write them to stdout: {error}",
+              file=sys.stderr, flush=True)
 
 
 class _NamedWriteLoggerFactory:
@@ -79,7 +104,7 @@ class _WholeLineHandler(logging.Handler):
     formatter, is handed whole to `out`, so it is one write under the same lock as our own
     events."""
 
-    def __init__(self, out: structlog.WriteLogger) -> None:
+    def __init__(self, out: _NamedWriteLogger) -> None:
         super().__init__()
         self._out = out
 
@@ -110,7 +135,7 @@ def configure_logging(log_format: LogFormat = "auto", *, level: int = logging.IN
     ]
     # Built first, in the calling thread: it registers structlog's lock for `out`, which every
     # logger the factory builds later, in whichever thread, then shares.
-    foreign_out = structlog.WriteLogger(out)
+    foreign_out = _NamedWriteLogger(out)
     structlog.configure(
         processors=[*shared, renderer],
         logger_factory=_NamedWriteLoggerFactory(out),

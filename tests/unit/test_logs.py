@@ -140,3 +140,24 @@ def test_lines_from_many_threads_never_interleave(capfd: pytest.CaptureFixture[s
     assert len(lines) == threads * per_thread
     assert sum(line["logger"] == "urllib3.connectionpool" for line in lines) == \
         threads * per_thread // 10
+
+
+class _FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_line_that_cannot_be_written_is_lost_not_raised_and_said_once_on_stderr(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autoscaler.runtime.logs._lost_lines_said", False)
+    monkeypatch.setattr("sys.stdout", _FullDisk())
+    configure_logging("json")
+    log = structlog.get_logger("autoscaler.decisions")
+
+    log.info("scaling_decision", service="web")
+    log.warning("scaling_decision", service="api")
+    logging.getLogger("urllib3.connectionpool").warning("retrying")
+
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["autoscaler: log lines are being lost: cannot write them to stdout: "
+                    "[Errno 28] No space left on device"]
