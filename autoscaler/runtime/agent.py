@@ -285,11 +285,23 @@ class Agent:
         return True
 
 
+GC_THRESHOLDS = (50_000, 20, 10)
+"""The garbage collector's thresholds for the agent's process. A tick at 10,000 services
+makes millions of objects: at Python's default (700, 10, 10) the collector ran about 650
+young and 5 full collections a tick, 0.5 of 1.9 CPU seconds; at these, about 6 young ones
+and no full one, 0.08 s."""
+
+
+def tune_garbage_collector() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def freeze_long_lived() -> None:
     """Keep the objects alive now (the policies above all) out of the garbage collector's
     full collections, which otherwise walk them again and again: at 10,000 policies that
-    was about 0.4 s of CPU a tick. Called when the policies change: what was frozen before
-    is collected once more first, so that nothing dropped since leaks."""
+    was about 0.4 s of CPU a tick. Called when a refresh of the policies reported anything:
+    what was frozen before is collected once more first, so that nothing dropped since
+    leaks."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -14,7 +14,7 @@ from autoscaler.bootstrap import build_live
 from autoscaler.core.schedule import describe, describe_occurrence, upcoming
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
-from autoscaler.runtime.agent import Agent
+from autoscaler.runtime.agent import Agent, tune_garbage_collector
 from autoscaler.runtime.logs import configure_logging
 from autoscaler.runtime.settings import Settings
 from autoscaler.runtime.telemetry import Telemetry
@@ -72,6 +72,7 @@ def run(settings: Settings) -> int:
     """Run the agent (or one tick of it). It starts with the policies that are valid and
     logs each invalid one, as it does when a file goes bad while it runs."""
     configure_logging(settings.log_format)
+    tune_garbage_collector()
     agent = build_agent(settings)
     if settings.once:
         agent.retrain()
