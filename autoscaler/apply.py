@@ -13,8 +13,7 @@ from autoscaler.core.ports import ScaleConflict, ScaleFailed, ServiceScaler
 
 DEFAULT_WORKERS = 16
 """Scale calls side by side: at 50 ms a call (one update a change), 500 changes take about
-1.6 s, well within the 10 s of a 15 s interval a tick gives its applies (the interval less
-one call deadline)."""
+1.6 s, well within the 8.5 s of a 15 s interval a tick gives its applies (bootstrap.build_live)."""
 
 
 @dataclass(frozen=True)

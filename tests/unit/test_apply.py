@@ -98,18 +98,17 @@ def test_no_apply_starts_after_the_ticks_time_for_applies() -> None:
     assert len(swarm.scaled) == len(SERVICES), "decided and applied again the next tick"
 
 
-def test_an_apply_started_in_time_ends_by_the_next_tick() -> None:
+def test_an_apply_started_in_time_ends_before_the_next_tick_with_room_to_record() -> None:
     """An apply is one Docker call (the update of the listed spec), bounded by the call
-    deadline: the agent starts none later than one deadline before the next tick."""
-    from autoscaler.bootstrap import build_live, call_deadline
+    deadline: the agent starts none later than one deadline and a tenth of the interval
+    before the next tick, the tenth left for recording the decisions."""
+    from autoscaler.bootstrap import build_live
 
-    for seconds, window in ((1, 0.67), (15, 10.0), (60, 50.0)):
+    for seconds, window in ((1, 0.57), (15, 8.5), (60, 44.0)):
         interval = timedelta(seconds=seconds)
-        deadline = call_deadline(interval)
         engine = build_live(prometheus="http://127.0.0.1:9", interval=interval,
                             dry_run=True, lease_label="autoscaler.lease").engine
         assert engine._apply_time is not None
         latest_start = engine._apply_time.total_seconds()
-        assert latest_start == window
-        assert latest_start >= 2 / 3 * interval.total_seconds() - 1e-9, "time for applies"
-        assert latest_start + deadline <= interval.total_seconds() + 1e-9
+        assert abs(latest_start - window) < 1e-9
+        assert latest_start >= interval.total_seconds() / 2, "time for applies"
