@@ -219,8 +219,10 @@ class Engine:
             placement=state.placement,
         )
         balance = least_even(values.tasks)
-        memory = replace(memory, uneven_since=uneven_since(
-            memory.uneven_since, balance, max_cv=policy.balance.max_cv, now=now))
+        uneven = uneven_since(memory.uneven_since, balance, max_cv=policy.balance.max_cv,
+                              now=now)
+        if uneven != memory.uneven_since:
+            memory = replace(memory, uneven_since=uneven)
         decision_of = partial(decision_of, balance=balance, imbalanced=is_imbalanced(
             memory.uneven_since, lasting=policy.balance.for_, now=now))
         return _Decided(decision_of, entry, policy, state, spec, memory, current, outcome, plan,

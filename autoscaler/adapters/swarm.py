@@ -12,7 +12,6 @@ import copy
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from autoscaler.adapters.http_client import (
     within,
 )
 from autoscaler.core.model import ServiceState
-from autoscaler.core.placement import Node, Task, placements
+from autoscaler.core.placement import Node, Placement, Task, placements
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 
@@ -148,6 +147,7 @@ class SwarmScaler:
     def list_services(self) -> dict[str, ServiceState]:
         """The services, each with where its tasks are: one listing each of services, tasks
         (those meant to run) and nodes a tick, whatever the number of services."""
+        self._specs = {}  # never two listings held at once
         try:
             listed = self._api.services()
             tasks = self._api.tasks(filters={"desired-state": "running"})
@@ -159,8 +159,7 @@ class SwarmScaler:
         try:
             found = placements([_task(raw) for raw in tasks], [_node(raw) for raw in nodes],
                                {raw["ID"]: _constraints(raw) for raw in listed})
-            states = [replace(service_state(raw), placement=found.get(raw["ID"]))
-                      for raw in listed]
+            states = [service_state(raw, placement=found.get(raw["ID"])) for raw in listed]
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
         self._specs = {state.id: (state.version, raw["Spec"])
@@ -252,8 +251,9 @@ def with_replicas(spec: dict[str, Any], replicas: int,
     return changed
 
 
-def service_state(raw: dict[str, Any]) -> ServiceState:
-    """A listed service as the core sees it."""
+def service_state(raw: dict[str, Any], *, placement: Placement | None = None
+                  ) -> ServiceState:
+    """A listed service as the core sees it, with where its tasks are (None: not known)."""
     spec = raw.get("Spec", {})
     replicated = spec.get("Mode", {}).get("Replicated")
     replicas = replicated.get("Replicas", 1) if isinstance(replicated, dict) else None
@@ -265,6 +265,7 @@ def service_state(raw: dict[str, Any]) -> ServiceState:
         last_scaled_at=_last_scaled_at(raw),
         labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
         replicas_changed_at=_replicas_changed_at(raw),
+        placement=placement,
     )
 
 

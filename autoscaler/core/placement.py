@@ -87,10 +87,16 @@ def placements(tasks: Iterable[Task], nodes: Sequence[Node],
         elif task.state in UNPLACEABLE_STATES and task.error:
             waiting.setdefault(task.service_id, []).append(task.error)
     usable = [node for node in nodes if node.ready and node.active]
+    # Which usable nodes may run a service, per set of constraints: most services share
+    # theirs (most have none).
+    able_by_constraints: dict[tuple[str, ...], list[bool | None]] = {}
     found = {}
     for service in set(running) | set(waiting) | set(constraints):
         on = set(running.get(service, []))
-        able = [may_run_on(node, constraints.get(service, ())) for node in usable]
+        key = tuple(constraints.get(service, ()))
+        able = able_by_constraints.get(key)
+        if able is None:
+            able = able_by_constraints[key] = [may_run_on(node, key) for node in usable]
         errors = waiting.get(service, [])
         found[service] = Placement(
             running=len(running.get(service, [])), nodes=len(on), unplaceable=len(errors),
