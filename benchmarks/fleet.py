@@ -56,7 +56,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from autoscaler.core.model import Series
 from autoscaler.core.queries import assign_values, plan_queries
-from autoscaler.policy_files import PolicyWatcher
+from autoscaler.policy_files import RACY_WINDOW_NS, PolicyWatcher
 
 PROMETHEUS = "/usr/bin/prometheus"
 QUERY = 'max by (service) (fleet_load{service=~"{{services}}"})'
@@ -370,7 +370,7 @@ def in_process(row: Row, folder: Path) -> None:
     began = time.perf_counter()
     watcher.refresh()
     row.load_seconds = time.perf_counter() - began
-    time.sleep(1.1)  # past the watcher's window for files written just now
+    time.sleep(RACY_WINDOW_NS / 1e9 + 0.1)  # past the window for files written just now
     watcher.refresh()
     began = time.perf_counter()
     watcher.refresh()
