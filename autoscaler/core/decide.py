@@ -13,6 +13,7 @@ from autoscaler.core.placement import Placement
 from autoscaler.core.schedule import ScheduledBounds, bounds_at
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import (
+    SLACK,
     ForecastCount,
     MetricForecast,
     forecast_count,
@@ -121,7 +122,8 @@ def decide(
         lambda count, _: stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
         ),
-        lambda count, _: forecast_floor(count, forecast),
+        lambda count, _: forecast_floor(count, forecast, current=current,
+                                        tolerance=policy.tolerance),
         lambda count, _: rate_limit(
             current=current, desired=count, memory=memory, behavior=behavior, now=now
         ),
@@ -146,13 +148,26 @@ def decide(
                    driver=rule.driver)
 
 
-def forecast_floor(stabilized: int, forecast: ForecastCount | None) -> Limited:
+def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: int = 0,
+                   tolerance: float = 0.0) -> Limited:
     """The stabilized count, or the forecasts' where that is higher (the explanation already
-    says what they asked for)."""
-    if forecast is None or forecast.replicas <= stabilized:
+    says what they asked for). A forecast's count under the current one by no more than
+    `tolerance` (the policy's) keeps the current count: a forecast that falls or jitters a
+    replica or two a tick would otherwise lower the count and raise it again, an action a
+    tick. A raise is never held back, and the count follows a forecast that falls further,
+    or the target rule, or a forecast no longer in use."""
+    if forecast is None:
         return Limited(stabilized)
-    return Limited(forecast.replicas, Reason.PREDICTED_LOAD,
-                   f"{forecast.replicas}: the forecast's count, a floor")
+    wanted = forecast.replicas
+    if stabilized < current and wanted < current \
+            and wanted >= current * (1.0 - tolerance) - SLACK:
+        return Limited(current, Reason.PREDICTED_LOAD,
+                       f"{current}: kept, the forecast's count {wanted} is within tolerance "
+                       "of it")
+    if wanted <= stabilized:
+        return Limited(stabilized)
+    return Limited(wanted, Reason.PREDICTED_LOAD,
+                   f"{wanted}: the forecast's count, a floor")
 
 
 def target_alone_floor(count: int, target_alone: int | None) -> Limited:

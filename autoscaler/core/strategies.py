@@ -179,12 +179,12 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
             note += (f", worst case {forecast.worst_case:g} at limit {metric.limit:g} "
                      f"each -> {worst}")
     if forecast.cap_base is not None:
-        needs = max(ceil_slack(forecast.cap_base / metric.target), 1)
-        cap = math.floor(FORECAST_CAP * needs + SLACK)
+        worth = forecast.cap_base / metric.target
+        cap = max(math.floor(FORECAST_CAP * worth + SLACK), ceil_slack(worth), 1)
         if count > cap:
             count = cap
-            note += (f", capped at {cap} ({FORECAST_CAP:g} x the {needs} that "
-                     f"{forecast.cap_base:g} needs)")
+            note += (f", capped at {cap} ({FORECAST_CAP:g} x the {worth:.3g} replicas' worth "
+                     f"of the forecast {forecast.cap_base:g})")
     return count, note
 
 

@@ -31,19 +31,26 @@ def predictive(**keys: object) -> Policy:
     [
         pytest.param(MetricForecast(280, 300, 400, cap_base=280), 3, None, id="under-the-cap"),
         pytest.param(MetricForecast(280, 300, 900, cap_base=280), 4,
-                     "capped at 4 (1.5 x the 3 that 280 needs)", id="worst-case-capped"),
+                     "capped at 4 (1.5 x the 2.8 replicas' worth of the forecast 280)",
+                     id="worst-case-capped"),
         pytest.param(MetricForecast(300, 2000, None, cap_base=300), 4,
-                     "capped at 4 (1.5 x the 3 that 300 needs)", id="margin-capped"),
+                     "capped at 4 (1.5 x the 3 replicas' worth of the forecast 300)",
+                     id="margin-capped"),
         pytest.param(MetricForecast(0, 500, None, cap_base=0), 1,
-                     "capped at 1 (1.5 x the 1 that 0 needs)", id="a-replica-at-least"),
+                     "capped at 1 (1.5 x the 0 replicas' worth of the forecast 0)",
+                     id="a-replica-at-least"),
+        pytest.param(MetricForecast(350, 2000, None, cap_base=350), 5,
+                     "capped at 5 (1.5 x the 3.5 replicas' worth of the forecast 350)",
+                     id="rounded-down"),
         pytest.param(MetricForecast(280, 300, 900), 6, None, id="no-base-no-cap"),
     ],
 )
 def test_a_forecasts_count_is_capped_at_one_and_a_half_times_what_its_point_needs(
     forecast: MetricForecast, expected: int, note: str | None,
 ) -> None:
-    """The cap is floor(1.5 x ceil(point / target)): a count the load of the point forecast
-    would use at most two thirds of is not asked for."""
+    """The cap is floor(1.5 x point / target), and never under ceil(point / target) or 1: a
+    count the load of the point forecast would use less than two thirds of is not asked
+    for."""
     count = forecast_count(predictive(), {"rps": forecast})
 
     assert count is not None and count.replicas == expected
@@ -120,3 +127,32 @@ def test_a_decision_held_by_a_raise_says_so() -> None:
 
     assert (outcome.desired, outcome.reason) == (9, Reason.PREDICTED_LOAD)
     assert "held at 9 (asked for at 11:59:00" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("current", "forecast_asks", "expected", "note"),
+    [
+        pytest.param(20, 19, 20, "20: kept, the forecast's count 19 is within tolerance of it",
+                     id="a-replica-less-kept"),
+        pytest.param(20, 18, 20, "20: kept, the forecast's count 18 is within tolerance of it",
+                     id="tolerance-less-kept"),
+        pytest.param(20, 17, 17, "17: the forecast's count, a floor", id="more-less-followed"),
+        pytest.param(20, 23, 23, "23: the forecast's count, a floor", id="a-raise-at-once"),
+    ],
+)
+def test_a_forecasts_count_within_tolerance_under_the_current_count_keeps_it(
+    current: int, forecast_asks: int, expected: int, note: str,
+) -> None:
+    """The load (300) asks the target rule for 3 at once (no down-window); a forecast that
+    asks for a replica or two less than the current count keeps it (tolerance 0.1), one that
+    asks for more than that less is followed, a raise is made at once."""
+    policy = build_policy(strategy="predictive", metrics=[{"name": "rps", "query": "q",
+                                                           "target": 100}],
+                          max_replicas=1000, behavior={"scale_down": {"stabilization": "0s"}})
+    point = forecast_asks * 100.0
+    outcome = decide(policy, current=current, metrics={"rps": 300},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(point, point)})
+
+    assert (outcome.desired, outcome.reason) == (expected, Reason.PREDICTED_LOAD)
+    assert note in outcome.message
