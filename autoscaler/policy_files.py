@@ -51,15 +51,6 @@ def _policy_names(folder: str | Path) -> list[str]:
                   if name.endswith(POLICY_SUFFIXES) and not name.startswith("."))
 
 
-def _policy_files(folder: Path) -> list[Path]:
-    return [folder / name for name in _policy_names(folder)]
-
-
-def _template_files(folder: Path) -> list[Path]:
-    templates = folder / TEMPLATES_FOLDER
-    return _policy_files(templates) if templates.is_dir() else []
-
-
 def _joined(folder: Path) -> str:
     """What a name is appended to, to give `str(folder / name)` (for the folder `.`, nothing)."""
     return str(folder / "_")[:-1]
@@ -192,13 +183,12 @@ def load_policies(paths: Sequence[str | Path]) -> PolicySet:
     files: list[tuple[Path, bool]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found, found_templates = _policy_files(path), _template_files(path)
-            if not found and not found_templates:
+            found = _folder_files(path)
+            if not found:
                 problems.append(PolicyProblem(
                     str(path), "", "folder holds no policy file (*.yaml or *.yml)"
                 ))
-            files.extend((f, False) for f in found)
-            files.extend((f, True) for f in found_templates)
+            files.extend((Path(name), template) for name, template in found)
         else:
             files.append((path, False))
     candidates: list[tuple[str, Entry]] = []
