@@ -20,7 +20,10 @@ and the tick's wall time (from the agent's `tick_summary` lines), the agent's CP
 the Docker calls a tick and the log lines a tick. Last, the time to apply `--apply` changes
 (at most N): the load of that many services doubles, Docker's latency becomes
 `--apply-latency-ms`, and it times from the start of the tick that decides them to the last
-update the imitation receives (the ticks it took in brackets). In-process, it also times
+update the imitation receives (the ticks it took in brackets); and, over the agent's whole
+run, the ticks that overran the interval (`tick_late`) or were skipped because the one
+before was still running (APScheduler's "maximum number of running instances"). In-process,
+it also times
 the policy folder's first load and a refresh with nothing changed (PolicyWatcher), and the
 matching of one shared answer to N policies (plan_queries and assign_values).
 
@@ -351,6 +354,8 @@ class Row:
     applied: int = 0
     apply_seconds: float = 0.0
     apply_ticks: int = 0
+    late_ticks: int = 0
+    skipped_ticks: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -490,6 +495,9 @@ def run(row: Row, arguments: argparse.Namespace, agent: subprocess.Popen[bytes],
     row.apply_seconds = last_update - first_tick.timestamp()
     row.apply_ticks = len({e["timestamp"] for e in decided})
     row.peak_mb = memory_kb(agent.pid, "VmHWM") / 1024
+    row.late_ticks = len(log.named("tick_late"))
+    row.skipped_ticks = sum(1 for e in log.events
+                            if "maximum number of running instances" in str(e.get("event")))
 
 
 # --- The table -------------------------------------------------------------------------------
@@ -499,7 +507,8 @@ def table(rows: list[Row], arguments: argparse.Namespace) -> str:
     head = ("| services | policies: first load / refresh (s) | matching (s) | queries a tick "
             "| tick (s) | CPU a tick (s) | RSS (MB, peak) | Docker calls a tick "
             "| log lines a tick | start to first tick (s) "
-            f"| apply at {arguments.apply_latency_ms:g} ms a call (s, ticks) |")
+            f"| apply at {arguments.apply_latency_ms:g} ms a call (s, ticks) "
+            "| ticks late / skipped |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         lines.append(
@@ -507,7 +516,8 @@ def table(rows: list[Row], arguments: argparse.Namespace) -> str:
             f"| {r.match_seconds:.3f} | {r.queries:g} | {r.tick_seconds:.2f} "
             f"| {r.cpu_per_tick:.2f} | {r.rss_mb:.0f} ({r.peak_mb:.0f}) "
             f"| {r.docker_calls:.1f} | {r.log_lines:g} | {r.first_tick_seconds:.1f} "
-            f"| {r.applied} in {r.apply_seconds:.1f} ({r.apply_ticks}) |")
+            f"| {r.applied} in {r.apply_seconds:.1f} ({r.apply_ticks}) "
+            f"| {r.late_ticks} / {r.skipped_ticks} |")
     return "\n".join(lines)
 
 
