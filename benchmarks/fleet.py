@@ -25,7 +25,9 @@ run, the ticks that overran the interval (`tick_late`) or were skipped because t
 before was still running (APScheduler's "maximum number of running instances"). In-process,
 it also times
 the policy folder's first load and a refresh with nothing changed (PolicyWatcher), and the
-matching of one shared answer to N policies (plan_queries and assign_values).
+matching of one shared answer to N policies (plan_queries and assign_values); and, against
+Prometheus, the shared query as rendered for N services (its size, and the time to ask it as
+the agent does: a form POST, the answer parsed).
 
 A benchmark, not a test: figures depend on the machine (and this one is shared), so compare
 rows of one run. At the defaults it runs in about 5 minutes on a quiet machine.
@@ -57,6 +59,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.core.model import Series
 from autoscaler.core.queries import assign_values, plan_queries
 from autoscaler.policy_files import RACY_WINDOW_NS, PolicyWatcher
@@ -343,6 +346,8 @@ class Row:
     load_seconds: float = 0.0
     refresh_seconds: float = 0.0
     match_seconds: float = 0.0
+    query_seconds: float = 0.0
+    query_kb: float = 0.0
     first_tick_seconds: float = 0.0
     queries: float = 0.0
     tick_seconds: float = 0.0
@@ -368,9 +373,9 @@ def write_policies(folder: Path, count: int) -> None:
             f"  - name: load\n    query: '{QUERY}'\n    target: {TARGET}\n")
 
 
-def in_process(row: Row, folder: Path) -> None:
+def in_process(row: Row, folder: Path) -> str:
     """The policy folder's first load and a refresh with nothing changed; the matching of
-    one shared answer to every policy."""
+    one shared answer to every policy. Returns the shared query as rendered."""
     watcher = PolicyWatcher(folder)
     began = time.perf_counter()
     watcher.refresh()
@@ -388,13 +393,24 @@ def in_process(row: Row, folder: Path) -> None:
     values = assign_values(plan, answers)
     row.match_seconds = time.perf_counter() - began
     assert len(values) == len(policies) == row.services
+    (rendered,) = plan
+    return rendered
+
+
+def time_query(row: Row, url: str, rendered: str) -> None:
+    """The shared `{{services}}` query, naming every service, asked as the agent asks it."""
+    began = time.perf_counter()
+    series = PrometheusSource(url, timeout=30).query(rendered)
+    row.query_seconds = time.perf_counter() - began
+    row.query_kb = len(rendered.encode()) / 1024
+    assert len(series) == row.services, f"{len(series)} series for {row.services} services"
 
 
 def measure(size: int, arguments: argparse.Namespace, work: Path) -> Row:
     row = Row(size)
     folder = work / "policies"
     write_policies(folder, size)
-    in_process(row, folder)
+    rendered = in_process(row, folder)
 
     registry = CollectorRegistry()
     load = Gauge("fleet_load", "Load per service, as the benchmark sets it.", ["service"],
@@ -411,6 +427,7 @@ def measure(size: int, arguments: argparse.Namespace, work: Path) -> Row:
         wait_for(f"Prometheus to hold {size} series",
                  lambda: (found := instant(prometheus_url, "count(fleet_load)"))
                  and int(found[0]["value"][1]) == size, 120)
+        time_query(row, prometheus_url, rendered)
         log_path = work / "agent.log"
         environment = {**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{docker_port}"}
         command = [sys.executable, "-m", "autoscaler", "run", "--policies", str(folder),
@@ -504,7 +521,8 @@ def run(row: Row, arguments: argparse.Namespace, agent: subprocess.Popen[bytes],
 
 
 def table(rows: list[Row], arguments: argparse.Namespace) -> str:
-    head = ("| services | policies: first load / refresh (s) | matching (s) | queries a tick "
+    head = ("| services | policies: first load / refresh (s) | matching (s) "
+            "| the shared query (KB, s) | queries a tick "
             "| tick (s) | CPU a tick (s) | RSS (MB, peak) | Docker calls a tick "
             "| log lines a tick | start to first tick (s) "
             f"| apply at {arguments.apply_latency_ms:g} ms a call (s, ticks) "
@@ -513,7 +531,8 @@ def table(rows: list[Row], arguments: argparse.Namespace) -> str:
     for r in rows:
         lines.append(
             f"| {r.services:,} | {r.load_seconds:.2f} / {r.refresh_seconds:.3f} "
-            f"| {r.match_seconds:.3f} | {r.queries:g} | {r.tick_seconds:.2f} "
+            f"| {r.match_seconds:.3f} | {r.query_kb:.0f}, {r.query_seconds:.2f} "
+            f"| {r.queries:g} | {r.tick_seconds:.2f} "
             f"| {r.cpu_per_tick:.2f} | {r.rss_mb:.0f} ({r.peak_mb:.0f}) "
             f"| {r.docker_calls:.1f} | {r.log_lines:g} | {r.first_tick_seconds:.1f} "
             f"| {r.applied} in {r.apply_seconds:.1f} ({r.apply_ticks}) "
