@@ -388,14 +388,7 @@ def test_a_refresh_reads_only_the_files_whose_stat_changed(
     monkeypatch.setattr(policy_files, "RACY_WINDOW_NS", 0)
     for number in range(30):
         (tmp_path / f"s{number}.yaml").write_text(policy(f"s{number}"))
-    reads: list[str] = []
-    real_read = policy_files.read_policy_bytes
-
-    def counting_read(path: str | Path) -> bytes | policy_files.PolicyProblem:
-        reads.append(Path(path).name)
-        return real_read(path)
-
-    monkeypatch.setattr(policy_files, "read_policy_bytes", counting_read)
+    reads = counted_reads(monkeypatch)
     watcher = PolicyWatcher(tmp_path)
     watcher.refresh()
     assert len(reads) == 30
