@@ -121,6 +121,12 @@ there for the misses of a forecast that is mostly right, and more than half as m
 on top of it is a raise the load is not expected to use (issue 19's "needless raise")."""
 
 
+CONFIRM_ABOVE = 1.25
+"""A forecast's raise above this many times what the larger of the load and the point
+forecast needs is made only if the forecast a tick before asked for as much: a spike of
+one tick's forecast, or of its margin or worst case, raises nothing."""
+
+
 @dataclass(frozen=True)
 class HeldCount:
     """The largest count a metric's forecasts asked for within the last horizon, and when."""
@@ -151,6 +157,10 @@ class MetricForecast:
     """The largest count this metric's forecasts asked for within the last horizon before
     now: a floor under this one's, so that a forecast's raise is not undone the next tick
     (None: none held)."""
+    unconfirmed: int | None = None
+    """The most this forecast may ask for: the larger of what the forecast a tick before
+    asked for and CONFIRM_ABOVE x what the larger of the last value and the point forecast
+    needs (None: no such limit)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +195,11 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
             count = cap
             note += (f", capped at {cap} ({FORECAST_CAP:g} x the {worth:.3g} replicas' worth "
                      f"of the forecast {forecast.cap_base:g})")
+    if forecast.unconfirmed is not None and count > forecast.unconfirmed:
+        count = forecast.unconfirmed
+        note += (f", {count} until the next tick asks for more too (a raise beyond "
+                 f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
+                 "twice)")
     return count, note
 
 

@@ -16,7 +16,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from autoscaler.core.spec import MetricSpec, Policy
-from autoscaler.core.strategies import HeldCount, MetricForecast, metric_forecast_count
+from autoscaler.core.strategies import (
+    CONFIRM_ABOVE,
+    HeldCount,
+    MetricForecast,
+    metric_forecast_count,
+)
 
 if TYPE_CHECKING:
     from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
@@ -37,6 +42,24 @@ class RaiseHold:
     raises: deque[tuple[datetime, int]] = field(default_factory=deque)
     last: int | None = None
     """The count in force the tick before (None: no forecast in use then)."""
+    asked: int | None = None
+    """What the forecast asked for the tick before, before this limit and the hold (None:
+    no forecast in use then)."""
+
+    def confirm(self, forecast: MetricForecast, metric: MetricSpec, value: float | None
+                ) -> MetricForecast:
+        """`forecast` with its `unconfirmed` limit: a count above CONFIRM_ABOVE x what the
+        larger of the last value and the point forecast needs is made only once the
+        forecast a tick before asked for as much (a spike of one tick's forecast, or of
+        its margin, raises nothing). Remembers what this one asks for."""
+        counted = metric_forecast_count(metric, forecast)
+        asked, self.asked = self.asked, counted[0] if counted is not None else None
+        if counted is None or not metric.target:
+            return forecast
+        seen = value if value is not None and math.isfinite(value) else 0.0
+        needs = math.ceil(max(seen, forecast.value or 0.0, 0.0) / metric.target - 1e-9)
+        prompt = math.ceil(CONFIRM_ABOVE * needs - 1e-9)
+        return replace(forecast, unconfirmed=max(prompt, asked or 0))
 
     def apply(self, forecast: MetricForecast, count: int | None, now: datetime,
               hold: timedelta) -> MetricForecast:
@@ -118,8 +141,10 @@ class ForecastBook:
             forecast = MetricForecast(
                 found.point, None if found.reason else found.with_margin,
                 None if found.reason else found.worst_case, cap_base=found.point)
+            raises = self._hold(policy.service, metric)
+            forecast = raises.confirm(forecast, metric, values.get(metric.name))
             counted = metric_forecast_count(metric, forecast)
-            forecasts[metric.name] = self._hold(policy.service, metric).apply(
+            forecasts[metric.name] = raises.apply(
                 forecast, counted[0] if counted is not None else None, now, hold)
             if found.reason:
                 reasons.append(found.reason)

@@ -156,3 +156,31 @@ def test_a_forecasts_count_within_tolerance_under_the_current_count_keeps_it(
 
     assert (outcome.desired, outcome.reason) == (expected, Reason.PREDICTED_LOAD)
     assert note in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        pytest.param([900.0, 300.0], [4, 3], id="a-one-tick-spike-raises-to-the-prompt-only"),
+        pytest.param([900.0, 900.0], [4, 9], id="asked-twice-made"),
+        pytest.param([380.0, 380.0], [4, 4], id="within-the-prompt-at-once"),
+    ],
+)
+def test_a_large_raise_is_made_once_two_ticks_ask_for_it(
+    asked: list[float], expected: list[int],
+) -> None:
+    """The load (300) and the point forecast (280) need 3 replicas of 100: up to
+    ceil(1.25 x 3) = 4 is made at once, more only once the tick before asked for as much."""
+    policy = predictive()
+    hold = RaiseHold((100, 150))
+    counts = []
+    for with_margin in asked:
+        forecast = hold.confirm(MetricForecast(280, with_margin, cap_base=None),
+                                policy.metrics[0], 300.0)
+        count = forecast_count(policy, {"rps": forecast})
+        assert count is not None
+        counts.append(count.replicas)
+        if count.replicas < -(-with_margin // 100):
+            assert f"{count.replicas} until the next tick asks for more too" \
+                in count.explanation
+    assert counts == expected
