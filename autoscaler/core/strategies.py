@@ -115,10 +115,11 @@ def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) 
 
 
 FORECAST_CAP = 1.5
-"""A forecast asks for at most this many times the replicas that the larger of its point
-forecast and the metric's last value needs at `target`: the margin and the worst case are
-there for the misses of a forecast that is mostly right, and more than half as much again
-on top of it is a raise the load is not expected to use (issue 19's "needless raise")."""
+"""A forecast asks for at most this many times the replicas' worth of its point forecast at
+`target` (rounded down, never under what the point forecast needs): the margin and the
+worst case are there for the misses of a forecast that is mostly right, and more than half
+as much again on top of it is a raise the load is not expected to use (issue 19's
+"needless raise")."""
 
 
 CONFIRM_ABOVE = 1.25
@@ -151,8 +152,8 @@ class MetricForecast:
     window, which the replicas must carry at the metric's `limit` (None for a metric without
     one, and in fall-back)."""
     cap_base: float | None = None
-    """The larger of the point forecast and the metric's last value: the count asked for is
-    at most FORECAST_CAP x what this needs at `target` (None: no cap)."""
+    """What the cap is taken from, the point forecast as the book serves it: the count asked
+    for is at most FORECAST_CAP x its replicas' worth at `target` (None: no cap)."""
     held: HeldCount | None = None
     """The largest count this metric's forecasts asked for within the last horizon before
     now: a floor under this one's, so that a forecast's raise is not undone the next tick
@@ -176,8 +177,8 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                           ) -> tuple[int, str] | None:
     """One metric's count and how it was reached, before any hold: `ceil(forecast with margin
     / target)`, `ceil(worst case / limit)` where the metric sets a `limit` and that is more,
-    at most FORECAST_CAP x what `cap_base` needs at `target`; None without a forecast in
-    use."""
+    at most FORECAST_CAP x the replicas' worth of `cap_base` at `target`, and at most
+    `unconfirmed`; None without a forecast in use."""
     if forecast is None or forecast.with_margin is None or not metric.target:
         return None
     count = ceil_slack(forecast.with_margin / metric.target)
@@ -208,11 +209,13 @@ def forecast_count(
 ) -> ForecastCount | None:
     """The forecasts' count; None when no metric has a forecast.
 
-    No tolerance applies to a forecast: tolerance keeps noise around the current value from
-    moving the count, but a forecast that the current count cannot carry is the signal the
-    predictive strategy exists for. A count a forecast asked for within the last horizon is
-    held (`MetricForecast.held`): released the next tick, the raise would be undone minutes
-    after it was made, an action each way, when the forecast jitters.
+    No tolerance applies to a forecast's raise: tolerance keeps noise around the current
+    value from moving the count, but a forecast that the current count cannot carry is the
+    signal the predictive strategy exists for (`decide` keeps the current count against a
+    forecast's release within tolerance). Each metric's count is capped (`cap_base`), waits for a
+    second tick above a prompt share (`unconfirmed`), and is raised to a raise of the last
+    horizon (`held`): released the next tick, that raise would be undone minutes after it
+    was made, an action each way, when the forecast jitters. The book sets all three.
     """
     counts: dict[str, int] = {}
     notes = []

@@ -1,6 +1,7 @@
 """The forecasters of the predictive policies: one per (service, metric), trained when due,
-and the forecasts they serve: capped at FORECAST_CAP x what the point forecast needs
-(`cap_base`), a raise of a forecast's count held for a horizon (`RaiseHold`).
+and the forecasts they serve, with what keeps their count from thrashing: the cap's base
+(the point forecast), the confirmation a large raise waits for, and the raise held for a
+horizon (`RaiseHold`; `autoscaler.core.strategies` applies them).
 
 The forecaster module (numpy, scikit-learn) is imported when the book first needs it, at a
 predictive policy's first forecast or training: an agent without one never loads them.
@@ -35,7 +36,8 @@ class RaiseHold:
     """One metric's recent raises of its forecast's count (a count above the one in force
     the tick before), each held for a horizon: a raise released the next tick, when the
     forecast jitters, is undone minutes after it was made, an action each way. A count that
-    only follows a falling forecast is not held, so a descent costs nothing more."""
+    only follows a falling forecast is not held, so a descent costs nothing more. Also what
+    the forecast asked for the tick before, which a large raise waits for (`confirm`)."""
 
     counted_at: tuple[float | None, float | None]
     """The metric's (target, limit) the counts were counted at."""
@@ -93,6 +95,7 @@ class ForecastBook:
         self._settings: dict[tuple[str, str], ForecastSettings] = {}
         self._next_training: dict[str, datetime] = {}
         self._holds: dict[tuple[str, str], RaiseHold] = {}
+        """Per (service, metric): its recent raises and what it asked for last."""
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
@@ -132,7 +135,8 @@ class ForecastBook:
     def forecast(self, policy: Policy, values: Mapping[str, float | None], now: datetime
                  ) -> tuple[dict[str, MetricForecast], str | None]:
         """Feed this tick's values and forecast each metric; the first fall-back reason. Each
-        forecast in use carries its cap's base and the raise it holds."""
+        forecast carries its cap's base, the most it may ask for unconfirmed and the raise
+        it holds."""
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         hold = policy.predictive.horizon_for(self.tick)
