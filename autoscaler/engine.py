@@ -4,7 +4,7 @@ hands `decide` what a strategy needs beside the metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -150,7 +150,11 @@ class Engine:
     def retrain(self, now: datetime, history: HistorySource) -> list[Retrained]:
         """Let the planner train what is due, for the policies managed last tick (or the
         files' before the first tick), on the history before `now`."""
-        return self._planner.retrain([m.policy for m in self._roster.last], now, history)
+        return [r for step in self.retraining(now, history) for r in step]
+
+    def retraining(self, now: datetime, history: HistorySource) -> Iterator[list[Retrained]]:
+        """`retrain` one policy a step, so that a caller can let ticks run between steps."""
+        return self._planner.retraining([m.policy for m in self._roster.last], now, history)
 
     def _forget_all_but(self, services: set[str]) -> None:
         if len(self._memory) > len(services):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -103,9 +103,10 @@ class Planner(Protocol):
         """The service's spec count after this tick's apply."""
         ...
 
-    def retrain(self, policies: Sequence[Policy], now: datetime, history: HistorySource
-                ) -> list[Retrained]:
-        """Train what is due on the history before `now`; what each training did."""
+    def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
+                   ) -> Iterator[list[Retrained]]:
+        """Train what is due on the history before `now`, one policy a step: each step
+        trains one policy and yields what each of its trainings did."""
         ...
 
     def keep_only(self, services: Collection[str]) -> None:

@@ -9,7 +9,7 @@ ticks, and trains the forecasters when due.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -64,17 +64,15 @@ class PredictivePlanner:
     def keep_only(self, services: Collection[str]) -> None:
         self._alone = {name: m for name, m in self._alone.items() if name in services}
 
-    def retrain(self, policies: Sequence[Policy], now: datetime, history: HistorySource
-                ) -> list[Retrained]:
-        done: list[Retrained] = []
+    def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
+                   ) -> Iterator[list[Retrained]]:
         for policy in policies:
             if policy.strategy != "predictive" or not self.book.due(policy, now):
                 continue
             results = [self._train(policy, use, rendered, now, history)
                        for rendered, uses in plan_queries([policy]).items() for use in uses]
             self.book.trained(policy, now, ok=all(r.failure is None for r in results))
-            done += results
-        return done
+            yield results
 
     def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
                history: HistorySource) -> Retrained:

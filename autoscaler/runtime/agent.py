@@ -95,22 +95,35 @@ class Agent:
 
     def retrain(self) -> None:
         """Train the forecasters of the predictive policies that are due (the engine knows
-        each policy's `retrain_every`) on their history in Prometheus."""
+        each policy's `retrain_every`) on their history in Prometheus. The tick lock is
+        taken for one policy's training at a time, so that ticks go on between them: with
+        many predictive policies due at once (the agent's start), holding it for all would
+        hold the ticks for all their history queries and trainings."""
         with self._lock:
             try:
                 self._reload()
-                trained = self._engine.retrain(self._clock(), self._history)
+                steps = self._engine.retraining(self._clock(), self._history)
             except Exception:
                 log.exception("retrain_failed")
                 self._telemetry.tick_crashed()
                 return
-        for result in trained:
-            fields = {"service": result.service, "metric": result.metric,
-                      "points": result.points, "seconds": round(result.seconds, 3)}
-            if result.failure is None:
-                log.info("forecaster_trained", **fields)
-            else:
-                log.warning("forecaster_not_trained", reason=result.failure, **fields)
+        while True:
+            with self._lock:
+                try:
+                    trained = next(steps, None)
+                except Exception:
+                    log.exception("retrain_failed")
+                    self._telemetry.tick_crashed()
+                    return
+            if trained is None:
+                return
+            for result in trained:
+                fields = {"service": result.service, "metric": result.metric,
+                          "points": result.points, "seconds": round(result.seconds, 3)}
+                if result.failure is None:
+                    log.info("forecaster_trained", **fields)
+                else:
+                    log.warning("forecaster_not_trained", reason=result.failure, **fields)
 
     def tick(self) -> TickReport | None:
         """Run one tick; a crash inside it is logged and counted, never raised."""

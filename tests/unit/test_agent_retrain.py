@@ -1,0 +1,69 @@
+"""The retrain job takes the tick lock one policy's training at a time, so that ticks run
+between the trainings of many predictive policies due at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.adapters.decision_log import LogDecisionSink
+from autoscaler.policy_files import PolicyWatcher
+from autoscaler.runtime import agent as agent_module
+from autoscaler.runtime.agent import Agent
+from autoscaler.runtime.telemetry import Telemetry
+from tests.unit.fakes import FakeHistory, FakeSwarm
+from tests.unit.test_engine import NOW, by_service, daily_cycle, engine_of
+
+POLICY = ("service: {name}\nstrategy: predictive\nmax_replicas: 9\n"
+          "predictive: {{startup: 5m, min_history: 1d}}\n"
+          "metrics: [{{name: rps, query: 'q{{{{services}}}}', target: 100}}]\n")
+
+
+class _RecordingHistory(FakeHistory):
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(daily_cycle(2))
+        self.events = events
+
+    def history(self, promql: str, *, service: str, **keys: Any) -> Any:
+        self.events.append(f"trained {service}")
+        return super().history(promql, service=service, **keys)
+
+
+class _TickOnFirstTraining:
+    """Stands in for the agent's log: the first `forecaster_trained` line (written between
+    two trainings) runs a tick, as the scheduler's tick job would at that moment."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.agent: Agent | None = None
+
+    def info(self, event: str, **_: Any) -> None:
+        if event == "forecaster_trained" and "tick" not in self.events:
+            assert self.agent is not None
+            self.agent.tick()  # the tick lock is free here, or this would wait forever
+            self.events.append("tick")
+
+    warning = exception = error = info
+
+
+def test_a_tick_runs_between_two_policies_trainings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    swarm = FakeSwarm()
+    for name in ("api", "web"):
+        (tmp_path / f"{name}.yaml").write_text(POLICY.format(name=name))
+        swarm.add(name, 2)
+    log = _TickOnFirstTraining(events)
+    monkeypatch.setattr(agent_module, "log", log)
+    engine = engine_of(metrics=by_service({"api": 150.0, "web": 150.0}), swarm=swarm,
+                       sink=LogDecisionSink("all"), dry_run=True, tick=timedelta(minutes=1))
+    agent = log.agent = Agent(engine, interval=timedelta(minutes=1), telemetry=Telemetry(),
+                              watcher=PolicyWatcher(tmp_path),
+                              history=_RecordingHistory(events), clock=lambda: NOW)
+
+    agent.retrain()
+
+    assert events == ["trained api", "tick", "trained web"]
