@@ -153,8 +153,16 @@ class Engine:
         return [r for step in self.retraining(now, history) for r in step]
 
     def retraining(self, now: datetime, history: HistorySource) -> Iterator[list[Retrained]]:
-        """`retrain` one policy a step, so that a caller can let ticks run between steps."""
-        return self._planner.retraining([m.policy for m in self._roster.last], now, history)
+        """`retrain` one policy a step, so that a caller can let ticks run between steps.
+        Each step reads the policies in force anew: a tick between two steps may have
+        reloaded a policy or dropped a service, whose old version is then not trained (a
+        policy just trained is not due again)."""
+        while True:
+            policies = [m.policy for m in self._roster.last]
+            step = next(self._planner.retraining(policies, now, history), None)
+            if step is None:
+                return
+            yield step
 
     def _forget_all_but(self, services: set[str]) -> None:
         if len(self._memory) > len(services):

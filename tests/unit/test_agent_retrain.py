@@ -67,3 +67,25 @@ def test_a_tick_runs_between_two_policies_trainings(
     agent.retrain()
 
     assert events == ["trained api", "tick", "trained web"]
+
+
+def test_a_step_trains_the_policies_in_force_at_that_step(tmp_path: Path) -> None:
+    """A tick between two steps may have dropped a service: its policy is not trained."""
+    watcher_folder = tmp_path / "policies"
+    watcher_folder.mkdir()
+    for name in ("api", "web"):
+        (watcher_folder / f"{name}.yaml").write_text(POLICY.format(name=name))
+    watcher = PolicyWatcher(watcher_folder)
+    watcher.refresh()
+    engine = engine_of(metrics=by_service({}), swarm=FakeSwarm(), sink=LogDecisionSink("all"),
+                       dry_run=True, tick=timedelta(minutes=1), policies=watcher.policies)
+    events: list[str] = []
+    steps = engine.retraining(NOW, _RecordingHistory(events))
+
+    next(steps)
+    (watcher_folder / "web.yaml").unlink()
+    watcher.refresh()
+    engine.set_policies(watcher.policies, watcher.templates)
+
+    assert list(steps) == []
+    assert events == ["trained api"]
