@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""
 
+LATE = 1.5
+"""What a tick earlier is, in ticks: a forecast made more than this many ticks before (an
+operator's pause, a switch of strategy, a tick that failed between) confirms nothing."""
+
 
 @dataclass
 class RaiseHold:
@@ -44,18 +48,20 @@ class RaiseHold:
     raises: deque[tuple[datetime, int]] = field(default_factory=deque)
     last: int | None = None
     """The count in force the tick before (None: no forecast in use then)."""
-    asked: int | None = None
-    """What the forecast asked for the tick before, before this limit and the hold (None:
-    no forecast in use then)."""
+    asked: tuple[datetime, int] | None = None
+    """When the forecast was last asked, and what it asked for then, before this limit and
+    the hold (None: no forecast in use then)."""
 
-    def confirm(self, forecast: MetricForecast, metric: MetricSpec, value: float | None
-                ) -> MetricForecast:
+    def confirm(self, forecast: MetricForecast, metric: MetricSpec, value: float | None,
+                now: datetime, tick: timedelta) -> MetricForecast:
         """`forecast` with its `unconfirmed` limit: a count above CONFIRM_ABOVE x what the
         larger of the last value and the point forecast needs is made only once the
-        forecast a tick before asked for as much (a spike of one tick's forecast, or of
-        its margin, raises nothing). Remembers what this one asks for."""
+        forecast of the tick before (at most LATE ticks before `now`) asked for as much.
+        Remembers what this one asks for."""
         counted = metric_forecast_count(metric, forecast)
-        asked, self.asked = self.asked, counted[0] if counted is not None else None
+        before, self.asked = self.asked, (now, counted[0]) if counted is not None else None
+        asked = before[1] if before is not None \
+            and timedelta(0) < now - before[0] <= LATE * tick else None
         if counted is None or not metric.target:
             return forecast
         seen = value if value is not None and math.isfinite(value) else 0.0
@@ -146,13 +152,22 @@ class ForecastBook:
                 found.point, None if found.reason else found.with_margin,
                 None if found.reason else found.worst_case, cap_base=found.point)
             raises = self._hold(policy.service, metric)
-            forecast = raises.confirm(forecast, metric, values.get(metric.name))
+            forecast = raises.confirm(forecast, metric, values.get(metric.name), now,
+                                      self.tick)
             counted = metric_forecast_count(metric, forecast)
             forecasts[metric.name] = raises.apply(
                 forecast, counted[0] if counted is not None else None, now, hold)
             if found.reason:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
+
+    def forget_all_but(self, services: Collection[str]) -> None:
+        """Drop the forecasters, raises and training times of services not managed any more:
+        a service made again under the same name starts afresh."""
+        self._forecasters = {k: v for k, v in self._forecasters.items() if k[0] in services}
+        self._settings = {k: v for k, v in self._settings.items() if k[0] in services}
+        self._holds = {k: v for k, v in self._holds.items() if k[0] in services}
+        self._next_training = {k: v for k, v in self._next_training.items() if k in services}
 
     def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:
         """The metric's raises, counted at its present target and limit."""

@@ -63,6 +63,7 @@ class PredictivePlanner:
 
     def keep_only(self, services: Collection[str]) -> None:
         self._alone = {name: m for name, m in self._alone.items() if name in services}
+        self.book.forget_all_but(services)
 
     def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
                    ) -> Iterator[list[Retrained]]:

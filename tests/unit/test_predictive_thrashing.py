@@ -15,6 +15,7 @@ from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.core.strategies import HeldCount, MetricForecast, forecast_count
 from autoscaler.predictive.book import ForecastBook, RaiseHold
 from autoscaler.predictive.forecaster import Forecast
+from autoscaler.predictive.planner import PredictivePlanner
 from tests.unit.conftest import build_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -174,9 +175,9 @@ def test_a_large_raise_is_made_once_two_ticks_ask_for_it(
     policy = predictive()
     hold = RaiseHold((100, 150))
     counts = []
-    for with_margin in asked:
+    for minute, with_margin in enumerate(asked):
         forecast = hold.confirm(MetricForecast(280, with_margin, cap_base=None),
-                                policy.metrics[0], 300.0)
+                                policy.metrics[0], 300.0, NOW + minute * MINUTE, MINUTE)
         count = forecast_count(policy, {"rps": forecast})
         assert count is not None
         counts.append(count.replicas)
@@ -184,3 +185,49 @@ def test_a_large_raise_is_made_once_two_ticks_ask_for_it(
             assert f"{count.replicas} until the next tick asks for more too" \
                 in count.explanation
     assert counts == expected
+
+
+@pytest.mark.parametrize(
+    ("gap", "expected"),
+    [
+        pytest.param(MINUTE, 9, id="the-tick-before-confirms"),
+        pytest.param(MINUTE * 1.4, 9, id="a-late-tick-confirms"),
+        pytest.param(2 * MINUTE, 4, id="a-tick-missed-confirms-nothing"),
+        pytest.param(timedelta(days=1), 4, id="a-day-before-confirms-nothing"),
+        pytest.param(-MINUTE, 4, id="the-clock-set-back-confirms-nothing"),
+    ],
+)
+def test_only_the_forecast_of_the_tick_before_confirms_a_large_raise(
+    gap: timedelta, expected: int,
+) -> None:
+    """An operator's pause, a switch of strategy or a failed tick between two forecasts: the
+    earlier one, not a tick before, confirms nothing."""
+    policy = predictive()
+    hold = RaiseHold((100, 150))
+    hold.confirm(MetricForecast(280, 900.0), policy.metrics[0], 300.0, NOW, MINUTE)
+    forecast = hold.confirm(MetricForecast(280, 900.0), policy.metrics[0], 300.0, NOW + gap,
+                            MINUTE)
+    count = forecast_count(policy, {"rps": forecast})
+
+    assert count is not None and count.replicas == expected
+
+
+def test_a_service_no_longer_managed_is_forgotten_with_its_raises() -> None:
+    """A service removed (or made again under its name) keeps nothing of its predecessor:
+    neither its held raise nor its forecasters and training time; the others keep theirs."""
+    policy = predictive(predictive={"startup": "10m"})
+    other = policy.model_copy(update={"service": "api"})
+    book = StubBook([1000, 1000, 1000, 1000, 100])
+    planner = PredictivePlanner(book)
+    for minute in range(2):
+        book.forecast(policy, {"rps": 1000.0}, NOW + minute * MINUTE)
+        book.forecast(other, {"rps": 1000.0}, NOW + minute * MINUTE)
+    book.trained(policy, NOW, ok=True)
+    book.trained(other, NOW, ok=True)
+
+    planner.keep_only({"api"})
+    served = book.forecast(policy, {"rps": 100.0}, NOW + 2 * MINUTE)[0]["rps"]
+
+    assert served.held is None
+    assert book.due(policy, NOW + 2 * MINUTE) and not book.due(other, NOW + 2 * MINUTE)
+    assert set(book._holds) == {("web", "rps"), ("api", "rps")}
