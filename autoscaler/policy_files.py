@@ -317,6 +317,10 @@ class PolicyWatcher:
             # (a new file is always `changed`, so none was added either)
             return []
         before = self._in_force
+        if not gone and not added:
+            edited = self._edited_in_place([n for n in present if n in changed], before)
+            if edited is not None:
+                return edited
         candidates = [(name, entry) for name in present
                       if (entry := self._candidate(name, before)) is not None]
         incumbents = {_key(entry): name for name, entry in before.items()}
@@ -337,6 +341,26 @@ class PolicyWatcher:
                                           service=_service(entry),
                                           replaces=incumbents.get(_key(entry))))
         return events
+
+    def _edited_in_place(self, changed: list[str], before: Mapping[str, Entry]
+                         ) -> list[ReloadEvent] | None:
+        """The events of edits (in the folder's order) that leave each file in force naming
+        what it named (the common edit: a target, a bound), taken up without working out
+        again which file holds each service; None when an edit may move a service or a
+        template from one file to another, which needs that pass over every file."""
+        taken: dict[str, Entry] = {}
+        for name in changed:
+            previous = before.get(name)
+            entry = self._candidate(name, before)
+            if previous is None or entry is None or _key(entry) != _key(previous):
+                return None
+            taken[name] = entry
+        self._in_force = {**before, **taken}
+        self.policies = {n: e for n, e in self._in_force.items() if isinstance(e, Policy)}
+        self.templates = {e.name: e for e in self._in_force.values()
+                          if isinstance(e, Template)}
+        held = {_key(entry): name for name, entry in taken.items()}
+        return [self._event(name, "changed", before[name], held, held) for name in changed]
 
     def _look(self, name: str, started: int, *, template: bool) -> bool:
         """Read the file again unless its stat is the one last read (and not recent); True

@@ -635,3 +635,35 @@ PolicyFolderEdits.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_policy_folder_edits = PolicyFolderEdits.TestCase
+
+
+def test_an_edit_in_place_is_taken_up_without_the_pass_over_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit that leaves a file naming its service (a bound, a target) changes that file's
+    policy alone; one that makes a file name another service takes the full pass."""
+    monkeypatch.setattr(policy_files, "RACY_WINDOW_NS", 0)
+    for number in range(5):
+        (tmp_path / f"s{number}.yaml").write_text(policy(f"s{number}"))
+    watcher = PolicyWatcher(tmp_path)
+    watcher.refresh()
+    before = dict(watcher.policies)
+    passes: list[int] = []
+    real_holders = policy_files._holders
+    monkeypatch.setattr(policy_files, "_holders", lambda *a: passes.append(1) or real_holders(*a))
+
+    (tmp_path / "s1.yaml").write_text(policy("s1", replicas=12))
+    (tmp_path / "s3.yaml").write_text("service: s3\nmax_replica: 5\n")
+    events = [said(e) for e in watcher.refresh()]
+
+    assert events == ["reloaded s1.yaml changed s1", "rejected s3.yaml changed s3 kept last good "
+                      "version"]
+    assert passes == []
+    assert watcher.policies[str(tmp_path / "s1.yaml")].max_replicas == 12
+    assert watcher.policies[str(tmp_path / "s3.yaml")] is before[str(tmp_path / "s3.yaml")]
+    assert watcher.policies is not before
+
+    (tmp_path / "s2.yaml").write_text(policy("s9"))
+    assert [said(e) for e in watcher.refresh()] == ["reloaded s2.yaml changed s9"]
+    assert passes == [1]
+    assert {p.service for p in watcher.policies.values()} == {"s0", "s1", "s3", "s4", "s9"}
