@@ -51,6 +51,8 @@ class RaiseHold:
     asked: tuple[datetime, int] | None = None
     """When the forecast was last asked, and what it asked for then, before this limit and
     the hold (None: no forecast in use then)."""
+    unsettled: bool = False
+    """This tick's count is a raise the apply has not settled yet (`settle`)."""
 
     def confirm(self, forecast: MetricForecast, metric: MetricSpec, value: float | None,
                 now: datetime, tick: timedelta) -> MetricForecast:
@@ -85,10 +87,22 @@ class RaiseHold:
             at, replicas = max(self.raises, key=lambda pair: (pair[1], pair[0]))
             if replicas > count:
                 held = HeldCount(replicas, at, hold)
-        if self.last is None or count > self.last:
+        self.unsettled = self.last is None or count > self.last
+        if self.unsettled:
             self.raises.append((now, count))
         self.last = max(count, held.replicas if held is not None else 0)
         return forecast if held is None else replace(forecast, held=held)
+
+    def settle(self, spec: int) -> None:
+        """The count applied this tick (`spec`): the raise made this tick, and the count in
+        force, are at most that much. A raise the rate limits or the bounds held back is held
+        only as far as it was made, never raised further after the forecast fell."""
+        if self.unsettled and self.raises:
+            at, replicas = self.raises[-1]
+            self.raises[-1] = (at, min(replicas, spec))
+        self.unsettled = False
+        if self.last is not None:
+            self.last = min(self.last, spec)
 
 
 class ForecastBook:
@@ -102,6 +116,8 @@ class ForecastBook:
         self._next_training: dict[str, datetime] = {}
         self._holds: dict[tuple[str, str], RaiseHold] = {}
         """Per (service, metric): its recent raises and what it asked for last."""
+        self._unsettled: dict[str, list[RaiseHold]] = {}
+        """Per service: the raises of this tick's forecasts, until `settled`."""
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
@@ -146,6 +162,7 @@ class ForecastBook:
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         hold = policy.predictive.horizon_for(self.tick)
+        unsettled = self._unsettled[policy.service] = []
         for metric in policy.metrics:
             found = self.forecast_metric(policy, metric, values.get(metric.name), now)
             forecast = MetricForecast(
@@ -157,9 +174,16 @@ class ForecastBook:
             counted = metric_forecast_count(metric, forecast)
             forecasts[metric.name] = raises.apply(
                 forecast, counted[0] if counted is not None else None, now, hold)
+            unsettled.append(raises)
             if found.reason:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
+
+    def settled(self, service: str, spec: int) -> None:
+        """The service's count after this tick's apply (`spec`): no raise of its forecasts
+        is held above what was applied."""
+        for raises in self._unsettled.pop(service, ()):
+            raises.settle(spec)
 
     def forget_all_but(self, services: Collection[str]) -> None:
         """Drop the forecasters, raises and training times of services not managed any more:
@@ -168,6 +192,7 @@ class ForecastBook:
         self._settings = {k: v for k, v in self._settings.items() if k[0] in services}
         self._holds = {k: v for k, v in self._holds.items() if k[0] in services}
         self._next_training = {k: v for k, v in self._next_training.items() if k in services}
+        self._unsettled = {k: v for k, v in self._unsettled.items() if k in services}
 
     def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:
         """The metric's raises, counted at its present target and limit."""

@@ -55,6 +55,7 @@ class PredictivePlanner:
                     note=fallback_note(found, fallback))
 
     def settle(self, service: str, *, spec: int) -> None:
+        self.book.settled(service, spec)
         memory = self._pending.pop(service, None)
         if memory is None:
             self._alone.pop(service, None)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from autoscaler.core.decide import decide
-from autoscaler.core.memory import ServiceMemory
+from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.model import Reason
 from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.core.strategies import HeldCount, MetricForecast, forecast_count
@@ -231,3 +231,43 @@ def test_a_service_no_longer_managed_is_forgotten_with_its_raises() -> None:
     assert served.held is None
     assert book.due(policy, NOW + 2 * MINUTE) and not book.due(other, NOW + 2 * MINUTE)
     assert set(book._holds) == {("web", "rps"), ("api", "rps")}
+
+
+class PointBook(ForecastBook):
+    """A book whose forecasts are the listed points, without margin."""
+
+    def __init__(self, points: list[float]) -> None:
+        super().__init__(MINUTE)
+        self.points = iter(points)
+
+    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
+                        now: datetime) -> Forecast:
+        point = next(self.points)
+        return Forecast(point, point, None, None)
+
+
+def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -> None:
+    """scale_up max_step 1 a minute: the forecast asks for 15 for two ticks (11, then 12 are
+    made), then falls back to 10. The hold keeps 12, what was applied, for the horizon (6m
+    from the raise at minute 3), and never raises the count to 15 after the forecast fell."""
+    policy = build_policy(strategy="predictive", max_replicas=1000,
+                          predictive={"startup": "5m"},
+                          behavior={"scale_up": {"max_step": 1, "period": "1m"},
+                                    "scale_down": {"stabilization": "0s"}},
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    points = [1000.0, 1000, 1500, 1500, 1000, 1000, 1000, 1000, 1000, 1000, 1000]
+    book = PointBook(points)
+    planner = PredictivePlanner(book)
+    memory, current, counts = ServiceMemory(seed=None), 10, []
+    for minute in range(len(points)):
+        now = NOW + minute * MINUTE
+        outcome = decide(policy, current=current, metrics={"rps": 1000.0}, memory=memory,
+                         last_change_at=None, now=now,
+                         forecasts=book.forecast(policy, {"rps": 1000.0}, now)[0])
+        memory = remember(memory, now=now, recommended=outcome.remembered,
+                          change=outcome.desired - current, keep=timedelta(hours=1))
+        planner.settle("web", spec=outcome.desired)
+        current = outcome.desired
+        counts.append(current)
+
+    assert counts == [10, 10, 11, 12, 12, 12, 12, 12, 12, 10, 10]
