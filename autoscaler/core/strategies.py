@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from autoscaler.core.durations import format_duration
@@ -171,6 +171,20 @@ class ForecastCount:
 
     replicas: int
     explanation: str
+    asked: int | None = None
+    """The largest count a metric's forecast asked for before the cap and the confirmation
+    (None: as `replicas`)."""
+
+
+def asked_count(metric: MetricSpec, forecast: MetricForecast) -> int:
+    """What a forecast in use asks for before any limit: `ceil(forecast with margin /
+    target)`, or `ceil(worst case / limit)` where the metric sets a `limit` and that is
+    more."""
+    assert forecast.with_margin is not None and metric.target
+    count = ceil_slack(forecast.with_margin / metric.target)
+    if metric.limit and forecast.worst_case is not None:
+        count = max(count, ceil_slack(forecast.worst_case / metric.limit))
+    return count
 
 
 def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
@@ -218,6 +232,7 @@ def forecast_count(
     was made, an action each way, when the forecast jitters. The book sets all three.
     """
     counts: dict[str, int] = {}
+    asked = 0
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
@@ -231,16 +246,25 @@ def forecast_count(
             note += (f", held at {held.replicas} (asked for at {held.at:%H:%M:%S}; a "
                      f"forecast's count is held for {format_duration(held.hold)})")
         counts[metric.name] = count
+        asked = max(asked, count, asked_count(metric, forecast))
         notes.append(note)
     if not counts:
         return None
-    return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}")
+    return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}",
+                         asked)
 
 
 def with_forecast(reactive: Recommendation, forecast: ForecastCount | None) -> Recommendation:
     """The larger of the target rule's count and the forecasts': a forecast can raise the
-    count, never lower it."""
-    if forecast is None or forecast.replicas <= reactive.replicas:
+    count, never lower it. A forecast the cap or the confirmation brought to the rule's
+    count or under it, from above, is still said: a limit decided the count."""
+    if forecast is None:
         return reactive
+    if forecast.replicas <= reactive.replicas:
+        if forecast.asked is None or forecast.asked <= reactive.replicas:
+            return reactive
+        return replace(reactive, explanation=(
+            f"{reactive.explanation}; {forecast.explanation}: the target rule's "
+            f"{reactive.replicas} stands"))
     return Recommendation(forecast.replicas, False, False,
                           f"{reactive.explanation}; {forecast.explanation}")

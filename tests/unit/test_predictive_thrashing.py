@@ -271,3 +271,31 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
         counts.append(current)
 
     assert counts == [10, 10, 11, 12, 12, 12, 12, 12, 12, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("forecast", "note"),
+    [
+        pytest.param(MetricForecast(300, 2000, cap_base=300),
+                     "rps 2000 -> 20, capped at 4 (1.5 x the 3 replicas' worth of the "
+                     "forecast 300): the target rule's 5 stands", id="capped"),
+        pytest.param(MetricForecast(300, 2000, unconfirmed=4),
+                     "rps 2000 -> 20, 4 until the next tick asks for more too", id="unconfirmed"),
+        pytest.param(MetricForecast(300, 400, cap_base=300), None, id="no-limit-applied"),
+    ],
+)
+def test_a_forecast_a_limit_brought_under_the_rule_is_still_said(
+    forecast: MetricForecast, note: str | None,
+) -> None:
+    """The target rule keeps 5; a forecast that asked for more, capped or unconfirmed down
+    to 4, is named with its limit; one that asked for no more than 5 is not."""
+    policy = build_policy(strategy="predictive", max_replicas=1000,
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    outcome = decide(policy, current=5, metrics={"rps": 480.0}, memory=ServiceMemory(seed=None),
+                     last_change_at=None, now=NOW, forecasts={"rps": forecast})
+
+    assert outcome.desired == 5
+    if note is None:
+        assert "forecast" not in outcome.message
+    else:
+        assert note in outcome.message and outcome.message.endswith("the target rule's 5 stands")
