@@ -299,3 +299,32 @@ def test_a_forecast_a_limit_brought_under_the_rule_is_still_said(
         assert "forecast" not in outcome.message
     else:
         assert note in outcome.message and outcome.message.endswith("the target rule's 5 stands")
+
+
+@pytest.mark.parametrize(
+    ("load", "forecast_load", "expected", "kept"),
+    [
+        pytest.param(850.0, 850.0, 9, False, id="forecast-as-the-rule"),
+        pytest.param(850.0, 700.0, 9, False, id="forecast-under-the-rule"),
+        pytest.param(800.0, 800.0, 8, False, id="further-under-forecast-as-the-rule"),
+        pytest.param(800.0, 900.0, 10, True, id="forecast-above-the-rule-released-kept"),
+    ],
+)
+def test_the_release_band_never_holds_back_the_rules_own_scale_down(
+    load: float, forecast_load: float, expected: int, kept: bool,
+) -> None:
+    """10 replicas of 100, tolerance 0.1: load 850 asks the rule for 9, 800 for 8. A
+    forecast no higher than the rule lets its scale-down through (the band damps only the
+    release of a forecast's raise); one above the rule and within tolerance under the
+    current count (9 of 10) keeps 10."""
+    policy = build_policy(strategy="predictive", tolerance=0.1, max_replicas=1000,
+                          metrics=[{"name": "rps", "query": "q", "target": 100}],
+                          behavior={"scale_down": {"stabilization": "0s"}})
+    outcome = decide(policy, current=10, metrics={"rps": load},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(forecast_load, forecast_load,
+                                                      cap_base=forecast_load)})
+
+    assert outcome.desired == expected
+    assert (outcome.reason == Reason.PREDICTED_LOAD) == kept
+    assert ("10: kept, the forecast's count 9 is within tolerance" in outcome.message) == kept
