@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "decides per service by the policy files, scales the services, and logs every "
         "decision as one JSON line.",
         epilog="Exit codes: 0 done; 1 a --once tick got no answer from Prometheus (every query "
-        "failed) or from Docker; 2 bad input (usage or an invalid policy). "
+        "failed) or from Docker; 2 bad input (usage, an invalid policy for validate, backtest "
+        "and tune, or a port already in use for run). "
         "Run 'autoscaler COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
             "per policy; edits of the policy files are taken up at the next tick or on SIGHUP.",
             epilog="Exit codes: 0 done (SIGTERM or SIGINT stop it after the tick in flight); "
             "1 a --once tick got no answer from Prometheus or Docker; 2 bad input (usage, an "
-            "invalid policy, or a port already in use).",
+            "unreadable credential, or the port for /healthz, /readyz and /metrics already in "
+            "use; an invalid policy is logged and left out, the valid ones are run).",
         )
         _add_policies_option(command)
         command.add_argument(

@@ -268,7 +268,8 @@ def _stat(path: str) -> _Stat | None:
 
 
 class PolicyWatcher:
-    """The policies of one folder as they are on disk, followed by `refresh`.
+    """The policies of one folder (or of one file) as they are on disk, followed by
+    `refresh`.
 
     After any sequence of edits, the policies (and templates) in force are those a fresh
     start would take from the folder as it is, plus the last good version of each file that
@@ -295,14 +296,16 @@ class PolicyWatcher:
         """
         started = time.time_ns()
         try:
-            files = _folder_files(self.folder)
+            files = ([(str(self.folder), False)] if self.folder.is_file()
+                     else _folder_files(self.folder))
         except OSError as error:
             problem = f"cannot read the policies folder ({error.strerror}); nothing changed"
             if problem == self._folder_problem:
                 return []
             self._folder_problem = problem
             return [ReloadEvent("policy_rejected", str(self.folder), "changed",
-                                problems=(problem,), kept="last good version")]
+                                problems=(problem,),
+                                kept="last good version" if self._in_force else "nothing")]
         self._folder_problem = None
         seen = self._seen
         present = [name for name, _ in files]

@@ -30,6 +30,7 @@ OPTIONS: tuple[tuple[str, str, str, str], ...] = (
 """(destination, flag, metavar, help); each flag's variable is AUTOSCALER_ + its
 destination in capitals."""
 HEADERS_VARIABLE = "AUTOSCALER_PROMETHEUS_HEADERS"
+HEADER_FILES_VARIABLE = "AUTOSCALER_PROMETHEUS_HEADER_FILES"
 
 
 def variable(destination: str) -> str:
@@ -49,7 +50,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         f"{HEADERS_VARIABLE}, one NAME=VALUE a line)")
     group.add_argument(
         "--prometheus-header-file", dest="prometheus_header_files", action="append",
-        metavar="NAME=FILE", help="an extra request header whose value is in a file")
+        metavar="NAME=FILE", help=f"an extra request header whose value is in a file; repeat "
+        f"for more (env {HEADER_FILES_VARIABLE}, one NAME=FILE a line)")
 
 
 def access(url: str, arguments: argparse.Namespace, *, environment: bool) -> PrometheusAccess:
@@ -61,9 +63,9 @@ def access(url: str, arguments: argparse.Namespace, *, environment: bool) -> Pro
         if value is None and environment:
             value = os.environ.get(variable(destination)) or None
         given[destination] = value
-    headers = list(arguments.prometheus_headers or [])
-    if not headers and environment and os.environ.get(HEADERS_VARIABLE):
-        headers = [line for line in os.environ[HEADERS_VARIABLE].splitlines() if line.strip()]
+    headers = _lines(arguments.prometheus_headers, HEADERS_VARIABLE, environment=environment)
+    header_files = _lines(arguments.prometheus_header_files, HEADER_FILES_VARIABLE,
+                          environment=environment)
     return PrometheusAccess.from_options(
         url,
         basic_user=given["prometheus_basic_user"],
@@ -74,8 +76,17 @@ def access(url: str, arguments: argparse.Namespace, *, environment: bool) -> Pro
         ca_bundle=given["prometheus_ca_file"], client_cert=given["prometheus_cert_file"],
         client_key=given["prometheus_key_file"],
         headers=_pairs(headers, "--prometheus-header"),
-        header_files=_pairs(arguments.prometheus_header_files or [], "--prometheus-header-file"),
+        header_files=_pairs(header_files, "--prometheus-header-file"),
     )
+
+
+def _lines(given: list[str] | None, variable_name: str, *, environment: bool) -> list[str]:
+    """The repeated option's values, else (with `environment`) the variable's lines."""
+    if given:
+        return list(given)
+    if environment and os.environ.get(variable_name):
+        return [line for line in os.environ[variable_name].splitlines() if line.strip()]
+    return []
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:

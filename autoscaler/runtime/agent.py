@@ -160,11 +160,14 @@ class Agent:
         says; the decisions themselves are logged by the engine's sink)."""
         for query, error in report.query_errors.items():
             log.warning("prometheus_query_failed", query=query, error=error)
-        log.info("tick_summary", **tick_counts(report.decisions), seconds=round(seconds, 3),
-                 queries=report.queries, failed_queries=report.failed_queries)
         if report.listing_error is not None:
             log.error("swarm_listing_failed", error=report.listing_error)
-            return
+        else:
+            self._log_leadership_and_services(report)
+        log.info("tick_summary", **tick_counts(report.decisions), seconds=round(seconds, 3),
+                 queries=report.queries, failed_queries=report.failed_queries)
+
+    def _log_leadership_and_services(self, report: TickReport) -> None:
         if report.leadership_error is not None:
             log.error("lease_unavailable", error=report.leadership_error)
         if report.leader != self._was_leader:

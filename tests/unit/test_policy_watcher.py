@@ -667,3 +667,21 @@ def test_an_edit_in_place_is_taken_up_without_the_pass_over_every_file(
     assert [said(e) for e in watcher.refresh()] == ["reloaded s2.yaml changed s9"]
     assert passes == [1]
     assert {p.service for p in watcher.policies.values()} == {"s0", "s1", "s3", "s4", "s9"}
+
+
+def test_the_watcher_takes_one_file_as_it_takes_a_folder(tmp_path: Path) -> None:
+    file = tmp_path / "web.yaml"
+    file.write_text(policy("web"))
+    watcher = PolicyWatcher(file)
+
+    assert [said(e) for e in watcher.refresh()] == ["reloaded web.yaml added web"]
+    file.write_text(policy("web", 7))
+    os.utime(file, ns=(0, 0))
+    watcher.refresh()
+    assert watcher.policies[str(file)].max_replicas == 7
+
+
+def test_a_folder_missing_at_the_first_load_keeps_nothing(tmp_path: Path) -> None:
+    (event,) = PolicyWatcher(tmp_path / "nowhere").refresh()
+
+    assert (event.event, event.kept) == ("policy_rejected", "nothing")

@@ -161,3 +161,24 @@ def test_a_timeout_must_be_a_positive_number_of_seconds() -> None:
     for timeout in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="positive number of seconds"):
             PrometheusSource("http://prom:9090", timeout=timeout)
+
+
+def test_header_files_come_from_their_variable_as_headers_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from autoscaler.prometheus_options import access, add_options
+
+    (tmp_path / "tenant").write_text("tenant-7\n")
+    (tmp_path / "key").write_text(SECRET)
+    monkeypatch.setenv("AUTOSCALER_PROMETHEUS_HEADER_FILES",
+                       f"X-Scope-OrgID={tmp_path / 'tenant'}\nX-Api-Key={tmp_path / 'key'}\n")
+    parser = argparse.ArgumentParser()
+    add_options(parser)
+
+    from_environment = access("http://prom:9090", parser.parse_args([]), environment=True)
+    flag_wins = access("http://prom:9090", parser.parse_args(
+        ["--prometheus-header-file", f"X-Scope-OrgID={tmp_path / 'tenant'}"]), environment=True)
+
+    assert dict(from_environment.headers) == {"X-Scope-OrgID": "tenant-7", "X-Api-Key": SECRET}
+    assert dict(flag_wins.headers) == {"X-Scope-OrgID": "tenant-7"}
