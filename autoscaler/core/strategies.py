@@ -123,14 +123,17 @@ as much again on top of it is a raise the load is not expected to use (issue 19'
 
 
 CONFIRM_ABOVE = 1.25
-"""A forecast's raise above this many times what the larger of the load and the point
-forecast needs is made only if the forecast a tick before asked for as much: a spike of
-one tick's forecast, or of its margin or worst case, raises nothing."""
+"""A forecast's count above this many times what the larger of the load and the point
+forecast (the lower of this tick's and the tick before's) needs is made only if the
+forecast of the tick before asked for as much: a spike of one tick's forecast, its point or
+its margin or worst case, raises the count to this share of the load's or the steady
+point's needs at most."""
 
 
 @dataclass(frozen=True)
 class HeldCount:
-    """The largest count a metric's forecasts asked for within the last horizon, and when."""
+    """The largest raise of a metric's forecast count within the last horizon (a count above
+    the one in force the tick before, at most what was applied), and when it was made."""
 
     replicas: int
     at: datetime
@@ -155,19 +158,21 @@ class MetricForecast:
     """What the cap is taken from, the point forecast as the book serves it: the count asked
     for is at most FORECAST_CAP x its replicas' worth at `target` (None: no cap)."""
     held: HeldCount | None = None
-    """The largest count this metric's forecasts asked for within the last horizon before
-    now: a floor under this one's, so that a forecast's raise is not undone the next tick
-    (None: none held)."""
+    """The largest raise of this metric's forecast count within the last horizon before
+    now, at most what was applied: a floor under this one's, so that a forecast's raise is
+    not undone the next tick (None: none held)."""
     unconfirmed: int | None = None
-    """The most this forecast may ask for: the larger of what the forecast a tick before
+    """The most this forecast may ask for: the larger of what the forecast of the tick before
     asked for and CONFIRM_ABOVE x what the larger of the last value and the point forecast
-    needs (None: no such limit)."""
+    (the lower of this tick's and the tick before's) needs (None: no such limit)."""
 
 
 @dataclass(frozen=True)
 class ForecastCount:
-    """What the forecasts ask for: the largest over the metrics of `ceil(forecast with margin
-    / target)`, and of `ceil(worst case / limit)` where the metric sets a `limit`."""
+    """What the forecasts ask for: the largest over the metrics of each one's count,
+    `ceil(forecast with margin / target)` or `ceil(worst case / limit)` where the metric
+    sets a `limit` and that is more, capped (`cap_base`), at most `unconfirmed`, and raised
+    to its `held` raise (`metric_forecast_count`, `forecast_count`)."""
 
     replicas: int
     explanation: str
@@ -214,7 +219,7 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
         count = forecast.unconfirmed
         note += (f", {count} until the next tick asks for more too (a raise beyond "
                  f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
-                 "twice)")
+                 "two ticks running)")
     return count, note
 
 

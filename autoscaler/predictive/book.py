@@ -38,36 +38,46 @@ operator's pause, a switch of strategy, a tick that failed between) confirms not
 @dataclass
 class RaiseHold:
     """One metric's recent raises of its forecast's count (a count above the one in force
-    the tick before), each held for a horizon: a raise released the next tick, when the
-    forecast jitters, is undone minutes after it was made, an action each way. A count that
-    only follows a falling forecast is not held, so a descent costs nothing more. Also what
-    the forecast asked for the tick before, which a large raise waits for (`confirm`)."""
+    the tick before), each held for a horizon, at most as far as it was applied (`settle`):
+    a raise released the next tick, when the forecast jitters, is undone minutes after it
+    was made, an action each way. A count that only follows a falling forecast is not held,
+    so a descent costs nothing more. Also what the forecast asked for the tick before, and
+    its point forecast then, which a large raise waits for (`confirm`)."""
 
     counted_at: tuple[float | None, float | None]
     """The metric's (target, limit) the counts were counted at."""
     raises: deque[tuple[datetime, int]] = field(default_factory=deque)
     last: int | None = None
-    """The count in force the tick before (None: no forecast in use then)."""
+    """The forecast's count of the tick before, with its held raise, at most what was
+    applied (None: no forecast in use then)."""
     asked: tuple[datetime, int] | None = None
     """When the forecast was last asked, and what it asked for then, before this limit and
     the hold (None: no forecast in use then)."""
+    pointed: tuple[datetime, float] | None = None
+    """When the forecast was last asked, and its point forecast then."""
     unsettled: bool = False
     """This tick's count is a raise the apply has not settled yet (`settle`)."""
 
     def confirm(self, forecast: MetricForecast, metric: MetricSpec, value: float | None,
                 now: datetime, tick: timedelta) -> MetricForecast:
         """`forecast` with its `unconfirmed` limit: a count above CONFIRM_ABOVE x what the
-        larger of the last value and the point forecast needs is made only once the
-        forecast of the tick before (at most LATE ticks before `now`) asked for as much.
-        Remembers what this one asks for."""
+        larger of the last value and the point forecast (the lower of this tick's and the
+        tick before's) needs is made only once the forecast of the tick before (at most
+        LATE ticks before `now`) asked for as much: a spike of one tick's forecast raises
+        the count to that share at most. Remembers what this one asks for, and its point."""
         counted = metric_forecast_count(metric, forecast)
         before, self.asked = self.asked, (now, counted[0]) if counted is not None else None
         asked = before[1] if before is not None \
             and timedelta(0) < now - before[0] <= LATE * tick else None
+        pointed, self.pointed = self.pointed, (
+            (now, forecast.value) if forecast.value is not None else None)
+        point = forecast.value or 0.0
+        if pointed is not None and timedelta(0) < now - pointed[0] <= LATE * tick:
+            point = min(point, pointed[1])
         if counted is None or not metric.target:
             return forecast
         seen = value if value is not None and math.isfinite(value) else 0.0
-        needs = math.ceil(max(seen, forecast.value or 0.0, 0.0) / metric.target - 1e-9)
+        needs = math.ceil(max(seen, point, 0.0) / metric.target - 1e-9)
         prompt = math.ceil(CONFIRM_ABOVE * needs - 1e-9)
         return replace(forecast, unconfirmed=max(prompt, asked or 0))
 

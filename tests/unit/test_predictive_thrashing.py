@@ -1,6 +1,7 @@
 """Predictive without thrashing (issue 19, point 2): a forecast's count is capped at
-FORECAST_CAP x what its point forecast needs, and a raise of it is held for a horizon; the
-decision's message says when either applied."""
+FORECAST_CAP x what its point forecast needs, a large raise waits for the tick after to ask
+for it too, a raise is held for a horizon (as far as it was applied), and a release within
+tolerance of the current count keeps it; the decision's message says when each applied."""
 
 from __future__ import annotations
 
@@ -107,15 +108,34 @@ class StubBook(ForecastBook):
 
 
 def test_the_book_serves_forecasts_with_their_cap_and_held_raise() -> None:
-    """startup 2m and a minute's tick: a horizon, and a hold, of 3 minutes."""
+    """startup 2m and a minute's tick: a horizon, and a hold, of 3 minutes. The point
+    forecast rises to 900 for two ticks: the second makes the raise (10), held for two
+    ticks after."""
     policy = predictive(predictive={"startup": "2m"})
-    book = StubBook([300, 900, 300, 300, 300])
+    book = StubBook([300, 900, 900, 300, 300, 300])
     served = [book.forecast(policy, {"rps": 300.0}, NOW + minute * MINUTE)[0]["rps"]
-              for minute in range(5)]
+              for minute in range(6)]
 
-    assert [f.cap_base for f in served] == [300, 900, 300, 300, 300]
+    assert [f.cap_base for f in served] == [300, 900, 900, 300, 300, 300]
     assert [f.held.replicas if f.held else None for f in served] \
-        == [None, None, 10, 10, None]
+        == [None, None, None, 10, 10, None]
+
+
+def test_a_one_tick_spike_of_the_point_forecast_raises_nothing_beyond_the_prompt_share(
+) -> None:
+    """The point forecast jumps from 300 to 3000 for one tick (load 300): the confirmation
+    takes the lower of this tick's point and the last, so the count is 4 (1.25 x the 3 the
+    load needs), and nothing is held after."""
+    policy = predictive(predictive={"startup": "5m"})
+    book = StubBook([300, 300, 3000, 300, 300])
+    counts = []
+    for minute in range(5):
+        found = forecast_count(
+            policy, book.forecast(policy, {"rps": 300.0}, NOW + minute * MINUTE)[0])
+        assert found is not None
+        counts.append(found.replicas)
+
+    assert counts == [4, 4, 4, 4, 4]
 
 
 def test_a_decision_held_by_a_raise_says_so() -> None:
