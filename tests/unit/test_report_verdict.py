@@ -134,6 +134,20 @@ def test_warnings_a_naive_forecast_a_thrashing_policy_and_needless_raises() -> N
     ]
 
 
+def test_a_policy_held_at_its_max_replicas_most_of_the_time_is_warned_of() -> None:
+    held = policy_run("a.yaml", "target", 100.0, 100.0)
+    held = PolicyRun(**{**held.__dict__, "reasons": {"TooManyReplicas": 60,
+                                                     "WithinTolerance": 40}})
+    now_and_then = PolicyRun(**{**held.__dict__, "reasons": {"TooManyReplicas": 40,
+                                                             "WithinTolerance": 60}})
+
+    (warning,) = report.verdict([held]).warnings
+    assert report.plain(warning).startswith(
+        "a.yaml was held at its max_replicas in 60 % of its decisions (TooManyReplicas)")
+    assert "unit of the policy's target" in warning
+    assert report.verdict([now_and_then]).warnings == ()
+
+
 def test_no_thrash_warning_below_one_action_an_hour_or_within_twice_the_others() -> None:
     slow = [policy_run("a.yaml", "target", 1.0, 0.0, actions_per_hour=0.1),
             policy_run("b.yaml", "target", 1.0, 0.0, actions_per_hour=0.9)]

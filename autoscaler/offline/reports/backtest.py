@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.core.durations import format_duration
-from autoscaler.core.model import Decision
+from autoscaler.core.model import Decision, Reason
 from autoscaler.offline.replay import (
     DEFAULT_UTILISATION_OF_TARGET,
     BacktestSettings,
@@ -279,6 +279,11 @@ def verdict(runs: Sequence[PolicyRun], budget: float = DEFAULT_SLO_BUDGET, *,
                    lead, points, tuple(_warnings(runs, names, needless)))
 
 
+AT_MAX_SHARE = 0.5
+"""A policy held at its max_replicas in this share of its decisions or more is warned of:
+its figures say more about the bound (or a trace in another unit) than about the policy."""
+
+
 def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
               needless: Sequence[float | None] | None) -> list[str]:
     found = []
@@ -301,6 +306,14 @@ def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
                          + ("median " if len(others) > 1 else "") + f"({median:.2f}); each "
                          "starts or stops tasks (a longer scale-down stabilization or a wider "
                          "tolerance makes fewer)")
+    for name, run in zip(names, runs, strict=True):
+        decided = sum(run.reasons.values())
+        capped = run.reasons.get(str(Reason.TOO_MANY_REPLICAS), 0)
+        if decided and capped / decided >= AT_MAX_SHARE:
+            found.append(f"`{name}` was held at its max_replicas in {100 * capped / decided:.0f} "
+                         "% of its decisions (TooManyReplicas): the load asked for more. Raise "
+                         "max_replicas, or check that the trace counts the load in the unit of "
+                         "the policy's target (per second, per minute)")
     for name, value in zip(names, needless or (), strict=False):
         if value is not None and value > 0:
             found.append(f"`{name}`: {value:g} needless raises a day (raises well above what "
