@@ -95,15 +95,19 @@ def test_a_raise_of_the_forecasts_count_is_held_for_a_horizon(
 
 
 class StubBook(ForecastBook):
-    """A book whose forecasters answer from a list."""
+    """A book whose forecasters answer from a list: each point with a margin of 10 % and a
+    worst case of 20 %, or (`margins` False) the point alone."""
 
-    def __init__(self, points: list[float]) -> None:
+    def __init__(self, points: list[float], *, margins: bool = True) -> None:
         super().__init__(MINUTE)
         self.points = iter(points)
+        self.margins = margins
 
     def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
                         now: datetime) -> Forecast:
         point = next(self.points)
+        if not self.margins:
+            return Forecast(point, point, None, None)
         return Forecast(point, point * 1.1, point * 1.2, None)
 
 
@@ -274,19 +278,6 @@ def test_a_service_no_longer_managed_is_forgotten_with_its_raises() -> None:
     assert set(book._holds) == {("web", "rps"), ("api", "rps")}
 
 
-class PointBook(ForecastBook):
-    """A book whose forecasts are the listed points, without margin."""
-
-    def __init__(self, points: list[float]) -> None:
-        super().__init__(MINUTE)
-        self.points = iter(points)
-
-    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
-                        now: datetime) -> Forecast:
-        point = next(self.points)
-        return Forecast(point, point, None, None)
-
-
 def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -> None:
     """scale_up max_step 1 a minute: the forecast asks for 15 for two ticks (11, then 12 are
     made), then falls back to 10. The hold keeps 12, what was applied, for the horizon (6m
@@ -297,7 +288,7 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
                                     "scale_down": {"stabilization": "0s"}},
                           metrics=[{"name": "rps", "query": "q", "target": 100}])
     points = [1000.0, 1000, 1500, 1500, 1000, 1000, 1000, 1000, 1000, 1000, 1000]
-    book = PointBook(points)
+    book = StubBook(points, margins=False)
     planner = PredictivePlanner(book)
     memory, current, counts = ServiceMemory(seed=None), 10, []
     for minute in range(len(points)):
