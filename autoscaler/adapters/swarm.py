@@ -71,8 +71,8 @@ class DockerConnection:
                         timeout=max(1, math.ceil(self._timeout)), max_pool_size=self._pool).api
             except DockerException as error:
                 raise SourceUnavailable(
-                    f"cannot reach the Docker engine at {engine_address()}: "
-                    f"{self.describe(error)}") from error
+                    f"cannot reach the Docker engine: {self.describe(error)} "
+                    f"(at {engine_address()})") from error
             assert isinstance(client, _DeadlineAPIClient)
             client.deadline = self._timeout
             self._client = client
@@ -94,7 +94,7 @@ class DockerConnection:
 def engine_address() -> str:
     """Where the engine is looked for, as an operator would check it."""
     host = os.environ.get("DOCKER_HOST")
-    return f"DOCKER_HOST={host}" if host else "the local socket (DOCKER_HOST is not set)"
+    return f"DOCKER_HOST={host}" if host else "the local socket; DOCKER_HOST is not set"
 
 
 class _UnixConnection(DeadlineConnection, UnixHTTPConnection):

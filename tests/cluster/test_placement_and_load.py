@@ -119,6 +119,19 @@ def gauge(text: str, name: str, service: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def set_availability(stack: ClusterStack, node_id: str, availability: str) -> None:
+    """`docker node update --availability`, made again when the agent renewed its lease (a
+    label on the first manager) between the CLI's read of the node and its update."""
+    for attempt in range(10):
+        try:
+            stack.infra.docker("node", "update", "--availability", availability, node_id)
+            return
+        except ClusterError as error:
+            if "update out of sequence" not in str(error) or attempt == 9:
+                raise
+            time.sleep(0.2)
+
+
 def remove_services(stack: ClusterStack, *names: str) -> None:
     stack.infra.docker("service", "rm", *names, check=False)
 
@@ -380,7 +393,7 @@ def test_replicas_all_on_one_node_while_others_could_run_them_log_availability(
     try:
         try:
             for node in others:
-                stack.infra.docker("node", "update", "--availability", "pause", node.node_id)
+                set_availability(stack, node.node_id, "pause")
             stack.infra.docker(
                 "service", "create", "--detach", "--no-resolve-image", "--name", SPREAD,
                 "--replicas", "2", "--stop-grace-period", "1s", image_names()["demo"],
@@ -395,7 +408,7 @@ def test_replicas_all_on_one_node_while_others_could_run_them_log_availability(
                                 timeout=10 * stack.interval_seconds)
         finally:
             for node in others:
-                stack.infra.docker("node", "update", "--availability", "active", node.node_id)
+                set_availability(stack, node.node_id, "active")
         active_at = time.time()
         warned = wait_until("availability", lambda: next(
             (e for e in events_of(stack, task, "availability", SPREAD, active_at)
