@@ -4,8 +4,9 @@ forecasts out; the clock is passed in and nothing is read from outside.
 The model predicts the change of log1p(value) from now to the target time, from the
 features of `features.py`. Working on log-changes makes it indifferent to the level, so a
 site that grows tenfold is forecast as well as a flat one. A margin, the `margin_quantile`
-of recent forecast errors, is added on top: a ratio, but never more than the largest recent
-shortfall in the metric's units. For a metric with a limit, the worst case raises the
+of the forecast's own errors at the horizon over the last day (a split-conformal quantile),
+is added on top: a ratio, but never more than the largest shortfall of that day in the
+metric's units. For a metric with a limit, the worst case raises the
 forecast by the largest share of the load missed over a longer window (`LargestMiss`).
 The measurements behind the constants are in docs/forecast-notes.md.
 """
@@ -49,8 +50,12 @@ class ForecastSettings:
     max_error_pct: float
     retrain_every: timedelta
     error_window: timedelta = timedelta(minutes=30)
-    """How far back the recent errors (margin, sMAPE) reach: long enough to judge the
-    model, short enough to follow a change of regime (a quiet night, a match)."""
+    """How far back the sMAPE that judges the model reaches: long enough to judge it, short
+    enough to follow a change of regime (a quiet night, a match)."""
+    margin_window: timedelta = DAY
+    """How far back the errors the margin is a quantile of reach: a day of resolved
+    forecasts, so that one burst's misses are a few values among many and move the quantile
+    little, where a half hour's window made them the margin for the next half hour."""
     worst_case_window: timedelta = timedelta(days=1)
     """How far back the worst case's largest miss reaches."""
     limit: float | None = None
@@ -213,20 +218,18 @@ class MetricForecaster:
         self._pending: deque[tuple[datetime, float]] = deque()
         """Forecasts made and not yet resolved: (target time, forecast without margin)."""
         error_points = max(1, round(settings.error_window / settings.step))
-        self._errors: deque[float] = deque(maxlen=error_points)
+        margin_points = max(1, round(settings.margin_window / settings.step))
+        self._errors: deque[float] = deque(maxlen=margin_points)
         """log1p(actual) - log1p(forecast) of resolved forecasts (floored at 0 like the ones
-        served), seeded at training with those of the history's last forecasts."""
-        self._shortfalls: deque[float] = deque(maxlen=error_points)
+        served), seeded at the first training with those of the history's last forecasts."""
+        self._shortfalls: deque[float] = deque(maxlen=margin_points)
         """actual - forecast of the same forecasts, in the metric's units: the margin never
         adds more than the largest of them."""
         self._smape: deque[float] = deque(maxlen=error_points)
         self._misses = None if settings.limit is None \
             else LargestMiss(settings.worst_case_window, settings.limit)
+        """The same forecasts' misses, for the worst case (metrics with a limit)."""
         self._naive = NaiveComparison(self._day)
-        """The same forecasts' misses, for the worst case (metrics with a limit). Seeded from
-        the training's history only while empty (at the first training): a later training
-        would put the new model's errors on its own training rows, smaller than the ones it
-        makes, in place of a window of real ones."""
 
     @property
     def trained(self) -> bool:
@@ -262,31 +265,35 @@ class MetricForecaster:
         # of the rows out.
         model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
                                               early_stopping=False, random_state=0)
-        seeded = self._errors.maxlen or 1
+        # The windows of errors are seeded with the errors of the history's last forecasts
+        # only while empty (at the first training): a later training would put the new
+        # model's errors on its own training rows, smaller than the ones it makes, in place
+        # of a window of real ones.
+        seed_errors = not self._errors
+        seeded = (self._errors.maxlen or 1) if seed_errors else 0
         seed_misses = False
         if self._misses is not None:
             self._misses.expire(known[-1][0])
             seed_misses = not self._misses
             if seed_misses:
                 seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
-        recent = slice(-min(int(usable.sum()), seeded), None)
+        recent = slice(-min(int(usable.sum()), max(seeded, 1)), None)
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
-            predicted = model.predict(rows[recent])
+            predicted = model.predict(rows[recent]) if seeded else None
         self._trees, self._failure = Trees(model), None
-        changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
-        level, seen_change = rows[recent, 0], targets[usable][recent]
-        # The deques keep the newest of what they are given.
-        self._errors.clear()
-        self._errors.extend((seen_change - changes).tolist())
-        self._shortfalls.clear()
-        seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
-        self._shortfalls.extend((seen - served).tolist())
-        if seed_misses and self._misses is not None:
-            resolved = ends[usable][recent] + horizon
-            for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
-                                               served.tolist(), strict=True):
-                self._misses.add(first + index * self.settings.step, actual, forecast)
+        if predicted is not None:
+            changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
+            level, seen_change = rows[recent, 0], targets[usable][recent]
+            seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
+            if seed_errors:  # the deques keep the newest of what they are given
+                self._errors.extend((seen_change - changes).tolist())
+                self._shortfalls.extend((seen - served).tolist())
+            if seed_misses and self._misses is not None:
+                resolved = ends[usable][recent] + horizon
+                for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
+                                                   served.tolist(), strict=True):
+                    self._misses.add(first + index * self.settings.step, actual, forecast)
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None

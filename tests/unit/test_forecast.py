@@ -167,9 +167,10 @@ def test_a_metric_that_drops_to_zero_is_never_forecast_below_zero() -> None:
 
 def test_the_margin_seeded_at_training_scores_the_forecasts_floored_at_zero() -> None:
     """A history that ends in a night of zeros: the training's last errors, which seed the
-    margin, are those of forecasts of 0 for a load of 0, so the first forecast has none."""
+    margin (over the night's last half hour here), are those of forecasts of 0 for a load
+    of 0, so the first forecast has none."""
     load = daylight(10)[:9 * 1440]
-    forecaster = MetricForecaster(settings())
+    forecaster = MetricForecaster(settings(margin_window=timedelta(minutes=30)))
     forecaster.train([START + i * STEP for i in range(len(load))], load)
     now = START + len(load) * STEP
     forecaster.observe(now, 0.0)
@@ -219,10 +220,12 @@ def test_the_smape_term_is_never_above_200() -> None:
 def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> None:
     """Forecasts made during an outage (0) miss the load that comes back by a ratio of
     hundreds; as a margin, that ratio would multiply the next forecasts. The margin adds no
-    more than the largest shortfall seen, in the metric's units."""
+    more than the largest shortfall seen, in the metric's units (a half hour's window here,
+    where the outage's misses are most of the errors)."""
     load = daily(10)
     history = 9 * 1440
-    forecaster = MetricForecaster(settings(margin_quantile=0.95))
+    forecaster = MetricForecaster(settings(margin_quantile=0.95,
+                                           margin_window=timedelta(minutes=30)))
     forecaster.train([START + i * STEP for i in range(history)], load[:history])
     seen = [0.0] * 20 + load[history + 20:history + 40]
 
@@ -236,6 +239,37 @@ def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> Non
         raised.append(with_margin - point)
 
     assert max(raised) > 0.5 * max(seen)
+
+
+@pytest.mark.parametrize(("window", "most"), [
+    pytest.param(timedelta(days=1), 1.5, id="a-day-of-errors-hardly-moves"),
+    pytest.param(timedelta(minutes=30), None, id="a-half-hour-of-errors-is-the-burst"),
+])
+def test_one_burst_moves_the_margin_of_a_day_of_errors_little(
+        window: timedelta, most: float | None) -> None:
+    """A ten-minute burst at five times the load, then the daily cycle again: with a day of
+    errors the margin of the next half hour stays within 1.5 x what it was before the burst;
+    with a half hour's, the burst's misses are the margin (more than twice as much)."""
+    load = daily(10)
+    history = 9 * 1440
+    forecaster = MetricForecaster(settings(margin_quantile=0.95, margin_window=window))
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    seen = load[history:history + 60]
+    seen[20:30] = [5 * value for value in seen[20:30]]
+
+    margins = []
+    for index, value in enumerate(seen, start=history):
+        now = START + index * STEP
+        forecaster.observe(now, value)
+        point, with_margin, _, _ = forecaster.forecast(now)
+        assert point is not None and with_margin is not None
+        margins.append(with_margin / point)
+
+    before, after = margins[19], max(margins[35:])
+    if most is None:
+        assert after > 2 * before
+    else:
+        assert after <= most * before
 
 
 @pytest.mark.parametrize(
