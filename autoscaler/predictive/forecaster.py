@@ -4,7 +4,7 @@ forecasts out; the clock is passed in and nothing is read from outside.
 The model predicts the change of log1p(value) from now to the target time, from the
 features of `features.py`. Working on log-changes makes it indifferent to the level, so a
 site that grows tenfold is forecast as well as a flat one. A margin, the `margin_quantile`
-of the forecast's own errors at the horizon over the last day (a split-conformal quantile),
+of the forecast's own errors at the horizon over the last day's worth of resolved forecasts,
 is added on top: a ratio, but never more than the largest shortfall of that day in the
 metric's units. For a metric with a limit, the worst case raises the
 forecast by the largest share of the load missed over a longer window (`LargestMiss`).
@@ -53,9 +53,11 @@ class ForecastSettings:
     """How far back the sMAPE that judges the model reaches: long enough to judge it, short
     enough to follow a change of regime (a quiet night, a match)."""
     margin_window: timedelta = DAY
-    """How far back the errors the margin is a quantile of reach: a day of resolved
-    forecasts, so that one burst's misses are a few values among many and move the quantile
-    little, where a half hour's window made them the margin for the next half hour."""
+    """How many errors the margin is a quantile of: a day's worth of resolved forecasts at
+    the step (counted, not timed: forecasts not resolved in a gap of the metric leave the
+    older ones in), so that one burst's misses are a few values among many and move the
+    quantile little, where a half hour's window made them the margin for the next half
+    hour."""
     worst_case_window: timedelta = timedelta(days=1)
     """How far back the worst case's largest miss reaches."""
     limit: float | None = None
@@ -198,6 +200,34 @@ class NaiveComparison:
         return self._errors / self._naive
 
 
+class RecentValues:
+    """The last `size` values added, in a numpy buffer, for the margin's quantile and largest
+    shortfall: read as one array each forecast, with no copy out of a deque."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buffer = np.empty(size)
+        self._count = 0
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, value: float) -> None:
+        self._buffer[self._next] = value
+        self._next = (self._next + 1) % self.size
+        self._count = min(self._count + 1, self.size)
+
+    def extend(self, values: np.ndarray) -> None:
+        """Add `values` in order; only the newest `size` of them stay."""
+        for value in values[-self.size:].tolist():
+            self.append(value)
+
+    def values(self) -> np.ndarray:
+        """The values kept, in no particular order."""
+        return self._buffer[:self._count]
+
+
 class MetricForecaster:
     """One metric of one service: its recent values, its model, its recent errors.
 
@@ -219,10 +249,11 @@ class MetricForecaster:
         """Forecasts made and not yet resolved: (target time, forecast without margin)."""
         error_points = max(1, round(settings.error_window / settings.step))
         margin_points = max(1, round(settings.margin_window / settings.step))
-        self._errors: deque[float] = deque(maxlen=margin_points)
+        self._errors = RecentValues(margin_points)
         """log1p(actual) - log1p(forecast) of resolved forecasts (floored at 0 like the ones
-        served), seeded at the first training with those of the history's last forecasts."""
-        self._shortfalls: deque[float] = deque(maxlen=margin_points)
+        served), seeded at the first training with those of the history's last forecasts
+        (rows the model was partly fitted on, so the first day's margin is a little low)."""
+        self._shortfalls = RecentValues(margin_points)
         """actual - forecast of the same forecasts, in the metric's units: the margin never
         adds more than the largest of them."""
         self._smape: deque[float] = deque(maxlen=error_points)
@@ -270,25 +301,26 @@ class MetricForecaster:
         # model's errors on its own training rows, smaller than the ones it makes, in place
         # of a window of real ones.
         seed_errors = not self._errors
-        seeded = (self._errors.maxlen or 1) if seed_errors else 0
+        seeded = self._errors.size if seed_errors else 0
         seed_misses = False
         if self._misses is not None:
             self._misses.expire(known[-1][0])
             seed_misses = not self._misses
             if seed_misses:
                 seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
-        recent = slice(-min(int(usable.sum()), max(seeded, 1)), None)
         with threadpool_limits(limits=TRAINING_THREADS):
             model.fit(rows[fitted], targets[usable][fitted])
-            predicted = model.predict(rows[recent]) if seeded else None
         self._trees, self._failure = Trees(model), None
-        if predicted is not None:
+        if seeded:
+            recent = slice(-min(int(usable.sum()), seeded), None)
+            with threadpool_limits(limits=TRAINING_THREADS):
+                predicted = model.predict(rows[recent])
             changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
             level, seen_change = rows[recent, 0], targets[usable][recent]
             seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
-            if seed_errors:  # the deques keep the newest of what they are given
-                self._errors.extend((seen_change - changes).tolist())
-                self._shortfalls.extend((seen - served).tolist())
+            if seed_errors:
+                self._errors.extend(seen_change - changes)
+                self._shortfalls.extend(seen - served)
             if seed_misses and self._misses is not None:
                 resolved = ends[usable][recent] + horizon
                 for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
@@ -346,12 +378,13 @@ class MetricForecaster:
         change = max(change, -level)
         point = math.expm1(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
-        margin = max(float(np.quantile(self._errors, self.settings.margin_quantile)), 0.0) \
+        margin = max(float(np.quantile(self._errors.values(),
+                                       self.settings.margin_quantile)), 0.0) \
             if self._errors else 0.0
         # The margin is a ratio, learnt from errors in log1p terms. Load that came back from
         # nothing (0 forecast, 300 seen) makes a ratio of 300 that says little about the
         # error at 300: no more than the largest shortfall seen is added.
-        largest = max(self._shortfalls, default=0.0)
+        largest = float(self._shortfalls.values().max()) if self._shortfalls else 0.0
         with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
         failing = bool(self._smape) \
             and sum(self._smape) / len(self._smape) > self.settings.max_error_pct

@@ -24,6 +24,7 @@ from autoscaler.predictive.forecaster import (
     ForecastSettings,
     LargestMiss,
     MetricForecaster,
+    RecentValues,
     WindowTop,
     missed_share,
 )
@@ -242,14 +243,15 @@ def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> Non
 
 
 @pytest.mark.parametrize(("window", "most"), [
-    pytest.param(timedelta(days=1), 1.5, id="a-day-of-errors-hardly-moves"),
+    pytest.param(timedelta(days=1), 1.25, id="a-day-of-errors-hardly-moves"),
     pytest.param(timedelta(minutes=30), None, id="a-half-hour-of-errors-is-the-burst"),
 ])
 def test_one_burst_moves_the_margin_of_a_day_of_errors_little(
         window: timedelta, most: float | None) -> None:
     """A ten-minute burst at five times the load, then the daily cycle again: with a day of
-    errors the margin of the next half hour stays within 1.5 x what it was before the burst;
-    with a half hour's, the burst's misses are the margin (more than twice as much)."""
+    errors the margin (with_margin / point - 1) of the next half hour stays within 1.25 x
+    what it was before the burst (two hours' errors would double it); with a half hour's,
+    the burst's misses are the margin (ten times as much)."""
     load = daily(10)
     history = 9 * 1440
     forecaster = MetricForecaster(settings(margin_quantile=0.95, margin_window=window))
@@ -263,13 +265,60 @@ def test_one_burst_moves_the_margin_of_a_day_of_errors_little(
         forecaster.observe(now, value)
         point, with_margin, _, _ = forecaster.forecast(now)
         assert point is not None and with_margin is not None
-        margins.append(with_margin / point)
+        margins.append(with_margin / point - 1)
 
     before, after = margins[19], max(margins[35:])
+    assert before > 0
     if most is None:
-        assert after > 2 * before
+        assert after > 10 * before
     else:
         assert after <= most * before
+
+
+def test_a_retraining_keeps_the_real_errors_of_the_margin() -> None:
+    """The margin's errors are seeded at the first training only: a retraining, successful
+    or not, leaves the resolved forecasts' errors in place of its own training rows'."""
+    load = daily(10)
+    history = 8 * 1440
+    forecaster = MetricForecaster(settings())
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    for index in range(history, history + 600):
+        now = START + index * STEP
+        forecaster.observe(now, load[index] * (2 if index % 7 == 0 else 1))
+        forecaster.forecast(now)
+    kept = forecaster._errors.values().copy()
+
+    end = history + 600
+    assert forecaster.train([START + i * STEP for i in range(end)], load[:end]) is None
+    assert np.array_equal(forecaster._errors.values(), kept)
+    assert forecaster.train([START + i * STEP for i in range(60)], load[:60]) \
+        == "InsufficientHistory"
+    assert np.array_equal(forecaster._errors.values(), kept)
+
+
+def test_a_first_training_that_failed_leaves_the_margin_to_seed() -> None:
+    """Too short a history trains nothing and seeds nothing; the next training that works
+    seeds a day of errors."""
+    load = daily(10)
+    forecaster = MetricForecaster(settings())
+    assert forecaster.train([START + i * STEP for i in range(300)], load[:300]) \
+        == "InsufficientHistory"
+    assert len(forecaster._errors) == 0
+
+    history = 3 * 1440
+    assert forecaster.train([START + i * STEP for i in range(history)], load[:history]) is None
+    assert len(forecaster._errors) == 1440
+
+
+def test_recent_values_keep_the_newest() -> None:
+    kept = RecentValues(3)
+    kept.extend(np.array([1.0, 2.0]))
+    assert sorted(kept.values().tolist()) == [1.0, 2.0]
+    for value in (3.0, 4.0, 5.0):
+        kept.append(value)
+    assert len(kept) == 3 and sorted(kept.values().tolist()) == [3.0, 4.0, 5.0]
+    kept.extend(np.arange(10.0))
+    assert sorted(kept.values().tolist()) == [7.0, 8.0, 9.0]
 
 
 @pytest.mark.parametrize(
