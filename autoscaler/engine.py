@@ -268,8 +268,8 @@ class Engine:
         remembered = remember(decided.memory, now=now, recommended=outcome.remembered,
                               change=change, keep=history_to_keep(policy))
         self._memory[policy.service] = remembered
-        self._planner.settle(policy.service,
-                             spec=outcome.desired if done else decided.spec)
+        self._planner.settle(policy.service, spec=outcome.desired if done else decided.spec,
+                             in_force=decided.current + change)
         return decided.decision_of(
             reason=reason, message=message, applied=done, current_replicas=decided.current,
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,

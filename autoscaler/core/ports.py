@@ -99,8 +99,9 @@ class Planner(Protocol):
         """The inputs `decide` needs for `policy` at `now` (NO_PLAN: none)."""
         ...
 
-    def settle(self, service: str, *, spec: int) -> None:
-        """The service's spec count after this tick's apply."""
+    def settle(self, service: str, *, spec: int, in_force: int) -> None:
+        """The service's spec count after this tick's apply, and the count in force for the
+        decisions (the dry run's shadow count; the spec otherwise)."""
         ...
 
     def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource

@@ -54,8 +54,11 @@ class PredictivePlanner:
         return Plan(forecasts=found, target_alone=alone, record=record, fallback=fallback,
                     note=fallback_note(found, fallback))
 
-    def settle(self, service: str, *, spec: int) -> None:
-        self.book.settled(service, spec)
+    def settle(self, service: str, *, spec: int, in_force: int) -> None:
+        """The forecasts' raises are held as far as the count in force (`in_force`: a dry
+        run holds them on its shadow count as a run would on the spec); the target-alone
+        run follows the spec (`spec`), where a change by someone else resets it."""
+        self.book.settled(service, in_force)
         memory = self._pending.pop(service, None)
         if memory is None:
             self._alone.pop(service, None)

@@ -18,6 +18,7 @@ from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
 from autoscaler.engine import Engine
 from autoscaler.offline.memo import ForecastMemo, MemoBook
+from autoscaler.predictive.forecaster import Forecast
 from autoscaler.predictive.planner import PredictivePlanner
 from tests.unit.conftest import build_policy
 from tests.unit.fakes import FakeHistory, FakeLeadership, FakeMetrics, FakeSwarm, ListSink
@@ -275,14 +276,14 @@ def daily_cycle(days: int) -> list[float]:
 
 
 def predictive_web(metrics: list[dict[str, object]], *, load: float,
-                   forecast_memo: ForecastMemo | None = None, **keys: object
-                   ) -> tuple[Engine, FakeSwarm, ListSink]:
+                   forecast_memo: ForecastMemo | None = None, dry_run: bool = False,
+                   **keys: object) -> tuple[Engine, FakeSwarm, ListSink]:
     """An engine at a minute's tick with one predictive policy for `web` (3 replicas) under
     `load`."""
     swarm = FakeSwarm()
     swarm.add("web", 3)
     sink = ListSink()
-    engine = engine_of(metrics=by_service({"web": load}), swarm=swarm, sink=sink, dry_run=False,
+    engine = engine_of(metrics=by_service({"web": load}), swarm=swarm, sink=sink, dry_run=dry_run,
                     tick=timedelta(minutes=1), forecast_memo=forecast_memo,
                     policies={"w.yaml": build_policy(service="web", strategy="predictive",
                                                      metrics=metrics, **keys)})
@@ -387,6 +388,28 @@ def test_replays_that_differ_in_target_share_the_forecast_memo_not_in_limit(
     assert (first_trained, second_trained) == (1, 1 if trains else 0)
     if not trains:
         assert second == first
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_forecasts_raise_is_held_for_a_horizon_in_a_dry_run_as_in_a_run(
+        dry_run: bool) -> None:
+    """A raise of the forecast's count is held for the horizon (a minute's start-up and a
+    tick) as far as it was made: the dry run holds it on its shadow count, so its decisions
+    are the run's, though the spec never moves."""
+    engine, swarm, sink = predictive_web([{"name": "rps", "query": ALL, "target": 100}],
+                                         load=300, dry_run=dry_run,
+                                         behavior={"scale_up": {"max_step": 10}})
+    served = iter([Forecast(800, 850, None, None)] + [Forecast(300, 310, None, None)] * 3)
+    planner = engine._planner
+    assert isinstance(planner, PredictivePlanner)
+    planner.book.forecast_metric = (  # type: ignore[method-assign]
+        lambda policy, metric, value, now: next(served))
+    for minute in range(4):
+        engine.tick(NOW + timedelta(minutes=minute))
+
+    assert [d.desired_replicas for d in sink.decisions] == [9, 9, 4, 4]
+    assert "held at 9" in sink.decisions[1].message
+    assert swarm.scaled == ([] if dry_run else [("web", 9), ("web", 4)])
 
 
 def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:

@@ -298,7 +298,7 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
                          forecasts=book.forecast(policy, {"rps": 1000.0}, now)[0])
         memory = remember(memory, now=now, recommended=outcome.remembered,
                           change=outcome.desired - current, keep=timedelta(hours=1))
-        planner.settle("web", spec=outcome.desired)
+        planner.settle("web", spec=outcome.desired, in_force=outcome.desired)
         current = outcome.desired
         counts.append(current)
 
