@@ -38,7 +38,7 @@ operator's pause, a switch of strategy, a tick that failed between) confirms not
 @dataclass
 class RaiseHold:
     """One metric's recent raises of its forecast's count (a count above the one in force
-    the tick before), each held for a horizon, at most as far as it was applied (`settle`):
+    the tick before), each held for a horizon, at most as far as it was made (`settle`):
     a raise released the next tick, when the forecast jitters, is undone minutes after it
     was made, an action each way. A count that only follows a falling forecast is not held,
     so a descent costs nothing more. Also what the forecast asked for the tick before, and
@@ -103,16 +103,17 @@ class RaiseHold:
         self.last = max(count, held.replicas if held is not None else 0)
         return forecast if held is None else replace(forecast, held=held)
 
-    def settle(self, spec: int) -> None:
-        """The count applied this tick (`spec`): the raise made this tick, and the count in
-        force, are at most that much. A raise the rate limits or the bounds held back is held
-        only as far as it was made, never raised further after the forecast fell."""
+    def settle(self, in_force: int) -> None:
+        """The count in force after this tick (`in_force`: the spec after the apply, or a
+        dry run's shadow count): the raise made this tick, and the count in force, are at
+        most that much. A raise the rate limits or the bounds held back is held only as far
+        as it was made, never raised further after the forecast fell."""
         if self.unsettled and self.raises:
             at, replicas = self.raises[-1]
-            self.raises[-1] = (at, min(replicas, spec))
+            self.raises[-1] = (at, min(replicas, in_force))
         self.unsettled = False
         if self.last is not None:
-            self.last = min(self.last, spec)
+            self.last = min(self.last, in_force)
 
 
 class ForecastBook:
@@ -189,11 +190,11 @@ class ForecastBook:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
 
-    def settled(self, service: str, spec: int) -> None:
-        """The service's count after this tick's apply (`spec`): no raise of its forecasts
-        is held above what was applied."""
+    def settled(self, service: str, in_force: int) -> None:
+        """The service's count in force after this tick (`in_force`: the spec after the
+        apply, or a dry run's shadow count): no raise of its forecasts is held above it."""
         for raises in self._unsettled.pop(service, ()):
-            raises.settle(spec)
+            raises.settle(in_force)
 
     def forget_all_but(self, services: Collection[str]) -> None:
         """Drop the forecasters, raises and training times of services not managed any more:
