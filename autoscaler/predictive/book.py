@@ -37,12 +37,13 @@ operator's pause, a switch of strategy, a tick that failed between) confirms not
 
 @dataclass
 class RaiseHold:
-    """One metric's recent raises of its forecast's count (a count above the one in force
-    the tick before), each held for a horizon, at most as far as it was made (`settle`):
-    a raise released the next tick, when the forecast jitters, is undone minutes after it
-    was made, an action each way. A count that only follows a falling forecast is not held,
-    so a descent costs nothing more. Also what the forecast asked for the tick before, and
-    its point forecast then, which a large raise waits for (`confirm`)."""
+    """One metric's recent raises of its forecast's count (a count above the one in force the
+    tick before), each held for a horizon, at most at the count in force after it
+    (`settle`): a raise released the next tick, when the forecast jitters, is undone
+    minutes after it was made, an action each way. A count that only follows a falling
+    forecast is not held, so a descent costs nothing more. Also what the forecast asked
+    for the tick before, and its point forecast then, which a large raise waits for
+    (`confirm`)."""
 
     counted_at: tuple[float | None, float | None]
     """The metric's (target, limit) the counts were counted at."""
