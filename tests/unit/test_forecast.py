@@ -224,22 +224,32 @@ def test_load_back_from_nothing_adds_no_more_than_the_largest_shortfall() -> Non
     more than the largest shortfall seen, in the metric's units (a half hour's window here,
     where the outage's misses are most of the errors)."""
     load = daily(10)
-    history = 9 * 1440
-    forecaster = MetricForecaster(settings(margin_quantile=0.95,
-                                           margin_window=timedelta(minutes=30)))
-    forecaster.train([START + i * STEP for i in range(history)], load[:history])
-    seen = [0.0] * 20 + load[history + 20:history + 40]
+    seen = [0.0] * 20 + load[NINE_DAYS + 20:NINE_DAYS + 40]
 
-    raised = []
-    for index, value in enumerate(seen, start=history):
+    served = served_after_nine_days(load, seen, timedelta(minutes=30))
+
+    raised = [with_margin - point for point, with_margin in served]
+    assert max(raised) <= max(seen) + 1e-6
+    assert max(raised) > 0.5 * max(seen)
+
+
+NINE_DAYS = 9 * 1440
+
+
+def served_after_nine_days(load: list[float], seen: list[float], margin_window: timedelta
+                           ) -> list[tuple[float, float]]:
+    """(point, with margin) of each forecast while `seen` follows nine days of `load` that a
+    forecaster with a 0.95 margin over `margin_window` was trained on."""
+    forecaster = MetricForecaster(settings(margin_quantile=0.95, margin_window=margin_window))
+    forecaster.train([START + i * STEP for i in range(NINE_DAYS)], load[:NINE_DAYS])
+    served = []
+    for index, value in enumerate(seen, start=NINE_DAYS):
         now = START + index * STEP
         forecaster.observe(now, value)
         point, with_margin, _, _ = forecaster.forecast(now)
         assert point is not None and with_margin is not None
-        assert with_margin <= point + max(seen) + 1e-6
-        raised.append(with_margin - point)
-
-    assert max(raised) > 0.5 * max(seen)
+        served.append((point, with_margin))
+    return served
 
 
 @pytest.mark.parametrize(("window", "most"), [
@@ -253,19 +263,11 @@ def test_one_burst_moves_the_margin_of_a_day_of_errors_little(
     what it was before the burst (two hours' errors would double it); with a half hour's,
     the burst's misses are the margin (ten times as much)."""
     load = daily(10)
-    history = 9 * 1440
-    forecaster = MetricForecaster(settings(margin_quantile=0.95, margin_window=window))
-    forecaster.train([START + i * STEP for i in range(history)], load[:history])
-    seen = load[history:history + 60]
+    seen = load[NINE_DAYS:NINE_DAYS + 60]
     seen[20:30] = [5 * value for value in seen[20:30]]
 
-    margins = []
-    for index, value in enumerate(seen, start=history):
-        now = START + index * STEP
-        forecaster.observe(now, value)
-        point, with_margin, _, _ = forecaster.forecast(now)
-        assert point is not None and with_margin is not None
-        margins.append(with_margin / point - 1)
+    margins = [with_margin / point - 1
+               for point, with_margin in served_after_nine_days(load, seen, window)]
 
     before, after = margins[19], max(margins[35:])
     assert before > 0
