@@ -19,7 +19,6 @@ a test shows which requests reached Prometheus.
 
 from __future__ import annotations
 
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,9 +33,9 @@ from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.core.labels import ManagedPolicy
 from autoscaler.gather import MetricsGatherer
 from tests.integration.conftest import LoadExporter, RunningPrometheus, free_port, wait_for
+from tests.integration.haproxy import running_haproxy
 from tests.integration.test_prometheus_source import policy
 
-HAPROXY = "/usr/sbin/haproxy"
 URL_LIMIT = 8192  # nginx's default large_client_header_buffers: 4 8k
 SERVICES = 1000
 REFUSAL = "<html><head><title>414 Request-URI Too Large</title></head></html>"  # nginx's title
@@ -110,38 +109,16 @@ class LimitingProxy:
 
 @pytest.fixture
 def proxy(prometheus: RunningPrometheus, tmp_path: Path) -> Iterator[LimitingProxy]:
-    if not Path(HAPROXY).exists():
-        pytest.fail(f"{HAPROXY} is missing; run `bash .ci/setup.sh`", pytrace=False)
     port = free_port()
     upstream = urllib.parse.urlsplit(prometheus.url).netloc
     config = tmp_path / "haproxy.cfg"
     config.write_text(CONFIG.format(port=port, upstream=upstream, limit=URL_LIMIT,
                                     refusal=REFUSAL))
     limiting = LimitingProxy(f"http://127.0.0.1:{port}", tmp_path / "haproxy.log")
-    with limiting.log.open("w") as log:
-        process = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], cwd=tmp_path,
-                                   stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        try:
-            def ready() -> bool:
-                if process.poll() is not None:
-                    raise AssertionError(f"haproxy exited: {limiting.log.read_text()}")
-                try:
-                    with urllib.request.urlopen(f"{limiting.url}/-/ready", timeout=2) as answer:
-                        return bool(answer.status == 200)
-                except OSError:
-                    return False
-
-            wait_for("haproxy to forward Prometheus's /-/ready", ready, 15)
-            wait_for("haproxy to log /-/ready", limiting.requests, 10)
-            yield limiting
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with running_haproxy(config, folder=tmp_path, log=limiting.log,
+                         ready_url=f"{limiting.url}/-/ready"):
+        wait_for("haproxy to log /-/ready", limiting.requests, 10)
+        yield limiting
 
 
 def get_status(url: str) -> int:

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,11 +35,10 @@ from tests.integration.conftest import (
     docker_cli,
     free_port,
     unique,
-    wait_for,
     wait_running,
 )
+from tests.integration.haproxy import running_haproxy
 
-HAPROXY = "/usr/sbin/haproxy"
 CONFIG = Path(__file__).resolve().parents[2] / "compose" / "socket-proxy" / "haproxy.cfg"
 DENIED = "forbidden by the socket proxy"
 
@@ -113,32 +111,13 @@ class SocketProxy:
 
 @pytest.fixture(scope="module")
 def socket_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SocketProxy]:
-    if not Path(HAPROXY).exists():
-        pytest.fail(f"{HAPROXY} is missing; run `bash .ci/setup.sh`", pytrace=False)
     folder = tmp_path_factory.mktemp("socket-proxy")
     proxy = SocketProxy(free_port(), folder / "haproxy.log")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
            "SOCKET_PROXY_BIND": f"127.0.0.1:{proxy.port}"}
-    log = proxy.log.open("w")
-    process = subprocess.Popen([HAPROXY, "-db", "-f", str(CONFIG)], env=env, cwd=folder,
-                               stdout=log, stderr=subprocess.STDOUT)
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"haproxy exited: {proxy.log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{proxy.url}/version", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for("haproxy to forward GET /version", answers, 15)
+    with running_haproxy(CONFIG, folder=folder, log=proxy.log, ready_url=f"{proxy.url}/version",
+                         env=env):
         yield proxy
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def connection_through(proxy: SocketProxy, monkeypatch: pytest.MonkeyPatch) -> DockerConnection:
