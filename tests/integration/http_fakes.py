@@ -120,6 +120,33 @@ class ScriptedServer:
 HOSTILE_MODES = ("silent", "trickle_headers", "trickle_body", "trickle_chunked")
 
 
+def hostile_answer(mode: str, length: int) -> Iterator[bytes]:
+    """The bytes a hostile server sends by `mode` (HOSTILE_MODES), each yield sent at once,
+    one yield per interval: nothing (silent); a status line and headers that never end
+    (trickle_headers); headers with Content-Length `length`, then the body a byte at a time
+    (trickle_body); headers, then a one-byte chunk after another, a byte at a time
+    (trickle_chunked)."""
+    if mode == "silent":
+        while True:
+            yield b""
+    if mode == "trickle_headers":
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ":
+            yield bytes([byte])
+        while True:
+            yield b"a"
+    if mode == "trickle_body":
+        yield (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {length}\r\n\r\n").encode()
+        for _ in range(length):
+            yield b" "
+        return
+    yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n")
+    while True:
+        for byte in b"1\r\n \r\n":
+            yield bytes([byte])
+
+
 class HostileServer:
     """A server that reads the request, then, by `mode`:
     - silent: answers nothing;
@@ -154,29 +181,6 @@ class HostileServer:
         with self._lock:
             return len(self._open)
 
-    def _script(self) -> Iterator[bytes]:
-        """The bytes to send, each yield sent at once, one yield per interval."""
-        if self.mode == "silent":
-            while True:
-                yield b""
-        if self.mode == "trickle_headers":
-            while True:
-                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ":
-                    yield bytes([byte])
-                while True:
-                    yield b"a"
-        if self.mode == "trickle_body":
-            yield (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {self.length}\r\n\r\n").encode()
-            for _ in range(self.length):
-                yield b" "
-            return
-        yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n")
-        while True:
-            for byte in b"1\r\n \r\n":
-                yield bytes([byte])
-
     def _close(self, conn: socket.socket, selector: selectors.BaseSelector) -> None:
         selector.unregister(conn)
         conn.close()
@@ -210,7 +214,7 @@ class HostileServer:
                     self._close(sock, selector)
                 elif self._open.get(sock) is None and b"\r\n\r\n" in data:
                     with self._lock:
-                        self._open[sock] = self._script()
+                        self._open[sock] = hostile_answer(self.mode, self.length)
                         self._next_send[sock] = time.monotonic()
             now = time.monotonic()
             for conn, due in list(self._next_send.items()):

@@ -38,7 +38,7 @@ from autoscaler.core.model import ServiceState
 from autoscaler.core.ports import ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 from tests.integration.conftest import wait_running
-from tests.integration.http_fakes import socket_fds, wait_until
+from tests.integration.http_fakes import HOSTILE_MODES, hostile_answer, socket_fds, wait_until
 
 # The deadline of each call: long enough for the exchanges the fake engine answers at once
 # (the version, the listings before an update) to end within it on a loaded machine.
@@ -49,7 +49,7 @@ DEADLINE = 0.3
 TYPICAL, WORST = 0.05, 1.0
 INTERVAL = 0.02  # the fake engine's byte interval: fifteen times shorter than the deadline
 TRANSPORTS = ("unix", "tcp")
-MODES = ("silent", "trickle_headers", "trickle_body", "trickle_chunked")
+MODES = HOSTILE_MODES
 
 SERVICE = {
     "ID": "svc1", "Version": {"Index": 7}, "UpdatedAt": "2024-01-01T00:00:00.123456789Z",
@@ -120,27 +120,6 @@ class FakeEngine:
         with self._lock:
             return len(self._buffers)
 
-    def _script(self) -> Iterator[bytes]:
-        if self.mode == "silent":
-            while True:
-                yield b""
-        if self.mode == "trickle_headers":
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: ":
-                yield bytes([byte])
-            while True:
-                yield b"a"
-        if self.mode == "trickle_body":
-            yield (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {self.length}\r\n\r\n").encode()
-            for _ in range(self.length):
-                yield b" "
-            return
-        yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n")
-        while True:
-            for byte in b"1\r\n \r\n":
-                yield bytes([byte])
-
     def _requests(self, conn: socket.socket) -> Iterator[tuple[str, str]]:
         """The complete requests in the connection's buffer, taken out of it."""
         buffer = self._buffers[conn]
@@ -166,7 +145,7 @@ class FakeEngine:
     def _serve(self, conn: socket.socket, method: str, path: str) -> None:
         self.seen.append((method, path))
         if self.mode != "answer" and (method, path) not in self.answers:
-            self._scripts[conn] = self._script()
+            self._scripts[conn] = hostile_answer(self.mode, self.length)
             self._next_send[conn] = time.monotonic()
             self._hang_up[conn] = time.monotonic() + self.hang_up_after
             return
