@@ -55,24 +55,22 @@ def _text(text: str) -> str:
     return text
 
 
-def _workers(text: str) -> int:
+def _whole_number(text: str, low: int, high: int, what: str) -> int:
     try:
-        workers = int(text)
+        number = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 1 <= workers <= 64:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 64, got {workers}")
-    return workers
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not low <= number <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {number}")
+    return number
+
+
+def _workers(text: str) -> int:
+    return _whole_number(text, 1, 64, "a whole number")
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {port}")
-    return port
+    return _whole_number(text, 0, 65535, "a port number")
 
 
 CONVERTERS: dict[str, Callable[[str], object]] = {
