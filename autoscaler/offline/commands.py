@@ -25,14 +25,12 @@ from autoscaler.core.spec import (
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
-    BacktestSettings,
     PolicyRun,
     Progress,
-    default_capacity,
-    default_startup,
     fed_metric,
     ready_after,
     replay,
+    replay_settings,
     startup_set_by,
 )
 from autoscaler.offline.reports import backtest as backtest_report
@@ -149,17 +147,11 @@ def run_backtest(trace: Trace, inputs: BacktestInputs) -> int:
     try:
         for _, policy in policies:
             fed_metric(policy, inputs.metric)
-        capacity = inputs.capacity or default_capacity([p for _, p in policies], inputs.metric)
-        if capacity is None:
-            raise BacktestError("no policy has a target to derive the capacity from: give "
-                                "--capacity (what one replica carries at 100 %, in the "
-                                "trace's unit)")
-        startup = inputs.startup if inputs.startup is not None \
-            else default_startup([p for _, p in policies])
-        settings = BacktestSettings(
-            capacity=capacity, slo_utilisation=inputs.slo_utilisation, startup=startup,
-            warmup=inputs.warmup, metric=inputs.metric,
+        settings = replay_settings(
+            [p for _, p in policies], capacity=inputs.capacity, startup=inputs.startup,
+            slo_utilisation=inputs.slo_utilisation, warmup=inputs.warmup, metric=inputs.metric,
         )
+        capacity, startup = settings.capacity, settings.startup
         origin = backtest_report.capacity_origin(settings, given=given)
         print(f"replaying {len(trace)} steps of {trace.source} (capacity {capacity:g} per "
               f"replica, {origin}; a new replica ready "

@@ -78,6 +78,23 @@ def default_startup(policies: Sequence[Policy]) -> timedelta:
     return set_by_policies.pop() if set_by_policies else DEFAULT_STARTUP
 
 
+def replay_settings(policies: Sequence[Policy], *, capacity: float | None,
+                    startup: timedelta | None, slo_utilisation: float, warmup: timedelta,
+                    metric: str | None) -> BacktestSettings:
+    """The settings of a replay of `policies`: the capacity and start-up given, else derived
+    from the policies (`default_capacity`, `default_startup`)."""
+    capacity = capacity or default_capacity(policies, metric)
+    if capacity is None:
+        raise BacktestError("no policy has a target to derive the capacity from: give "
+                            "--capacity (what one replica carries at 100 %, in the "
+                            "trace's unit)")
+    return BacktestSettings(
+        capacity=capacity, slo_utilisation=slo_utilisation,
+        startup=startup if startup is not None else default_startup(policies),
+        warmup=warmup, metric=metric,
+    )
+
+
 def startup_steps(startup: timedelta, step: timedelta) -> int:
     """The start-up in whole steps, rounded up: a replica is ready at a step, not between."""
     return math.ceil(startup / step - 1e-9)

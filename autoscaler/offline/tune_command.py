@@ -33,11 +33,10 @@ from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import (
     BacktestError,
     BacktestSettings,
-    default_capacity,
-    default_startup,
     fed_metric,
     ready_after,
     replay,
+    replay_settings,
     scored_range,
 )
 from autoscaler.offline.reports.backtest import capacity_origin
@@ -221,15 +220,11 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
             if (inputs.out / name).resolve() == Path(file).resolve():
                 raise TuneError(f"--out {inputs.out} would overwrite {file} with its tuned "
                                 "version: give another folder")
-        capacity = inputs.capacity or default_capacity([p for _, p in policies], inputs.metric)
-        if capacity is None:
-            raise TuneError("no policy has a target to derive the capacity from: give "
-                            "--capacity (what one replica carries at 100 %, in the trace's "
-                            "unit); the candidates' utilisations are of it")
-        startup = inputs.startup if inputs.startup is not None \
-            else default_startup([p for _, p in policies])
-        settings = BacktestSettings(capacity=capacity, slo_utilisation=inputs.slo_utilisation,
-                                    startup=startup, warmup=inputs.warmup, metric=inputs.metric)
+        settings = replay_settings(
+            [p for _, p in policies], capacity=inputs.capacity, startup=inputs.startup,
+            slo_utilisation=inputs.slo_utilisation, warmup=inputs.warmup, metric=inputs.metric,
+        )
+        capacity = settings.capacity
         scored = len(trace) - scored_range(trace, inputs.warmup)
         print(f"capacity {capacity:g} per replica ({capacity_origin(settings, given=given)}); "
               f"the same for every candidate", file=out)
