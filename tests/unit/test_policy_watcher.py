@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -26,8 +24,7 @@ from autoscaler.policy_files import (
     load_policies,
     read_policy_file,
 )
-
-T = TypeVar("T")
+from tests.unit.test_policy_files import within
 
 WEB = "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n"
 API = "service: api\nmax_replicas: 3\nmetrics: [{name: rps, query: q, target: 10}]\n"
@@ -37,28 +34,6 @@ BROKEN = "service: web\nmax_replica: 5\nmetrics: [{name: rps, query: q, target: 
 
 def policy(service: str, replicas: int = 5) -> str:
     return WEB.replace("web", service).replace("5", str(replicas))
-
-
-def within(call: Callable[[], T], seconds: float = 5.0) -> T:
-    """`call()`, or a failed test if it has not returned after `seconds`. The call runs in a
-    daemon thread, so a reader blocked forever is left behind instead of hanging the run."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(call())
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        pytest.fail(f"still blocked after {seconds:g} s")
-    if errors:
-        raise errors[0]
-    return results[0]
 
 
 def summary(events: list[ReloadEvent]) -> list[tuple[str, str, str]]:
