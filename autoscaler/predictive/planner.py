@@ -31,8 +31,9 @@ class PredictivePlanner:
         self.book = book
         self._seeded = seeded
         self._alone: dict[str, ServiceMemory] = {}
-        self._pending: dict[str, ServiceMemory] = {}
-        """This tick's target-alone memories, kept by `settle` once the spec is known."""
+        self._pending: dict[str, tuple[ServiceMemory, datetime | None]] = {}
+        """This tick's target-alone memories, and when each run last changed its count
+        before this tick, kept by `settle` once the spec is known."""
 
     def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
              now: datetime, leader: bool) -> Plan:
@@ -50,20 +51,26 @@ class PredictivePlanner:
         alone, memory = target_alone_step(policy, previous, spec=spec, metrics=metrics,
                                           now=now, seeded=self._seeded,
                                           keep=history_to_keep(policy))
-        self._pending[policy.service] = memory
+        self._pending[policy.service] = (
+            memory, previous.last_change_at if previous is not None else None)
         return Plan(forecasts=found, target_alone=alone, record=record, fallback=fallback,
                     note=fallback_note(found, fallback))
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
         """The forecasts' raises are held as far as the count in force (`in_force`: a dry
         run holds them on its shadow count as a run would on the spec); the target-alone
-        run follows the spec (`spec`), where a change by someone else resets it."""
+        run follows the spec (`spec`), where a change by someone else resets it, and its
+        raise of this tick is kept only as far as the count in force: a raise that failed
+        or was held back (`Unschedulable`) would have failed for `target` alone too, and a
+        floor that ran ahead of it would later lift the count past the rate limits."""
         self.book.settled(service, in_force)
-        memory = self._pending.pop(service, None)
-        if memory is None:
+        pending = self._pending.pop(service, None)
+        if pending is None:
             self._alone.pop(service, None)
-        else:
-            self._alone[service] = replace(memory, seen_spec=spec)
+            return
+        memory, changed_before = pending
+        self._alone[service] = replace(raise_held_to(memory, in_force, changed_before),
+                                       seen_spec=spec)
 
     def keep_only(self, services: Collection[str]) -> None:
         self._alone = {name: m for name, m in self._alone.items() if name in services}
@@ -112,6 +119,23 @@ def target_alone_step(
                      now=now)
     return outcome.desired, remember(alone, now=now, recommended=outcome.remembered,
                                      change=outcome.desired - alone.shadow, keep=keep)
+
+
+def raise_held_to(memory: ServiceMemory, in_force: int, changed_before: datetime | None
+                  ) -> ServiceMemory:
+    """The target-alone run's memory with its latest change, if a raise that took its count
+    above `in_force`, cut to reach `in_force` at most (none if it started there or above);
+    `changed_before` is when the run last changed its count before that raise."""
+    if not memory.changes or memory.changes[-1][0] != memory.last_change_at:
+        return memory
+    at, change = memory.changes[-1]
+    before = memory.shadow - change
+    if change <= 0 or memory.shadow <= in_force:
+        return memory
+    kept = max(in_force - before, 0)
+    return replace(memory, shadow=before + kept,
+                   changes=memory.changes[:-1] + (((at, kept),) if kept else ()),
+                   last_change_at=at if kept else changed_before)
 
 
 def fallback_note(used: Mapping[str, MetricForecast], fallback: str | None) -> str:

@@ -13,6 +13,7 @@ import pytest
 from autoscaler.bootstrap import build_engine
 from autoscaler.core.labels import Template
 from autoscaler.core.model import Reason, Series
+from autoscaler.core.placement import Placement
 from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
@@ -147,6 +148,38 @@ def test_a_refused_scale_is_recorded_and_decided_again(refusal: type[Exception],
     first, second = sink.decisions
     assert (first.reason, first.desired_replicas, first.applied) == (reason, 5, False)
     assert (second.desired_replicas, second.applied) == (5, True)
+
+
+@pytest.mark.parametrize("held_by", ["failed-apply", "unschedulable"])
+def test_a_predictive_policy_keeps_the_rate_limit_after_raises_that_did_not_happen(
+    held_by: str,
+) -> None:
+    """Three ticks whose raise fails, or is held while tasks wait for a node: `target` alone
+    would not have raised either, so predictive (here in fall-back, the target rule alone)
+    then climbs by the rate limit's 2 a minute from 2, as `target` does, not at once to
+    where a target-alone run that counted the raises as made had got to."""
+    counts: dict[str, list[int]] = {}
+    for strategy in ("target", "predictive"):
+        swarm = FakeSwarm()
+        swarm.add("web", 2)
+        sink = ListSink()
+        policy = build_policy(service="web", strategy=strategy, max_replicas=50,
+                              metrics=[{"name": "rps", "query": ALL, "target": 100}],
+                              behavior={"scale_up": {"max_step": 2, "period": "1m"}})
+        engine = engine_of(metrics=by_service({"web": 2000}), swarm=swarm, sink=sink,
+                           dry_run=False, policies={"w.yaml": policy})
+        counts[strategy] = []
+        for minute in range(6):
+            held = minute < 3
+            swarm.refuse_with = ScaleFailed if held and held_by == "failed-apply" else None
+            swarm.services["web"] = replace(swarm.services["web"], placement=Placement(
+                running=2, nodes=1, unplaceable=1, reason="no suitable node")
+                if held and held_by == "unschedulable" else None)
+            engine.tick(NOW + timedelta(minutes=minute))
+            counts[strategy].append(swarm.services["web"].replicas)
+
+    assert counts["target"] == [2, 2, 2, 4, 6, 8]
+    assert counts["predictive"] == counts["target"]
 
 
 def test_prometheus_down_holds_every_service_and_is_reported() -> None:
