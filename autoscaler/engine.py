@@ -228,6 +228,7 @@ class Engine:
             policy, current=current, metrics=values, memory=memory,
             last_change_at=latest(memory.last_change_at, state.last_scaled_at), now=now,
             forecasts=plan.forecasts, target_alone=plan.target_alone,
+            target_alone_changed_at=plan.target_alone_changed_at,
             placement=state.placement,
         )
         balance = least_even(values.tasks)

@@ -53,6 +53,8 @@ class Plan:
 
     forecasts: Mapping[str, MetricForecast] | None = None
     target_alone: int | None = None
+    target_alone_changed_at: datetime | None = None
+    """When the target-alone run last changed its count: its own cooldown."""
     record: Mapping[str, Mapping[str, float | None]] | None = None
     fallback: str | None = None
     note: str = ""
@@ -77,6 +79,7 @@ def decide(
     now: datetime,
     forecasts: Mapping[str, MetricForecast] | None = None,
     target_alone: int | None = None,
+    target_alone_changed_at: datetime | None = None,
     placement: Placement | None = None,
 ) -> Outcome:
     """Decide the replica count of `policy.service`, given what was gathered at `now`.
@@ -89,7 +92,8 @@ def decide(
     (predictive) is the count the policy run as `target` would set now
     (`autoscaler.predictive.planner`), a floor under all: the forecast's raises move the
     current count, and the target rule's tolerance band around it, so without it the rule
-    could settle below where `target` alone would have stayed. `placement` (where the
+    could settle below where `target` alone would have stayed; `target_alone_changed_at`,
+    when that run last changed its count, is its own cooldown. `placement` (where the
     service's tasks are) holds back a raise while tasks wait for a node that can take them.
     The windows of `policy.schedule` in force at `now` set the bounds while they last."""
     if current == 0 and policy.min_replicas > 0:
@@ -113,6 +117,11 @@ def decide(
     rule_limited = rate_limit(current=current, desired=stabilized, memory=memory,
                               behavior=behavior, now=now).replicas
     predictive = policy.strategy == "predictive"
+    # The target rule's raise passes a cooldown that the forecast's changes started, not
+    # one that `target` alone would be in too.
+    rule_passes_cooldown = predictive and cooldown(
+        current=current, desired=rule_limited, last_change_at=target_alone_changed_at,
+        behavior=behavior, now=now).reason is None
     floor = None if rule.missing_blocked else target_alone
     scheduled = bounds_at(policy.schedule, now, min_replicas=policy.min_replicas,
                           max_replicas=policy.max_replicas) if policy.schedule else None
@@ -130,7 +139,8 @@ def decide(
         lambda count, _: cooldown(current=current, desired=count,
                                   last_change_at=last_change_at, behavior=behavior, now=now),
         lambda count, so_far: rule_through_cooldown(count, so_far,
-                                                    rule_limited if predictive else None),
+                                                    rule_limited if rule_passes_cooldown
+                                                    else None),
         lambda count, _: scheduled_bounds(count, scheduled),
         lambda count, _: clamp(desired=count, min_replicas=low, max_replicas=high),
         lambda count, _: target_alone_floor(count, floor),
@@ -188,8 +198,9 @@ def rule_through_cooldown(count: int, reason: Reason, rule_limited: int | None) 
     already keeps the count at `target`'s own; this lets through a raise the rule asks for at
     the current, forecast-raised count, which that floor need not reach. `count` and `reason`
     are the chain's so far; `rule_limited` is the rule's count through the stabilization
-    windows and the rate limits (None: not a predictive policy). It holds in fall-back too,
-    as the forecast's earlier changes count."""
+    windows and the rate limits (None: not a predictive policy, or one whose target-alone
+    run is in its own cooldown, which holds the rule's raise as it would hold `target`'s).
+    It holds in fall-back too, as the forecast's earlier changes count."""
     if reason is not Reason.COOLDOWN or rule_limited is None or rule_limited <= count:
         return Limited(count)
     return Limited(rule_limited, Reason.PREDICTED_LOAD,

@@ -53,8 +53,9 @@ class PredictivePlanner:
                                           keep=history_to_keep(policy))
         self._pending[policy.service] = (
             memory, previous.last_change_at if previous is not None else None)
-        return Plan(forecasts=found, target_alone=alone, record=record, fallback=fallback,
-                    note=fallback_note(found, fallback))
+        return Plan(forecasts=found, target_alone=alone,
+                    target_alone_changed_at=previous.last_change_at if previous else None,
+                    record=record, fallback=fallback, note=fallback_note(found, fallback))
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
         """The forecasts' raises are held as far as the count in force (`in_force`: a dry

@@ -182,6 +182,30 @@ def test_a_predictive_policy_keeps_the_rate_limit_after_raises_that_did_not_happ
     assert counts["predictive"] == counts["target"]
 
 
+def test_a_predictive_policy_keeps_a_scale_up_cooldown_that_target_alone_is_in() -> None:
+    """Rising load under a 30-minute scale-up cooldown: `target` raises once, then waits;
+    predictive (in fall-back, the target rule alone) must wait as well, not raise every
+    tick through a cooldown its own rule started."""
+    calls: dict[str, list[tuple[str, int]]] = {}
+    load = {"web": 300.0}
+    for strategy in ("target", "predictive"):
+        swarm = FakeSwarm()
+        swarm.add("web", 2)
+        policy = build_policy(service="web", strategy=strategy, max_replicas=50,
+                              metrics=[{"name": "rps", "query": ALL, "target": 100}],
+                              behavior={"scale_up": {"cooldown": "30m"}})
+        engine = engine_of(metrics=FakeMetrics(lambda _: [
+            Series({"service": "web"}, load["web"])]), swarm=swarm, sink=ListSink(),
+            dry_run=False, policies={"w.yaml": policy})
+        for minute in range(6):
+            load["web"] = 300.0 + 200 * minute
+            engine.tick(NOW + timedelta(minutes=minute))
+        calls[strategy] = swarm.scaled
+
+    assert calls["target"] == [("web", 3)]
+    assert calls["predictive"] == calls["target"]
+
+
 def test_prometheus_down_holds_every_service_and_is_reported() -> None:
     swarm = FakeSwarm()
     swarm.add("web", 3)

@@ -505,29 +505,41 @@ def test_a_forecast_never_scales_down_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "forecast", "expected"),
+    ("strategy", "forecast", "alone_changed", "expected"),
     [
-        pytest.param("target", None, (4, Reason.COOLDOWN), id="target-held-by-the-cooldown"),
-        pytest.param("predictive", None, (8, Reason.PREDICTED_LOAD),
+        pytest.param("target", None, None, (4, Reason.COOLDOWN),
+                     id="target-held-by-the-cooldown"),
+        pytest.param("predictive", None, None, (8, Reason.PREDICTED_LOAD),
                      id="predictive-in-fall-back-the-rule-passes"),
-        pytest.param("predictive", 1200, (8, Reason.PREDICTED_LOAD),
+        pytest.param("predictive", 1200, None, (8, Reason.PREDICTED_LOAD),
                      id="predictive-the-rule-passes-the-forecasts-share-held"),
-        pytest.param("predictive", 700, (8, Reason.PREDICTED_LOAD),
+        pytest.param("predictive", 700, None, (8, Reason.PREDICTED_LOAD),
                      id="predictive-a-lower-forecast-the-rule-passes"),
+        pytest.param("predictive", None, 45, (8, Reason.PREDICTED_LOAD),
+                     id="predictive-target-alone-changed-before-its-cooldown-the-rule-passes"),
+        pytest.param("predictive", None, 10, (4, Reason.COOLDOWN),
+                     id="predictive-target-alone-in-its-own-cooldown-the-rule-held"),
+        pytest.param("predictive", 1200, 10, (4, Reason.COOLDOWN),
+                     id="predictive-target-alone-in-its-own-cooldown-the-forecast-held"),
     ],
 )
 def test_a_cooldown_holds_back_the_forecasts_share_of_a_raise_not_the_rules(
-    strategy: str, forecast: float | None, expected: tuple[int, Reason],
+    strategy: str, forecast: float | None, alone_changed: int | None,
+    expected: tuple[int, Reason],
 ) -> None:
     """The forecast's raises and their release are changes the target rule alone would not
-    have made: a cooldown they start must not keep predictive below the rule's count."""
+    have made: a cooldown they start must not keep predictive below the rule's count. A
+    cooldown the target-alone run is in (`alone_changed` minutes ago) holds the rule's raise
+    as it holds `target`'s."""
     policy = build_policy(strategy=strategy,
                           behavior={"scale_up": {"cooldown": "30m", "max_step": 10}})
 
     outcome = decide(policy, current=4, metrics={"rps": 800}, now=START,
                      memory=ServiceMemory.first_seen(replicas=4, now=START - timedelta(hours=1)),
                      last_change_at=START - timedelta(minutes=10),
-                     forecasts=None if forecast is None else scaled_on(forecast))
+                     forecasts=None if forecast is None else scaled_on(forecast),
+                     target_alone_changed_at=None if alone_changed is None
+                     else START - timedelta(minutes=alone_changed))
 
     assert (outcome.desired, outcome.reason) == expected
 
