@@ -165,7 +165,7 @@ class Engine:
             yield step
 
     def _forget_all_but(self, services: set[str]) -> None:
-        if len(self._memory) > len(services):
+        if not services.issuperset(self._memory):
             self._memory = {name: m for name, m in self._memory.items() if name in services}
             self._ids = {name: i for name, i in self._ids.items() if name in services}
             self._planner.keep_only(services)

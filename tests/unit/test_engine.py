@@ -206,6 +206,35 @@ def test_a_predictive_policy_keeps_a_scale_up_cooldown_that_target_alone_is_in()
     assert calls["predictive"] == calls["target"]
 
 
+def test_a_service_dropped_as_another_is_added_is_forgotten() -> None:
+    """b's policy goes in the reload that brings c's: b is forgotten all the same, so when
+    its policy comes back an hour later, after the load fell, it is new again and the
+    scale-down window holds the count it is found at rather than scaling down at once."""
+    swarm = FakeSwarm()
+    for name in "abc":
+        swarm.add(name, 10)
+    sink = ListSink()
+    load = {"rps": 1000.0}
+
+    def policies(*names: str) -> dict[str, Policy]:
+        return {f"{name}.yaml": build_policy(
+            service=name, max_replicas=50,
+            metrics=[{"name": "rps", "query": ALL, "target": 100}]) for name in names}
+
+    engine = engine_of(metrics=FakeMetrics(lambda _: [
+        Series({"service": name}, load["rps"]) for name in "abc"]), swarm=swarm, sink=sink,
+        dry_run=False, policies=policies("a", "b"))
+    engine.tick(NOW)
+    engine.set_policies(policies("a", "c"), {})
+    engine.tick(NOW + timedelta(hours=1))
+    load["rps"] = 100.0
+    engine.set_policies(policies("a", "b", "c"), {})
+    engine.tick(NOW + timedelta(hours=2))
+
+    last_of_b = [d for d in sink.decisions if d.service == "b"][-1]
+    assert (last_of_b.desired_replicas, last_of_b.reason) == (10, Reason.SCALE_DOWN_STABILIZED)
+
+
 def test_prometheus_down_holds_every_service_and_is_reported() -> None:
     swarm = FakeSwarm()
     swarm.add("web", 3)
