@@ -14,7 +14,7 @@ from typing import Any
 from autoscaler import prometheus_options
 from autoscaler.adapters.decision_log import LOG_HOLDS
 from autoscaler.adapters.prometheus_access import PrometheusAccess
-from autoscaler.core.durations import parse_duration
+from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.offline.traces import FILLS, CsvOptions, parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
 from autoscaler.runtime.settings import ENVIRONMENT, Settings
@@ -25,14 +25,35 @@ def _env_help(setting: str, text: str) -> str:
     return f"{text} (env {variable}; default {default})"
 
 
+MIN_INTERVAL = timedelta(seconds=1)
+"""The shortest tick: each tick's deadlines for Prometheus and Docker are shares of it."""
+
+
 def _interval(text: str) -> timedelta:
     try:
         value = parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if value <= timedelta(0):
-        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+    if value < MIN_INTERVAL:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {format_duration(MIN_INTERVAL)}, got {text!r}")
     return value
+
+
+def _out_folder(text: str) -> Path:
+    """A folder to write into, made now if missing: a path that cannot be one is refused
+    before any work, not after a replay."""
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot make the folder {text}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into the folder {text}")
+    return folder
 
 
 def _log_format(text: str) -> str:
@@ -251,7 +272,7 @@ def _add_offline_commands(commands: Any) -> None:
     backtest.add_argument("--step", type=_interval, help="with --prometheus-url: step, e.g. 1m")
     backtest.add_argument("--policy", type=Path, action="append", required=True, metavar="FILE",
                           help="a policy file; repeat to compare several")
-    backtest.add_argument("--out", type=Path, required=True, metavar="DIR",
+    backtest.add_argument("--out", type=_out_folder, required=True, metavar="DIR",
                           help="folder for summary.json, report.md, report.html")
     backtest.add_argument("--capacity", type=_positive_number,
                           help="what one replica carries at 100 %%, in the trace's unit "
@@ -277,7 +298,7 @@ def _add_offline_commands(commands: Any) -> None:
     backtest.add_argument("--column", metavar="NAME",
                           help="with --trace: the header of the value column (default: one "
                           "named like value or requests, else the second)")
-    backtest.add_argument("--steps-csv", type=Path, metavar="DIR",
+    backtest.add_argument("--steps-csv", type=_out_folder, metavar="DIR",
                           help="also write per policy a CSV of every scored step into DIR "
                           "(policy<N>-<name>.csv: time, load, demand, billed, ready, forecast, "
                           "reason)")
@@ -292,7 +313,7 @@ def _add_offline_commands(commands: Any) -> None:
     report.add_argument("--log", type=Path, required=True, metavar="FILE",
                         help="the decision log: JSON lines; other events are passed over, "
                         "lines that are not JSON events skipped with a warning")
-    report.add_argument("--out", type=Path, required=True, metavar="DIR",
+    report.add_argument("--out", type=_out_folder, required=True, metavar="DIR",
                         help="folder for summary.json, report.md, report.html")
 
     demo = commands.add_parser(
@@ -301,7 +322,7 @@ def _add_offline_commands(commands: Any) -> None:
         "real traffic (the 1998 World Cup web site), print the comparison and write the "
         "report. Needs neither Docker nor Prometheus.",
     )
-    demo.add_argument("--out", type=Path, default=Path("autoscaler-demo"), metavar="DIR",
+    demo.add_argument("--out", type=_out_folder, default=Path("autoscaler-demo"), metavar="DIR",
                       help="folder for the report (default ./autoscaler-demo)")
     _add_slo_budget(demo)
     _add_tune_command(commands)
@@ -386,7 +407,7 @@ def _add_tune_command(commands: Any) -> None:
                       help="with --trace: the header of the value column")
     tune.add_argument("--policy", type=Path, action="append", required=True, metavar="FILE",
                       help="a policy file to tune; repeat to tune several")
-    tune.add_argument("--out", type=Path, required=True, metavar="DIR",
+    tune.add_argument("--out", type=_out_folder, required=True, metavar="DIR",
                       help="folder for the recommended policies, summary.json, report.md, "
                       "report.html")
     tune.add_argument("--slo-budget", type=_budget, default=0.1, metavar="PCT",

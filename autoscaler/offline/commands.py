@@ -36,7 +36,7 @@ from autoscaler.offline.replay import (
 from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
 from autoscaler.offline.reports.document import Table, cell_text, write_report
-from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv
+from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv, plural
 from autoscaler.policy_files import read_policy_bytes
 
 
@@ -273,7 +273,8 @@ def report_from_log(log: Path, out: Path) -> int:
     if reading.other_events:
         print(f"passed over {decision_report.other_events(reading)}")
     for name, service in services.items():
-        print(f"{name}: {len(service.times)} decisions, {len(service.changes)} changes, "
+        print(f"{name}: {plural(len(service.times), 'decision')}, "
+              f"{plural(len(service.changes), 'change')}, "
               + ", ".join(f"{k} {v}" for k, v in sorted(service.reasons.items())))
     print(f"\nreport: {out / 'report.html'} (also report.md and summary.json)")
     return EXIT_OK

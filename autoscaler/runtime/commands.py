@@ -71,6 +71,12 @@ def build_agent(settings: Settings) -> Agent:
 def run(settings: Settings) -> int:
     """Run the agent (or one tick of it). It starts with the policies that are valid and
     logs each invalid one, as it does when a file goes bad while it runs."""
+    if not settings.policies.exists():
+        # Later, a folder that goes away keeps the last good policies; at the start it is a
+        # mistyped path, and an agent that manages nothing would look healthy.
+        print(f"autoscaler: the policies folder {settings.policies} does not exist (give "
+              "--policies or AUTOSCALER_POLICIES)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     configure_logging(settings.log_format)
     tune_garbage_collector()
     agent = build_agent(settings)

@@ -47,6 +47,16 @@ def test_validate_defaults_to_the_policies_folder(
     assert "no such file or folder" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["run", "dry-run"])
+def test_the_agent_does_not_start_on_a_policies_folder_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+) -> None:
+    missing = tmp_path / "polices"
+
+    assert main([command, "--once", "--policies", str(missing)]) == 2
+    assert f"the policies folder {missing} does not exist" in capsys.readouterr().err
+
+
 def test_validate_an_empty_folder_and_a_folder_named_like_a_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,6 +102,7 @@ def test_a_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     "argv",
     [
         pytest.param(["run", "--interval", "0s"], id="zero-interval"),
+        pytest.param(["dry-run", "--interval", "10ms"], id="interval-under-a-second"),
         pytest.param(["run", "--port", "70000"], id="port-out-of-range"),
         pytest.param(["dry-run", "--log-format", "xml"], id="unknown-format"),
         pytest.param(["run", "--interval", "1e20"], id="interval-overflow"),
@@ -104,6 +115,24 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         main(argv)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["backtest", "tune", "report", "demo"])
+def test_an_out_folder_that_cannot_be_one_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,
+) -> None:
+    a_file = tmp_path / "report.html"
+    a_file.write_text("")
+    given = {"backtest": ["--trace", "t.csv", "--policy", "p.yaml"],
+             "tune": ["--trace", "t.csv", "--policy", "p.yaml"],
+             "report": ["--log", "d.log"], "demo": []}[command]
+
+    for out, says in ((a_file, "is a file, not a folder"),
+                      (a_file / "inside", "cannot make the folder")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, *given, "--out", str(out)])
+        assert exit_info.value.code == 2
+        assert says in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,7 @@ def test_report_turns_a_dry_run_log_into_a_report(tmp_path: Path,
     markdown = (out / "report.md").read_text()
     assert "| 2026-11-30T12:00:15Z | 2 | 5 | DesiredWithinRange | rps 500 |" in markdown
     assert (out / "service1-replicas.svg").exists()
-    assert "1 changes" in capsys.readouterr().out
+    assert "3 decisions, 1 change," in capsys.readouterr().out
 
 
 def test_the_report_reads_a_forecasts_worst_case_where_the_metric_has_a_limit() -> None:

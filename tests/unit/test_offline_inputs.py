@@ -405,7 +405,7 @@ def test_a_decision_without_a_reason_is_shown_as_missing(
     assert captured.err == (
         f"warning: {tmp_path / 'd.log'}: 1 decision with fields missing, shown as (missing): "
         "reason (line 2), message (line 2)\n")
-    assert "web: 2 decisions, 1 changes, (missing) 1, WithinTolerance 1" in captured.out
+    assert "web: 2 decisions, 1 change, (missing) 1, WithinTolerance 1" in captured.out
     markdown = report_text(tmp_path)
     assert "| 2026-11-30T12:00:15Z | 2 | 3 | (missing) | (missing) |" in markdown
     assert "None" not in markdown

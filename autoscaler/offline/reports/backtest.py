@@ -302,7 +302,7 @@ def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
         if rate >= THRASH_FLOOR and rate > THRASH_FACTOR * median:
             found.append(f"`{name}` may thrash: {rate:.2f} scaling actions an hour, "
                          + (f"{rate / median:.1f} x" if median else "far above")
-                         + f" the other{'s' if len(others) > 1 else ''}' "
+                         + (" the others' " if len(others) > 1 else " the other's ")
                          + ("median " if len(others) > 1 else "") + f"({median:.2f}); each "
                          "starts or stops tasks (a longer scale-down stabilization or a wider "
                          "tolerance makes fewer)")
