@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument(
             "--interval", type=_interval, metavar="DURATION",
-            help=_env_help("interval", "time between ticks, such as 15s or 1m"),
+            help=_env_help("interval", "time between ticks, such as 15s or 1m (at least 1s)"),
         )
         command.add_argument(
             "--port", type=_port,
