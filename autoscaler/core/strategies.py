@@ -37,8 +37,13 @@ class Recommendation:
     """The metric whose proposal is the largest (None: every metric is missing)."""
 
 
+LARGEST_COUNT = 2**53
+"""Counts from a value so large that it divides to more are this: the bounds then take
+over (`math.ceil` of an infinity would raise)."""
+
+
 def ceil_slack(value: float) -> int:
-    return math.ceil(value - SLACK)
+    return math.ceil(value - SLACK) if value < LARGEST_COUNT else LARGEST_COUNT
 
 
 def target_count(
@@ -72,6 +77,8 @@ def propose(metric: MetricSpec, policy: Policy, current: int, value: float | Non
     """`rejected`: why the value the answer held was rejected (it is then None)."""
     if value is None or not math.isfinite(value):
         return Proposal(metric.name, None, False, rejected or f"{metric.name} is missing")
+    if value < 0:  # the gatherer rejects them first; a load is never below zero
+        return Proposal(metric.name, None, False, f"{metric.name} is negative ({value:g})")
     if policy.strategy == "threshold":
         assert metric.scale_up_above is not None and metric.scale_down_below is not None
         count, within = threshold_count(
