@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", type=Path, metavar="PATH",
         help="policy files or folders (default: the --policies folder)",
     )
+    validate.add_argument(
+        "--alternatives", action="store_true",
+        help="check them as policies to compare in backtest and tune: several may name one "
+        "service, and a metric may leave out its query (the trace feeds it); the agent "
+        "itself takes one policy a service, each metric with its query",
+    )
     _add_policies_option(validate)
 
     for name, text in (
@@ -550,5 +556,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "validate":
         from autoscaler.runtime.commands import validate
 
-        return validate(arguments.paths or [arguments.policies])
+        return validate(arguments.paths or [arguments.policies],
+                        alternatives=arguments.alternatives)
     return _run(arguments, parser)

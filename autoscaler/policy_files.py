@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from autoscaler.core.labels import Template
-from autoscaler.core.spec import Policy, PolicyProblem, parse_policy, parse_template
+from autoscaler.core.spec import (
+    Document,
+    Policy,
+    PolicyProblem,
+    parse_document,
+    parse_policy,
+    parse_template,
+    validate_document,
+)
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 TEMPLATES_FOLDER = "templates"
@@ -210,6 +218,63 @@ def load_policies(paths: Sequence[str | Path]) -> PolicySet:
         else:
             templates[entry.name] = entry
     return PolicySet(policies, templates, problems)
+
+
+BACKTEST_QUERY = "backtest_trace"
+"""The query a backtest fills in for a metric without one: the trace feeds every metric,
+so a policy written for backtests only needs none (`validate` and the agent do)."""
+
+
+def _with_queries(document: Document) -> tuple[Document, list[str]]:
+    """The policy document with `BACKTEST_QUERY` for each metric that has no `query`, and
+    those metrics' names. Anything not shaped like a metric is left for validation."""
+    metrics = document.get("metrics")
+    if not isinstance(metrics, list):
+        return document, []
+    filled, named = [], []
+    for index, metric in enumerate(metrics):
+        if isinstance(metric, dict) and "query" not in metric:
+            name = metric.get("name")
+            named.append(str(name) if isinstance(name, str) else f"metrics[{index}]")
+            metric = {**metric, "query": BACKTEST_QUERY}
+        filled.append(metric)
+    return {**document, "metrics": filled}, named
+
+
+def read_alternative(file: Path) -> tuple[Policy | list[PolicyProblem], list[str]]:
+    """A policy file as `read_policy_file` reads it, but a metric may leave out its query
+    (an alternative for `backtest` and `tune`, which the trace feeds); and the names of the
+    metrics that do."""
+    data = read_policy_bytes(file)
+    if isinstance(data, PolicyProblem):
+        return [data], []
+    document = parse_document(data, str(file))
+    if isinstance(document, list):
+        return document, []
+    document, unqueried = _with_queries(document)
+    return validate_document(document, str(file)), unqueried
+
+
+def load_alternatives(paths: Sequence[str | Path]) -> tuple[PolicySet, list[str]]:
+    """Read the policy files named by `paths` (files, or folders' `*.yaml` and `*.yml`) as
+    alternatives to compare in `backtest` and `tune`: each on its own, so that several may
+    name one service, and a metric may leave out its query. Also a note for each metric
+    without one."""
+    policy_set, notes = PolicySet(), []
+    for path in map(Path, paths):
+        files = [path / name for name in _policy_names(path)] if path.is_dir() else [path]
+        if not files:
+            policy_set.problems.append(PolicyProblem(
+                str(path), "", "folder holds no policy file (*.yaml or *.yml)"))
+        for file in files:
+            read, unqueried = read_alternative(file)
+            if isinstance(read, list):
+                policy_set.problems.extend(read)
+                continue
+            policy_set.policies[str(file)] = read
+            notes += [f"{file}: metric {name} has no query: fine in backtest and tune, which "
+                      "the trace feeds; the agent needs one" for name in unqueried]
+    return policy_set, notes
 
 
 Change = Literal["added", "changed", "removed", "duplicate resolved"]

@@ -15,13 +15,7 @@ from typing import TextIO
 
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
-from autoscaler.core.spec import (
-    Document,
-    Policy,
-    PolicyProblem,
-    parse_document,
-    validate_document,
-)
+from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
@@ -37,7 +31,7 @@ from autoscaler.offline.reports import backtest as backtest_report
 from autoscaler.offline.reports import dry_run as decision_report
 from autoscaler.offline.reports.document import Table, cell_text, write_report
 from autoscaler.offline.traces import CsvOptions, Trace, TraceError, load_csv, plural
-from autoscaler.policy_files import read_policy_bytes
+from autoscaler.policy_files import read_alternative
 
 
 @dataclass(frozen=True)
@@ -74,40 +68,6 @@ def _progress(out: TextIO, label: str) -> Progress:
     return report
 
 
-BACKTEST_QUERY = "backtest_trace"
-"""The query a backtest fills in for a metric without one: the trace feeds every metric,
-so a policy written for backtests only needs none (`validate` and the agent do)."""
-
-
-def _with_queries(document: Document) -> tuple[Document, list[str]]:
-    """The policy document with `BACKTEST_QUERY` for each metric that has no `query`, and
-    those metrics' names. Anything not shaped like a metric is left for validation."""
-    metrics = document.get("metrics")
-    if not isinstance(metrics, list):
-        return document, []
-    filled, named = [], []
-    for index, metric in enumerate(metrics):
-        if isinstance(metric, dict) and "query" not in metric:
-            name = metric.get("name")
-            named.append(str(name) if isinstance(name, str) else f"metrics[{index}]")
-            metric = {**metric, "query": BACKTEST_QUERY}
-        filled.append(metric)
-    return {**document, "metrics": filled}, named
-
-
-def _read_policy(file: Path) -> tuple[Policy | list[PolicyProblem], list[str]]:
-    """A policy file as `read_policy_file` reads it, but a metric may leave out its query;
-    and the names of the metrics that do."""
-    data = read_policy_bytes(file)
-    if isinstance(data, PolicyProblem):
-        return [data], []
-    document = parse_document(data, str(file))
-    if isinstance(document, list):
-        return document, []
-    document, unqueried = _with_queries(document)
-    return validate_document(document, str(file)), unqueried
-
-
 def load_backtest_policies(files: Sequence[Path], err: TextIO | None = None
                    ) -> tuple[list[tuple[str, Policy]], list[PolicyProblem]]:
     """Each file on its own: policies compared in one run may name the same service. A
@@ -115,7 +75,7 @@ def load_backtest_policies(files: Sequence[Path], err: TextIO | None = None
     err = err or sys.stderr
     policies, problems = [], []
     for file in files:
-        parsed, unqueried = _read_policy(file)
+        parsed, unqueried = read_alternative(file)
         if isinstance(parsed, Policy):
             policies.append((str(file), parsed))
             for name in unqueried:

@@ -13,7 +13,12 @@ from typing import TextIO
 from autoscaler.bootstrap import build_live
 from autoscaler.core.schedule import describe, describe_occurrence, upcoming
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
-from autoscaler.policy_files import PolicySet, PolicyWatcher, load_policies
+from autoscaler.policy_files import (
+    PolicySet,
+    PolicyWatcher,
+    load_alternatives,
+    load_policies,
+)
 from autoscaler.runtime.agent import Agent, tune_garbage_collector
 from autoscaler.runtime.logs import configure_logging
 from autoscaler.runtime.settings import Settings
@@ -36,13 +41,24 @@ NEXT_WINDOWS = 3
 """How many of each schedule entry's next windows `validate` prints."""
 
 
-def validate(paths: Sequence[Path], now: datetime | None = None) -> int:
+def validate(paths: Sequence[Path], now: datetime | None = None, *,
+             alternatives: bool = False) -> int:
     """Every problem of every file at once; exit 2 if there is any. For a valid policy with
-    a `schedule`, each entry's next windows after `now` (default: the clock's)."""
-    policy_set = load_policies(paths)
+    a `schedule`, each entry's next windows after `now` (default: the clock's).
+    `alternatives`: as policies to compare in a backtest (`load_alternatives`)."""
+    if alternatives:
+        policy_set, notes = load_alternatives(paths)
+    else:
+        policy_set, notes = load_policies(paths), []
     if not policy_set.valid:
         print_problems(policy_set, sys.stdout)
+        if any(p.key == "service" and "already has a policy" in p.message
+               for p in policy_set.problems):
+            print("(alternatives for one service, to compare in backtest or tune: "
+                  "validate --alternatives)")
         return EXIT_BAD_INPUT
+    for note in notes:
+        print(f"note: {note}")
     now = now or datetime.now(UTC)
     for file, policy in policy_set.policies.items():
         print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "

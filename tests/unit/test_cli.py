@@ -32,7 +32,29 @@ def test_validate_reports_every_problem_of_every_file(tmp_path: Path,
     assert f"{tmp_path / 'twice.yml'}: service: service 'web' already has a policy" in out
     assert "notes.txt" not in out
     assert "Traceback" not in out
-    assert out.rstrip().endswith("4 problems in 3 files")
+    assert out.rstrip().endswith("4 problems in 3 files\n(alternatives for one service, to "
+                                 "compare in backtest or tune: validate --alternatives)")
+
+
+def test_validate_alternatives_takes_policies_for_one_service_and_without_a_query(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What backtest and tune take: two policies for `web`, one without a query; a broken
+    one is still reported."""
+    (tmp_path / "target.yaml").write_text(VALID)
+    (tmp_path / "cheaper.yaml").write_text(VALID.replace("target: 10", "target: 20"))
+    (tmp_path / "no-query.yaml").write_text(VALID.replace("query: q, ", ""))
+
+    assert main(["validate", "--alternatives", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'no-query.yaml'}: metric rps has no query" in out
+    assert sum(line.startswith("ok ") for line in out.splitlines()) == 3
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "validate --alternatives" in capsys.readouterr().out
+
+    (tmp_path / "typo.yaml").write_text(VALID.replace("max_replicas", "max_replica"))
+    assert main(["validate", "--alternatives", str(tmp_path)]) == 2
+    assert "max_replica: unknown key" in capsys.readouterr().out
 
 
 def test_validate_defaults_to_the_policies_folder(
