@@ -16,6 +16,7 @@ from autoscaler.core.labels import ManagedPolicy, Template
 from autoscaler.core.limits import history_to_keep
 from autoscaler.core.memory import (
     ServiceMemory,
+    as_of,
     latest,
     remember,
     synced_shadow,
@@ -208,8 +209,8 @@ class Engine:
             self._forget(policy.service)  # removed and made again: a new service
         self._ids[policy.service] = state.id
         keep = history_to_keep(policy)
-        memory = synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
-            replicas=spec, now=now, seeded=self._seed_history), spec)
+        memory = as_of(synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
+            replicas=spec, now=now, seeded=self._seed_history), spec), now)
         recorded = read_record(state.labels)
         if not self._dry_run:
             memory = with_recorded(memory, recorded, now=now, keep=keep)

@@ -136,7 +136,9 @@ def cooldown(
     direction = "scale_up" if up else "scale_down"
     rules = behavior.scale_up if up else behavior.scale_down
     since = now - last_change_at
-    if since >= rules.cooldown:
+    # No cooldown never holds, even when the last change is stamped after now (a clock
+    # set back, or Swarm's clock ahead of this one).
+    if since >= rules.cooldown or rules.cooldown <= timedelta(0):
         return Limited(desired)
     return Limited(
         current, Reason.COOLDOWN,

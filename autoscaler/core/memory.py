@@ -21,6 +21,9 @@ class ServiceMemory:
     replica changes this agent made (or, in dry-run, would have made), for the rate limits;
     `shadow` is dry-run's replica count, and `seen_spec` the spec count it was last synced to.
     `uneven_since`: since when a per-task metric's load has been uneven without a break.
+    `recorded`: the times (whole seconds) of the recorded changes `changes` holds, as the
+    record has them where `changes` holds them at another time (`as_of`, `with_recorded`),
+    so that each is taken once.
     """
 
     seed: Stamped | None
@@ -30,6 +33,7 @@ class ServiceMemory:
     shadow: int = 0
     seen_spec: int = 0
     uneven_since: datetime | None = None
+    recorded: frozenset[int] = frozenset()
 
     @classmethod
     def first_seen(cls, *, replicas: int, now: datetime, seeded: bool = True) -> ServiceMemory:
@@ -84,6 +88,7 @@ def remember(
         shadow=memory.shadow + change,
         seen_spec=memory.seen_spec,
         uneven_since=memory.uneven_since,
+        recorded=memory.recorded,
     )
 
 
@@ -91,13 +96,47 @@ def with_recorded(memory: ServiceMemory, record: tuple[RecordedChange, ...], *,
                   now: datetime, keep: timedelta) -> ServiceMemory:
     """The memory with the recorded changes within `keep` that it does not hold yet: the
     agent's own before a restart, or another agent's before a hand-over. A change is the
-    same as one remembered in the same second (the record keeps whole seconds)."""
-    known = {int(at.timestamp()) for at, _ in memory.changes}
+    same as one remembered in the same second (the record keeps whole seconds), or one
+    already taken at another time (`recorded`)."""
+    known = {int(at.timestamp()) for at, _ in memory.changes} | memory.recorded
     # A change stamped later than now came from an agent whose clock runs ahead: it counts
     # as made now, so that it holds for a whole period rather than none.
-    extra = tuple((min(c.at, now), c.change) for c in record
-                  if now - keep < c.at and int(c.at.timestamp()) not in known)
+    taken = [c for c in record if now - keep < c.at and int(c.at.timestamp()) not in known]
     last = latest(memory.last_change_at, *(min(c.at, now) for c in record))
-    if not extra and last == memory.last_change_at:
+    if not taken and last == memory.last_change_at:
         return memory
-    return replace(memory, changes=tuple(sorted(memory.changes + extra)), last_change_at=last)
+    oldest = int((now - keep).timestamp())
+    recorded = frozenset(second for second in memory.recorded if second > oldest) | {
+        int(c.at.timestamp()) for c in taken if c.at > now}
+    return replace(memory, changes=tuple(sorted(
+        memory.changes + tuple((min(c.at, now), c.change) for c in taken))),
+        last_change_at=last, recorded=recorded)
+
+
+def as_of(memory: ServiceMemory, now: datetime) -> ServiceMemory:
+    """The memory with every time after `now` (the clock set back since) moved to `now`:
+    what was done then counts as just done, so that the windows and the cooldown hold it
+    for their whole length from now, neither forgetting it (a window reads up to now) nor
+    holding it until the clock catches up (a cooldown counts from its time)."""
+    def ahead(at: datetime | None) -> bool:
+        return at is not None and at > now
+
+    if not (ahead(memory.last_change_at) or ahead(memory.uneven_since)
+            or (memory.seed is not None and ahead(memory.seed[0]))
+            or (memory.recommendations and ahead(memory.recommendations[-1][0]))
+            or (memory.changes and ahead(memory.changes[-1][0]))):
+        return memory
+
+    def moved(stamped: tuple[Stamped, ...]) -> tuple[Stamped, ...]:
+        return tuple((min(at, now), value) for at, value in stamped)
+
+    return replace(
+        memory,
+        seed=None if memory.seed is None else (min(memory.seed[0], now), memory.seed[1]),
+        recommendations=moved(memory.recommendations), changes=moved(memory.changes),
+        last_change_at=None if memory.last_change_at is None
+        else min(memory.last_change_at, now),
+        uneven_since=None if memory.uneven_since is None else min(memory.uneven_since, now),
+        recorded=memory.recorded | {int(at.timestamp()) for at, _ in memory.changes
+                                    if at > now},
+    )

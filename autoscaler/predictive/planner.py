@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.core.decide import NO_PLAN, Plan, decide
 from autoscaler.core.limits import history_to_keep
-from autoscaler.core.memory import ServiceMemory, remember, synced_shadow
+from autoscaler.core.memory import ServiceMemory, as_of, remember, synced_shadow
 from autoscaler.core.ports import HistorySource, Retrained, SourceUnavailable
 from autoscaler.core.queries import QueryUse, plan_queries
 from autoscaler.core.spec import Policy
@@ -113,8 +113,8 @@ def target_alone_step(
     """What the predictive `policy` run as `target` would set at `now`, and that run's memory
     after this tick. It keeps its own count and history; a spec changed by someone else
     (not matching `seen_spec`, which `settle` sets after the apply) resets its count."""
-    alone = synced_shadow(
-        memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec)
+    alone = as_of(synced_shadow(
+        memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec), now)
     outcome = decide(policy.model_copy(update={"strategy": "target"}), current=alone.shadow,
                      metrics=metrics, memory=alone, last_change_at=alone.last_change_at,
                      now=now)

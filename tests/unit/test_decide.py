@@ -145,6 +145,8 @@ CASES = [
                  ago(30), (5, 3, Reason.COOLDOWN), id="cooldown-blocks"),
     pytest.param({"behavior": {"scale_up": {"cooldown": "1m"}}}, 3, {"rps": 500}, None,
                  ago(60), (5, 5, Reason.DESIRED_WITHIN_RANGE), id="cooldown-elapsed"),
+    pytest.param({}, 3, {"rps": 500}, None, ago(-3600), (5, 5, Reason.DESIRED_WITHIN_RANGE),
+                 id="no-cooldown-holds-nothing-stamped-ahead"),
     pytest.param({"behavior": {"scale_down": {"stabilization": "0s", "cooldown": "5m"}}}, 3,
                  {"rps": 500}, None, ago(30), (5, 5, Reason.DESIRED_WITHIN_RANGE),
                  id="down-cooldown-does-not-block-up"),

@@ -72,6 +72,44 @@ def test_a_cooldown_holds_across_a_hand_over() -> None:
     assert sink.decisions[-1].reason == Reason.COOLDOWN
 
 
+def test_a_clock_set_back_neither_forgets_the_limits_nor_freezes_on_them() -> None:
+    """One step down a minute at most. The clock goes back an hour just after a step: the
+    next step waits a period from then (the change counts as just made), not for the hour
+    the clock needs to catch up, nor not at all."""
+    swarm = FakeSwarm()
+    swarm.add("web", 8)
+    agent, _ = fresh_agent(swarm, load=100)
+    agent.tick(NOW)
+    assert swarm.scaled == [("web", 7)]
+
+    back = NOW - timedelta(hours=1)
+    agent.tick(back)
+    agent.tick(back + timedelta(seconds=30))
+    assert swarm.scaled == [("web", 7)], "a step within the period after the set-back"
+    agent.tick(back + timedelta(seconds=61))
+    assert swarm.scaled == [("web", 7), ("web", 6)], "frozen until the clock caught up"
+
+
+def test_a_change_recorded_by_a_clock_ahead_is_counted_once() -> None:
+    """The leader's clock ran five minutes ahead: its raise of 4 counts once in the rate
+    limit of the agent that takes over, however many ticks read it before the clock gets
+    there, and the next raise comes a period after it was taken."""
+    behavior = {"scale_up": {"max_step": 4, "period": "10m"}}
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    leader, _ = fresh_agent(swarm, load=2000, behavior=behavior)
+    leader.tick(NOW + timedelta(minutes=5))
+    assert swarm.scaled == [("web", 6)]
+
+    successor, sink = fresh_agent(swarm, load=2000, behavior=behavior)
+    for minute in range(10):
+        successor.tick(NOW + timedelta(minutes=minute))
+    assert swarm.scaled == [("web", 6)]
+    assert sink.decisions[-1].reason == Reason.SCALE_UP_LIMIT
+    successor.tick(NOW + timedelta(minutes=10))
+    assert swarm.scaled == [("web", 6), ("web", 10)]
+
+
 def test_writes_only_with_a_change_and_never_in_dry_run() -> None:
     swarm = FakeSwarm()
     swarm.add("web", 3)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.core.memory import ServiceMemory, with_recorded
+from autoscaler.core.memory import ServiceMemory, as_of, with_recorded
 from autoscaler.core.model import Reason
 from autoscaler.core.operator import operator_hold
 from autoscaler.core.record import (
@@ -116,3 +116,22 @@ def test_operators_are_heard_before_anything_is_decided(
     arguments.update(keys)
     hold = operator_hold(**arguments)  # type: ignore[arg-type]
     assert (hold.reason if hold else None) == expected
+
+
+def test_as_of_moves_what_is_stamped_after_now_to_now_and_keeps_the_rest() -> None:
+    later = NOW + timedelta(hours=1)
+    memory = ServiceMemory(seed=(later, 5), recommendations=((NOW - MINUTES, 4), (later, 6)),
+                           changes=((NOW - MINUTES, 1), (later, 2)), last_change_at=later,
+                           shadow=6, seen_spec=6)
+
+    moved = as_of(memory, NOW)
+
+    assert moved.seed == (NOW, 5)
+    assert moved.recommendations == ((NOW - MINUTES, 4), (NOW, 6))
+    assert moved.changes == ((NOW - MINUTES, 1), (NOW, 2))
+    assert moved.last_change_at == NOW
+    assert int(later.timestamp()) in moved.recorded
+    assert as_of(moved, NOW) is moved
+    record = (RecordedChange(later, 4, 6),)
+    assert with_recorded(moved, record, now=NOW + MINUTES, keep=timedelta(hours=2)).changes \
+        == moved.changes
