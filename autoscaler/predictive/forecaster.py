@@ -336,6 +336,12 @@ class MetricForecaster:
         if self._start is None:
             self._start = time
         index = round((time - self._start) / self.settings.step)
+        if index < len(self._logged) - 1:
+            # The clock set back: its value is the newest all the same, and the forecasts
+            # waiting for the old clock's later times would never be resolved.
+            self._start = time - len(self._logged) * self.settings.step
+            index = len(self._logged)
+            self._pending.clear()
         if index < len(self._logged):
             if index >= 0:
                 self._logged[index] = logged

@@ -677,3 +677,19 @@ def test_errors_are_resolved_at_the_nearest_step_when_ticks_jitter() -> None:
         reason = forecaster.forecast(now).reason
 
     assert reason == "ForecastError"
+
+
+def test_after_a_clock_set_back_the_forecast_follows_the_values_seen_since() -> None:
+    """Three flat days at 100, then the load falls to 5 as the clock goes back an hour:
+    each value seen after is the newest, so the forecast follows it, as it would without
+    the set-back (it kept forecasting from the last value before it for the hour)."""
+    forecaster = MetricForecaster(settings())
+    times = [START + i * STEP for i in range(3 * 1440)]
+    assert forecaster.train(times, [100.0] * len(times)) is None
+    back = times[-1] - timedelta(hours=1)
+    for minute in range(1, 11):
+        forecaster.observe(back + minute * STEP, 5.0)
+
+    found = forecaster.forecast(back + 10 * STEP)
+
+    assert found.point is not None and found.point < 10
