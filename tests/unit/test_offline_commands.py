@@ -11,7 +11,9 @@ import pytest
 
 from autoscaler.adapters.decision_log import decision_fields
 from autoscaler.cli import main
+from autoscaler.core.balance import Spread
 from autoscaler.core.model import Decision, Reason
+from autoscaler.core.placement import Placement
 from autoscaler.offline.reports.dry_run import read_decisions
 from autoscaler.offline.traces import TraceError, load_csv
 
@@ -154,6 +156,45 @@ def decision_line(at: datetime, current: int, desired: int, reason: Reason, rps:
     )
     return json.dumps({**decision_fields(decision), "event": "scaling_decision",
                        "level": "info"})
+
+
+def test_report_shows_where_the_tasks_ran_and_how_evenly_the_load_spread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 18: the decisions' placement and balance, and the agent's availability and
+    load_imbalance warnings, per service in the report and its summary."""
+    start = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    lines = []
+    for tick, (nodes, cv, hottest, uneven) in enumerate(
+            [(3, 0.10, 0.40, False), (1, 0.81, 0.71, False), (1, 0.79, 0.70, True)]):
+        decision = Decision(
+            service="web", strategy="target", time=start + timedelta(seconds=15 * tick),
+            reason=Reason.WITHIN_TOLERANCE, message="rps 300", metrics={"rps": 300.0},
+            policy_file="p.yaml", dry_run=True, current_replicas=3, spec_replicas=3,
+            recommended_replicas=3, desired_replicas=3,
+            placement=Placement(3, nodes, more_nodes_could_run_it=True),
+            balance=Spread("rps", 3, cv, hottest), imbalanced=uneven)
+        lines.append(json.dumps({**decision_fields(decision), "event": "scaling_decision"}))
+    lines += [json.dumps({"event": "availability", "service": "web", "problem": "one node",
+                          "running": 3, "nodes": 1}),
+              json.dumps({"event": "load_imbalance", "service": "web", "problem": "uneven"}),
+              json.dumps({"event": "load_imbalance", "service": "web", "problem": None})]
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    (web,) = json.loads((out / "summary.json").read_text())["services"]
+    assert (web["nodes_last"], web["on_one_node_decisions"], web["imbalanced_decisions"]) \
+        == (1, 2, 1)
+    assert (web["cv_max"], web["hottest_share_max"]) == (0.81, 0.71)
+    assert web["warnings"] == {"availability": 1, "load_imbalance": 1}
+    markdown = (out / "report.md").read_text()
+    assert "all on one node while others could run some** at 2 decisions" in markdown
+    assert "coefficient of variation up to 0.81, the hottest task's share up to 71%" in markdown
+    assert "uneven for its `balance.for`** at 1 decision (1 load_imbalance warning)" in markdown
+    assert (out / "service1-balance.svg").exists()
 
 
 def test_report_turns_a_dry_run_log_into_a_report(tmp_path: Path,

@@ -42,6 +42,8 @@ class LogReading:
     """scaling_decision lines without a readable timestamp and service: skipped."""
     missing: dict[str, list[int]] = field(default_factory=dict)
     """Field -> the decision lines that leave it out (read, the field shown as MISSING)."""
+    alerts: dict[str, Counter[str]] = field(default_factory=dict)
+    """Service -> its `availability` and `load_imbalance` warnings, by event."""
 
     @property
     def skipped(self) -> int:
@@ -77,6 +79,21 @@ class ServiceLog:
     reasons: Counter[str] = field(default_factory=Counter)
     changes: list[dict[str, Any]] = field(default_factory=list)
     dry_run: set[bool] = field(default_factory=set)
+    nodes: list[float | None] = field(default_factory=list)
+    """The nodes the running tasks were on, at each decision (None: not recorded)."""
+    cv: list[float | None] = field(default_factory=list)
+    """How unevenly a `per_task` metric's load spread over the tasks (coefficient of
+    variation), at each decision (None: not recorded)."""
+    hottest: list[float | None] = field(default_factory=list)
+    """The hottest task's share of that load."""
+    on_one_node: int = 0
+    """Decisions at which every running task sat on one node while others could run some."""
+    imbalanced: int = 0
+    """Decisions at which the load had stayed uneven for the policy's `balance.for`."""
+
+    def most(self, values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
 
 
 def other_events(reading: LogReading) -> str:
@@ -104,6 +121,8 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
             continue
         if kind != "scaling_decision":
             reading.other_events[kind] += 1
+            if kind in ALERTS and event.get("problem") and isinstance(event.get("service"), str):
+                reading.alerts.setdefault(event["service"], Counter())[kind] += 1
             continue
         try:
             _add(services, event)
@@ -114,6 +133,10 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
             if name not in event:
                 reading.missing.setdefault(name, []).append(number)
     return services, reading
+
+
+ALERTS = ("availability", "load_imbalance")
+"""The warnings about one service that the agent logs beside its decisions."""
 
 
 def _number(value: object) -> float | None:
@@ -136,8 +159,15 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
         int(number) if (number := _number(event.get(key))) is not None else None
         for key in ("current_replicas", "desired_replicas", "recommended_replicas")
     )
+    placement = dict(event.get("placement") or {})
+    balance = dict(event.get("balance") or {})
     log = services.setdefault(service, ServiceLog(service))
     index = len(log.times)
+    log.nodes.append(_number(placement.get("nodes")))
+    log.cv.append(_number(balance.get("cv")))
+    log.hottest.append(_number(balance.get("hottest_share")))
+    log.on_one_node += bool(placement.get("on_one_node"))
+    log.imbalanced += bool(balance.get("imbalanced"))
     log.times.append(time)
     log.current.append(current)
     log.desired.append(desired)
@@ -188,13 +218,39 @@ def summary(services: dict[str, ServiceLog], source: str, reading: LogReading
                 "decisions_by_reason": dict(sorted(log.reasons.items())),
                 "replicas_first": log.current[0],
                 "replicas_last_desired": log.desired[-1],
+                "nodes_last": log.nodes[-1],
+                "on_one_node_decisions": log.on_one_node,
+                "cv_max": log.most(log.cv),
+                "hottest_share_max": log.most(log.hottest),
+                "imbalanced_decisions": log.imbalanced,
+                "warnings": dict(sorted(reading.alerts.get(log.service, Counter()).items())),
             }
             for log in services.values()
         ],
     }
 
 
-def _service_section(index: int, log: ServiceLog) -> Section:
+def spread(log: ServiceLog, alerts: Counter[str]) -> str:
+    """What the decisions say of where the tasks ran and how evenly the load spread."""
+    said = []
+    if log.nodes[-1] is not None:
+        said.append(f"tasks on {log.nodes[-1]:g} node(s) at the last decision")
+    if log.on_one_node or alerts["availability"]:
+        said.append(f"**all on one node while others could run some** at "
+                    f"{plural(log.on_one_node, 'decision')} "
+                    f"({plural(alerts['availability'], 'availability warning')})")
+    cv, hottest = log.most(log.cv), log.most(log.hottest)
+    if cv is not None and hottest is not None:
+        said.append(f"load over the tasks: coefficient of variation up to {cv:.2f}, the "
+                    f"hottest task's share up to {hottest:.0%}")
+    if log.imbalanced or alerts["load_imbalance"]:
+        said.append(f"**uneven for its `balance.for`** at {plural(log.imbalanced, 'decision')} "
+                    f"({plural(alerts['load_imbalance'], 'load_imbalance warning')}): more "
+                    "replicas do not help a load that stays on a few tasks")
+    return "; ".join(said)
+
+
+def _service_section(index: int, log: ServiceLog, alerts: Counter[str]) -> Section:
     mode = "dry-run" if log.dry_run == {True} else "run" if log.dry_run == {False} else "mixed"
     section = Section(f"{log.service}")
     section.blocks.append(
@@ -203,6 +259,15 @@ def _service_section(index: int, log: ServiceLog) -> Section:
         f"{'would have made' if mode == 'dry-run' else 'made or wanted'}. Reasons: "
         + ", ".join(f"{k} {v}" for k, v in sorted(log.reasons.items())) + "."
     )
+    if said := spread(log, alerts):
+        section.blocks.append(said[0].upper() + said[1:] + ".")
+    if any(v is not None for v in log.cv):
+        section.blocks.append(Chart(
+            f"service{index}-balance",
+            line_chart(f"{log.service}: load over the tasks", log.times,
+                       [Line("coefficient of variation", log.cv),
+                        Line("hottest task's share", log.hottest)], left_label="ratio"),
+            f"{log.service}: how evenly the load spread over the tasks"))
     if log.metrics:
         section.blocks.append(Chart(
             f"service{index}-metrics",
@@ -230,6 +295,10 @@ def _service_section(index: int, log: ServiceLog) -> Section:
     return section
 
 
+def _shown(value: float | None, spec: str = "g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _numbers(values: list[int | None]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
@@ -241,10 +310,14 @@ def document(services: dict[str, ServiceLog], source: str, reading: LogReading) 
     if reading.other_events:
         intro.append(f"Passed over: {other_events(reading)}.")
     overview = Table(
-        ["service", "decisions", "changes", "first count", "last desired", "most frequent reason"],
+        ["service", "decisions", "changes", "first count", "last desired", "most frequent reason",
+         "nodes", "on one node", "cv (most)", "hottest share (most)"],
         [[log.service, len(log.times), len(log.changes), log.current[0], log.desired[-1],
-          log.reasons.most_common(1)[0][0]] for log in services.values()],
+          log.reasons.most_common(1)[0][0], _shown(log.nodes[-1]), log.on_one_node,
+          _shown(log.most(log.cv), ".2f"), _shown(log.most(log.hottest), ".0%")]
+         for log in services.values()],
     )
     sections = [Section("Services", [overview])]
-    sections.extend(_service_section(i, log) for i, log in enumerate(services.values(), 1))
+    sections.extend(_service_section(i, log, reading.alerts.get(log.service, Counter()))
+                    for i, log in enumerate(services.values(), 1))
     return Document("Decision report", intro, sections)
