@@ -113,9 +113,9 @@ def run(settings: Settings) -> int:
 
 def _exit_now_if_a_tick_hangs(code: int) -> None:
     """A tick abandoned at SIGTERM may still wait on a dependency in a worker thread, which
-    the interpreter would wait for at exit: end the process at once instead."""
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
+    the interpreter would wait for at exit (the scheduler's pool joins its workers, daemon
+    or not): end the process at once instead. The lease is given up and the log flushed."""
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

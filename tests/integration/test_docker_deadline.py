@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import re
 import selectors
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -405,6 +408,44 @@ def test_an_engine_that_answers_is_listed_and_scaled_on_kept_connections(
         assert engine.accepted == 1
         connection.forget()
         assert wait_until(lambda: engine.connections == 0)
+
+
+def test_one_listing_of_tasks_serves_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: where each service's tasks run comes from one task listing a tick, not one
+    a service."""
+    api = {**SERVICE, "ID": "svc2", "Spec": {**SERVICE["Spec"], "Name": "api"}}
+    answers = {**ANSWERED, **LISTINGS, ("GET", "/services"): [SERVICE, api]}
+    with fake_engine(monkeypatch, "silent", "tcp", answers=answers) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
+        for _ in range(3):
+            assert set(scaler.list_services()) == {"web", "api"}
+
+        assert engine.seen.count(("GET", "/services")) == 3
+        assert engine.seen.count(("GET", "/tasks")) == 3
+
+
+def test_sigterm_ends_the_agent_within_5_s_while_docker_hangs_a_long_tick(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """At a 30 s interval a Docker call may wait 10 s: SIGTERM must not wait for it."""
+    (tmp_path / "web.yaml").write_text(
+        "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n")
+    with fake_engine(monkeypatch, "silent", "tcp") as engine:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "dry-run", "--interval", "30s", "--port", "0",
+             "--policies", str(tmp_path), "--prometheus-url", "http://127.0.0.1:9"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert wait_until(lambda: ("GET", "/services") in engine.seen, 20), \
+                "the agent never listed the services"
+            began = time.monotonic()
+            agent.send_signal(signal.SIGTERM)
+            output, _ = agent.communicate(timeout=20)
+            took = time.monotonic() - began
+        finally:
+            agent.kill()
+    assert agent.returncode == 0, output
+    assert took < 5, f"SIGTERM took {took:.1f} s"
+    assert '"tick_abandoned"' in output and '"agent_stopped"' in output
 
 
 def test_a_scale_of_a_listed_service_is_one_call_posting_the_listed_spec(
