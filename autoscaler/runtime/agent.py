@@ -7,7 +7,7 @@ import gc
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -142,7 +142,7 @@ class Agent:
             if elapsed > self._interval.total_seconds():
                 log.warning("tick_late", seconds=round(elapsed, 3),
                             interval_seconds=self._interval.total_seconds())
-            self._readiness = readiness(report)
+            self._readiness = readiness(report, self._readiness)
             self._telemetry.dependencies(self._readiness)
             self._last_tick_done = time.monotonic()
             return report
@@ -323,9 +323,11 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
-def readiness(report: TickReport) -> dict[str, str | None]:
-    """Per dependency, why this tick could not use it (None: it could)."""
-    prometheus = None
+def readiness(report: TickReport, before: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Per dependency, why this tick could not use it (None: it could). A tick that ended
+    at the Swarm listing, before asking Prometheus anything, leaves what was known of it
+    `before`: not asked is not up."""
+    prometheus = before.get("prometheus") if report.listing_error is not None else None
     if report.every_query_failed:
         prometheus = next(iter(report.query_errors.values()))
     docker = report.listing_error or report.leadership_error
