@@ -464,3 +464,19 @@ def test_steps_csv_of_a_predictive_policy_holds_its_forecasts(tmp_path: Path) ->
     forecasts = [float(r["forecast"]) for r in rows if r["forecast"]]
     assert len(rows) == 21 * 60 and len(forecasts) > 20 * 60
     assert all(0 <= f < 200 for f in forecasts)
+
+
+def test_a_null_reason_and_a_count_that_is_not_a_number_are_shown_as_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    null_reason = {**decision(15, desired_replicas=3), "reason": None}
+    text_count = {**decision(30, desired_replicas=4), "current_replicas": "3"}
+    lines = [json.dumps(decision(0)), json.dumps(null_reason), json.dumps(text_count)]
+
+    assert run_report(tmp_path, lines) == 0
+
+    assert capsys.readouterr().err == (
+        f"warning: {tmp_path / 'd.log'}: 2 decisions with fields missing, shown as (missing): "
+        "reason (line 2), current_replicas (line 3)\n")
+    markdown = report_text(tmp_path)
+    assert "| 2026-11-30T12:00:15Z | 2 | 3 | (missing) |" in markdown
+    assert "None" not in markdown

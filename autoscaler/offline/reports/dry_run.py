@@ -26,8 +26,10 @@ MISSING = "(missing)"
 
 EXPECTED_FIELDS = ("reason", "current_replicas", "recommended_replicas", "desired_replicas",
                    "message")
-"""Fields every decision the agent logs has (null or not); one left out is shown as
-`MISSING` and counted."""
+"""Fields every decision the agent logs has (null or not); one left out, or not of its kind
+(a reason that is not text, a count that is not a number), is shown as `MISSING` and
+counted."""
+COUNTS = ("current_replicas", "recommended_replicas", "desired_replicas")
 
 
 @dataclass
@@ -130,13 +132,25 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
             reading.malformed.append(number)
             continue
         for name in EXPECTED_FIELDS:
-            if name not in event:
+            if not _usable(event, name):
                 reading.missing.setdefault(name, []).append(number)
     return services, reading
 
 
 ALERTS = ("availability", "load_imbalance")
 """The warnings about one service that the agent logs beside its decisions."""
+
+
+def _usable(event: dict[str, Any], name: str) -> bool:
+    """The decision has the field, of its kind (a count may be null: none was made)."""
+    if name not in event:
+        return False
+    value = event[name]
+    if name == "reason":
+        return isinstance(value, str)
+    if name in COUNTS:
+        return value is None or _number(value) is not None
+    return True
 
 
 def _number(value: object) -> float | None:
@@ -177,7 +191,9 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
     for values in log.metrics.values():
         if len(values) < index + 1:
             values.append(None)
-    log.reasons[str(event.get("reason", MISSING))] += 1
+    if not _usable(event, "reason"):
+        event = {**event, "reason": MISSING}
+    log.reasons[event["reason"]] += 1
     log.dry_run.add(bool(event.get("dry_run")))
     if current is not None and desired is not None and current != desired:
         log.changes.append(event)
