@@ -60,6 +60,17 @@ traffic came back after empty minutes. The naive comparison (`WorseThanNaive`) s
 STRATEGIES = ("target", "predictive")
 CHOSEN_ON = ("WorldCup98", "NASA")
 """The traces whose first halves the settings were chosen on; the others are held out."""
+COMPARED_ON = {"bursty": "the margin's window and the limits against thrashing were compared "
+                         "on its scored half"}
+"""Held-out traces that later choices were nonetheless compared on, and which."""
+
+
+def role_of(trace: str) -> str:
+    """How far a trace is held out from the choice of the settings."""
+    base = trace.split("/")[0]
+    if base in CHOSEN_ON:
+        return "chosen on" if "/" not in trace else f"the 5-minute means of {base}, chosen on"
+    return f"held out, but {COMPARED_ON[trace]}" if trace in COMPARED_ON else "held out"
 
 
 def bursty(seed: int = 19, days: int = 14) -> Trace:
@@ -306,9 +317,7 @@ def at_budget(rows: list[Row], budget: float) -> list[str]:
         reactive = best([r for r in group if r.strategy == "target"], budget)
         predictive = best([r for r in group if r.strategy == "predictive"], budget)
         mase = next((r.mase for r in group if r.strategy == "predictive"), None)
-        role = "chosen on" if trace.split("/")[0] in CHOSEN_ON and "/" not in trace \
-            else "held out"
-        label = f"{trace}, {startup} m start-up ({role})"
+        label = f"{trace}, {startup} m start-up ({role_of(trace)})"
         shown_mase = f"{mase:.3f}" if mase is not None else "-"
         if reactive is not None and predictive is not None:
             ratio = predictive.replica_hours / reactive.replica_hours
