@@ -166,10 +166,10 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     replica or two a tick would otherwise lower the count and raise it again, an action a
     tick. It keeps it whatever asks for the drop, the target rule too, so at a steady load
     the count can stay up to a tolerance's worth of replicas above the rule's (at 10
-    replicas and a tolerance of 0.1, one replica while the forecast asks for 9); letting the
-    rule's own drops through took predictive past twice `target`'s scaling actions an hour
-    plus one on WorldCup98 (docs/predictive.md). A raise is never held back, and the count
-    follows a forecast that falls further, or a forecast no longer in use."""
+    replicas and a tolerance of 0.1, one replica while the forecast asks for 9), as letting
+    the rule's own drops through brings the jitter back (docs/predictive.md). A raise is
+    never held back, and the count follows a forecast that falls further, or a forecast no
+    longer in use."""
     if forecast is None:
         return Limited(stabilized)
     wanted = forecast.replicas

@@ -387,7 +387,7 @@ def _window_time_problems(window: dict[Any, Any], where: str) -> list[tuple[str,
             problems.append((f"{where}.duration", f"({format_duration(duration)}) must not "
                              f"exceed the time between two starts of {_shown(cron)} "
                              f"({format_duration(gap)}): a window ends before the next begins"))
-    clock = window.get("timezone", "UTC")
+    clock = window.get("timezone", _default(ScheduleWindow, "timezone"))
     place = zone(clock) if isinstance(clock, str) and time_zone_problem(clock) is None else None
     try:
         start, end = _moment(window.get("start")), _moment(window.get("end"))

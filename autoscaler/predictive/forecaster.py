@@ -86,8 +86,8 @@ def missed_share(actual: float, forecast: float, floor: float) -> float:
 
 OUTLIERS = 0
 """How many of the largest values in a window are taken for outliers and left out of the
-worst case. Leaving out the largest miss cost WorldCup98 with a 5-minute start-up its ratio
-at the budget (0.868 -> 0.897; benchmarks/README.md), so none is."""
+worst case: none, as the surge a forecast missed is the one the worst case is there for
+(what leaving it out cost: docs/forecast-notes.md)."""
 BUCKETS = 24
 """A window is kept as this many buckets of time, each with its own largest values: a
 value leaves the window with its bucket, at most a bucket's length late."""
