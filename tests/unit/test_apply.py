@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from autoscaler.core.model import Reason, Series, ServiceState
 from autoscaler.core.ports import ScaleFailed
 from autoscaler.engine import Engine
@@ -112,3 +114,40 @@ def test_an_apply_started_in_time_ends_before_the_next_tick_with_room_to_record(
         latest_start = engine._apply_time.total_seconds()
         assert abs(latest_start - window) < 1e-9
         assert latest_start >= interval.total_seconds() / 2, "time for applies"
+
+
+def test_a_tick_that_runs_out_of_time_applies_some_and_defers_the_rest() -> None:
+    """One worker, 50 ms a call, 0.12 s for applies: the first few are applied, the others
+    say they ran out and are decided again the next tick."""
+    swarm = SlowSwarm(latency=0.05)
+    engine, sink = fleet(swarm, apply_workers=1, apply_time=timedelta(seconds=0.12))
+
+    engine.tick(NOW)
+
+    applied = [d for d in sink.decisions if d.applied]
+    deferred = [d for d in sink.decisions if not d.applied]
+    assert 1 <= len(applied) < len(SERVICES)
+    assert len(swarm.scaled) == len(applied)
+    assert deferred and all(d.reason == Reason.APPLY_FAILED
+                            and "ran out before this one's turn" in d.message for d in deferred)
+    assert all(d.applied_at is not None for d in applied)
+
+
+def test_the_docker_connection_keeps_a_connection_for_each_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The applies side by side each need a kept connection, besides the listing's and the
+    lease's."""
+    from autoscaler import bootstrap
+
+    pools: list[int] = []
+
+    class Recorded(bootstrap.DockerConnection):
+        def __init__(self, *, timeout: float = 30.0, pool: int = 10) -> None:
+            pools.append(pool)
+            super().__init__(timeout=timeout, pool=pool)
+
+    monkeypatch.setattr(bootstrap, "DockerConnection", Recorded)
+    bootstrap.build_live(prometheus="http://127.0.0.1:9", interval=timedelta(seconds=15),
+                         dry_run=True, lease_label="autoscaler.lease", apply_workers=24)
+
+    assert pools == [26]

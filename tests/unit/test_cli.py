@@ -126,6 +126,8 @@ def test_a_flag_wins_over_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(["run", "--interval", "0s"], id="zero-interval"),
         pytest.param(["dry-run", "--interval", "10ms"], id="interval-under-a-second"),
         pytest.param(["run", "--port", "70000"], id="port-out-of-range"),
+        pytest.param(["run", "--apply-workers", "0"], id="no-apply-worker"),
+        pytest.param(["run", "--apply-workers", "99"], id="too-many-apply-workers"),
         pytest.param(["dry-run", "--log-format", "xml"], id="unknown-format"),
         pytest.param(["run", "--interval", "1e20"], id="interval-overflow"),
         pytest.param(["scale"], id="unknown-command"),
