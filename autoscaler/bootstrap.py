@@ -63,6 +63,7 @@ def build_engine(
     seed_history: bool = True,
     apply_workers: int = DEFAULT_WORKERS,
     apply_time: timedelta | None = None,
+    query_time: timedelta | None = None,
 ) -> Engine:
     """An engine over these sources, with the predictive planner. `book` (default: a new
     one at `tick`) lets replays share forecasts; `seed_history` False starts each service
@@ -71,7 +72,7 @@ def build_engine(
     return Engine(metrics=metrics, swarm=swarm, sink=sink, planner=planner, dry_run=dry_run,
                   leadership=leadership, policies=policies, templates=templates,
                   seed_history=seed_history, apply_workers=apply_workers,
-                  apply_time=apply_time)
+                  apply_time=apply_time, query_time=query_time)
 
 
 @dataclass(frozen=True)
@@ -102,5 +103,6 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
                           sink=LogDecisionSink(log_holds), tick=interval, dry_run=dry_run,
                           leadership=leadership, apply_workers=apply_workers,
                           apply_time=interval * (1 - AFTER_APPLIES)
-                          - timedelta(seconds=deadline))
+                          - timedelta(seconds=deadline),
+                          query_time=timedelta(seconds=deadline))
     return LiveParts(engine, source, leadership)

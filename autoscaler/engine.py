@@ -79,12 +79,13 @@ class Engine:
         seed_history: bool = True,
         apply_workers: int = DEFAULT_WORKERS,
         apply_time: timedelta | None = None,
+        query_time: timedelta | None = None,
     ) -> None:
         """`seed_history` False starts each service with empty stabilization history
         instead of holding the first count seen (the backtest's start). Applies run on
         `apply_workers` threads; none starts later than `apply_time` into the tick (None:
-        no limit)."""
-        self._gatherer = MetricsGatherer(metrics)
+        no limit), and no query later than `query_time` (`MetricsGatherer`)."""
+        self._gatherer = MetricsGatherer(metrics, query_time)
         self._swarm = swarm
         self._applier = Applier(swarm, workers=apply_workers)
         self._apply_time = apply_time

@@ -3,9 +3,11 @@ answer's values assigned to the services and metrics that asked for them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from autoscaler.core.labels import ManagedPolicy
 from autoscaler.core.model import Series
@@ -26,10 +28,14 @@ class Queried:
 
 
 class MetricsGatherer:
-    """Runs the tick's queries; plans them again only when the policies change."""
+    """Runs the tick's queries; plans them again only when the policies change. No query
+    starts later than `query_time` after the first (None: no limit): with many queries
+    (one a service) and a Prometheus that answers none, each waiting its whole deadline
+    eight at a time, the tick would otherwise run past its interval by as many rounds."""
 
-    def __init__(self, metrics: MetricsSource) -> None:
+    def __init__(self, metrics: MetricsSource, query_time: timedelta | None = None) -> None:
         self._metrics = metrics
+        self._query_time = query_time
         self._plan_key: tuple[int, ...] = ()
         self._plan: dict[str, list[QueryUse]] = {}
 
@@ -43,7 +49,13 @@ class MetricsGatherer:
     def _run(self, queries: list[str]
              ) -> tuple[dict[str, list[Series] | None], dict[str, str]]:
         """Run the queries side by side, so that a slow Prometheus costs one timeout a tick."""
+        limit = None if self._query_time is None else self._query_time.total_seconds()
+        latest_start = None if limit is None else time.monotonic() + limit
+
         def run(query: str) -> list[Series] | str:
+            if latest_start is not None and time.monotonic() > latest_start:
+                return (f"not asked: the tick's time for queries ({limit:g} s) ran out while "
+                        "the others waited for Prometheus")
             try:
                 return self._metrics.query(query)
             except SourceUnavailable as error:
