@@ -39,7 +39,7 @@ from autoscaler.offline.replay import (
     replay_settings,
     scored_range,
 )
-from autoscaler.offline.reports.backtest import capacity_origin
+from autoscaler.offline.reports.backtest import capacity_origin, input_text
 from autoscaler.offline.reports.document import Chart, Document, Section, Table, write_report
 from autoscaler.offline.scoring import Scores
 from autoscaler.offline.traces import CsvOptions, Trace
@@ -524,6 +524,7 @@ def document(results: Sequence[_Tuned], context: _Context) -> Document:
         f"candidate; the SLO at {settings.slo_utilisation:g} of it; a new replica ready "
         f"{format_duration(ready_after(settings, context.trace))} after its decision. The "
         "figures are those of `autoscaler backtest` (defined in docs/backtest.md).",
+        *input_text(context.trace),
     ]
     overview = Section("Recommendations", [
         Table(["policy", "strategy", "tuned", "given", "recommended", "u", "replica-hours",
@@ -557,6 +558,7 @@ def summary(results: Sequence[_Tuned], context: _Context) -> dict[str, Any]:
             "trace": trace.source, "trace_step_seconds": trace.step.total_seconds(),
             "trace_steps": len(trace), "scored_steps": context.scored,
             "scored_from": trace.time(len(trace) - context.scored).isoformat(),
+            "trace_warnings": list(trace.warnings), "trace_notes": list(trace.notes),
             "capacity": settings.capacity,
             "capacity_source": "--capacity" if context.capacity_given else "assumed",
             "slo_utilisation": settings.slo_utilisation,

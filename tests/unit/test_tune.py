@@ -315,3 +315,25 @@ def test_a_threshold_policy_alone_needs_a_capacity(tmp_path: Path, trace: Path,
 
     assert code == 2
     assert "give --capacity" in capsys.readouterr().err
+
+
+def test_what_reading_the_trace_warned_of_is_in_the_report_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace with a gap filled by --fill: the console's note is also in report.md and in
+    summary.json, where the figures that depend on it are."""
+    start = datetime(2026, 1, 1)
+    rows = [f"{start + timedelta(minutes=m):%Y-%m-%d %H:%M:%S},{load(m):g}"
+            for m in range(300) if m != 150]
+    trace = tmp_path / "gap.csv"
+    trace.write_text("minute,requests\n" + "\n".join(rows) + "\n")
+
+    code, out = tune(tmp_path, trace, TARGET, "--fill", "previous")
+
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    notes = summary["settings"]["trace_notes"] + summary["settings"]["trace_warnings"]
+    assert notes, "nothing said of the filled gap"
+    markdown = (out / "report.md").read_text()
+    assert all(note in markdown for note in notes)
+    printed = capsys.readouterr().err
+    assert all(note in printed for note in notes)

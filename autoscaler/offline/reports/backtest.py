@@ -663,7 +663,7 @@ def _rounded_note(settings: BacktestSettings, trace: Trace) -> str:
     return f" (the start-up, {format_duration(settings.startup)}, in whole steps)"
 
 
-def _input_text(trace: Trace) -> list[str]:
+def input_text(trace: Trace) -> list[str]:
     """What reading the trace did, as the console said it."""
     return ([f"**Warning:** {warning}." for warning in trace.warnings]
             + [f"Reading the trace: {note}." for note in trace.notes])
@@ -677,7 +677,7 @@ def document(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace, *,
         f"Replay of `{trace.source}` ({len(trace)} steps of {format_duration(trace.step)}), "
         f"scored from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
         f"({len(runs[0].times)} steps, after a warm-up of {format_duration(settings.warmup)}).",
-        *_input_text(trace),
+        *input_text(trace),
         f"Each policy runs through the agent's own engine, one tick per step, against a "
         f"simulated cluster: the metric at a step is the load of the step before; a new "
         f"replica is ready {format_duration(ready_after(settings, trace))} after the decision"
