@@ -84,10 +84,11 @@ def missed_share(actual: float, forecast: float, floor: float) -> float:
     return (actual - forecast) / scale if scale > 0 else 0.0
 
 
-OUTLIERS = 0
+OUTLIERS = 1
 """How many of the largest values in a window are taken for outliers and left out of the
-worst case: none, as the surge a forecast missed is the one the worst case is there for
-(what leaving it out cost: docs/forecast-notes.md)."""
+worst case: one, so that a single missed minute does not raise the forecasts for a day; a
+surge the forecast missed is several misses, and the next largest still says it
+(docs/forecast-notes.md)."""
 BUCKETS = 24
 """A window is kept as this many buckets of time, each with its own largest values: a
 value leaves the window with its bucket, at most a bucket's length late."""

@@ -693,3 +693,25 @@ def test_after_a_clock_set_back_the_forecast_follows_the_values_seen_since() -> 
     found = forecaster.forecast(back + 10 * STEP)
 
     assert found.point is not None and found.point < 10
+
+
+def test_one_missed_minute_does_not_raise_the_worst_case_for_its_window() -> None:
+    """A single minute at five times the load, which no forecast saw coming: its miss is
+    the window's largest, left out, so the worst case an hour later is what it was before;
+    ten such minutes in a row (a surge) raise it, as the test above shows."""
+    window = timedelta(hours=2)
+    load = daily(10)
+    history = 9 * 1440
+    spike = history + 30
+    seen = [v * 5 if i == spike else v for i, v in enumerate(load)]
+    forecaster = MetricForecaster(settings(worst_case_window=window, limit=50.0))
+    forecaster.train([START + i * STEP for i in range(history)], seen[:history])
+
+    ratios = {}
+    for index in range(history, history + 120):
+        forecaster.observe(START + index * STEP, seen[index])
+        point, _, worst, _ = forecaster.forecast(START + index * STEP)
+        assert point is not None and worst is not None
+        ratios[index - history] = worst / point
+
+    assert max(ratios[m] for m in range(40, 120)) < ratios[20] * 1.1
