@@ -57,16 +57,9 @@ def read_record(labels: Mapping[str, str]) -> tuple[RecordedChange, ...]:
 def with_change(record: tuple[RecordedChange, ...], change: RecordedChange, *,
                 keep: timedelta) -> str:
     """The record's text after `change`: the changes within `keep` before it, or stamped
-    later by an agent whose clock ran ahead, `change` last. Past MAX_ENTRIES the oldest are
-    folded into one entry of their net change, at the time of the latest of them: the rate
-    limits read the net change of a period, which stays whole (and, if anything, counts a
-    while longer), where dropping them would let a restarted agent move faster."""
-    kept = [*(c for c in record if c.at > change.at - keep), change]
-    if len(kept) > MAX_ENTRIES:
-        folded, kept = kept[:len(kept) - MAX_ENTRIES + 1], kept[len(kept) - MAX_ENTRIES + 1:]
-        net = sum(c.change for c in folded)
-        after = max(folded[0].before + net, net, 0)
-        kept.insert(0, RecordedChange(folded[-1].at, after - net, after))
+    later by an agent whose clock ran ahead, at most MAX_ENTRIES, `change` last."""
+    kept = [c for c in record if c.at > change.at - keep]
+    kept = [*kept[-(MAX_ENTRIES - 1):], change]
     return ",".join(f"{int(c.at.timestamp())}:{c.before}>{c.after}" for c in kept)
 
 

@@ -135,18 +135,3 @@ def test_as_of_moves_what_is_stamped_after_now_to_now_and_keeps_the_rest() -> No
     record = (RecordedChange(later, 4, 6),)
     assert with_recorded(moved, record, now=NOW + MINUTES, keep=timedelta(hours=2)).changes \
         == moved.changes
-
-
-def test_past_the_most_entries_the_oldest_fold_into_their_net_change() -> None:
-    """65 changes of +5 and -5 in an hour, then +5: the record keeps MAX_ENTRIES, and the
-    net change within the hour (what the rate limits read after a restart) is whole."""
-    made = tuple(RecordedChange(NOW - timedelta(seconds=15 * (66 - i)),
-                                5 if i % 2 else 10, 10 if i % 2 else 5) for i in range(1, 66))
-    last = RecordedChange(NOW, 5, 10)
-
-    kept = read_record({RECORD_LABEL: with_change(made, last, keep=timedelta(hours=1))})
-
-    assert len(kept) == MAX_ENTRIES
-    assert kept[-1] == last
-    assert sum(c.change for c in kept) == sum(c.change for c in (*made, last))
-    assert kept[0].at == made[2].at, "three folded, stamped at the latest of them"
