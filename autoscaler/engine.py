@@ -228,7 +228,7 @@ class Engine:
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
-            last_change_at=latest(memory.last_change_at, state.last_scaled_at), now=now,
+            last_change_at=latest(memory.last_change_at, since_scaled(state, now)), now=now,
             forecasts=plan.forecasts, target_alone=plan.target_alone,
             target_alone_changed_at=plan.target_alone_changed_at,
             placement=state.placement,
@@ -281,6 +281,15 @@ class Engine:
             driven_by=outcome.driver,
             applied_at=now + timedelta(seconds=applied.seconds) if done and applied else None,
         )
+
+
+def since_scaled(state: ServiceState, now: datetime) -> datetime | None:
+    """When Swarm last changed the service's spec, for its cooldown; None where that is
+    after now (a clock set back, or the manager's ahead): the agent's own changes are in
+    its memory, which counts them from now, and a time to come would hold the cooldown
+    until the clock got there."""
+    at = state.last_scaled_at
+    return at if at is not None and at <= now else None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ answer's values assigned to the services and metrics that asked for them."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +29,12 @@ class Queried:
 
 
 class MetricsGatherer:
-    """Runs the tick's queries; plans them again only when the policies change. No query
-    starts later than `query_time` after the first (None: no limit): with many queries
-    (one a service) and a Prometheus that answers none, each waiting its whole deadline
-    eight at a time, the tick would otherwise run past its interval by as many rounds."""
+    """Runs the tick's queries; plans them again only when the policies change. Once a
+    query has failed this tick, no query starts later than `query_time` after the first
+    (None: no limit): with many queries (one a service) and a Prometheus that answers none,
+    each waiting its whole deadline eight at a time, the tick would otherwise run past its
+    interval by as many rounds. A Prometheus that answers is asked every query, however
+    long they take together."""
 
     def __init__(self, metrics: MetricsSource, query_time: timedelta | None = None) -> None:
         self._metrics = metrics
@@ -52,13 +55,16 @@ class MetricsGatherer:
         limit = None if self._query_time is None else self._query_time.total_seconds()
         latest_start = None if limit is None else time.monotonic() + limit
 
+        failed = threading.Event()
+
         def run(query: str) -> list[Series] | str:
-            if latest_start is not None and time.monotonic() > latest_start:
+            if failed.is_set() and latest_start is not None and time.monotonic() > latest_start:
                 return (f"not asked: the tick's time for queries ({limit:g} s) ran out while "
-                        "the others waited for Prometheus")
+                        "others failed")
             try:
                 return self._metrics.query(query)
             except SourceUnavailable as error:
+                failed.set()
                 return str(error)
 
         if len(queries) <= 1:

@@ -102,7 +102,7 @@ def with_recorded(memory: ServiceMemory, record: tuple[RecordedChange, ...], *,
     # A change stamped later than now came from an agent whose clock runs ahead: it counts
     # as made now, so that it holds for a whole period rather than none.
     taken = [c for c in record if now - keep < c.at and int(c.at.timestamp()) not in known]
-    last = latest(memory.last_change_at, *(min(c.at, now) for c in record))
+    last = latest(memory.last_change_at, *(min(c.at, now) for c in taken))
     if not taken and last == memory.last_change_at:
         return memory
     oldest = int((now - keep).timestamp())

@@ -46,6 +46,10 @@ def ceil_slack(value: float) -> int:
     return math.ceil(value - SLACK) if value < LARGEST_COUNT else LARGEST_COUNT
 
 
+def floor_slack(value: float) -> int:
+    return math.floor(value + SLACK) if value < LARGEST_COUNT else LARGEST_COUNT
+
+
 def target_count(
     *, value: float, current: int, target: float, tolerance: float
 ) -> tuple[int, bool]:
@@ -217,7 +221,7 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                      f"each -> {worst}")
     if forecast.cap_base is not None:
         worth = forecast.cap_base / metric.target
-        cap = max(math.floor(FORECAST_CAP * worth + SLACK), ceil_slack(worth), 1)
+        cap = max(floor_slack(FORECAST_CAP * worth), ceil_slack(worth), 1)
         if count > cap:
             count = cap
             note += (f", capped at {cap} ({FORECAST_CAP:g} x the {worth:.3g} replicas' worth "

@@ -54,7 +54,8 @@ class PredictivePlanner:
         self._pending[policy.service] = (
             memory, previous.last_change_at if previous is not None else None)
         return Plan(forecasts=found, target_alone=alone,
-                    target_alone_changed_at=previous.last_change_at if previous else None,
+                    target_alone_changed_at=None if previous is None
+                    else as_of(previous, now).last_change_at,
                     record=record, fallback=fallback, note=fallback_note(found, fallback))
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
@@ -127,8 +128,9 @@ def raise_held_to(memory: ServiceMemory, in_force: int, changed_before: datetime
     """The target-alone run's memory with its latest change, if a raise that took its count
     above `in_force`, cut to reach `in_force` at most (none if it started there or above);
     `changed_before` is when the run last changed its count before that raise."""
-    if not memory.changes or memory.changes[-1][0] != memory.last_change_at:
-        return memory
+    if not memory.changes or memory.changes[-1][0] != memory.last_change_at \
+            or memory.last_change_at == changed_before:
+        return memory  # no change this tick
     at, change = memory.changes[-1]
     before = memory.shadow - change
     if change <= 0 or memory.shadow <= in_force:

@@ -28,7 +28,7 @@ from autoscaler.predictive.forecaster import (
     WindowTop,
     missed_share,
 )
-from autoscaler.predictive.planner import target_alone_step
+from autoscaler.predictive.planner import raise_held_to, target_alone_step
 from autoscaler.predictive.trees import Trees
 from tests.unit.conftest import build_policy
 
@@ -715,3 +715,15 @@ def test_one_missed_minute_does_not_raise_the_worst_case_for_its_window() -> Non
         ratios[index - history] = worst / point
 
     assert max(ratios[m] for m in range(40, 120)) < ratios[20] * 1.1
+
+
+def test_the_target_alone_run_keeps_an_earlier_raise_when_this_tick_changed_nothing() -> None:
+    """Only this tick's raise is cut to the count in force (it failed, or was held): a
+    raise of an earlier tick, applied then, stays."""
+    earlier = START - 5 * STEP
+    memory = ServiceMemory(seed=None, changes=((earlier, 3),), last_change_at=earlier,
+                           shadow=8, seen_spec=8)
+
+    assert raise_held_to(memory, 6, earlier) is memory
+    cut = raise_held_to(memory, 6, START - 10 * STEP)
+    assert (cut.shadow, cut.changes, cut.last_change_at) == (6, ((earlier, 1),), earlier)

@@ -16,15 +16,19 @@ SERVICES = [f"s{i:02d}" for i in range(40)]
 
 
 class SlowPrometheus:
-    """Each query waits `seconds`, then fails as one past its deadline would."""
+    """Each query waits `seconds`, then fails as one past its deadline would (`answers`:
+    answers nothing instead, as a slow Prometheus that answers)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, answers: bool = False) -> None:
         self.seconds = seconds
+        self.answers = answers
         self.asked = 0
 
     def query(self, promql: str) -> list[Series]:
         self.asked += 1
         time.sleep(self.seconds)
+        if self.answers:
+            return []
         raise SourceUnavailable(f"Prometheus did not answer within {self.seconds} s")
 
 
@@ -56,3 +60,15 @@ def test_without_a_time_for_queries_every_query_is_asked() -> None:
     MetricsGatherer(prometheus).gather(per_service_policies())
 
     assert prometheus.asked == len(SERVICES)
+
+
+def test_a_prometheus_that_answers_is_asked_every_query_past_the_time_for_queries() -> None:
+    """The time for queries stops only a Prometheus that fails: one that answers, however
+    slowly in all, is asked each query, so no service goes without its metrics for it."""
+    prometheus = SlowPrometheus(0.05, answers=True)
+
+    queried = MetricsGatherer(prometheus, timedelta(seconds=0.06)).gather(
+        per_service_policies())
+
+    assert prometheus.asked == len(SERVICES)
+    assert queried.errors == {}

@@ -90,6 +90,26 @@ def test_a_clock_set_back_neither_forgets_the_limits_nor_freezes_on_them() -> No
     assert swarm.scaled == [("web", 7), ("web", 6)], "frozen until the clock caught up"
 
 
+def test_a_cooldown_after_a_clock_set_back_runs_from_the_set_back() -> None:
+    """A 60 s scale-down cooldown: the clock goes back an hour after a step down; the next
+    step comes 60 s after the set-back, not an hour and a minute later."""
+    behavior = {"scale_down": {"max_step": 1, "period": "1s", "stabilization": "0s",
+                               "cooldown": "60s"}}
+    swarm = FakeSwarm()
+    swarm.add("web", 8)
+    agent, sink = fresh_agent(swarm, load=100, behavior=behavior)
+    agent.tick(NOW)
+    assert swarm.scaled == [("web", 7)]
+
+    back = NOW - timedelta(hours=1)
+    agent.tick(back)
+    agent.tick(back + timedelta(seconds=30))
+    assert swarm.scaled == [("web", 7)]
+    assert sink.decisions[-1].reason == Reason.COOLDOWN
+    agent.tick(back + timedelta(seconds=61))
+    assert swarm.scaled == [("web", 7), ("web", 6)]
+
+
 def test_a_change_recorded_by_a_clock_ahead_is_counted_once() -> None:
     """The leader's clock ran five minutes ahead: its raise of 4 counts once in the rate
     limit of the agent that takes over, however many ticks read it before the clock gets

@@ -269,3 +269,15 @@ def test_the_decision_names_the_metric_that_set_the_count(
     policy = build_policy(metrics=[{"name": "rps", "query": "q", "target": 100},
                                    {"name": "cpu", "query": "c", "target": 0.5}])
     assert recommend(policy, 2, values).driver == driver
+
+
+def test_a_forecast_too_large_for_any_count_asks_for_the_largest(
+        make_policy: MakePolicy) -> None:
+    """A forecast that divides past any count (a hostile or broken exporter) gives the
+    largest count, for the bounds to cut, not an OverflowError that stops the service."""
+    policy = make_policy(strategy="predictive")
+    huge = MetricForecast(1.5e308, 1e308, None, cap_base=1.5e308)
+
+    count = forecast_count(policy, {"rps": huge})
+
+    assert count is not None and count.replicas == 2**53
