@@ -9,6 +9,7 @@ one update, posting the listed spec."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
 import signal
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -40,7 +43,7 @@ from autoscaler.adapters.swarm_lease import SwarmLease
 from autoscaler.core.model import ServiceState
 from autoscaler.core.ports import ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
-from tests.integration.conftest import wait_running
+from tests.integration.conftest import free_port, wait_running
 from tests.integration.http_fakes import HOSTILE_MODES, hostile_answer, socket_fds, wait_until
 
 # The deadline of each call: long enough for the exchanges the fake engine answers at once
@@ -446,6 +449,41 @@ def test_sigterm_ends_the_agent_within_5_s_while_docker_hangs_a_long_tick(
     assert agent.returncode == 0, output
     assert took < 5, f"SIGTERM took {took:.1f} s"
     assert '"tick_abandoned"' in output and '"agent_stopped"' in output
+
+
+def test_docker_unreachable_is_not_ready_and_down_in_metrics(tmp_path: Path) -> None:
+    """Issue 17: Docker unreachable for minutes shows in /readyz (503, naming docker) and in
+    `autoscaler_dependency_up{dependency="docker"} 0`, while /healthz stays 200."""
+    (tmp_path / "web.yaml").write_text(
+        "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 10}]\n")
+    port = free_port()
+    closed = free_port()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "run", "--interval", "1s", "--port", str(port),
+         "--listen", "127.0.0.1", "--policies", str(tmp_path),
+         "--prometheus-url", "http://127.0.0.1:9"],
+        env={**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{closed}"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    try:
+        assert wait_until(lambda: get("/readyz")[0] == 503 and "docker:" in get("/readyz")[1],
+                          20), get("/readyz")
+        assert get("/healthz")[0] == 200
+        metrics = get("/metrics")[1]
+        assert 'autoscaler_dependency_up{dependency="docker"} 0.0' in metrics
+        assert 'autoscaler_errors_total{source="docker"}' in metrics
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)
 
 
 def test_a_scale_of_a_listed_service_is_one_call_posting_the_listed_spec(
