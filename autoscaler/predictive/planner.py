@@ -51,11 +51,9 @@ class PredictivePlanner:
         alone, memory = target_alone_step(policy, previous, spec=spec, metrics=metrics,
                                           now=now, seeded=self._seeded,
                                           keep=history_to_keep(policy))
-        self._pending[policy.service] = (
-            memory, previous.last_change_at if previous is not None else None)
-        return Plan(forecasts=found, target_alone=alone,
-                    target_alone_changed_at=None if previous is None
-                    else as_of(previous, now).last_change_at,
+        changed_at = None if previous is None else as_of(previous, now).last_change_at
+        self._pending[policy.service] = (memory, changed_at)
+        return Plan(forecasts=found, target_alone=alone, target_alone_changed_at=changed_at,
                     record=record, fallback=fallback, note=fallback_note(found, fallback))
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
