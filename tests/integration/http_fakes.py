@@ -5,6 +5,7 @@ holds open.
 - HostileServer never answers, or trickles its answer a byte at a time; it is one thread
   (a selector loop), whatever the number of connections, so that the threads a test counts
   are the client's.
+- held_open and check_nothing_left: that calls given up left no thread and no socket.
 """
 
 from __future__ import annotations
@@ -258,6 +259,21 @@ def socket_fds() -> set[int]:
         if target.startswith("socket:["):
             found.add(int(target[len("socket:["):-1]))
     return found
+
+
+def held_open() -> tuple[int, int]:
+    """How many threads and sockets this process has now, for `check_nothing_left`."""
+    return threading.active_count(), len(socket_fds())
+
+
+def check_nothing_left(before: tuple[int, int], grace: float = 2.0) -> None:
+    """No more threads and sockets than `before`, within `grace` seconds. Others come and
+    go meanwhile, not the calls': the session's Prometheus scrapes the in-process exporter
+    every second, and each scrape is a thread and a socket while it lasts."""
+    threads, sockets = before
+    assert wait_until(lambda: threading.active_count() <= threads, grace), (
+        f"a thread left behind: {[thread.name for thread in threading.enumerate()]}")
+    assert wait_until(lambda: len(socket_fds()) <= sockets, grace), "a socket left behind"
 
 
 def client_sockets_to(port: int) -> int:

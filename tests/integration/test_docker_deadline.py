@@ -44,7 +44,13 @@ from autoscaler.core.model import ServiceState
 from autoscaler.core.ports import ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 from tests.integration.conftest import free_port, wait_running
-from tests.integration.http_fakes import HOSTILE_MODES, hostile_answer, socket_fds, wait_until
+from tests.integration.http_fakes import (
+    HOSTILE_MODES,
+    check_nothing_left,
+    held_open,
+    hostile_answer,
+    wait_until,
+)
 
 # The deadline of each call: long enough for the exchanges the fake engine answers at once
 # (the version, the listings before an update) to end within it on a loaded machine.
@@ -271,10 +277,9 @@ def lease(connection: DockerConnection, label: str = "autoscaler.lease") -> Swar
     return SwarmLease(connection, ttl=timedelta(seconds=30), holder="me/1/x", label=label)
 
 
-def check_nothing_left(engine: FakeEngine, threads: int, sockets: int) -> None:
-    assert threading.active_count() <= threads, "a thread left behind"
+def check_engine_left(engine: FakeEngine, before: tuple[int, int]) -> None:
     assert wait_until(lambda: engine.connections == 0)  # it saw every client close
-    assert len(socket_fds()) <= sockets, "a socket left behind"
+    check_nothing_left(before)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -290,7 +295,7 @@ def test_each_listing_ends_at_its_deadline_and_leaves_nothing_behind(
 
         timed_failures(call, 1, SourceUnavailable, "cannot list Swarm services")  # imports
         assert wait_until(lambda: engine.connections == 0)
-        threads, sockets = threading.active_count(), len(socket_fds())
+        before = held_open()
 
         took = timed_failures(call, count, SourceUnavailable, "cannot list Swarm services")
 
@@ -302,7 +307,7 @@ def test_each_listing_ends_at_its_deadline_and_leaves_nothing_behind(
         assert min(took) >= DEADLINE
         assert statistics.median(took) < DEADLINE + TYPICAL, took
         assert max(took) < DEADLINE + WORST, took
-        check_nothing_left(engine, threads, sockets)
+        check_engine_left(engine, before)
 
 
 def connect(connection: DockerConnection) -> None:
@@ -352,7 +357,7 @@ def test_every_other_call_of_the_agent_ends_at_its_deadline(
 
         timed_failures(call, 1, error, what)
         assert wait_until(lambda: engine.connections == 0)
-        threads, sockets = threading.active_count(), len(socket_fds())
+        before = held_open()
 
         took = timed_failures(call, count, error, what)
 
@@ -367,7 +372,7 @@ def test_every_other_call_of_the_agent_ends_at_its_deadline(
             assert ("POST", "/services/svc1/update") not in engine.seen
         if slow == "lease_update":
             assert engine.seen.count(("POST", "/nodes/node1/update")) == count + 1
-        check_nothing_left(engine, threads, sockets)
+        check_engine_left(engine, before)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

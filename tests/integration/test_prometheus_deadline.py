@@ -5,7 +5,6 @@ query given up leaves no thread and no socket behind."""
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +16,9 @@ from autoscaler.core.ports import SourceUnavailable
 from tests.integration.http_fakes import (
     HOSTILE_MODES,
     HostileServer,
+    check_nothing_left,
     client_sockets_to,
-    socket_fds,
+    held_open,
     wait_until,
 )
 
@@ -49,7 +49,7 @@ def test_each_query_ends_at_its_deadline_and_leaves_nothing_behind(mode: str) ->
         source = PrometheusSource(server.url, timeout=DEADLINE)
         timed_failures(lambda: source.query("up"), 1)  # imports and the pool, once
         assert wait_until(lambda: server.connections == 0)
-        threads, sockets = threading.active_count(), len(socket_fds())
+        before = held_open()
 
         took = timed_failures(lambda: source.query('sum(up{service=~"a|b"})'), count)
 
@@ -58,9 +58,8 @@ def test_each_query_ends_at_its_deadline_and_leaves_nothing_behind(mode: str) ->
         assert min(took) >= DEADLINE
         assert statistics.median(took) < DEADLINE + TYPICAL, took
         assert max(took) < DEADLINE + WORST, took
-        assert threading.active_count() <= threads, "a thread left behind"
         assert wait_until(lambda: server.connections == 0)  # it saw every client close
-        assert len(socket_fds()) <= sockets, "a socket left behind"
+        check_nothing_left(before)
 
 
 def test_range_and_history_requests_each_end_at_the_deadline() -> None:
