@@ -204,23 +204,36 @@ def test_a_symlink_to_dev_zero_and_a_2_mb_file_are_rejected(shared: Shared) -> N
 
 
 def test_a_list_where_a_name_should_be_is_a_rejected_policy(shared: Shared) -> None:
-    """`name: [a, b]`, `service: [a, b]`, and a metric's `name: [a, b]`: each file is
-    rejected with what is wrong (policy_rejected), never a crash of the tick (tick_failed)."""
+    """`name: [a, b]`, `service: [a, b]`, a metric's `name: [a, b]`, a `? [a, b]` key, and a
+    service name with a backtick or a newline (which would break the shared `{{services}}`
+    query of every service in it): each file is rejected with what is wrong
+    (policy_rejected), never a crash of the tick (tick_failed), and the other services are
+    decided every tick."""
     agent, folder = shared.agent, shared.folder
+    pc = policy_document(shared.pc)
+    name_rule = ("service: must be a Swarm service name: ASCII letters, digits, - and _, "
+                 "beginning and ending with a letter or digit, got ")
     files = {
-        folder / "top-name.yaml": ({**policy_document(shared.pc), "name": ["a", "b"]},
+        folder / "top-name.yaml": (yaml.safe_dump({**pc, "name": ["a", "b"]}),
                                    "name: unknown key"),
-        folder / "service-list.yaml": ({**policy_document(shared.pc), "service": ["a", "b"]},
+        folder / "service-list.yaml": (yaml.safe_dump({**pc, "service": ["a", "b"]}),
                                        "service: must be text, got a list"),
-        folder / "metric-name.yaml": (policy_document(shared.pc, metrics=[
-            {"name": ["a", "b"], "query": "up", "target": 1}]),
+        folder / "metric-name.yaml": (yaml.safe_dump(policy_document(shared.pc, metrics=[
+            {"name": ["a", "b"], "query": "up", "target": 1}])),
             "metrics[0].name: must be text, got a list"),
+        folder / "list-key.yaml": (yaml.safe_dump(pc) + "? [a, b]\n: 1\n",
+                                   "a key must be text, got a list (line "
+                                   f"{len(yaml.safe_dump(pc).splitlines()) + 1})"),
+        folder / "backtick.yaml": (yaml.safe_dump({**pc, "service": f"{shared.pc}`x"}),
+                                   f"{name_rule}'{shared.pc}`x'"),
+        folder / "newline.yaml": (yaml.safe_dump({**pc, "service": f"{shared.pc}\nx"}),
+                                  f"{name_rule}'{shared.pc}\\nx'"),
     }
     since = agent.mark()
-    for path, (document, _) in files.items():
-        path.write_text(yaml.safe_dump(document))
+    for path, (text, _) in files.items():
+        path.write_text(text)
     try:
-        wait_for("three rejections", lambda: all(rejected(agent, p, since) for p in files), 30)
+        wait_for("every rejection", lambda: all(rejected(agent, p, since) for p in files), 30)
         for path, (_, says) in files.items():
             (problem,) = rejected(agent, path, since)
             assert problem["problems"] == [f"{path}: {says}"], problem
