@@ -50,7 +50,8 @@ class TickReport:
 
 
 class Engine:
-    """Decides for every policy each tick; remembers what the limits need between ticks."""
+    """Decides for every policy each tick, through `ServiceDecisions`, which remembers what
+    the limits need between ticks."""
 
     def __init__(
         self,
@@ -77,7 +78,7 @@ class Engine:
         self._apply_time = apply_time
         self._sink = sink
         self._planner = planner
-        self._services = ServiceDecisions(planner, dry_run=dry_run, seed_history=seed_history)
+        self._decisions = ServiceDecisions(planner, dry_run=dry_run, seed_history=seed_history)
         self._dry_run = dry_run
         self._leadership = leadership
         self._roster = Roster(policies or {}, templates or {})
@@ -99,7 +100,7 @@ class Engine:
             report.listing_error = str(error)
             return report
         managed, report.label_problems = self._roster.managed(services)
-        self._services.forget_all_but({m.policy.service for m in managed})
+        self._decisions.forget_all_but({m.policy.service for m in managed})
         queried = self._gatherer.gather(managed)
         report.queries, report.query_errors = queried.queries, queried.errors
         report.leader = self._may_act(now, report)
@@ -108,13 +109,13 @@ class Engine:
         for entry in managed:
             service = entry.policy.service
             try:
-                decisions.append(self._services.decide(
+                decisions.append(self._decisions.decide(
                     entry, services.get(service), queried.values.get(service) or MetricValues(),
                     now, leader=report.leader, paused_all=self._paused_all))
             except Exception as error:  # one service's failure must not stop the others
                 decisions.append(failed(entry, now, error, dry_run=self._dry_run))
         pending = [d for d in decisions if isinstance(d, Decided)
-                   and self._services.wants_apply(d, leader=report.leader)]
+                   and self._decisions.wants_apply(d, leader=report.leader)]
         results = dict(zip(map(id, pending), self._applier.apply(
             [scale_request(d, now) for d in pending], began=began,
             deadline=None if self._apply_time is None
@@ -123,7 +124,7 @@ class Engine:
             decision = decided
             if isinstance(decided, Decided):
                 try:
-                    decision = self._services.settle(decided, results.get(id(decided)),
+                    decision = self._decisions.settle(decided, results.get(id(decided)),
                                                      leader=report.leader, now=now)
                 except Exception as error:
                     decision = failed(decided.entry, now, error, dry_run=self._dry_run)

@@ -1,6 +1,7 @@
 """Each service's part of a tick: its decision (the operator's holds, the planner's inputs,
-`decide`), the scale call that applies it, and, once the apply is done, what is remembered
-for the limits of the next ticks (the service's memory, its Swarm ID, the planner's state)."""
+`decide`), the scale call that applies it, and what is remembered for the limits of the
+next ticks (the service's memory, once its apply is done; its Swarm ID; the planner's
+state)."""
 
 from __future__ import annotations
 

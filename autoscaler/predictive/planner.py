@@ -1,9 +1,9 @@
 """The predictive strategy's inputs to `decide`: each metric's forecast, and where the policy
 run as `target` would be (the target-alone run, a floor under the forecast's count).
 
-The engine asks the planner for every policy; for any strategy but predictive it answers
-NO_PLAN. It keeps the forecasters (in the book) and each service's target-alone run between
-ticks, and trains the forecasters when due.
+The engine (`ServiceDecisions`) asks the planner for every policy; for any strategy but
+predictive it answers NO_PLAN. It keeps the forecasters (in the book) and each service's
+target-alone run between ticks, and trains the forecasters when due.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from autoscaler.predictive.book import ForecastBook
 
 class PredictivePlanner:
     """`seeded` False starts each target-alone run with empty stabilization history instead
-    of holding the first count seen (the backtest's start), as the engine's own memory."""
+    of holding the first count seen (the backtest's start), as `ServiceDecisions` does."""
 
     def __init__(self, book: ForecastBook, *, seeded: bool = True) -> None:
         self.book = book

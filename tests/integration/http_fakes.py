@@ -261,19 +261,25 @@ def socket_fds() -> set[int]:
     return found
 
 
+SERVING_A_REQUEST = "process_request_thread"
+"""In the name of the thread a socketserver.ThreadingMixIn server (the in-process exporter
+that the session's Prometheus scrapes every second) serves one request on."""
+
+
 def held_open() -> tuple[int, int]:
-    """How many threads and sockets this process has now, for `check_nothing_left`."""
-    return threading.active_count(), len(socket_fds())
+    """How many threads (but a server's request threads) and sockets this process has now,
+    for `check_nothing_left`."""
+    threads = [t for t in threading.enumerate() if SERVING_A_REQUEST not in t.name]
+    return len(threads), len(socket_fds())
 
 
 def check_nothing_left(before: tuple[int, int], grace: float = 2.0) -> None:
-    """No more threads and sockets than `before`, within `grace` seconds. Others come and
-    go meanwhile, not the calls': the session's Prometheus scrapes the in-process exporter
-    every second, and each scrape is a thread and a socket while it lasts."""
-    threads, sockets = before
-    assert wait_until(lambda: threading.active_count() <= threads, grace), (
+    """No more threads and sockets than `before`, within `grace` seconds (shorter than the
+    fake servers' hang-up, which would end a reader left waiting). The exporter's scrapes
+    come and go meanwhile: a socket each while it lasts."""
+    assert wait_until(lambda: held_open()[0] <= before[0], grace), (
         f"a thread left behind: {[thread.name for thread in threading.enumerate()]}")
-    assert wait_until(lambda: len(socket_fds()) <= sockets, grace), "a socket left behind"
+    assert wait_until(lambda: held_open()[1] <= before[1], grace), "a socket left behind"
 
 
 def client_sockets_to(port: int) -> int:

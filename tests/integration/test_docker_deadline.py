@@ -278,8 +278,11 @@ def lease(connection: DockerConnection, label: str = "autoscaler.lease") -> Swar
 
 
 def check_engine_left(engine: FakeEngine, before: tuple[int, int]) -> None:
-    assert wait_until(lambda: engine.connections == 0)  # it saw every client close
+    """Nothing left by the calls, checked before the engine hangs up on them
+    (`hang_up_after`), which would end a reader the calls left waiting; then the engine saw
+    every client close."""
     check_nothing_left(before)
+    assert wait_until(lambda: engine.connections == 0, timeout=2.0)
 
 
 @pytest.mark.parametrize("mode", MODES)
