@@ -112,16 +112,18 @@ def decide(
     notes = [recommendation.explanation]
     desired = rule.replicas
     behavior = policy.behavior
-    stabilized = stabilize(current=current, recommended=rule.replicas, memory=memory,
-                           behavior=behavior, now=now).replicas
-    rule_limited = rate_limit(current=current, desired=stabilized, memory=memory,
-                              behavior=behavior, now=now).replicas
-    predictive = policy.strategy == "predictive"
-    # The target rule's raise passes a cooldown that the forecast's changes started, not
-    # one that `target` alone would be in too.
-    rule_passes_cooldown = predictive and cooldown(
-        current=current, desired=rule_limited, last_change_at=target_alone_changed_at,
-        behavior=behavior, now=now).reason is None
+    rule_limited = None
+    if policy.strategy == "predictive":
+        # The target rule's raise passes a cooldown that the forecast's changes started,
+        # not one that `target` alone would be in too.
+        stabilized = stabilize(current=current, recommended=rule.replicas, memory=memory,
+                               behavior=behavior, now=now).replicas
+        rule_limited = rate_limit(current=current, desired=stabilized, memory=memory,
+                                  behavior=behavior, now=now).replicas
+        if cooldown(current=current, desired=rule_limited,
+                    last_change_at=target_alone_changed_at, behavior=behavior,
+                    now=now).reason is not None:
+            rule_limited = None
     floor = None if rule.missing_blocked else target_alone
     scheduled = bounds_at(policy.schedule, now, min_replicas=policy.min_replicas,
                           max_replicas=policy.max_replicas) if policy.schedule else None
@@ -138,9 +140,7 @@ def decide(
         ),
         lambda count, _: cooldown(current=current, desired=count,
                                   last_change_at=last_change_at, behavior=behavior, now=now),
-        lambda count, so_far: rule_through_cooldown(count, so_far,
-                                                    rule_limited if rule_passes_cooldown
-                                                    else None),
+        lambda count, so_far: rule_through_cooldown(count, so_far, rule_limited),
         lambda count, _: scheduled_bounds(count, scheduled),
         lambda count, _: clamp(desired=count, min_replicas=low, max_replicas=high),
         lambda count, _: target_alone_floor(count, floor),
