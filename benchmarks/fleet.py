@@ -62,6 +62,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.core.model import Series
 from autoscaler.core.queries import assign_values, plan_queries
+from autoscaler.core.record import RECORD_LABEL
 from autoscaler.policy_files import RACY_WINDOW_NS, PolicyWatcher
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -98,6 +99,28 @@ def docker_time(at: float) -> str:
 # --- The Docker Engine API, imitated --------------------------------------------------------
 
 
+def managed_spec(name: str, replicas: int, record: str) -> dict[str, Any]:
+    """A service spec as `docker service create` writes it, with the agent's record of its
+    changes: each service of the imitation was last scaled by the agent, from 1 to 2, an
+    hour ago (its `PreviousSpec` at 1), as in a fleet it has managed for a while."""
+    return {
+        "Name": name, "Labels": {RECORD_LABEL: record} if record else {},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": "nginx:alpine@sha256:" + "0" * 64, "Args": ["nginx", "-g", "daemon off;"],
+                "Env": ["MODE=production"], "Init": False, "StopGracePeriod": 10_000_000_000,
+                "DNSConfig": {}, "Isolation": "default"},
+            "Resources": {"Limits": {}, "Reservations": {}},
+            "RestartPolicy": {"Condition": "any", "Delay": 5_000_000_000, "MaxAttempts": 0},
+            "Placement": {"Platforms": [{"Architecture": "amd64", "OS": "linux"}]},
+            "ForceUpdate": 0, "Runtime": "container"},
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "UpdateConfig": {"Parallelism": 1, "FailureAction": "pause", "Monitor": 5_000_000_000,
+                         "MaxFailureRatio": 0, "Order": "stop-first"},
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
 @dataclass
 class EngineImitation:
     """The few calls of the Engine API the agent makes, over services held in memory.
@@ -117,18 +140,16 @@ class EngineImitation:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         now = docker_time(time.time())
+        scaled_at = int(time.time()) - 3600
         self._services: dict[str, dict[str, Any]] = {}
         for index in range(self.services):
             name = service_name(index)
             service_id = f"id{index:06d}"
             self._services[service_id] = {
-                "ID": service_id, "Version": {"Index": 10}, "CreatedAt": now, "UpdatedAt": now,
-                "Spec": {
-                    "Name": name, "Labels": {},
-                    "TaskTemplate": {"ContainerSpec": {"Image": "nginx:alpine"},
-                                     "ForceUpdate": 0},
-                    "Mode": {"Replicated": {"Replicas": REPLICAS}},
-                },
+                "ID": service_id, "Version": {"Index": 10},
+                "CreatedAt": docker_time(scaled_at - 60), "UpdatedAt": docker_time(scaled_at),
+                "Spec": managed_spec(name, REPLICAS, f"{scaled_at}:1>2"),
+                "PreviousSpec": managed_spec(name, REPLICAS - 1, ""),
             }
         self._node: dict[str, Any] = {
             "ID": "node0manager", "Version": {"Index": 5}, "CreatedAt": now, "UpdatedAt": now,
