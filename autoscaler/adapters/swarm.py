@@ -13,6 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -147,6 +148,12 @@ class SwarmScaler:
         self._specs: dict[str, tuple[int, dict[str, Any]]] = {}
         """Each service's `Spec` in the last listing, with its version, by service ID:
         replaced wholesale by each listing, read (never changed) by the applies."""
+        self._read: dict[tuple[str, int], tuple[ServiceState, list[str]]] = {}
+        """Each service of the last listing as read, with its placement constraints, by ID
+        and version: Swarm gives a service a new version at every change to it, so a
+        service at the same version reads the same, and a fleet's listing is read again
+        only where something changed (at 10,000 services, reading them all is about a
+        tenth of a tick's CPU)."""
 
     @property
     def _api(self) -> docker.APIClient:
@@ -165,13 +172,19 @@ class SwarmScaler:
             raise SourceUnavailable(
                 f"cannot list Swarm services: {self._connection.describe(error)}") from error
         try:
+            read = {}
+            for raw in listed:
+                key = (raw["ID"], raw["Version"]["Index"])
+                read[key] = self._read.get(key) or (service_state(raw), _constraints(raw))
             found = placements([_task(raw) for raw in tasks], [_node(raw) for raw in nodes],
-                               {raw["ID"]: _constraints(raw) for raw in listed})
-            states = [service_state(raw, placement=found.get(raw["ID"])) for raw in listed]
+                               {state.id: constraints for state, constraints in read.values()})
         except (KeyError, TypeError, AttributeError, ValueError) as error:
+            self._read = {}
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
-        self._specs = {state.id: (state.version, raw["Spec"])
-                       for state, raw in zip(states, listed, strict=True)
+        self._read = {key: (placed(state, found.get(state.id)), constraints)
+                      for key, (state, constraints) in read.items()}
+        states = [state for state, _ in self._read.values()]
+        self._specs = {raw["ID"]: (raw["Version"]["Index"], raw["Spec"]) for raw in listed
                        if isinstance(raw.get("Spec"), dict)}
         return {state.name: state for state in states}
 
@@ -275,6 +288,11 @@ def service_state(raw: dict[str, Any], *, placement: Placement | None = None
         replicas_changed_at=_replicas_changed_at(raw),
         placement=placement,
     )
+
+
+def placed(state: ServiceState, placement: Placement | None) -> ServiceState:
+    """The state with this placement (the same state where it already has it)."""
+    return state if state.placement == placement else replace(state, placement=placement)
 
 
 def _task(raw: dict[str, Any]) -> Task:

@@ -49,6 +49,25 @@ def test_listing_reads_replicas_mode_and_the_last_scale(make_service: Callable[.
     assert abs(datetime.now(UTC) - scaled.last_scaled_at) < timedelta(seconds=30)
 
 
+def test_each_listing_reads_what_changed_since_the_last(
+        make_service: Callable[..., str]) -> None:
+    name = make_service("relist", replicas=1)
+    scaler = SwarmScaler(DockerConnection())
+    first = scaler.list_services()[name]
+    assert scaler.list_services()[name] == first
+
+    docker_cli("service", "update", "--detach", "--label-add", "team=payments", name)
+    changed = scaler.list_services()[name]
+    docker_cli("service", "scale", "--detach", f"{name}=2")
+    scaled = scaler.list_services()[name]
+
+    assert changed.version > first.version
+    assert (changed.labels.get("team"), changed.replicas) == ("payments", 1)
+    assert (scaled.labels.get("team"), scaled.replicas) == ("payments", 2)
+    assert scaled.version > changed.version
+    assert scaled.last_scaled_at is not None and changed.last_scaled_at is None
+
+
 def test_an_update_of_more_than_replicas_is_not_a_scale(make_service: Callable[..., str]) -> None:
     name = make_service("env", replicas=1)
     docker_cli("service", "update", "--detach", "--replicas", "2", "--env-add", "X=1", name)
