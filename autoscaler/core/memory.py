@@ -70,10 +70,17 @@ def remember(
     keep: timedelta,
 ) -> ServiceMemory:
     """Add this tick's recommendation (None: none to remember) and change; forget what is
-    older than `keep`."""
+    older than `keep`.
+
+    A recommendation equal to the one before it replaces it: the windows read only which
+    counts were recommended within them, and the later of two equal ones is in every window
+    the earlier is in. So a service that holds keeps one, not one a tick (at 10,000
+    services and a 5-minute window, 20 MB)."""
     horizon = now - keep
     recommendations = tuple(s for s in memory.recommendations if s[0] > horizon)
     if recommended is not None:
+        if recommendations and recommendations[-1][1] == recommended:
+            recommendations = recommendations[:-1]
         recommendations += ((now, recommended),)
     changes = memory.changes
     if changes and changes[0][0] <= horizon:

@@ -102,6 +102,32 @@ def test_remember(
     assert after.seed == before.seed
 
 
+@settings(max_examples=300)
+@given(steps=st.lists(st.tuples(st.integers(1, 120), st.integers(0, 4)), min_size=1,
+                      max_size=60),
+       windows=st.lists(st.integers(0, 900), min_size=1, max_size=3))
+def test_remembered_recommendations_read_as_every_one_would(
+    steps: list[tuple[int, int]], windows: list[int]
+) -> None:
+    """Equal recommendations in a row are kept as the latest of them: every window, read
+    after every tick, finds the same counts as in the whole sequence, and a run of equal
+    ones takes one place."""
+    keep = timedelta(seconds=max(windows))
+    kept = ServiceMemory(seed=None)
+    every: tuple[tuple[datetime, int], ...] = ()
+    at = NOW
+    for gap, count in steps:
+        at += timedelta(seconds=gap)
+        kept = remember(kept, now=at, recommended=count, change=0, keep=keep)
+        every += ((at, count),)
+        for seconds in windows:
+            window = timedelta(seconds=seconds)
+            assert set(in_window(kept.recommendations, now=at, window=window)) == \
+                set(in_window(every, now=at, window=window))
+        assert all(a[1] != b[1] for a, b in zip(kept.recommendations,
+                                                 kept.recommendations[1:], strict=False))
+
+
 @pytest.mark.parametrize(
     ("spec", "expected_shadow"),
     [
