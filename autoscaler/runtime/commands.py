@@ -19,7 +19,7 @@ from autoscaler.policy_files import (
     load_alternatives,
     load_policies,
 )
-from autoscaler.runtime.agent import Agent, tune_garbage_collector
+from autoscaler.runtime.agent import Agent, share_one_malloc_arena, tune_garbage_collector
 from autoscaler.runtime.logs import configure_logging
 from autoscaler.runtime.settings import Settings
 from autoscaler.runtime.telemetry import Telemetry
@@ -95,6 +95,7 @@ def run(settings: Settings) -> int:
         return EXIT_BAD_INPUT
     configure_logging(settings.log_format)
     tune_garbage_collector()
+    share_one_malloc_arena()
     agent = build_agent(settings)
     if settings.once:
         agent.retrain()
