@@ -435,6 +435,29 @@ def test_one_listing_of_tasks_serves_every_service(monkeypatch: pytest.MonkeyPat
         assert engine.seen.count(("GET", "/tasks")) == 3
 
 
+@pytest.mark.parametrize(("path", "answer"), [
+    pytest.param("/services", {"message": "not a list"}, id="services-not-a-list"),
+    pytest.param("/services", [{"ID": "svc1", "Spec": SERVICE["Spec"]}], id="no-version"),
+    pytest.param("/services", [{**SERVICE, "Version": {"Index": "7"}}], id="version-a-string"),
+    pytest.param("/services", [{**SERVICE, "Version": {"Index": 8}, "Spec": ["a", "list"]}],
+                 id="spec-a-list"),
+    pytest.param("/tasks", [{"ServiceID": "svc1", "Status": "running"}], id="status-a-string"),
+    pytest.param("/tasks", [{"NodeID": "node1"}], id="task-without-service"),
+])
+def test_an_unexpected_listing_is_refused_and_the_next_good_one_read(
+        monkeypatch: pytest.MonkeyPatch, path: str, answer: Any) -> None:
+    """A listing the agent cannot read fails the listing with what was wrong, never a
+    crash; the engine's next good answer is read whole."""
+    with fake_engine(monkeypatch, "silent", "tcp", answers={**ANSWERED, **LISTINGS}) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
+        assert scaler.list_services()["web"].replicas == 1
+        engine.answers[("GET", path)] = answer
+        with pytest.raises(SourceUnavailable, match="unexpected"):
+            scaler.list_services()
+        engine.answers[("GET", path)] = LISTINGS[("GET", path)]
+        assert scaler.list_services()["web"].replicas == 1
+
+
 def test_sigterm_ends_the_agent_within_5_s_while_docker_hangs_a_long_tick(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """At a 30 s interval a Docker call may wait 10 s: SIGTERM must not wait for it."""
