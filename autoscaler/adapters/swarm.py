@@ -148,7 +148,8 @@ class SwarmScaler:
         self._connection = connection
         self._specs: dict[str, tuple[int, msgspec.Raw]] = {}
         """Each service's `Spec` in the last listing, as listed (JSON), with its version, by
-        service ID: replaced wholesale by each listing, decoded by the applies."""
+        service ID: replaced wholesale by each listing, decoded by the applies. Each is a
+        view of the listing's answer, which they keep whole until the next listing."""
         self._read: dict[tuple[str, int], tuple[ServiceState, list[str]]] = {}
         """Each service of the last listing as read, with its placement constraints, by ID
         and version: Swarm gives a service a new version at every change to it, so a
@@ -173,6 +174,11 @@ class SwarmScaler:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot list Swarm services: {self._connection.describe(error)}") from error
+        except SourceUnavailable:
+            # A refusal or an answer not understood (here or below): the next tick asks a
+            # new client, which settles the API version again (an engine downgraded, say).
+            self._connection.forget()
+            raise
         try:
             read = {}
             for service in listed:
@@ -182,6 +188,7 @@ class SwarmScaler:
                                {state.id: constraints for state, constraints in read.values()})
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             self._read = {}
+            self._connection.forget()
             raise SourceUnavailable(f"unexpected service listing from Docker: {error!r}") from error
         self._read = {key: (placed(state, found.get(state.id)), constraints)
                       for key, (state, constraints) in read.items()}
@@ -196,7 +203,7 @@ class SwarmScaler:
         response = api.get(f"{api.base_url}/v{api.api_version}{path}", params=params,
                            timeout=api.timeout)
         if not response.ok:
-            raise SourceUnavailable(f"cannot list Swarm services: Docker answered "
+            raise SourceUnavailable(f"cannot list Swarm {path[1:]}: Docker answered "
                                     f"HTTP {response.status_code}: {_error_message(response)}")
         try:
             return decoder.decode(response.content)
@@ -212,10 +219,12 @@ class SwarmScaler:
         in the last listing (not from it) has its spec inspected first, and still posted
         with the state's version."""
         listed = self._specs.get(service.id)
-        current = msgspec.json.decode(listed[1]) \
-            if listed is not None and listed[0] == service.version else self._inspect(service)
         try:
+            current = msgspec.json.decode(listed[1]) \
+                if listed is not None and listed[0] == service.version else self._inspect(service)
             spec = with_replicas(current, replicas, labels)
+        except msgspec.DecodeError as error:
+            raise ScaleFailed(f"unexpected spec of {service.name} from Docker: {error}") from error
         except (KeyError, TypeError) as error:
             raise ScaleFailed(f"service {service.name} is no longer replicated") from error
         try:
@@ -266,9 +275,11 @@ def is_conflict(status: int | None, message: str) -> bool:
 
 def _error_message(response: requests.Response) -> str:
     try:
-        return str(response.json().get("message", response.text))
+        answer = response.json()
     except ValueError:
         return response.text
+    return str(answer.get("message", response.text)) if isinstance(answer, dict) \
+        else response.text
 
 
 def with_replicas(spec: dict[str, Any], replicas: int,

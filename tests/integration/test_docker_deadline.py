@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -76,6 +76,14 @@ NODE = {
 VERSION = {"ApiVersion": "1.45", "MinAPIVersion": "1.24", "Version": "fake"}
 ANSWERED = {("GET", "/version"): VERSION}  # all the engine answers unless told more
 LISTINGS = {("GET", "/services"): [SERVICE], ("GET", "/tasks"): [], ("GET", "/nodes"): [NODE]}
+
+
+@dataclass(frozen=True)
+class Verbatim:
+    """An answer of the fake engine sent as it is: its status and body."""
+
+    status: str
+    body: bytes
 
 
 class FakeEngine:
@@ -161,9 +169,11 @@ class FakeEngine:
             self._next_send[conn] = time.monotonic()
             self._hang_up[conn] = time.monotonic() + self.hang_up_after
             return
-        body = json.dumps(self.answers.get((method, path), {})).encode()
+        answer = self.answers.get((method, path), {})
+        status, body = (answer.status, answer.body) if isinstance(answer, Verbatim) \
+            else ("200 OK", json.dumps(answer).encode())
         conn.setblocking(True)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        conn.sendall(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n".encode()
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         conn.setblocking(False)
 
@@ -435,27 +445,56 @@ def test_one_listing_of_tasks_serves_every_service(monkeypatch: pytest.MonkeyPat
         assert engine.seen.count(("GET", "/tasks")) == 3
 
 
-@pytest.mark.parametrize(("path", "answer"), [
-    pytest.param("/services", {"message": "not a list"}, id="services-not-a-list"),
-    pytest.param("/services", [{"ID": "svc1", "Spec": SERVICE["Spec"]}], id="no-version"),
-    pytest.param("/services", [{**SERVICE, "Version": {"Index": "7"}}], id="version-a-string"),
+@pytest.mark.parametrize(("path", "answer", "said"), [
+    pytest.param("/services", {"message": "not a list"}, "unexpected listing of /services",
+                 id="services-not-a-list"),
+    pytest.param("/services", [{"ID": "svc1", "Spec": SERVICE["Spec"]}], "Version",
+                 id="no-version"),
+    pytest.param("/services", [{**SERVICE, "Version": {"Index": "7"}}], "Version.Index",
+                 id="version-a-string"),
     pytest.param("/services", [{**SERVICE, "Version": {"Index": 8}, "Spec": ["a", "list"]}],
-                 id="spec-a-list"),
-    pytest.param("/tasks", [{"ServiceID": "svc1", "Status": "running"}], id="status-a-string"),
-    pytest.param("/tasks", [{"NodeID": "node1"}], id="task-without-service"),
+                 "unexpected service listing", id="spec-a-list"),
+    pytest.param("/tasks", [{"ServiceID": "svc1", "Status": "running"}], "Status",
+                 id="status-a-string"),
+    pytest.param("/tasks", [{"NodeID": "node1"}], "ServiceID", id="task-without-service"),
+    pytest.param("/services", Verbatim("200 OK", b"<html>a proxy's page</html>"),
+                 "unexpected listing of /services", id="not-json"),
+    pytest.param("/services", Verbatim("400 Bad Request",
+                                       b'{"message": "client version 1.45 is too new"}'),
+                 "cannot list Swarm services: Docker answered HTTP 400: client version 1.45 "
+                 "is too new", id="refused"),
+    pytest.param("/tasks", Verbatim("500 Internal Server Error", b'["not", "an", "object"]'),
+                 r'cannot list Swarm tasks: Docker answered HTTP 500: \["not"',
+                 id="refused-with-a-list"),
 ])
-def test_an_unexpected_listing_is_refused_and_the_next_good_one_read(
-        monkeypatch: pytest.MonkeyPatch, path: str, answer: Any) -> None:
-    """A listing the agent cannot read fails the listing with what was wrong, never a
-    crash; the engine's next good answer is read whole."""
+def test_a_listing_not_read_fails_with_what_was_wrong_and_a_new_client_reads_the_next(
+        monkeypatch: pytest.MonkeyPatch, path: str, answer: Any, said: str) -> None:
+    """A listing refused or not understood fails the listing with what was wrong (never a
+    crash), and the next tick asks a new client, which settles the API version again."""
     with fake_engine(monkeypatch, "silent", "tcp", answers={**ANSWERED, **LISTINGS}) as engine:
         scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
         assert scaler.list_services()["web"].replicas == 1
         engine.answers[("GET", path)] = answer
-        with pytest.raises(SourceUnavailable, match="unexpected"):
+        with pytest.raises(SourceUnavailable, match=said):
             scaler.list_services()
         engine.answers[("GET", path)] = LISTINGS[("GET", path)]
         assert scaler.list_services()["web"].replicas == 1
+        assert engine.seen.count(("GET", "/version")) == 2
+
+
+def test_a_listed_spec_not_read_fails_its_own_scale_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec is read whole only when its service is new or changed: one that turns bad at
+    the same version fails the scale of that service, as a ScaleFailed the engine holds."""
+    with fake_engine(monkeypatch, "silent", "tcp", answers={**ANSWERED, **LISTINGS}) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
+        assert scaler.list_services()["web"].replicas == 1
+        engine.answers[("GET", "/services")] = Verbatim("200 OK", json.dumps(
+            [{**SERVICE, "Spec": "SPEC"}]).replace('"SPEC"', '{"Huge": 1e400}').encode())
+        listed = scaler.list_services()["web"]
+        with pytest.raises(ScaleFailed, match="unexpected spec of web from Docker"):
+            scaler.scale(listed, 2, labels={})
+        assert not engine.posted
 
 
 def test_sigterm_ends_the_agent_within_5_s_while_docker_hangs_a_long_tick(
