@@ -74,8 +74,9 @@ def remember(
 
     A recommendation equal to the one before it replaces it: the windows read only which
     counts were recommended within them, and the later of two equal ones is in every window
-    the earlier is in. So a service that holds keeps one, not one a tick (at 10,000
-    services and a 5-minute window, 20 MB)."""
+    the earlier is in, as long as none is later than `now` (`as_of` sees to that). So a
+    service that holds keeps one, not one a tick (at 10,000 services and a 5-minute
+    window, 20 MB)."""
     horizon = now - keep
     recommendations = tuple(s for s in memory.recommendations if s[0] > horizon)
     if recommended is not None:

@@ -318,14 +318,16 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def share_one_malloc_arena() -> None:
-    """Make glibc's malloc serve every thread from one arena, unless the operator set
-    MALLOC_ARENA_MAX. By default it gives threads arenas of their own, up to eight a core;
-    a tick runs on whichever of the scheduler's threads is free, the applies on a pool's,
-    /metrics on a thread a request, so a large fleet's memory of a tick (the listing, the
-    answer, the /metrics page), freed, stayed held in several arenas at once. The GIL
-    already lets one thread allocate at a time. Call it before threads start; with
-    another C library (musl), nothing is done."""
-    if "MALLOC_ARENA_MAX" in os.environ:
+    """Make glibc's malloc serve every thread from one arena, unless the operator set the
+    number (MALLOC_ARENA_MAX, or glibc.malloc.arena_max in GLIBC_TUNABLES). By default it
+    gives threads arenas of their own, up to eight a core; a tick runs on whichever of the
+    scheduler's threads is free, the applies on a pool's, /metrics on a thread a request, so
+    a large fleet's memory of a tick (the listing, the answer, the /metrics page), freed,
+    stayed held in several arenas at once. The agent's threads mostly allocate holding the
+    GIL, one at a time, so they seldom wait for the shared arena. Call it before threads
+    start; with another C library (musl), nothing is done."""
+    if "MALLOC_ARENA_MAX" in os.environ or \
+            "malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return
     try:
         mallopt = ctypes.CDLL(None).mallopt

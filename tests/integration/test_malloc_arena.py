@@ -1,6 +1,7 @@
 """Issue 21: the agent's process keeps one malloc arena for all its threads, so that the
 memory a large tick frees is not held in several arenas at once; an operator's
-MALLOC_ARENA_MAX wins. Measured in a process of its own, on this machine's glibc."""
+MALLOC_ARENA_MAX or GLIBC_TUNABLES wins. Counted in a process of its own, on this
+machine's glibc."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import sys
 import pytest
 
 THREADS_ALLOCATING = """
+import ctypes
 import sys
+import tempfile
 import threading
 
 from autoscaler.runtime.agent import share_one_malloc_arena
@@ -33,18 +36,20 @@ for thread in threads:
     thread.start()
 for thread in threads:
     thread.join()
-# glibc maps each arena but the main one on a 64 MiB boundary, anonymous.
-aligned = 0
-for line in open("/proc/self/maps"):
-    fields = line.split()
-    if len(fields) == 5 and int(fields[0].split("-")[0], 16) % (64 << 20) == 0:
-        aligned += 1
-print(aligned)
+# malloc_info describes each arena as a <heap>, the main one (number 0) included.
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    print(report.read().count(b"<heap nr=") - 1)
 """
 
 
 def arenas_of_threads(mode: str, **environment: str) -> int:
-    inherited = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")}
     done = subprocess.run([sys.executable, "-c", THREADS_ALLOCATING, mode],
                           env={**inherited, **environment}, capture_output=True, text=True,
                           timeout=60, check=True)
@@ -55,6 +60,8 @@ def arenas_of_threads(mode: str, **environment: str) -> int:
     pytest.param("own", {}, "several", id="glibc-default-gives-threads-arenas"),
     pytest.param("shared", {}, "none", id="the-agent-shares-the-main-arena"),
     pytest.param("shared", {"MALLOC_ARENA_MAX": "8"}, "several", id="operator-setting-wins"),
+    pytest.param("shared", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=8"}, "several",
+                 id="operator-tunable-wins"),
 ])
 def test_threads_share_one_malloc_arena(mode: str, environment: dict[str, str],
                                         expected: str) -> None:
