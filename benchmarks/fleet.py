@@ -222,9 +222,17 @@ class EngineImitation:
         return 200, {"Warnings": None}
 
     def _tasks(self) -> list[dict[str, Any]]:
-        return [{"ID": f"{service['ID']}.{slot}", "ServiceID": service["ID"], "Slot": slot,
-                 "NodeID": self._node["ID"], "DesiredState": "running",
-                 "Status": {"State": "running", "Message": "started"}}
+        """Each running task as the engine lists it: with its service's task template."""
+        return [{"ID": f"{service['ID']}.{slot}", "Version": {"Index": 12},
+                 "CreatedAt": service["UpdatedAt"], "UpdatedAt": service["UpdatedAt"],
+                 "Labels": {}, "Spec": service["Spec"]["TaskTemplate"],
+                 "ServiceID": service["ID"], "Slot": slot, "NodeID": self._node["ID"],
+                 "Status": {"Timestamp": service["UpdatedAt"], "State": "running",
+                            "Message": "started",
+                            "ContainerStatus": {"ContainerID": "0" * 64, "PID": 4242,
+                                                "ExitCode": 0},
+                            "PortStatus": {}},
+                 "DesiredState": "running"}
                 for service in self._services.values()
                 for slot in range(1, service["Spec"]["Mode"]["Replicated"]["Replicas"] + 1)]
 
