@@ -10,8 +10,9 @@ For each N it starts, on 127.0.0.1:
 - Debian's Prometheus (/usr/bin/prometheus), scraping the exporter every second and the
   agent's /metrics once a tick;
 - an imitation of the Docker Engine API (`EngineImitation`, below): N replicated services
-  of 2 replicas each, each last scaled by the agent an hour before (`managed_spec`), one
-  manager node, and `--latency-ms` of latency on every call;
+  of 2 replicas each, each last scaled by the agent an hour before (`managed_spec`), their
+  tasks listed as the engine lists them (each with its task template), one manager node,
+  and `--latency-ms` of latency on every call;
 - the agent, `autoscaler run` as a process, with DOCKER_HOST pointing at the imitation and
   one policy file per service (a `target` policy reading one shared `{{services}}` query).
 
