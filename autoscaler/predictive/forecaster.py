@@ -13,6 +13,7 @@ The measurements behind the constants are in docs/forecast-notes.md.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -202,22 +203,27 @@ class NaiveComparison:
 
 
 class RecentValues:
-    """The last `size` values added, in a numpy buffer, for the margin's quantile and largest
-    shortfall: read as one array each forecast, with no copy out of a deque."""
+    """The last `size` values added, for the margin's quantile and largest shortfall: a ring
+    of them in the order added, and the same values sorted, so that a forecast reads its
+    quantile without sorting a day of errors every tick."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._buffer = np.empty(size)
-        self._count = 0
+        self._ring: list[float] = []
         self._next = 0
+        self._sorted: list[float] = []
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._ring)
 
     def append(self, value: float) -> None:
-        self._buffer[self._next] = value
-        self._next = (self._next + 1) % self.size
-        self._count = min(self._count + 1, self.size)
+        if len(self._ring) < self.size:
+            self._ring.append(value)
+        else:
+            del self._sorted[bisect.bisect_left(self._sorted, self._ring[self._next])]
+            self._ring[self._next] = value
+            self._next = (self._next + 1) % self.size
+        bisect.insort(self._sorted, value)
 
     def extend(self, values: np.ndarray) -> None:
         """Add `values` in order; only the newest `size` of them stay."""
@@ -226,7 +232,19 @@ class RecentValues:
 
     def values(self) -> np.ndarray:
         """The values kept, in no particular order."""
-        return self._buffer[:self._count]
+        return np.array(self._ring)
+
+    def largest(self) -> float:
+        return self._sorted[-1]
+
+    def quantile(self, q: float) -> float:
+        """The `q` quantile of the values kept, interpolated between the two nearest as
+        numpy's default (`linear`) method does."""
+        position = q * (len(self._sorted) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(self._sorted) - 1)
+        a, b, share = self._sorted[low], self._sorted[high], position - low
+        return b - (b - a) * (1 - share) if share >= 0.5 else a + (b - a) * share
 
 
 class MetricForecaster:
@@ -385,13 +403,12 @@ class MetricForecaster:
         change = max(change, -level)
         point = math.expm1(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
-        margin = max(float(np.quantile(self._errors.values(),
-                                       self.settings.margin_quantile)), 0.0) \
+        margin = max(self._errors.quantile(self.settings.margin_quantile), 0.0) \
             if self._errors else 0.0
         # The margin is a ratio, learnt from errors in log1p terms. Load that came back from
         # nothing (0 forecast, 300 seen) makes a ratio of 300 that says little about the
         # error at 300: no more than the largest shortfall seen is added.
-        largest = float(self._shortfalls.values().max()) if self._shortfalls else 0.0
+        largest = self._shortfalls.largest() if self._shortfalls else 0.0
         with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
         failing = bool(self._smape) \
             and sum(self._smape) / len(self._smape) > self.settings.max_error_pct

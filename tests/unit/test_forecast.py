@@ -323,6 +323,18 @@ def test_recent_values_keep_the_newest() -> None:
     assert sorted(kept.values().tolist()) == [7.0, 8.0, 9.0]
 
 
+@pytest.mark.parametrize("q", [0.0, 0.5, 0.75, 0.95, 1.0])
+def test_the_quantile_of_recent_values_is_numpys_over_the_window(q: float) -> None:
+    rng = np.random.default_rng(7)
+    added = np.round(rng.standard_normal(500), 2)  # ties, as log errors of counts have
+    kept = RecentValues(60)
+    for count, value in enumerate(added.tolist(), start=1):
+        kept.append(value)
+        window = added[max(0, count - 60):count]
+        assert kept.quantile(q) == pytest.approx(float(np.quantile(window, q)), abs=1e-12)
+        assert kept.largest() == window.max()
+
+
 @pytest.mark.parametrize(
     ("actual", "forecast", "share"),
     [
