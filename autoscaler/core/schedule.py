@@ -32,10 +32,14 @@ _ZONE = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 _UNKNOWN_TIMES = re.compile(r"(?<![a-z])[hr](?![a-z])", re.IGNORECASE)
 """croniter's hashed `H` and random `R` values: a window's times must be known in advance
 (no month or day name holds a lone h or r)."""
-_REFERENCE = datetime(2025, 1, 1)
-"""Where the shortest interval between two starts of an expression is measured from."""
-_GAP_SAMPLE = 100
-_GAP_SPAN = timedelta(days=2 * 366)
+_REFERENCE = datetime(2028, 1, 1)
+"""Where the shortest interval between two starts of an expression is measured from: a
+leap year, so that a 29 February is among the first starts looked at (`0 0 29 1,2 *`
+starts 31 days apart in a leap year, 365 in others)."""
+_GAP_SAMPLE = 500
+_GAP_YEARS = 8
+_GAP_SPAN = timedelta(days=_GAP_YEARS * 366)
+"""At most _GAP_SAMPLE starts over _GAP_SPAN (two leap days) are looked at."""
 _MARGIN = timedelta(hours=3)
 """More than any change of a zone's UTC offset: how far around the wall-clock times of an
 instant a start may lie when a change is near."""
@@ -97,14 +101,14 @@ def cron_problem(expression: str) -> str | None:
 
 def cron_gap(expression: str) -> timedelta | None:
     """The shortest interval between two starts of a valid `expression` (None: starts are
-    more than two years apart, or the expression is not valid)."""
+    more than _GAP_YEARS years apart, or the expression is not valid)."""
     facts = _cron_facts(expression)
     return None if isinstance(facts, str) else facts
 
 
 @functools.lru_cache(maxsize=512)
 def _cron_facts(expression: str) -> timedelta | str | None:
-    """The expression's shortest interval between starts (None: rarer than two years), or
+    """The expression's shortest interval between starts (None: rarer than _GAP_YEARS years), or
     what is wrong with it. Five fields (minute hour day-of-month month day-of-week) or one of
     `CRON_ALIASES`; croniter's seconds and years fields, `H` and `R` are refused."""
     if len(expression) > CRON_MAX:

@@ -449,6 +449,13 @@ def _predictive_problems(block: dict[Any, Any]) -> list[tuple[str, str]]:
         problems.append(("predictive.worst_case_window",
                          f"({format_duration(durations['worst_case_window'])}) must not exceed "
                          f"predictive.history ({format_duration(durations['history'])})"))
+    ahead = "horizon" if "horizon" in durations else "startup"
+    if {ahead, "history"} <= durations.keys() and durations[ahead] >= durations["history"]:
+        problems.append((f"predictive.{ahead}",
+                         f"({format_duration(durations[ahead])}) must be shorter than "
+                         f"predictive.history ({format_duration(durations['history'])}), or the "
+                         "forecast never trains: it learns the changes over the horizon from "
+                         "the history"))
     if {"horizon", "startup"} <= durations.keys() and durations["horizon"] < durations["startup"]:
         problems.append(("predictive.horizon",
                          f"({format_duration(durations['horizon'])}) must be at least "

@@ -21,6 +21,7 @@ from autoscaler.core.strategies import (
     CONFIRM_ABOVE,
     HeldCount,
     MetricForecast,
+    ceil_slack,
     metric_forecast_count,
 )
 
@@ -78,8 +79,8 @@ class RaiseHold:
         if counted is None or not metric.target:
             return forecast
         seen = value if value is not None and math.isfinite(value) else 0.0
-        needs = math.ceil(max(seen, point, 0.0) / metric.target - 1e-9)
-        prompt = math.ceil(CONFIRM_ABOVE * needs - 1e-9)
+        # ceil_slack: a huge finite value (an exporter's "unlimited") must not overflow.
+        prompt = ceil_slack(CONFIRM_ABOVE * ceil_slack(max(seen, point, 0.0) / metric.target))
         return replace(forecast, unconfirmed=max(prompt, asked or 0))
 
     def apply(self, forecast: MetricForecast, count: int | None, now: datetime,
@@ -124,7 +125,8 @@ class ForecastBook:
     def __init__(self, tick: timedelta) -> None:
         self.tick = tick
         self._forecasters: dict[tuple[str, str], MetricForecaster] = {}
-        self._settings: dict[tuple[str, str], ForecastSettings] = {}
+        self._settings: dict[tuple[str, str], tuple[ForecastSettings, str]] = {}
+        """Per (service, metric): what its forecaster was made for."""
         self._next_training: dict[str, datetime] = {}
         self._holds: dict[tuple[str, str], RaiseHold] = {}
         """Per (service, metric): its recent raises and what it asked for last."""
@@ -146,21 +148,25 @@ class ForecastBook:
         )
 
     def forecaster(self, policy: Policy, metric: MetricSpec) -> MetricForecaster:
-        """The metric's forecaster; a new one when its forecast settings change."""
+        """The metric's forecaster; a new one when its forecast settings or its query change
+        (a new query is another series: the old one's model, values and errors say nothing
+        of it)."""
         from autoscaler.predictive.forecaster import MetricForecaster
 
         key = (policy.service, metric.name)
         settings = self.settings_for(policy, metric)
-        if self._settings.get(key) != settings:
+        if self._settings.get(key) != (settings, metric.query):
             self._forecasters[key] = MetricForecaster(settings)
-            self._settings[key] = settings
+            self._settings[key] = (settings, metric.query)
             self._next_training.pop(policy.service, None)
         return self._forecasters[key]
 
     def due(self, policy: Policy, now: datetime) -> bool:
-        """Training is due every `retrain_every` (an hour after a failed one, at most)."""
+        """Training is due every `retrain_every` (an hour after a failed one, at most), and
+        at once when the clock was set back past that."""
         next_training = self._next_training.get(policy.service)
-        return next_training is None or now >= next_training
+        return next_training is None or now >= next_training \
+            or next_training - now > policy.predictive.retrain_every
 
     def trained(self, policy: Policy, now: datetime, *, ok: bool) -> None:
         every = policy.predictive.retrain_every

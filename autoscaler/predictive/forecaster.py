@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ class ForecastSettings:
     """How far back the worst case's largest miss reaches."""
     limit: float | None = None
     """The metric's `limit`: with one, each forecast also has a worst case."""
+
+
+LARGEST_LOG1P = math.log1p(sys.float_info.max)
+
+
+def expm1_capped(logged: float) -> float:
+    """expm1, at most the largest float: a metric at an exporter's "unlimited" (about 1.8e308)
+    forecast to grow would overflow `math.expm1`."""
+    return math.expm1(min(logged, LARGEST_LOG1P))
 
 
 class Forecast(NamedTuple):
@@ -290,9 +300,8 @@ class MetricForecaster:
         known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
         span = (known[-1][0] - known[0][0]) if len(known) > 1 else timedelta(0)
         self._trained_on = span
-        if span < self.settings.min_history:
-            self._trees, self._failure = None, "InsufficientHistory"
-            return self._failure
+        if not known or span < self.settings.min_history:
+            return self._not_trained("InsufficientHistory")
         first = known[0][0]
         size = round(span / self.settings.step) + 1
         series = np.full(size, np.nan)
@@ -304,17 +313,7 @@ class MetricForecaster:
         targets = logged[ends + horizon] - logged[ends]
         usable = np.isfinite(targets) & np.isfinite(logged[ends])
         if usable.sum() < 100:
-            self._trees, self._failure = None, "InsufficientHistory"
-            return self._failure
-        rows = features(logged, ends[usable], horizon=horizon, day=self._day, week=self._week,
-                        start=first, step=self.settings.step)
-        rows[:, np.isnan(rows).all(axis=0)] = 0.0  # no week yet: scikit-learn cannot bin it
-        stride = math.ceil(len(rows) / MAX_TRAINING_ROWS)
-        fitted = slice((len(rows) - 1) % stride, None, stride)
-        # Early stopping off: above 10,000 rows scikit-learn would turn it on and hold a tenth
-        # of the rows out.
-        model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
-                                              early_stopping=False, random_state=0)
+            return self._not_trained("InsufficientHistory")
         # The windows of errors are seeded with the errors of the history's last forecasts
         # only while empty (at the first training): a later training would put the new
         # model's errors on its own training rows, smaller than the ones it makes, in place
@@ -327,27 +326,50 @@ class MetricForecaster:
             seed_misses = not self._misses
             if seed_misses:
                 seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
+        usable_ends, usable_targets = ends[usable], targets[usable]
+        count = len(usable_ends)
+        stride = math.ceil(count / MAX_TRAINING_ROWS)
+        fitted = np.arange((count - 1) % stride, count, stride)
+        recent = np.arange(count - min(count, seeded), count)
+        # Rows are made only for the forecast times fitted or seeded: a long history's
+        # every row would take memory in proportion to it.
+        made = np.union1d(fitted, recent)
+        rows = features(logged, usable_ends[made], horizon=horizon, day=self._day,
+                        week=self._week, start=first, step=self.settings.step)
+        rows[:, np.isnan(rows).all(axis=0)] = 0.0  # no week yet: scikit-learn cannot bin it
+        # Early stopping off: above 10,000 rows scikit-learn would turn it on and hold a tenth
+        # of the rows out.
+        model = HistGradientBoostingRegressor(max_iter=80, learning_rate=0.1, max_leaf_nodes=15,
+                                              early_stopping=False, random_state=0)
         with threadpool_limits(limits=TRAINING_THREADS):
-            model.fit(rows[fitted], targets[usable][fitted])
+            model.fit(rows[np.searchsorted(made, fitted)], usable_targets[fitted])
         self._trees, self._failure = Trees(model), None
         if seeded:
-            recent = slice(-min(int(usable.sum()), seeded), None)
+            seeding = rows[np.searchsorted(made, recent)]
             with threadpool_limits(limits=TRAINING_THREADS):
-                predicted = model.predict(rows[recent])
-            changes = np.maximum(predicted, -rows[recent, 0])  # as `forecast`
-            level, seen_change = rows[recent, 0], targets[usable][recent]
+                predicted = model.predict(seeding)
+            changes = np.maximum(predicted, -seeding[:, 0])  # as `forecast`
+            level, seen_change = seeding[:, 0], usable_targets[recent]
             seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
             if seed_errors:
                 self._errors.extend(seen_change - changes)
                 self._shortfalls.extend(seen - served)
             if seed_misses and self._misses is not None:
-                resolved = ends[usable][recent] + horizon
+                resolved = usable_ends[recent] + horizon
                 for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
                                                    served.tolist(), strict=True):
                     self._misses.add(first + index * self.settings.step, actual, forecast)
         self._logged = logged.tolist()[-self._keep:]
         self._start = first + (size - len(self._logged)) * self.settings.step
         return None
+
+    def _not_trained(self, reason: str) -> str:
+        """A training that could not be made keeps the model of the last one that was (a
+        clock set ahead for one training, a Prometheus that lost its history), or else
+        says why there is none."""
+        if self._trees is None:
+            self._failure = reason
+        return reason
 
     def observe(self, time: datetime, value: float | None) -> None:
         """The value seen at `time`; resolves the forecasts that targeted it."""
@@ -401,7 +423,7 @@ class MetricForecaster:
         # 0; a metric of requests or CPU never goes there.
         change = self._trees.predict(row)
         change = max(change, -level)
-        point = math.expm1(level + change)
+        point = expm1_capped(level + change)
         self._pending.append((now + self.settings.horizon_steps * self.settings.step, point))
         margin = max(self._errors.quantile(self.settings.margin_quantile), 0.0) \
             if self._errors else 0.0
@@ -409,11 +431,11 @@ class MetricForecaster:
         # nothing (0 forecast, 300 seen) makes a ratio of 300 that says little about the
         # error at 300: no more than the largest shortfall seen is added.
         largest = self._shortfalls.largest() if self._shortfalls else 0.0
-        with_margin = min(math.expm1(level + change + margin), point + max(largest, 0.0))
+        with_margin = min(expm1_capped(level + change + margin), point + max(largest, 0.0))
         failing = bool(self._smape) \
             and sum(self._smape) / len(self._smape) > self.settings.max_error_pct
         worst_case = None if self._misses is None \
-            else point * (1 + self._misses.largest(now))
+            else min(point * (1 + self._misses.largest(now)), sys.float_info.max)
         mase = self._naive.mase()
         reason = "ForecastError" if failing \
             else "WorseThanNaive" if mase is not None and mase >= 1 else None

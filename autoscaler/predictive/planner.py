@@ -100,7 +100,10 @@ class PredictivePlanner:
         except SourceUnavailable as error:
             return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
         started = time.perf_counter()
-        reason = forecaster.train(times, values)
+        try:
+            reason = forecaster.train(times, values)
+        except Exception as error:  # contained: one service's training, not all that follow
+            reason = f"TrainingFailed: {type(error).__name__}: {error}"
         return Retrained(policy.service, use.metric, sum(v is not None for v in values),
                          reason, time.perf_counter() - started)
 

@@ -19,6 +19,7 @@ from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
 from autoscaler.engine import Engine
 from autoscaler.offline.memo import ForecastMemo, MemoBook
+from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.forecaster import Forecast
 from autoscaler.predictive.planner import PredictivePlanner
 from tests.unit.conftest import build_policy
@@ -536,6 +537,61 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule(
     (decision,) = sink.decisions
     assert (decision.fallback_reason, decision.desired_replicas) == ("InsufficientHistory", 5)
     assert decision.forecast == {"rps": recorded}
+
+
+class _OneServiceBroken(FakeHistory):
+    """Answers `broken`'s history with one value fewer than times: a training that raises."""
+
+    def history(self, promql: str, *, service: str, **keys: Any) -> Any:
+        times, values = super().history(promql, service=service, **keys)
+        return (times, values[:-1]) if service == "api" else (times, values)
+
+
+def test_a_training_that_raises_fails_its_service_only_and_is_tried_again() -> None:
+    swarm = FakeSwarm()
+    policies = {}
+    for name in ("api", "web"):
+        swarm.add(name, 2)
+        policies[f"{name}.yaml"] = build_policy(service=name, strategy="predictive",
+                                                metrics=[{"name": "rps", "query": ALL,
+                                                          "target": 100}])
+    engine = engine_of(metrics=by_service({"api": 500, "web": 500}), swarm=swarm,
+                       sink=ListSink(), dry_run=False, tick=timedelta(minutes=1),
+                       policies=policies)
+
+    first = engine.retrain(NOW, _OneServiceBroken(daily_cycle(3)))
+    again = engine.retrain(NOW + timedelta(hours=1), _OneServiceBroken(daily_cycle(3)))
+
+    failures = {r.service: r.failure for r in first}
+    assert failures["web"] is None
+    assert (failures["api"] or "").startswith("TrainingFailed: ValueError")
+    assert [r.service for r in again] == ["api"]
+
+
+def test_a_changed_query_starts_a_new_forecaster_due_for_training() -> None:
+    """Another query is another series: the old one's model, values and errors say nothing
+    of it."""
+    book = ForecastBook(tick=timedelta(minutes=1))
+    before = build_policy(strategy="predictive",
+                          metrics=[{"name": "rps", "query": "a", "target": 100}])
+    after = build_policy(strategy="predictive",
+                         metrics=[{"name": "rps", "query": "b", "target": 100}])
+    old = book.forecaster(before, before.metrics[0])
+    book.trained(before, NOW, ok=True)
+
+    assert book.forecaster(before, before.metrics[0]) is old
+    assert book.forecaster(after, after.metrics[0]) is not old
+    assert book.due(after, NOW + timedelta(minutes=1))
+
+
+def test_training_is_due_at_once_when_the_clock_was_set_back() -> None:
+    book = ForecastBook(tick=timedelta(minutes=1))
+    policy = build_policy(strategy="predictive",
+                          metrics=[{"name": "rps", "query": "a", "target": 100}])
+    book.trained(policy, NOW + timedelta(days=20), ok=False)
+
+    assert book.due(policy, NOW)
+    assert not book.due(policy, NOW + timedelta(days=20, minutes=30))
 
 
 @pytest.mark.parametrize(("standby", "desired"), [(True, 22), (False, 20)])

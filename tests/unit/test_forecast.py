@@ -3,6 +3,8 @@ and the fall-backs; and the predictive strategy's use of a forecast."""
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -310,6 +312,45 @@ def test_a_first_training_that_failed_leaves_the_margin_to_seed() -> None:
     history = 3 * 1440
     assert forecaster.train([START + i * STEP for i in range(history)], load[:history]) is None
     assert len(forecaster._errors) == 1440
+
+
+def test_an_empty_history_trains_nothing_even_with_no_minimum() -> None:
+    """`min_history: 0s` and a service with no samples yet."""
+    forecaster = MetricForecaster(settings(min_history=timedelta(0)))
+
+    assert forecaster.train([], []) == "InsufficientHistory"
+    assert forecaster.forecast(START).reason == "InsufficientHistory"
+
+
+def test_a_training_that_finds_too_little_history_keeps_the_model_it_has() -> None:
+    """A clock set days ahead for one training (or a Prometheus that lost its history)
+    finds too little: the model of the last training goes on forecasting."""
+    load = daily(4)
+    forecaster = MetricForecaster(settings())
+    history = 3 * 1440
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+
+    assert forecaster.train([START + i * STEP for i in range(60)], load[:60]) \
+        == "InsufficientHistory"
+    now = START + history * STEP
+    forecaster.observe(now, load[history])
+    point, _, _, reason = forecaster.forecast(now)
+    assert reason is None and point is not None and point > 0
+
+
+def test_a_metric_at_the_largest_float_is_forecast_without_overflow() -> None:
+    """An exporter's "unlimited" (about 1.8e308) passes the checks for NaN, inf and negative
+    values; a model that learnt a growing load forecasts more than that, which must not
+    overflow."""
+    load = (100 * np.exp(0.001 * np.arange(3 * 1440))).tolist()
+    forecaster = MetricForecaster(settings(limit=500.0))
+    forecaster.train([START + i * STEP for i in range(len(load))], load)
+    now = START + len(load) * STEP
+    forecaster.observe(now, sys.float_info.max)
+
+    forecast = forecaster.forecast(now)
+
+    assert all(value is not None and math.isfinite(value) for value in forecast[:3])
 
 
 def test_recent_values_keep_the_newest() -> None:

@@ -5,6 +5,7 @@ tolerance of the current count keeps it; the decision's message says when each a
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -255,6 +256,21 @@ def test_only_the_forecast_of_the_tick_before_confirms_a_large_raise(
     count = forecast_count(policy, {"rps": forecast})
 
     assert count is not None and count.replicas == expected
+
+
+@pytest.mark.parametrize("value", [sys.float_info.max, 1e306])
+def test_a_huge_finite_value_asks_for_the_most_and_raises_nothing(value: float) -> None:
+    """An exporter's "unlimited" (Go's math.MaxFloat64) passes the checks for NaN, inf and
+    negative values: what it needs is counted without overflowing, for the value seen and
+    for a forecast of it alike."""
+    policy = build_policy(strategy="predictive", max_replicas=1000, metrics=[
+        {"name": "rps", "query": "q", "target": 0.5, "limit": 0.75}])
+    hold = RaiseHold((0.5, 0.75))
+    for minute in range(2):
+        forecast = hold.confirm(MetricForecast(value, value, value, cap_base=value),
+                                policy.metrics[0], value, NOW + minute * MINUTE, MINUTE)
+        count = forecast_count(policy, {"rps": forecast})
+        assert count is not None and count.replicas >= 2**53
 
 
 def test_a_service_no_longer_managed_is_forgotten_with_its_raises() -> None:

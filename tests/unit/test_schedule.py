@@ -281,9 +281,11 @@ def test_validate_prints_each_windows_next_occurrences(
     ("0 9,17 * * mon-fri", timedelta(hours=8)),
     ("0 0 1 * *", timedelta(days=28)),
     ("@yearly", timedelta(days=365)),
-    ("0 0 29 2 *", None),
+    ("0 0 29 2 *", timedelta(days=4 * 365 + 1)),
+    pytest.param("0 0 29 1,2 *", timedelta(days=31), id="29-january-to-a-leap-day"),
+    pytest.param("0 0 1,29 * *", timedelta(days=1), id="a-leap-day-to-1-march"),
 ])
-def test_the_shortest_time_between_two_starts(expression: str, gap: timedelta | None) -> None:
+def test_the_shortest_time_between_two_starts(expression: str, gap: timedelta) -> None:
     assert cron_problem(expression) is None
     assert cron_gap(expression) == gap
 

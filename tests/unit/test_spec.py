@@ -451,6 +451,12 @@ def test_values_that_would_break_a_tick_are_rejected(text: str, key: str, fragme
         pytest.param({"worst_case_window": "30d"}, "predictive.worst_case_window",
                      "(30d) must not exceed predictive.history (14d)",
                      id="worst-case-window-over-history"),
+        pytest.param({"horizon": "15d"}, "predictive.horizon",
+                     "(15d) must be shorter than predictive.history (14d), or the forecast "
+                     "never trains", id="horizon-past-history"),
+        pytest.param({"history": "1d", "min_history": "1h", "startup": "1d"},
+                     "predictive.startup", "(1d) must be shorter than predictive.history (1d)",
+                     id="startup-as-long-as-history"),
     ],
 )
 def test_predictive_block_problems(block: dict[str, Any], key: str, fragment: str) -> None:
@@ -689,6 +695,8 @@ def test_a_schedule_validates() -> None:
                      id="duration-over-the-period"),
         pytest.param([{**MATCH, "cron": "*/10 * * * *", "duration": "11m"}], {},
                      "schedule[0].duration", "(10m)", id="duration-over-a-short-period"),
+        pytest.param([{**MATCH, "cron": "0 0 29 1,2 *", "duration": "60d"}], {},
+                     "schedule[0].duration", "(31d)", id="duration-over-a-leap-years-period"),
         pytest.param([{**MATCH, "duration": None}], {}, "schedule[0].duration",
                      "required with cron", id="cron-without-duration"),
         pytest.param([{**SALE, "duration": "1h"}], {}, "schedule[0].duration", "only with cron",
