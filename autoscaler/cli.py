@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
             "every Prometheus query failed or Docker could not be listed)",
         )
     _add_offline_commands(commands)
+    for command_parser in commands.choices.values():
+        # A command's errors print its own usage line, not the top level's.
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -263,7 +266,8 @@ def _add_offline_commands(commands: Any) -> None:
         "oracle (the fewest replicas meeting the SLO at each step). Writes summary.json, "
         "report.md and report.html into --out. The history is a CSV (--trace) or a "
         "Prometheus range (--prometheus-url, --query, --start, --end, --step).",
-        epilog="Exit codes: 0 done; 1 Prometheus did not answer; 2 bad input.",
+        epilog="Exit codes: 0 done; 1 Prometheus did not answer; 2 bad input (a policy, the "
+        "trace, or a query Prometheus refuses as bad_data).",
     )
     source = backtest.add_mutually_exclusive_group(required=True)
     source.add_argument("--trace", type=Path, metavar="CSV",
@@ -391,7 +395,8 @@ def _add_tune_command(commands: Any) -> None:
         "summary.json, report.md and report.html. The history is a CSV (--trace) or a "
         "Prometheus range (--prometheus-url, --query, --start, --end, --step).",
         epilog="Exit codes: 0 done (also when no candidate meets the budget: it says so and "
-        "recommends nothing); 1 Prometheus did not answer; 2 bad input.",
+        "recommends nothing); 1 Prometheus did not answer; 2 bad input (a policy, the "
+        "trace, or a query Prometheus refuses as bad_data).",
     )
     source = tune.add_mutually_exclusive_group(required=True)
     source.add_argument("--trace", type=Path, metavar="CSV",
@@ -458,6 +463,7 @@ def _tune(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         else DEFAULT_GRID, refine=arguments.refine, jobs=arguments.jobs or _default_jobs(),
     )
     if arguments.trace is not None:
+        _check_csv_history(parser, arguments)
         return tune_command.tune_csv(arguments.trace, inputs, CsvOptions(
             fill=arguments.fill, resample=arguments.resample, column=arguments.column))
     _check_prometheus_range(parser, arguments)
@@ -483,6 +489,7 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         slo_budget=arguments.slo_budget,
     )
     if arguments.trace is not None:
+        _check_csv_history(parser, arguments)
         return offline.backtest_csv(arguments.trace, inputs, CsvOptions(
             fill=arguments.fill, resample=arguments.resample, column=arguments.column))
     _check_prometheus_range(parser, arguments)
@@ -490,6 +497,17 @@ def _offline(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         _access(parser, arguments.prometheus_url, arguments), arguments.query, arguments.start,
         arguments.end, arguments.step, inputs,
     )
+
+
+def _check_csv_history(parser: argparse.ArgumentParser, arguments: argparse.Namespace
+                       ) -> None:
+    """History from a CSV (backtest, tune): the Prometheus range's options are absent; exit
+    2 otherwise, rather than replaying the whole file as if they held."""
+    range_only = [f"--{n}" for n in ("query", "start", "end", "step")
+                  if getattr(arguments, n) is not None]
+    if range_only:
+        parser.error(f"{', '.join(range_only)} apply to --prometheus-url only; a --trace CSV "
+                     "is replayed whole, at its own step (--resample changes it)")
 
 
 def _check_prometheus_range(parser: argparse.ArgumentParser, arguments: argparse.Namespace
@@ -549,8 +567,8 @@ OFFLINE_COMMANDS = ("backtest", "report", "demo", "tune")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     arguments = parse_arguments(argv)
+    parser = arguments.command_parser
     if arguments.command in OFFLINE_COMMANDS:
         return _offline(arguments, parser)
     if arguments.command == "validate":

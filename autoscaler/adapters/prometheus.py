@@ -39,7 +39,7 @@ from requests.auth import AuthBase
 from autoscaler.adapters.http_client import deadline_session, within
 from autoscaler.adapters.prometheus_access import PrometheusAccess, read_secret
 from autoscaler.core.model import Series
-from autoscaler.core.ports import SourceUnavailable
+from autoscaler.core.ports import QueryRefused, SourceUnavailable
 
 __all__ = ["PrometheusAccess", "PrometheusSource", "read_secret"]
 
@@ -189,14 +189,15 @@ class PrometheusSource:
         if not 200 <= status < 300:
             hint = " (check the credentials)" if status in (401, 403) else ""
             self._fail(f"refused the query: HTTP {status} {reason}{hint}: "
-                       f"{self._error_text(answer, body)}")
+                       f"{self._error_text(answer, body)}", bad_query=_bad_data(answer))
         if answer is _NOT_JSON:
             self._fail("sent an answer that is not the query API's: not JSON: "
                        + self._excerpt(body))
         if not isinstance(answer, dict):
             self._fail("sent an answer that is not the query API's: not a JSON object")
         if answer.get("status") != "success":
-            self._fail(f"refused the query: {self._error_text(answer, body)}")
+            self._fail(f"refused the query: {self._error_text(answer, body)}",
+                       bad_query=_bad_data(answer))
         data = answer.get("data")
         if not isinstance(data, dict):
             self._fail("sent an answer that is not the query API's: no data")
@@ -218,8 +219,9 @@ class PrometheusSource:
             return "an empty answer"
         return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
 
-    def _fail(self, what: str) -> NoReturn:
-        raise SourceUnavailable(self.access.redact(f"Prometheus at {self.url} {what}"))
+    def _fail(self, what: str, *, bad_query: bool = False) -> NoReturn:
+        error = QueryRefused if bad_query else SourceUnavailable
+        raise error(self.access.redact(f"Prometheus at {self.url} {what}"))
 
     @contextmanager
     def _redacting(self) -> Iterator[None]:
@@ -228,7 +230,7 @@ class PrometheusSource:
         try:
             yield
         except SourceUnavailable as error:
-            raise SourceUnavailable(self.access.redact(str(error))) from None
+            raise type(error)(self.access.redact(str(error))) from None
 
 
 _NOT_JSON = object()
@@ -239,6 +241,11 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return _NOT_JSON
+
+
+def _bad_data(answer: Any) -> bool:
+    """Prometheus's answer to a query it cannot parse or run as written."""
+    return isinstance(answer, dict) and answer.get("errorType") == "bad_data"
 
 
 def _stamp(moment: datetime) -> str:

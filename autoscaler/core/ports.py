@@ -16,6 +16,11 @@ class SourceUnavailable(Exception):
     """A metrics source or the Swarm could not answer; the tick records it and goes on."""
 
 
+class QueryRefused(SourceUnavailable):
+    """The source answered that the query itself is bad (Prometheus's `bad_data`): bad
+    input, where the rest of SourceUnavailable may pass."""
+
+
 class ScaleConflict(Exception):
     """The service changed since it was listed (optimistic concurrency); decide again."""
 

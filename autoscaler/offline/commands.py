@@ -193,13 +193,16 @@ def with_csv(trace_file: Path, options: CsvOptions | None, then: Callable[[Trace
 def with_prometheus_range(access: PrometheusAccess, query: str, start: datetime,
                           end: datetime, step: timedelta, then: Callable[[Trace], int]) -> int:
     """`then` on a Prometheus range as a trace; exit 1 when Prometheus does not answer, 2
-    when its answer is no one series."""
+    when it refuses the query as bad or its answer is no one series."""
     from autoscaler.bootstrap import prometheus_source
-    from autoscaler.core.ports import SourceUnavailable
+    from autoscaler.core.ports import QueryRefused, SourceUnavailable
     from autoscaler.offline.history import range_trace
 
     try:
         trace = range_trace(prometheus_source(access), query, start=start, end=end, step=step)
+    except QueryRefused as error:
+        print(f"autoscaler: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except SourceUnavailable as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

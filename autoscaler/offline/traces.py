@@ -154,13 +154,13 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
     first = next((i for i, row in enumerate(rows) if _filled(row)), None)
     if first is None:
         raise TraceError(f"{path}: the file holds no rows")
+    width = len(rows[first])
     if _is_data(rows[first]):
         if options.column is not None:
             raise TraceError(f"{path}: --column {options.column} names a column, but the file "
                              f"has no header (line {first + 1} is a time and a value): add a "
                              "header, or leave --column out")
         time_column, value_column, data_from = 0, 1, first
-        width = len(rows[first])
         said.warnings.append(
             f"no header: line {first + 1} reads as a time and a value, so it is kept as data "
             f"(the time in column 1, the value in column 2{_of_columns(width)})")
@@ -176,11 +176,22 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
     for number, row in enumerate(rows[data_from:], start=data_from + 1):
         if not _filled(row):
             continue
+        where = f"{path}: line {number}"
+        if _filled(row[width:]):
+            raise TraceError(f"{where}: {len(row)} fields, where line {first + 1} has {width} "
+                             "(a number written with a thousands separator, 1,234, is two "
+                             "fields: leave the comma out or quote the number)")
+        if value_column >= len(row) or not row[value_column].strip():
+            raise TraceError(f"{where}: no value in column {value_column + 1}")
         try:
             time = parse_time(row[time_column])
+        except ValueError as error:
+            raise TraceError(f"{where}: {error}") from None
+        try:
             value = float(row[value_column])
-        except (ValueError, IndexError) as error:
-            raise TraceError(f"{path}: line {number}: {error}") from None
+        except ValueError:
+            raise TraceError(f"{where}: column {value_column + 1} "
+                             f"({_cell(row[value_column])}) is not a number") from None
         if not math.isfinite(value) or value < 0:
             raise TraceError(f"{path}: line {number}: a load must be a finite number >= 0")
         points.append(_Point(time, value, number))
@@ -195,6 +206,11 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
         _refuse_duplicates(points, path)
         start, step, values = _on_grid(points, options.fill, path, said)
     return Trace(start, step, values, str(path), tuple(said.notes), tuple(said.warnings))
+
+
+def _cell(text: str) -> str:
+    """A cell as a message quotes it: at most 40 characters."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def _filled(row: Sequence[str]) -> bool:

@@ -48,7 +48,7 @@ def test_a_range_of_a_live_series_is_replayed(
     assert record["scaling_actions"] >= 1
 
 
-def test_an_absent_prometheus_exits_1_and_a_multi_series_query_exits_2(
+def test_an_absent_prometheus_exits_1_a_multi_series_or_malformed_query_2(
     tmp_path: Path, prometheus: RunningPrometheus
 ) -> None:
     (tmp_path / "p.yaml").write_text(POLICY)
@@ -63,5 +63,33 @@ def test_an_absent_prometheus_exits_1_and_a_multi_series_query_exits_2(
                        "--query", 'label_replace(vector(1), "a", "1", "", "") or vector(2)',
                        *common)
 
+    malformed = backtest("--prometheus-url", prometheus.url, "--query", "sum(", *common)
+
     assert absent.returncode == 1 and "did not answer" in absent.stderr
     assert several.returncode == 2 and "one series" in several.stderr
+    assert malformed.returncode == 2 and "refused the query" in malformed.stderr
+    assert "bad_data" in malformed.stderr
+
+
+def test_negative_and_infinite_samples_are_replaced_and_warned_of(
+    tmp_path: Path, prometheus: RunningPrometheus
+) -> None:
+    """`time() % 4 - 1` is negative at every fourth second; `1 / (time() % 3)` is +Inf at
+    every third: no load is either, and the backtest says how many steps it repaired."""
+    (tmp_path / "p.yaml").write_text(POLICY)
+    now = datetime.now(UTC).replace(microsecond=0)
+    common = ["--start", (now - timedelta(seconds=40)).isoformat(), "--end", now.isoformat(),
+              "--step", "1s", "--warmup", "2s", "--policy", str(tmp_path / "p.yaml")]
+
+    negative = backtest("--prometheus-url", prometheus.url, "--query", "vector(time() % 4 - 1)",
+                        *common, "--out", str(tmp_path / "negative"))
+    infinite = backtest("--prometheus-url", prometheus.url,
+                        "--query", "vector(1) / vector(time() % 3)",
+                        *common, "--out", str(tmp_path / "infinite"))
+
+    assert negative.returncode == 0, negative.stderr
+    assert "steps of 41 had a negative value, which no load is" in negative.stderr
+    assert infinite.returncode == 0, infinite.stderr
+    assert "had no finite sample (none, NaN or an infinity)" in infinite.stderr
+    summary = json.loads((tmp_path / "negative" / "summary.json").read_text())
+    assert any("negative" in warning for warning in summary["settings"]["trace_warnings"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -276,6 +277,40 @@ def test_a_column_that_cannot_be_read_is_refused(
     assert capsys.readouterr().err == f"autoscaler: {trace}: {message}\n"
 
 
+@pytest.mark.parametrize(("row", "message"), [
+    pytest.param(f"{at(5)},1,234", "line 7: 3 fields, where line 1 has 2 (a number written "
+                 "with a thousands separator, 1,234, is two fields", id="thousands-separator"),
+    pytest.param(at(5), "line 7: no value in column 2", id="no-value-column"),
+    pytest.param(f"{at(5)},", "line 7: no value in column 2", id="empty-value"),
+    pytest.param(f"{at(5)},0x1f", "line 7: column 2 ('0x1f') is not a number", id="not-a-number"),
+])
+def test_a_row_that_does_not_read_is_refused_with_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], row: str, message: str) -> None:
+    """A CSV is never read with a row changed or dropped silently."""
+    trace = write_csv(tmp_path / "t.csv", minutes(120))
+    lines = trace.read_text().splitlines()
+    lines[6] = row
+    trace.write_text("\n".join(lines) + "\n")
+
+    assert backtest(tmp_path, trace) == 2
+
+    assert capsys.readouterr().err.startswith(f"autoscaler: {trace}: {message}")
+
+
+def test_the_prometheus_range_options_are_refused_with_a_csv(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = write_csv(tmp_path / "t.csv", minutes(120))
+
+    with pytest.raises(SystemExit) as raised:
+        backtest(tmp_path, trace, "--start", "2026-01-01", "--step", "5m")
+
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: autoscaler backtest ")
+    assert ("error: --start, --step apply to --prometheus-url only; a --trace CSV is replayed "
+            "whole") in err
+
+
 def test_the_csv_options_are_refused_with_prometheus(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "p.yaml").write_text(POLICY)
@@ -368,6 +403,32 @@ def run_report(tmp_path: Path, lines: list[str]) -> int:
     return main(["report", "--log", str(log), "--out", str(tmp_path / "out")])
 
 
+@pytest.mark.parametrize(("changed", "skipped", "missing"), [
+    pytest.param({"current_replicas": math.inf}, False, "current_replicas", id="count-infinite"),
+    pytest.param({"current_replicas": math.nan}, False, "current_replicas", id="count-nan"),
+    pytest.param({"desired_replicas": 1e300}, False, "desired_replicas", id="count-huge"),
+    pytest.param({"metrics": [1, 2]}, False, None, id="metrics-not-a-mapping"),
+    pytest.param({"forecast": {"rps": 5}}, False, None, id="forecast-not-a-mapping"),
+    pytest.param({"metrics": {"rps": math.inf}}, False, None, id="metric-infinite"),
+    pytest.param({"timestamp": "9999-12-31T23:59:59Z"}, True, None, id="year-9999"),
+    pytest.param({"timestamp": 5}, True, None, id="timestamp-not-text"),
+    pytest.param({"service": ["a"]}, True, None, id="service-not-text"),
+])
+def test_a_hostile_decision_line_is_skipped_or_read_with_the_field_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, object],
+        skipped: bool, missing: str | None) -> None:
+    """A report is still written, and the console says what was not read."""
+    lines = [json.dumps(decision(0)), json.dumps(decision(1, **changed))]
+
+    assert run_report(tmp_path, lines) == 0
+
+    err = capsys.readouterr().err
+    assert ("skipped 1 scaling_decision" in err) == skipped
+    if missing is not None:
+        assert f"fields missing, shown as (missing): {missing} (line 2)" in err
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
 def test_report_warns_of_the_lines_it_skips(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     lines = [json.dumps({"event": "agent_started"}), json.dumps(decision(0))]
@@ -381,8 +442,8 @@ def test_report_warns_of_the_lines_it_skips(tmp_path: Path,
     assert captured.err == (
         f"warning: {log}: skipped 8 lines that are not a JSON event (lines 3, 4, 5, 6, 7 and "
         "3 more)\n"
-        f"warning: {log}: skipped 1 scaling_decision without a readable timestamp and "
-        "service (line 10)\n")
+        f"warning: {log}: skipped 1 scaling_decision without a timestamp (ISO 8601, years "
+        "1970 to 2999) or a service name (line 10)\n")
     assert "passed over 1 line of other events (agent_started 1)\n" in captured.out
     markdown = report_text(tmp_path)
     assert ("**Warning:** skipped 8 lines that are not a JSON event (lines 3, 4, 5, 6, 7 and "

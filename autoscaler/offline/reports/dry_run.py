@@ -5,10 +5,11 @@ over time, the changes it would have made, and why."""
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ EXPECTED_FIELDS = ("reason", "current_replicas", "recommended_replicas", "desire
 (a reason that is not text, a count that is not a number), is shown as `MISSING` and
 counted."""
 COUNTS = ("current_replicas", "recommended_replicas", "desired_replicas")
+LARGEST_COUNT = 2**53
+"""The largest count read; a larger one is taken for missing."""
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+"""The years a decision's timestamp is read in: one outside is not the agent's (and would
+not fit a chart's date axis)."""
 
 
 @dataclass
@@ -41,7 +47,7 @@ class LogReading:
     unreadable: list[int] = field(default_factory=list)
     """Lines that are not a JSON event: skipped."""
     malformed: list[int] = field(default_factory=list)
-    """scaling_decision lines without a readable timestamp and service: skipped."""
+    """scaling_decision lines without a readable timestamp or service name: skipped."""
     missing: dict[str, list[int]] = field(default_factory=dict)
     """Field -> the decision lines that leave it out (read, the field shown as MISSING)."""
     alerts: dict[str, Counter[str]] = field(default_factory=dict)
@@ -60,7 +66,8 @@ class LogReading:
                         f"({shown_lines(self.unreadable)})")
         if self.malformed:
             said.append(f"skipped {plural(len(self.malformed), 'scaling_decision')} without a "
-                        f"readable timestamp and service ({shown_lines(self.malformed)})")
+                        f"timestamp (ISO 8601, years {FIRST_YEAR} to "
+                        f"{LAST_YEAR}) or a service name ({shown_lines(self.malformed)})")
         if self.missing:
             lines = {line for found in self.missing.values() for line in found}
             fields = ", ".join(f"{name} ({shown_lines(found)})"
@@ -149,32 +156,58 @@ def _usable(event: dict[str, Any], name: str) -> bool:
     if name == "reason":
         return isinstance(value, str)
     if name in COUNTS:
-        return value is None or _number(value) is not None
+        return value is None or _count(value) is not None
     return True
 
 
 def _number(value: object) -> float | None:
+    """A finite number (JSON's NaN and Infinity, which Python reads and writes, are none)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
+        and math.isfinite(value) else None
+
+
+def _count(value: object) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and 0 <= number <= LARGEST_COUNT else None
+
+
+def _mapping(value: object) -> dict[Any, Any]:
+    """A field that should hold a mapping; anything else is read as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _time(value: object) -> datetime:
+    """A decision's timestamp: ISO 8601 (UTC without an offset), within FIRST_YEAR to
+    LAST_YEAR."""
+    if not isinstance(value, str):
+        raise ValueError("no timestamp")
+    time = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    if not FIRST_YEAR <= time.year <= LAST_YEAR:
+        raise ValueError(f"timestamp out of range: {value}")
+    return time
 
 
 def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
     """One decision; an event that does not have a decision's shape raises before anything
     is added, so the series stay aligned."""
-    time = datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00"))
-    service = str(event["service"])
-    readings = {str(k): _number(v) for k, v in dict(event.get("metrics") or {}).items()}
-    for name, recorded in dict(event.get("forecast") or {}).items():
-        forecast = dict(recorded)
+    time = _time(event["timestamp"])
+    service = event["service"]
+    if not isinstance(service, str) or not service:
+        raise ValueError("no service name")
+    readings = {str(k): _number(v) for k, v in _mapping(event.get("metrics")).items()}
+    for name, recorded in _mapping(event.get("forecast")).items():
+        forecast = _mapping(recorded)
         readings[f"{name} forecast with margin"] = _number(forecast.get("with_margin"))
         if "worst_case" in forecast:
             readings[f"{name} forecast worst case"] = _number(forecast["worst_case"])
     current, desired, recommended = (
-        int(number) if (number := _number(event.get(key))) is not None else None
+        _count(event.get(key))
         for key in ("current_replicas", "desired_replicas", "recommended_replicas")
     )
-    placement = dict(event.get("placement") or {})
-    balance = dict(event.get("balance") or {})
+    placement = _mapping(event.get("placement"))
+    balance = _mapping(event.get("balance"))
     log = services.setdefault(service, ServiceLog(service))
     index = len(log.times)
     log.nodes.append(_number(placement.get("nodes")))
