@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -114,6 +115,14 @@ class _ScaleRules(_Strict):
     max_percent: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     period: Duration = timedelta(seconds=15)
     cooldown: Duration = timedelta(0)
+
+    @field_validator("period")
+    @classmethod
+    def _a_period_lasts(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be more than 0s: the time the step limits count changes "
+                             "over")
+        return value
 
     def step_limits(self, default_step: int | None) -> tuple[int | None, float | None]:
         """(max_step, max_percent) in force: those the file sets, else the defaults."""
@@ -249,6 +258,11 @@ def _windows(value: object) -> object:
 Moment = Annotated[datetime, BeforeValidator(_moment)]
 
 
+MAX_REPLICAS = 1_000_000
+"""The most replicas a policy may name: far above any Swarm service, and a number Swarm can
+store (a mistyped bound would otherwise fail only when applied)."""
+
+
 class ScheduleWindow(_Strict):
     """A planned window (`autoscaler.core.schedule`): a cron expression with a duration,
     or a start and an end, on the clock of `timezone`. While it lasts, its `min_replicas`
@@ -261,16 +275,16 @@ class ScheduleWindow(_Strict):
     start: Moment | None = None
     end: Moment | None = None
     timezone: Annotated[str, AfterValidator(_time_zone)] = "UTC"
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=0)
+    min_replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    max_replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
 
 
 class Policy(_Strict):
     """A validated policy for one Swarm service."""
 
     service: Annotated[str, AfterValidator(_service_name)]
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(ge=0)
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(ge=0, le=MAX_REPLICAS)
     strategy: Strategy = "target"
     tolerance: float = Field(default=0.1, allow_inf_nan=False)
     step: int = 1
@@ -672,9 +686,9 @@ def _message(detail: ErrorDetails, location: tuple[int | str, ...]) -> str:
     if kind == "extra_forbidden":
         return "unknown key" + _did_you_mean(location)
     if kind in ("int_type", "int_from_float"):
-        return f"must be a whole number, got {_shown(value)}"
+        return f"must be a whole number, got {_shown(value)}{_text_not_number(value)}"
     if kind in ("float_type", "finite_number"):
-        return f"must be a finite number, got {_shown(value)}"
+        return f"must be a finite number, got {_shown(value)}{_text_not_number(value)}"
     if kind == "string_type":
         return f"must be text, got {_shown(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
@@ -688,6 +702,8 @@ def _message(detail: ErrorDetails, location: tuple[int | str, ...]) -> str:
         return str((detail.get("ctx") or {}).get("error", detail["msg"]))
     if kind == "greater_than_equal":
         return f"must be at least {(detail.get('ctx') or {}).get('ge')}, got {_shown(value)}"
+    if kind == "less_than_equal":
+        return f"must be at most {(detail.get('ctx') or {}).get('le'):,}, got {_shown(value)}"
     if kind == "greater_than":
         return f"must be greater than {(detail.get('ctx') or {}).get('gt')}, got {_shown(value)}"
     if kind == "datetime_type":
@@ -741,10 +757,29 @@ def _type_name(value: object) -> str:
             bool: "true/false"}.get(type(value), type(value).__name__)
 
 
+def _text_not_number(value: object) -> str:
+    """Why a number was read as text, where YAML's rules are the surprise."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    if "e" in value.lower() and "." not in value:
+        return (" (YAML reads an exponent without a dot as text: write 1.0e+3, or the "
+                "number in full)")
+    return " (quoted, so read as text: leave the quotes out)"
+
+
 def _shown(value: object) -> str:
+    """A value as the policy file would write it."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."

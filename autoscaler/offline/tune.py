@@ -35,7 +35,8 @@ class TuneError(ValueError):
 
 def parse_grid(text: str) -> list[float]:
     """`START:STOP:STEP` (both ends included, e.g. 0.1:1.0:0.05) or a list `0.3,0.5,0.7`:
-    the utilisations to try, ascending, each above 0. ValueError says what is wrong."""
+    the utilisations to try, ascending, each above 0 and at most 1. ValueError says what is
+    wrong."""
     text = text.strip()
     try:
         if ":" in text:
@@ -56,8 +57,9 @@ def parse_grid(text: str) -> list[float]:
             raise
         raise ValueError(f"{text!r}: give START:STOP:STEP (as 0.1:1.0:0.05) or a list of "
                          "utilisations (as 0.3,0.5,0.7)") from None
-    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
-        raise ValueError(f"{text!r}: every utilisation must be a number above 0")
+    if not values or any(not math.isfinite(v) or not 0 < v <= 1 for v in values):
+        raise ValueError(f"{text!r}: every utilisation must be above 0 and at most 1 (a "
+                         "target above what a replica carries at 100 % is always violated)")
     return sorted(set(values))
 
 
@@ -182,8 +184,7 @@ def least_violating(trials: Sequence[Trial]) -> Trial:
 
 def refinement(center: float, grid: Sequence[float], step: float) -> list[float]:
     """Utilisations `step` apart around `center`, strictly between its neighbours on the
-    grid (a missing neighbour mirrors the other one), above 0 and not above the grid's top
-    (or 1, if higher)."""
+    grid (a missing neighbour mirrors the other one), above 0 and at most 1."""
     if step <= 0 or len(grid) < 2:
         return []
     lower = max((u for u in grid if u < center - _EPSILON), default=None)
@@ -193,11 +194,10 @@ def refinement(center: float, grid: Sequence[float], step: float) -> list[float]
     if upper is None and lower is not None:
         upper = center + (center - lower)
     assert lower is not None and upper is not None
-    top = max(max(grid), 1.0)
     reach = math.floor((upper - lower) / step) + 1
     found = [round(center + k * step, 6) for k in range(-reach, reach + 1) if k]
     return [u for u in found
-            if lower + _EPSILON < u < upper - _EPSILON and _EPSILON < u <= top + _EPSILON]
+            if lower + _EPSILON < u < upper - _EPSILON and _EPSILON < u <= 1 + _EPSILON]
 
 
 def candidates(utilisations: Sequence[float], knob: Knob, capacity: float,

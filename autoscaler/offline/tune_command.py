@@ -338,7 +338,7 @@ def recommendation_text(result: _Tuned, context: _Context) -> str:
     best = frontier.recommended
     if best is None:
         return (f"no candidate of {result.label} meets the SLO budget of {budget:g} % of "
-                f"steps in violation: nothing recommended, nothing written. The least "
+                f"steps in violation: nothing recommended, no policy written. The least "
                 f"violating: {_trial_text(knob, frontier.least_violating)}.")
     written = f": {result.written}" if result.written is not None else ""
     return (f"recommended for {result.label}: {_trial_text(knob, best)}"

@@ -323,6 +323,8 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
                      "behavior.scale_up.max_step", "at least 1", id="zero-max-step"),
         pytest.param(changed(behavior={"scale_down": {"max_percent": 0}}),
                      "behavior.scale_down.max_percent", "greater than 0", id="zero-max-percent"),
+        pytest.param(changed(behavior={"scale_up": {"period": "0s"}}),
+                     "behavior.scale_up.period", "must be more than 0s", id="zero-period"),
         pytest.param(changed(metrics=[{"name": "rps", "query": "q", "target": 1},
                                       {"name": "rps", "query": "r", "target": 2}]),
                      "metrics[1].name", "used twice", id="duplicate-metric-name"),
@@ -487,6 +489,32 @@ def test_a_predictive_limit_below_the_target_is_rejected(limit: object, fragment
     assert any(p.key == "metrics[0].limit" and fragment in p.message for p in problems), problems
 
 
+@pytest.mark.parametrize(("written", "message"), [
+    pytest.param("1e3", "must be a finite number, got '1e3' (YAML reads an exponent without a "
+                 "dot as text: write 1.0e+3, or the number in full)", id="exponent-without-dot"),
+    pytest.param("'100'", "must be a finite number, got '100' (quoted, so read as text: leave "
+                 "the quotes out)", id="quoted"),
+    pytest.param("nan", "must be a finite number, got 'nan'", id="nan-is-text"),
+    pytest.param("yes", "must be a finite number, got true", id="yes-is-true"),
+])
+def test_a_number_read_as_text_says_why(written: str, message: str) -> None:
+    text = f"service: web\nmax_replicas: 9\nmetrics: [{{name: rps, query: q, target: {written}}}]\n"
+
+    problems = parse_policy(text.encode(), "p.yaml")
+
+    assert isinstance(problems, list)
+    assert [p.message for p in problems if p.key == "metrics[0].target"] == [message]
+
+
+@pytest.mark.parametrize("key", ["min_replicas", "max_replicas"])
+def test_a_count_beyond_any_swarm_service_is_refused(key: str) -> None:
+    problems = parse_policy(yaml.safe_dump({**VALID, key: 10**20}).encode(), "p.yaml")
+
+    assert isinstance(problems, list)
+    assert "must be at most 1,000,000, got 100000000000000000000" in [
+        p.message for p in problems if p.key == key]
+
+
 def test_a_predictive_limit_and_the_worst_case_window() -> None:
     document = {**VALID, "strategy": "predictive",
                 "metrics": [{"name": "rps", "query": "q", "target": 50, "limit": 50}]}
@@ -513,8 +541,8 @@ BASE = "service: web\nmax_replicas: 5\nmetrics: [{name: rps, query: q, target: 1
         pytest.param("{x: 1}: 2\n", "", "a key must be text, got a mapping (line 4)",
                      id="complex-key-mapping"),
         pytest.param("1: one\n", "", "a key must be text, got 1", id="number-key"),
-        pytest.param("yes: 1\n", "", "a key must be text, got True", id="yes-is-true"),
-        pytest.param("~: 1\n", "", "a key must be text, got None", id="null-key"),
+        pytest.param("yes: 1\n", "", "a key must be text, got true", id="yes-is-true"),
+        pytest.param("~: 1\n", "", "a key must be text, got null", id="null-key"),
         pytest.param("behavior: {scale_up: {[a]: 1}}\n", "behavior.scale_up",
                      "a key must be text, got a list (line 4)", id="in-behavior"),
         pytest.param("strategy: predictive\npredictive: {{a: 1}: 2, 7: 3}\n", "predictive",

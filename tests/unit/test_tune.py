@@ -124,7 +124,8 @@ def test_the_grid(text: str, expected: list[float]) -> None:
     assert parse_grid(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["0.1:1.0", "0:1:0.1", "a,b", "0.5:0.1:0.1", "-1,0.5"])
+@pytest.mark.parametrize("text", ["0.1:1.0", "0:1:0.1", "a,b", "0.5:0.1:0.1", "-1,0.5",
+                                  "0.5,1.5", "0.5:1.5:0.5"])
 def test_a_bad_grid_says_how_to_write_one(text: str) -> None:
     with pytest.raises(ValueError, match=repr(text)):
         parse_grid(text)
@@ -227,7 +228,7 @@ def test_with_no_candidate_within_the_budget_it_says_so_and_writes_no_policy(
     assert code == 0
     printed = capsys.readouterr().out
     assert "no candidate of p.yaml meets the SLO budget of 0 % of steps in violation: nothing " \
-        "recommended, nothing written. The least violating: u " in printed
+        "recommended, no policy written. The least violating: u " in printed
     assert not (out / "p.yaml").exists()
     record = json.loads((out / "summary.json").read_text())["policies"][0]
     assert record["recommended"] is None

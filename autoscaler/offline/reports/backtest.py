@@ -327,7 +327,8 @@ LOWER_IS_BETTER = "lower"
 ROW_NOTES: dict[str, tuple[str, str | None]] = {
     "replica-hours": ("the cost: replicas billed (ready or starting) x hours", LOWER_IS_BETTER),
     "oracle replica-hours": ("the floor: the fewest replicas meeting the SLO at each step, "
-                             "started instantly; the same for all", None),
+                             "started instantly, never under the policy's min_replicas; "
+                             "the same for policies with the same min_replicas", None),
     "SLO violation %": ("steps where the ready replicas could not carry the load within the "
                         "SLO", LOWER_IS_BETTER),
     "under-provisioned time %": ("steps with fewer ready replicas than the oracle demand: the "
