@@ -350,7 +350,8 @@ class MetricForecaster:
                 predicted = model.predict(seeding)
             changes = np.maximum(predicted, -seeding[:, 0])  # as `forecast`
             level, seen_change = seeding[:, 0], usable_targets[recent]
-            seen, served = np.expm1(level + seen_change), np.expm1(level + changes)
+            seen = np.expm1(np.minimum(level + seen_change, LARGEST_LOG1P))
+            served = np.expm1(np.minimum(level + changes, LARGEST_LOG1P))
             if seed_errors:
                 self._errors.extend(seen_change - changes)
                 self._shortfalls.extend(seen - served)
@@ -387,7 +388,13 @@ class MetricForecaster:
             if index >= 0:
                 self._logged[index] = logged
         else:
-            self._logged.extend([math.nan] * (index - len(self._logged)))
+            if index - len(self._logged) > self._keep:
+                # A jump ahead past all that is kept (a clock set years on): the values
+                # kept are all too old to use, and the gap is not filled step by step.
+                self._start += (index - self._keep) * self.settings.step
+                self._logged = [math.nan] * self._keep
+            else:
+                self._logged.extend([math.nan] * (index - len(self._logged)))
             self._logged.append(logged)
         if len(self._logged) > 2 * self._keep:
             drop = len(self._logged) - self._keep

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -351,6 +352,25 @@ def test_a_metric_at_the_largest_float_is_forecast_without_overflow() -> None:
     forecast = forecaster.forecast(now)
 
     assert all(value is not None and math.isfinite(value) for value in forecast[:3])
+
+
+def test_a_clock_set_years_ahead_costs_no_more_than_what_is_kept() -> None:
+    """At a 15 s tick ten years are 21 million steps: the gap is not filled one by one."""
+    tick = timedelta(seconds=15)
+    load = daily(4)
+    forecaster = MetricForecaster(settings(step=tick))
+    steps = 3 * 1440 * 4
+    forecaster.train([START + i * tick for i in range(steps)], [load[i // 4] for i in range(steps)])
+    later = START + timedelta(days=3650)
+
+    tracemalloc.start()
+    forecaster.observe(later, 500.0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    forecaster.observe(later + tick, 510.0)
+
+    assert peak < 5_000_000
+    assert forecaster.forecast(later + tick).point is not None
 
 
 def test_recent_values_keep_the_newest() -> None:
