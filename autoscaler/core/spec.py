@@ -654,7 +654,17 @@ def validate_document(document: Document, file: str) -> Policy | list[PolicyProb
         found.extend((_key_path(tuple(d["loc"])), _message(d, tuple(d["loc"])))
                      for d in error.errors())
     found.extend(_cross_key_problems(document))
+    found.sort(key=lambda problem: _in_file_order(problem[0], document))
     return [PolicyProblem(file, key, message) for key, message in found] or policy
+
+
+def _in_file_order(key: str, document: Document) -> tuple[int, list[int]]:
+    """Where a problem's key is in the file: its top-level key's place, then its list
+    indices (`schedule[2]` before `schedule[10]`), so that each check's problems do not come
+    in the order the checks ran."""
+    top = re.match(r"[^.\[]*", key)
+    place = list(document).index(top[0]) if top and top[0] in document else len(document)
+    return place, [int(index) for index in re.findall(r"\[(\d+)\]", key)]
 
 
 def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:

@@ -515,6 +515,22 @@ def test_a_count_beyond_any_swarm_service_is_refused(key: str) -> None:
         p.message for p in problems if p.key == key]
 
 
+def test_problems_come_in_the_order_of_the_file() -> None:
+    """Each check reports on its own pass; the reader gets them top to bottom."""
+    text = (b"service: web\nmax_replicas: 10\nschedule:\n"
+            b"  - {cron: '0 0 * * *', duration: 2d, min_replicas: 2}\n"
+            b"  - {cron: 'bad', duration: 1h, min_replicas: 2}\n"
+            b"  - {cron: '0 0 * * *', duration: 1h, min_replicas: 20}\n"
+            b"metrics: [{name: rps, query: q, target: -1}]\ntolerance: x\n")
+
+    problems = parse_policy(text, "p.yaml")
+
+    assert isinstance(problems, list)
+    assert [p.key for p in problems] == ["schedule[0].duration", "schedule[1].cron",
+                                         "schedule[2].min_replicas", "metrics[0].target",
+                                         "tolerance"]
+
+
 def test_a_predictive_limit_and_the_worst_case_window() -> None:
     document = {**VALID, "strategy": "predictive",
                 "metrics": [{"name": "rps", "query": "q", "target": 50, "limit": 50}]}
