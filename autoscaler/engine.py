@@ -160,3 +160,6 @@ class Engine:
         except SourceUnavailable as error:
             report.leadership_error = str(error)
             return False
+        except Exception as error:  # a lease that cannot be read is not held: decide, not act
+            report.leadership_error = f"{type(error).__name__}: {error}"
+            return False

@@ -177,7 +177,7 @@ class PrometheusSource:
                 status, reason = response.status_code, response.reason
                 location = response.headers.get("Location")
         except (requests.RequestException, urllib3.exceptions.HTTPError,
-                http.client.HTTPException, OSError) as error:
+                http.client.HTTPException, OSError, UnicodeError) as error:
             if time.monotonic() >= deadline:
                 self._fail(f"did not answer within {self.timeout:g} s")
             self._fail(f"did not answer: {type(error).__name__}: {error}")
@@ -239,7 +239,7 @@ _NOT_JSON = object()
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         return _NOT_JSON
 
 
@@ -264,9 +264,19 @@ def _series(result: Any, url: str) -> list[Series]:
                 f"Prometheus at {url} answered with a range or an unknown shape, "
                 "not an instant vector"
             )
-        labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
-        series.append(Series(labels, _number(item["value"][1], url)))
+        metric = item.get("metric")
+        labels = {str(k): str(v) for k, v in metric.items()} if isinstance(metric, dict) else {}
+        series.append(Series(labels, _sample(item["value"][1])))
     return series
+
+
+def _sample(text: Any) -> float:
+    """One series' value in a vector; NaN (missing, to that series' service alone) where it
+    is not a number, so that one bad series does not fail a query shared by many."""
+    try:
+        return float(text)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def _is_sample(value: Any) -> bool:

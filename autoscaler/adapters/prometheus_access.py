@@ -78,6 +78,13 @@ class PrometheusAccess:
             raise ValueError("give basic auth or a bearer token, not both")
         if self.bearer_token == "":
             raise ValueError("the bearer token is empty")
+        carried = [("the bearer token", self.bearer_token), ("basic_user", self.basic_user),
+                   ("basic_password", self.basic_password),
+                   *((f"the value of header {name}", value) for name, value in self.headers)]
+        for what, text in carried:
+            if text is not None and not _latin1(text):
+                raise ValueError(f"{what} has a character an HTTP header cannot carry (one "
+                                 "outside Latin-1)")
         for name, value in self.headers:
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"{name!r} is not an HTTP header name")
@@ -199,3 +206,12 @@ def read_secret(what: str, *, file: str | os.PathLike[str] | None = None,
     if not value:
         raise ValueError(f"{what}: {where} is empty")
     return value
+
+
+def _latin1(text: str) -> bool:
+    """Whether HTTP can carry `text` in a header as it is (requests sends Latin-1)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True

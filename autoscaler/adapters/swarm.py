@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import docker
@@ -179,13 +179,23 @@ class SwarmScaler:
             # new client, which settles the API version again (an engine downgraded, say).
             self._connection.forget()
             raise
+        read = {}
+        specs = {}
+        for service in listed:
+            if not isinstance(service.ID, str) or service.Version is None:
+                continue  # not a service the agent can name or update
+            key = (service.ID, service.Version.Index)
+            try:
+                read[key] = self._read.get(key) or _read_service(service, *key)
+            except (KeyError, TypeError, AttributeError, ValueError, msgspec.DecodeError):
+                continue  # a spec the agent cannot read leaves that service out, no other
+            specs[service.ID] = (service.Version.Index, service.Spec)
         try:
-            read = {}
-            for service in listed:
-                key = (service.ID, service.Version.Index)
-                read[key] = self._read.get(key) or _read_service(service)
-            found = placements([_task(task) for task in tasks], [_node(raw) for raw in nodes],
-                               {state.id: constraints for state, constraints in read.values()})
+            found = placements(
+                [task for task in map(_task, tasks) if task is not None],
+                [node for node in map(_node, nodes if isinstance(nodes, list) else [])
+                 if node is not None],
+                {state.id: constraints for state, constraints in read.values()})
         except (KeyError, TypeError, AttributeError, ValueError) as error:
             self._read = {}
             self._connection.forget()
@@ -193,7 +203,7 @@ class SwarmScaler:
         self._read = {key: (placed(state, found.get(state.id)), constraints)
                       for key, (state, constraints) in read.items()}
         states = [state for state, _ in self._read.values()]
-        self._specs = {service.ID: (service.Version.Index, service.Spec) for service in listed}
+        self._specs = specs
         return {state.name: state for state in states}
 
     def _listing(self, path: str, params: dict[str, str],
@@ -276,7 +286,7 @@ def is_conflict(status: int | None, message: str) -> bool:
 def _error_message(response: requests.Response) -> str:
     try:
         answer = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         return response.text
     return str(answer.get("message", response.text)) if isinstance(answer, dict) \
         else response.text
@@ -303,8 +313,7 @@ def service_state(raw: dict[str, Any], *, placement: Placement | None = None
                   ) -> ServiceState:
     """A listed service as the core sees it, with where its tasks are (None: not known)."""
     spec = raw.get("Spec", {})
-    replicated = spec.get("Mode", {}).get("Replicated")
-    replicas = replicated.get("Replicas", 1) if isinstance(replicated, dict) else None
+    replicas = _replicas(spec)
     return ServiceState(
         name=spec.get("Name", raw.get("ID", "")),
         id=raw["ID"],
@@ -331,27 +340,23 @@ _NULL = msgspec.Raw(b"null")
 
 class _ListedService(msgspec.Struct):
     """A service of the listing, its specs left as listed: a fleet's listing is mostly
-    specs (17.5 MB at 10,000 services), and only a new or changed service's are read."""
+    specs (17.5 MB at 10,000 services), and only a new or changed service's are read. Its
+    fields are checked one service at a time: one malformed service is left out alone."""
 
-    ID: str
-    Version: _Version
+    ID: Any = None
+    Version: _Version | None = None
     Spec: msgspec.Raw = msgspec.Raw(b"{}")
     PreviousSpec: msgspec.Raw = _NULL
     UpdatedAt: Any = None
 
 
-class _TaskStatus(msgspec.Struct):
-    State: Any = ""
-    Err: Any = None
-
-
 class _ListedTask(msgspec.Struct):
     """A task of the listing, as far as the agent reads it (a task listed by the engine
-    carries its whole spec besides)."""
+    carries its whole spec besides); a task of no known shape is left out alone."""
 
-    ServiceID: str
+    ServiceID: Any = None
     NodeID: Any = None
-    Status: _TaskStatus | None = None
+    Status: Any = None
 
 
 _Listed = TypeVar("_Listed", _ListedService, _ListedTask)
@@ -359,28 +364,44 @@ _SERVICES = msgspec.json.Decoder(list[_ListedService])
 _TASKS = msgspec.json.Decoder(list[_ListedTask])
 
 
-def _read_service(listed: _ListedService) -> tuple[ServiceState, list[str]]:
+def _read_service(listed: _ListedService, service_id: str, version: int
+                  ) -> tuple[ServiceState, list[str]]:
     """A new or changed service of the listing, read, with its placement constraints."""
-    raw = {"ID": listed.ID, "Version": {"Index": listed.Version.Index},
+    raw = {"ID": service_id, "Version": {"Index": version},
            "Spec": msgspec.json.decode(listed.Spec),
            "PreviousSpec": msgspec.json.decode(listed.PreviousSpec),
            "UpdatedAt": listed.UpdatedAt}
     return service_state(raw), _constraints(raw)
 
 
-def _task(listed: _ListedTask) -> Task:
-    status = listed.Status or _TaskStatus()
+def _task(listed: _ListedTask) -> Task | None:
+    """The task, or None where it names no service."""
+    if not isinstance(listed.ServiceID, str):
+        return None
+    status = _mapping(listed.Status)
     return Task(service_id=listed.ServiceID, node_id=str(listed.NodeID or "") or None,
-                state=str(status.State), error=str(status.Err or "") or None)
+                state=str(status.get("State") or ""), error=str(status.get("Err") or "") or None)
 
 
-def _node(raw: dict[str, Any]) -> Node:
-    spec, status = raw.get("Spec") or {}, raw.get("Status") or {}
-    description = raw.get("Description") or {}
-    return Node(id=str(raw["ID"]), hostname=str(description.get("Hostname", "")),
-                role=str(spec.get("Role", "")), labels=dict(spec.get("Labels") or {}),
-                engine_labels=dict((description.get("Engine") or {}).get("Labels") or {}),
+def _node(raw: object) -> Node | None:
+    """The node, or None where it has no ID."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("ID"), str):
+        return None
+    spec, status = _mapping(raw.get("Spec")), _mapping(raw.get("Status"))
+    description = _mapping(raw.get("Description"))
+    return Node(id=raw["ID"], hostname=str(description.get("Hostname", "")),
+                role=str(spec.get("Role", "")), labels=_labels(spec.get("Labels")),
+                engine_labels=_labels(_mapping(description.get("Engine")).get("Labels")),
                 ready=status.get("State") == "ready", active=spec.get("Availability") == "active")
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _labels(value: object) -> dict[str, str]:
+    """Labels as text; a set that is not a mapping is none."""
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _constraints(raw: dict[str, Any]) -> list[str]:
@@ -425,11 +446,14 @@ def _unscaled(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _replicas(spec: dict[str, Any]) -> int | None:
+    """A replicated service's count; None for a global service, or a count that is no
+    whole number of replicas."""
     replicated = spec.get("Mode", {}).get("Replicated")
     if not isinstance(replicated, dict):
         return None
     count = replicated.get("Replicas", 1)
-    return count if isinstance(count, int) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 \
+        else None
 
 
 def parse_docker_time(text: object) -> datetime | None:
@@ -437,6 +461,7 @@ def parse_docker_time(text: object) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(_NANOSECONDS.sub(r"\1", text))
+        moment = datetime.fromisoformat(_NANOSECONDS.sub(r"\1", text))
     except ValueError:
         return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -13,7 +13,7 @@ import copy
 import os
 import socket
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -46,8 +46,9 @@ class SwarmLease:
 
     def acquire(self, now: datetime) -> bool:
         node = self._lease_node()
-        self._paused = is_paused(node["Spec"].get("Labels") or {})
-        holder, expiry = parse_lease((node["Spec"].get("Labels") or {}).get(self.label))
+        labels = _labels(node)
+        self._paused = is_paused(labels)
+        holder, expiry = parse_lease(labels.get(self.label))
         if holder is not None and holder != self.holder and expiry is not None and expiry > now:
             self._expiry = None
             return False
@@ -65,7 +66,7 @@ class SwarmLease:
             return
         try:
             node = self._lease_node()
-            holder, _ = parse_lease((node["Spec"].get("Labels") or {}).get(self.label))
+            holder, _ = parse_lease(_labels(node).get(self.label))
             if holder == self.holder:
                 self._write(node, None)
         except SourceUnavailable:
@@ -79,14 +80,18 @@ class SwarmLease:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot read the lease: {self._connection.describe(error)}") from error
-        if not managers:
-            raise SourceUnavailable("cannot read the lease: no manager node is listed")
-        return dict(min(managers, key=lambda node: node["ID"]))
+        listed = [node for node in managers if isinstance(node, dict)
+                  and isinstance(node.get("ID"), str) and isinstance(node.get("Spec"), dict)
+                  and isinstance(node.get("Version"), dict)]
+        if not listed:
+            raise SourceUnavailable("cannot read the lease: no manager node is listed with an "
+                                    "ID, a spec and a version")
+        return dict(min(listed, key=lambda node: node["ID"]))
 
     def _write(self, node: dict[str, Any], value: str | None) -> bool:
         """Write the lease label (None removes it); False when another write came first."""
         spec = copy.deepcopy(node["Spec"])
-        labels = dict(spec.get("Labels") or {})
+        labels = _labels(node)
         if value is None:
             labels.pop(self.label, None)
         else:
@@ -104,12 +109,20 @@ class SwarmLease:
         return True
 
 
-def parse_lease(value: str | None) -> tuple[str | None, datetime | None]:
-    """(holder, expiry) of a lease label; a label that does not parse holds nothing."""
-    if not value:
+def _labels(node: dict[str, Any]) -> dict[str, Any]:
+    """The node's labels; none where the spec holds something else."""
+    labels = node["Spec"].get("Labels")
+    return dict(labels) if isinstance(labels, dict) else {}
+
+
+def parse_lease(value: object) -> tuple[str | None, datetime | None]:
+    """(holder, expiry) of a lease label; a label that does not parse holds nothing. An
+    expiry without a zone is read as UTC, as the agent writes it."""
+    if not isinstance(value, str) or not value:
         return None, None
     holder, _, expiry = value.rpartition(" ")
     try:
-        return holder or None, datetime.fromisoformat(expiry)
+        moment = datetime.fromisoformat(expiry)
     except ValueError:
         return None, None
+    return holder or None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -23,8 +23,9 @@ class Hold:
     message: str
 
 
-def is_paused(labels: Mapping[str, str]) -> bool:
-    return labels.get(PAUSE_LABEL, "").strip().lower() == "true"
+def is_paused(labels: Mapping[str, object]) -> bool:
+    value = labels.get(PAUSE_LABEL)
+    return isinstance(value, str) and value.strip().lower() == "true"
 
 
 RECORD_SLACK = timedelta(minutes=5)

@@ -87,7 +87,8 @@ DEGENERATE_INSTANT = {
                  "answered with a 'string' result"),
     "wrong-shape": (api_answer({"resultType": "vector", "result": [{"values": []}]}),
                     "unknown shape"),
-    "not-a-number": (vector("many"), "sent a value that is not a number: 'many'"),
+    "nested-too-deep": (Answer(body=b"[" * 100_000 + b"]" * 100_000),
+                        "sent an answer that is not the query API's: not JSON"),
 }
 
 
@@ -124,6 +125,20 @@ def test_a_degenerate_range_answer_is_unavailable(answer: Answer, message: str) 
         with pytest.raises(SourceUnavailable, match=message):
             source.history("up", service="s0", service_label="service", per_service=True,
                            start=START, end=END, step=STEP)
+
+
+def test_one_bad_series_is_missing_alone_not_the_whole_answer() -> None:
+    """A query shared by many services: a series whose value is not a number is missing
+    for its own service; one whose labels are not a mapping has none."""
+    answer = api_answer({"resultType": "vector", "result": [
+        {"metric": {"service": "s0"}, "value": [1700000000.0, "many"]},
+        {"metric": {"service": "s1"}, "value": [1700000000.0, "2"]},
+        {"metric": ["service", "s2"], "value": [1700000000.0, "3"]}]})
+    with ScriptedServer(lambda seen: answer) as server:
+        found = PrometheusSource(server.url).query("up")
+
+    assert [series.labels for series in found] == [{"service": "s0"}, {"service": "s1"}, {}]
+    assert math.isnan(found[0].value) and [s.value for s in found[1:]] == [2.0, 3.0]
 
 
 def test_nan_and_infinities_pass_through_an_instant_query_and_are_gaps_in_a_range() -> None:

@@ -273,10 +273,18 @@ def test_a_fresh_engine_does_not_scale_down_at_once() -> None:
     ]
 
 
+class _LeaseThatRaises(FakeLeadership):
+    """A lease label no code expected (an expiry without a zone, labels as a list)."""
+
+    def acquire(self, now: object) -> bool:
+        raise TypeError("can't compare offset-naive and offset-aware datetimes")
+
+
 @pytest.mark.parametrize(
     "leadership",
     [pytest.param(FakeLeadership(leader=False), id="another-agent-leads"),
-     pytest.param(FakeLeadership(down=True), id="lease-unreadable")],
+     pytest.param(FakeLeadership(down=True), id="lease-unreadable"),
+     pytest.param(_LeaseThatRaises(), id="lease-that-raises")],
 )
 def test_an_agent_without_the_lease_records_not_leader_and_applies_nothing(
     leadership: FakeLeadership,

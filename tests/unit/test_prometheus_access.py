@@ -79,6 +79,9 @@ def test_redact_blanks_every_form_a_secret_is_sent_in() -> None:
     ({"headers": (("Authorization", SECRET),), "bearer_token": SECRET}, "Authorization"),
     ({"client_key": "/k.pem"}, "needs client_cert"),
     ({"ca_bundle": "/ca.pem"}, "needs an https:// URL"),
+    ({"bearer_token": SECRET + "\u20ac"}, "the bearer token has a character an HTTP header"),
+    ({"basic_user": "ops", "basic_password": SECRET + "\u20ac"}, "basic_password has a"),
+    ({"headers": (("X-Scope-OrgID", SECRET + "\u20ac"),)}, "header X-Scope-OrgID has a"),
 ])
 def test_a_contradiction_is_refused_naming_no_secret(keys: dict[str, object],
                                                      message: str) -> None:

@@ -4,12 +4,14 @@ record label with it) or something more. Pure: the listing's JSON in, the state 
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from autoscaler.adapters.swarm import service_state
+from autoscaler.adapters.swarm import SwarmScaler, service_state
+from autoscaler.adapters.swarm_lease import parse_lease
 from autoscaler.core.record import RECORD_LABEL
 
 UPDATED_AT = "2026-12-06T10:00:00.123456789Z"
@@ -71,3 +73,99 @@ def test_a_global_service_has_no_scale() -> None:
     state = service_state(listed(spec(2), spec(Mode={"Global": {}})))
 
     assert (state.replicas, state.last_scaled_at) == (None, None)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("agent/1 2026-12-06T10:00:00+00:00",
+     ("agent/1", datetime(2026, 12, 6, 10, tzinfo=UTC))),
+    pytest.param("agent/1 2026-12-06T10:00:00", ("agent/1", datetime(2026, 12, 6, 10, tzinfo=UTC)),
+                 id="no-zone-is-utc"),
+    pytest.param("agent/1 soon", (None, None), id="no-time"),
+    pytest.param(["agent/1"], (None, None), id="not-text"),
+    pytest.param("", (None, None), id="empty"),
+])
+def test_a_lease_label_is_read_or_holds_nothing(value: object, expected: tuple[object, object]
+                                                ) -> None:
+    """Anyone who can label the manager node writes this label: an expiry without a zone
+    was compared with an aware time and failed every tick."""
+    assert parse_lease(value) == expected
+
+
+class _Answer:
+    def __init__(self, data: object) -> None:
+        self.content, self.ok, self.status_code = json.dumps(data).encode(), True, 200
+
+
+class _Engine:
+    """docker-py's APIClient as far as the listing uses it, answering `services`, `tasks`
+    and `nodes` as given: the hostile answers a real engine does not send."""
+
+    base_url, api_version, timeout = "http://engine", "1.44", 5
+
+    def __init__(self, services: list[Any], tasks: list[Any], nodes: list[Any]) -> None:
+        self.answers = {"/services": services, "/tasks": tasks}
+        self.listed_nodes = nodes
+
+    def get(self, url: str, **_: Any) -> _Answer:
+        return _Answer(self.answers["/" + url.rsplit("/", 1)[1]])
+
+    def nodes(self, **_: Any) -> list[Any]:
+        return self.listed_nodes
+
+
+class _Connection:
+    def __init__(self, api: _Engine) -> None:
+        self.api = api
+
+    def forget(self) -> None:
+        pass
+
+    def describe(self, error: BaseException) -> str:
+        return str(error)
+
+
+def named(name: str, **changes: Any) -> dict[str, Any]:
+    return {"ID": f"id-{name}", "Version": {"Index": 1}, "Spec": spec(Name=name, **changes)}
+
+
+NODE = {"ID": "n1", "Spec": {"Role": "manager", "Availability": "active", "Labels": {}},
+        "Status": {"State": "ready"}, "Description": {"Hostname": "h"}}
+
+
+@pytest.mark.parametrize(("services", "tasks", "nodes", "listed_names"), [
+    pytest.param([named("odd", Mode="replicated")], [], [NODE], ["good"], id="mode-text"),
+    pytest.param([named("odd", Labels=["a=b"])], [], [NODE], ["good"], id="labels-a-list"),
+    pytest.param([named("odd", TaskTemplate={"Placement": ["x"]})], [], [NODE], ["good"],
+                 id="placement-a-list"),
+    pytest.param([{"ID": "id-odd", "Spec": spec(Name="odd")}], [], [NODE], ["good"],
+                 id="no-version"),
+    pytest.param([{"ID": 7, "Version": {"Index": 1}, "Spec": spec(Name="odd")}], [], [NODE],
+                 ["good"], id="id-a-number"),
+    pytest.param([named("odd", Mode={"Replicated": {"Replicas": "3"}})], [], [NODE],
+                 ["good", "odd"], id="replicas-text"),
+    pytest.param([], [{"ServiceID": "id-good", "Status": "running"}], [NODE], ["good"],
+                 id="task-status-text"),
+    pytest.param([], [{"NodeID": "n1", "Status": {"State": "running"}}], [NODE], ["good"],
+                 id="task-without-service"),
+    pytest.param([], [], [NODE, {"Spec": {}}], ["good"], id="node-without-id"),
+    pytest.param([], [], [NODE, {**NODE, "ID": "n2", "Spec": {"Labels": ["x"]}}], ["good"],
+                 id="node-labels-a-list"),
+])
+def test_one_malformed_service_task_or_node_leaves_the_others_listed(
+        services: list[Any], tasks: list[Any], nodes: list[Any], listed_names: list[str]
+) -> None:
+    scaler = SwarmScaler(_Connection(_Engine([named("good"), *services], tasks, nodes)))
+
+    found = scaler.list_services()  # type: ignore[arg-type]
+
+    assert sorted(found) == listed_names
+    assert found["good"].replicas == 3
+    assert "odd" not in found or found["odd"].replicas is None
+
+
+def test_an_update_time_without_a_zone_is_read_as_utc() -> None:
+    raw = listed(spec(replicas=2), spec(replicas=3))
+    raw["UpdatedAt"] = "2026-12-06T10:00:00"
+
+    assert service_state(raw).last_scaled_at == datetime(2026, 12, 6, 10, tzinfo=UTC)
+
