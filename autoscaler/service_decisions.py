@@ -70,7 +70,7 @@ class ServiceDecisions:
 
     def _forget(self, service: str) -> None:
         self._memory.pop(service, None)
-        self._planner.keep_only(set(self._memory))
+        self._planner.forget(service)
 
     def decide(self, entry: ManagedPolicy, state: ServiceState | None, values: MetricValues,
                now: datetime, *, leader: bool, paused_all: bool) -> Decision | Decided:

@@ -30,16 +30,15 @@ def stabilize(
     *, current: int, recommended: int, memory: ServiceMemory, behavior: Behavior, now: datetime
 ) -> Limited:
     """Scale up only to the lowest count in the up-window, down only to the highest in the
-    down-window (the windows include this tick's recommendation; the first count seen
-    counts in the down-window only)."""
+    down-window (the windows include this tick's recommendation, and the first count seen:
+    an agent that starts, or starts again, does not know what its predecessor recommended,
+    and takes the count it finds for it rather than let a spike through either window)."""
     up_window = behavior.scale_up.stabilization
     down_window = behavior.scale_down.stabilization
-    lowest = min([recommended, *in_window(memory.recommendations, now=now, window=up_window)])
-    highest = max([
-        recommended,
-        *in_window(memory.recommendations if memory.seed is None
-                   else (*memory.recommendations, memory.seed), now=now, window=down_window),
-    ])
+    known = memory.recommendations if memory.seed is None \
+        else (*memory.recommendations, memory.seed)
+    lowest = min([recommended, *in_window(known, now=now, window=up_window)])
+    highest = max([recommended, *in_window(known, now=now, window=down_window)])
     stabilized = min(max(current, lowest), highest)
     if stabilized == recommended:
         return Limited(recommended)

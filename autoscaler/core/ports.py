@@ -118,3 +118,7 @@ class Planner(Protocol):
     def keep_only(self, services: Collection[str]) -> None:
         """Forget the services not managed any more."""
         ...
+
+    def forget(self, service: str) -> None:
+        """Forget one service (removed and made again under its name: a new service)."""
+        ...

@@ -204,13 +204,21 @@ class ForecastBook:
             raises.settle(in_force)
 
     def forget_all_but(self, services: Collection[str]) -> None:
-        """Drop the forecasters, raises and training times of services not managed any more:
-        a service made again under the same name starts afresh."""
-        self._forecasters = {k: v for k, v in self._forecasters.items() if k[0] in services}
-        self._settings = {k: v for k, v in self._settings.items() if k[0] in services}
-        self._holds = {k: v for k, v in self._holds.items() if k[0] in services}
-        self._next_training = {k: v for k, v in self._next_training.items() if k in services}
-        self._unsettled = {k: v for k, v in self._unsettled.items() if k in services}
+        """Drop the forecasters, raises and training times of services not managed any
+        more."""
+        known = {service for service, _ in self._forecasters} | set(self._next_training) \
+            | {service for service, _ in self._holds} | set(self._unsettled)
+        for service in known.difference(services):
+            self.forget(service)
+
+    def forget(self, service: str) -> None:
+        """Drop one service's forecasters, raises and training time: a service made again
+        under the same name starts afresh."""
+        for keyed in (self._forecasters, self._settings, self._holds):
+            for key in [key for key in keyed if key[0] == service]:
+                del keyed[key]
+        self._next_training.pop(service, None)
+        self._unsettled.pop(service, None)
 
     def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:
         """The metric's raises, counted at its present target and limit."""

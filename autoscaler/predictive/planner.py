@@ -76,6 +76,10 @@ class PredictivePlanner:
         self._alone = {name: m for name, m in self._alone.items() if name in services}
         self.book.forget_all_but(services)
 
+    def forget(self, service: str) -> None:
+        self._alone.pop(service, None)
+        self.book.forget(service)
+
     def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
                    ) -> Iterator[list[Retrained]]:
         for policy in policies:

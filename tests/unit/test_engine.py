@@ -353,6 +353,9 @@ def test_a_hold_for_missing_metrics_is_not_remembered_as_a_recommendation() -> N
     metrics = FakeMetrics(lambda _: [Series({"service": "web"}, values["web"])])
     engine, sink = engine_for(metrics, swarm, dry_run=False,
                               web={"behavior": {"scale_up": {"stabilization": "2m"}}})
+    values["web"] = 300  # first seen, steady: the count found is out of the window at NOW
+    engine.tick(NOW - timedelta(minutes=2))
+    values["web"] = 1000
 
     engine.tick(NOW)
     values["web"] = float("nan")
@@ -360,7 +363,7 @@ def test_a_hold_for_missing_metrics_is_not_remembered_as_a_recommendation() -> N
     values["web"] = 1000
     engine.tick(NOW + timedelta(seconds=30))
 
-    assert [(d.desired_replicas, d.reason) for d in sink.decisions] == [
+    assert [(d.desired_replicas, d.reason) for d in sink.decisions[1:]] == [
         (7, Reason.SCALE_UP_LIMIT), (7, Reason.METRICS_MISSING),
         (10, Reason.DESIRED_WITHIN_RANGE),
     ]
@@ -574,6 +577,31 @@ def test_a_training_that_raises_fails_its_service_only_and_is_tried_again() -> N
     assert failures["web"] is None
     assert (failures["api"] or "").startswith("TrainingFailed: ValueError")
     assert [r.service for r in again] == ["api"]
+
+
+def test_a_service_made_again_forgets_itself_not_a_service_new_this_tick() -> None:
+    """`q` is removed and made again while `p` (predictive, trained before it was deployed)
+    appears, decided after q: q starts afresh, p keeps its trained forecaster."""
+    minute = timedelta(minutes=1)
+    swarm = FakeSwarm()
+    swarm.add("q", 2)
+    sink = ListSink()
+    cycle = daily_cycle(3)
+    engine = engine_of(metrics=by_service({"p": cycle[-1], "q": 100}), swarm=swarm, sink=sink,
+                       dry_run=False, tick=minute, policies={
+                           "a-q.yaml": build_policy(service="q", metrics=[
+                               {"name": "rps", "query": ALL, "target": 100}]),
+                           "b-p.yaml": build_policy(service="p", strategy="predictive", metrics=[
+                               {"name": "rps", "query": ALL, "target": 100}])})
+    assert [r.failure for r in engine.retrain(NOW, FakeHistory(cycle))] == [None]
+    engine.tick(NOW)
+    swarm.add("p", 2)
+    swarm.services["q"] = replace(swarm.services["q"], id="q-made-again")
+
+    engine.tick(NOW + minute)
+
+    (decided,) = [d for d in sink.decisions[-2:] if d.service == "p"]
+    assert decided.fallback_reason is None and decided.forecast is not None
 
 
 def test_a_changed_query_starts_a_new_forecaster_due_for_training() -> None:

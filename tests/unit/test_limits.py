@@ -166,8 +166,13 @@ def test_synced_shadow(spec: int, expected_shadow: int) -> None:
         ),
         pytest.param(
             {"scale_up": {"stabilization": "1m"}},
-            memory(seed=(NOW, 3)), 3, 6, (6, None),
-            id="seed-not-in-up-window",
+            memory(seed=(NOW, 3)), 3, 6, (3, Reason.SCALE_UP_STABILIZED),
+            id="fresh-seed-holds-scale-up",
+        ),
+        pytest.param(
+            {"scale_up": {"stabilization": "1m"}},
+            memory(seed=(ago(60), 3)), 3, 6, (6, None),
+            id="up-seed-exactly-window-old-is-outside",
         ),
         pytest.param(
             {"scale_down": {"stabilization": "5m"}},
