@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 RECORD_LABEL = "autoscaler.changes"
-MAX_ENTRIES = 64
-"""The most changes a record keeps, whatever the policy's windows: a label stays small."""
+MAX_ENTRIES = 1024
+"""The most changes a record keeps: the agent changes a count at most once a tick, so this
+holds every change of a window up to 1024 ticks (4 h 16 min at the default 15 s), and the
+label stays under 25 kB."""
 _ENTRY = re.compile(r"(\d{1,12}):(\d{1,9})>(\d{1,9})")
 
 
