@@ -27,6 +27,8 @@ log = structlog.get_logger("autoscaler.runtime.agent")
 
 RETRAIN_CHECK = timedelta(minutes=1)
 """How often the retrain job looks for predictive policies due for training."""
+FIRST_TRAINING_AFTER = timedelta(seconds=1)
+"""The first trainings start this long after the first tick, which takes the lock first."""
 STOP_GRACE = 3.0
 """Seconds SIGTERM waits for the tick in flight before the agent stops without it: with the
 lease's release (at most one second) it ends within 5 s whatever a tick waits on."""
@@ -59,7 +61,6 @@ class Agent:
         self._readiness: dict[str, str | None] = {"prometheus": "no tick yet",
                                                   "docker": "no tick yet"}
         """Per dependency, why the last tick could not use it (None: it could)."""
-        self._trained_once = False
         self._on_one_node: dict[str, bool] = {}
         self._imbalanced: dict[str, bool] = {}
         self._loaded_once = False
@@ -148,14 +149,6 @@ class Agent:
             self._telemetry.dependencies(self._readiness)
             self._last_tick_done = time.monotonic()
             return report
-
-    def _scheduled_tick(self) -> None:
-        """The interval job: the first one trains the forecasters that are due first, so that
-        a predictive policy has a model at its first decision."""
-        if not self._trained_once:
-            self._trained_once = True
-            self.retrain()
-        self.tick()
 
     def _log_tick(self, report: TickReport, seconds: float) -> None:
         """The tick's problems, and its `tick_summary` line (logged whatever --log-holds
@@ -264,14 +257,18 @@ class Agent:
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
         scheduler = BackgroundScheduler(timezone=UTC)
+        # Two jobs on their own threads, the first tick first: it does not wait for the
+        # forecasters' trainings (a predictive policy decides by its target rule, `NoModel`,
+        # until its model is trained); the trainings take the tick lock one policy at a time.
         scheduler.add_job(
-            self._scheduled_tick, "interval", seconds=self._interval.total_seconds(),
+            self.tick, "interval", seconds=self._interval.total_seconds(),
             next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
             misfire_grace_time=None, id="tick",
         )
         scheduler.add_job(
             self.retrain, "interval", seconds=RETRAIN_CHECK.total_seconds(),
-            next_run_time=datetime.now(UTC) + RETRAIN_CHECK, max_instances=1, coalesce=True,
+            next_run_time=datetime.now(UTC) + FIRST_TRAINING_AFTER, max_instances=1,
+            coalesce=True,
             misfire_grace_time=None, id="retrain",
         )
         scheduler.start()

@@ -3,6 +3,9 @@ between the trainings of many predictive policies due at once."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,54 @@ def test_a_step_trains_the_policies_in_force_at_that_step(tmp_path: Path) -> Non
 
     assert list(steps) == []
     assert events == ["trained api"]
+
+
+class _SlowHistory(FakeHistory):
+    """A Prometheus whose history queries answer only once a tick has run (or after 10 s)."""
+
+    def __init__(self, ticked: threading.Event) -> None:
+        super().__init__(daily_cycle(3))
+        self.ticked = ticked
+        self.ticked_first: bool | None = None
+
+    def history(self, promql: str, *, service: str, **keys: Any) -> Any:
+        self.ticked_first = self.ticked.wait(10)
+        return super().history(promql, service=service, **keys)
+
+
+class _StopAfterTraining:
+    """The agent's log: notes the first tick, and stops the agent once a training is done."""
+
+    def __init__(self, ticked: threading.Event) -> None:
+        self.ticked = ticked
+        self.trained: list[str] = []
+
+    def info(self, event: str, **_: Any) -> None:
+        if event == "tick_summary":
+            self.ticked.set()
+        if event in ("forecaster_trained", "forecaster_not_trained"):
+            self.trained.append(event)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    warning = exception = error = info
+
+
+def test_the_first_tick_does_not_wait_for_the_first_trainings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ticked = threading.Event()
+    swarm = FakeSwarm()
+    (tmp_path / "web.yaml").write_text(POLICY.format(name="web"))
+    swarm.add("web", 2)
+    log = _StopAfterTraining(ticked)
+    monkeypatch.setattr(agent_module, "log", log)
+    history = _SlowHistory(ticked)
+    engine = engine_of(metrics=by_service({"web": 150.0}), swarm=swarm,
+                       sink=LogDecisionSink("all"), dry_run=True, tick=timedelta(minutes=1))
+    agent = Agent(engine, interval=timedelta(minutes=1), telemetry=Telemetry(),
+                  watcher=PolicyWatcher(tmp_path), history=history)
+
+    assert agent.run_forever(port=0)
+
+    assert history.ticked_first is True
+    assert log.trained == ["forecaster_trained"]
+
