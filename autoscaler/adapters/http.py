@@ -24,13 +24,20 @@ GZIP_LEVEL = 1
 as well as the default 9 at a fraction of the CPU."""
 
 
-def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposition
-          ) -> WSGIServer:
+CLIENT_TIMEOUT = 10.0
+"""Seconds a connection may stay silent while the agent reads its request."""
+
+
+def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposition,
+          client_timeout: float = CLIENT_TIMEOUT) -> WSGIServer:
     """Serve the endpoints on `host`:`port` from a daemon thread; OSError when they cannot be
-    bound. Stop it with `shutdown()`."""
+    bound. Stop it with `shutdown()`. A client that connects and then sends nothing (or
+    trickles) is cut off after `client_timeout` seconds, rather than hold one of the
+    server's threads for ever."""
     checks = {"/healthz": health, "/readyz": ready}
+    handler = type("_Handler", (_QuietHandler,), {"timeout": client_timeout})
     server = make_server(host, port, _app(checks, metrics), server_class=_ThreadingServer,
-                         handler_class=_QuietHandler)
+                         handler_class=handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 
