@@ -185,7 +185,7 @@ def _forkserver() -> BaseContext:
 
 
 def tune_csv(trace_file: Path, inputs: TuneInputs, options: CsvOptions | None = None) -> int:
-    return with_csv(trace_file, options, lambda trace: run_tune(trace, inputs))
+    return with_csv(trace_file, options, lambda trace: run_tune(trace, inputs, reading=options))
 
 
 def tune_prometheus(access: PrometheusAccess, query: str, start: datetime, end: datetime,
@@ -203,7 +203,9 @@ def policy_names(files: Sequence[str]) -> list[str]:
 
 
 def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
-             err: TextIO | None = None) -> int:
+             err: TextIO | None = None, *, reading: CsvOptions | None = None) -> int:
+    """Tune on `trace`, read from a CSV with `reading` (its options, repeated in the tuned
+    files' comments), or from Prometheus (None)."""
     out, err = out or sys.stdout, err or sys.stderr
     say_trace(trace, err)
     policies, problems = load_backtest_policies(inputs.policy_files, err)
@@ -251,7 +253,7 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
         return EXIT_BAD_INPUT
     print(f"  {sum(len(r.frontier.trials) for r in results)} replays in "
           f"{time.monotonic() - started:.0f} s", file=err)
-    context = _Context(trace, settings, inputs, given, scored)
+    context = _Context(trace, settings, inputs, given, scored, reading)
     inputs.out.mkdir(parents=True, exist_ok=True)
     results = [_write_policy(result, context) for result in results]
     for result in results:
@@ -272,6 +274,7 @@ class _Context:
     inputs: TuneInputs
     capacity_given: bool
     scored: int
+    reading: CsvOptions | None
 
 
 # -- the console ---------------------------------------------------------------------------
@@ -428,10 +431,20 @@ def measured_comment(result: _Tuned, context: _Context) -> str:
         f"violation (budget {frontier.budget:g} %): the cheapest of {len(frontier.trials)} "
         f"candidates within the budget.{against}\n"
         "`autoscaler backtest` gives the same figures with "
-        f"--capacity {settings.capacity:g} --warmup {format_duration(settings.warmup)} "
+        f"--capacity {float(settings.capacity)!r} --warmup {format_duration(settings.warmup)} "
         f"--startup {format_duration(settings.startup)} --slo-utilisation "
-        f"{settings.slo_utilisation:g}{metric}."
+        f"{float(settings.slo_utilisation)!r}{metric}{_reading_options(context.reading)}."
     )
+
+
+def _reading_options(reading: CsvOptions | None) -> str:
+    """The CSV options the trace was read with, as the command line gives them."""
+    if reading is None:
+        return ""
+    given = [("--fill", reading.fill), ("--column", reading.column),
+             ("--resample", None if reading.resample is None
+              else format_duration(reading.resample))]
+    return "".join(f" {flag} {value}" for flag, value in given if value is not None)
 
 
 def _write_policy(result: _Tuned, context: _Context) -> _Tuned:

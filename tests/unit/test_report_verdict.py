@@ -21,6 +21,7 @@ from autoscaler.offline.reports.document import (
     Document,
     Section,
     Table,
+    cell_text,
     to_html,
     to_markdown,
 )
@@ -347,3 +348,12 @@ def test_a_bad_slo_budget_exits_2(tmp_path: Path, budget: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--out", str(tmp_path), "--slo-budget", budget])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (0.0004, "0.0004"), (0.00004, "0.00004"), (0.000412345, "0.000412"), (0.0, "0"),
+    (0.001, "0.001"), (0.1234567, "0.123"), (1234.5, "1,234.5"), (25.0, "25"),
+])
+def test_a_cell_never_shows_a_small_value_as_0(value: float, shown: str) -> None:
+    """One step in violation in 250,000 is 0.0004 %: over a budget of 0, and not none."""
+    assert cell_text(value) == shown

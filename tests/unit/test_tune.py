@@ -255,6 +255,34 @@ def test_threshold_bounds_are_tuned_together(tmp_path: Path, trace: Path) -> Non
     assert best["values"]["scale_up_above"] == pytest.approx(10 * best["utilisation"], rel=1e-5)
 
 
+def test_the_backtest_the_tuned_file_names_gives_the_figures_tune_printed(
+        tmp_path: Path) -> None:
+    """Read with --fill, an assumed capacity of 2000 / 0.7 (2857.142857...) and a load at
+    exactly 7 replicas' worth at the SLO line: the options written must be the ones used,
+    to the last digit."""
+    values = [16000.0] * 30 + [18000.0] * 40 + [16000.0] * 30
+    trace = write_trace(tmp_path / "gap.csv", values)
+    lines = trace.read_text().splitlines()
+    trace.write_text("\n".join(lines[:50] + lines[51:]) + "\n")
+    policy = "service: web\nmax_replicas: 60\nmetrics: [{name: rps, query: q, target: 2000}]\n"
+    (tmp_path / "p.yaml").write_text(policy)
+    out = tmp_path / "tuned"
+    assert main(["tune", "--trace", str(trace), "--policy", str(tmp_path / "p.yaml"),
+                 "--out", str(out), "--warmup", "10m", "--jobs", "1", "--fill", "previous",
+                 "--grid", "0.6,0.7,0.8,0.9", "--refine", "0"]) == 0
+    recommended = json.loads((out / "summary.json").read_text())["policies"][0]["recommended"]
+    comment = " ".join(line.lstrip("# ") for line in (out / "p.yaml").read_text().splitlines()
+                       if line.startswith("#"))
+    options = comment.split("gives the same figures with ")[1].rstrip(".").split()
+
+    assert "--fill" in options and str(2000 / 0.7) in options
+    assert main(["backtest", "--trace", str(trace), "--policy", str(out / "p.yaml"),
+                 "--out", str(tmp_path / "again"), *options]) == 0
+    (again,) = json.loads((tmp_path / "again" / "summary.json").read_text())["policies"]
+    assert again["replica_hours"] == pytest.approx(recommended["replica_hours"])
+    assert again["slo_violation_pct"] == pytest.approx(recommended["slo_violation_pct"])
+
+
 def test_progress_counts_the_candidates_on_stderr(
         tmp_path: Path, trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = tune(tmp_path, trace, TARGET, "--grid", "0.2,0.4,0.6", "--refine", "0.1")

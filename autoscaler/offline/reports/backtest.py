@@ -121,7 +121,7 @@ def labels(runs: list[PolicyRun]) -> list[str]:
 def metric_table(runs: list[PolicyRun], settings: BacktestSettings | None = None) -> Table:
     header = ["metric", *(f"{label} ({run.policy.strategy})"
                           for label, run in zip(labels(runs), runs, strict=True))]
-    rows = [[label, *(round(getattr(run.scores, key), 3) for run in runs)]
+    rows = [[label, *(_rounded(getattr(run.scores, key)) for run in runs)]
             for key, label in METRICS]
     rows.append(["needless raises / day",
                  *(_rounded(needless_per_day(run, runs, settings)) for run in runs)])
@@ -155,7 +155,11 @@ def needless_per_day(run: PolicyRun, runs: list[PolicyRun],
 
 
 def _rounded(value: float | None) -> float | str:
-    return "" if value is None else round(value, 3)
+    """Three decimals, or three significant digits where three decimals would make it 0 (a
+    violation in 250,000 steps is not none)."""
+    if value is None:
+        return ""
+    return float(f"{value:.3g}") if value and abs(value) < 0.0005 else round(value, 3)
 
 
 # -- the verdict -----------------------------------------------------------------------------
@@ -198,7 +202,8 @@ def plain(text: str) -> str:
 
 
 def _pct(value: float) -> str:
-    return cell_text(round(value, 3)) if value else "0"
+    rounded = _rounded(value)
+    return cell_text(rounded) if value else "0"
 
 
 def _steps(run: PolicyRun) -> str:

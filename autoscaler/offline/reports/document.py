@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ class Document:
 
 def cell_text(value: object) -> str:
     """A cell as the reports show it: a float with thousands separators and at most three
-    decimals."""
+    decimals, or three significant digits where three decimals would show a value as 0."""
+    if isinstance(value, float) and value and abs(value) < 0.0005:
+        return format(Decimal(f"{value:.3g}"), "f")
     if isinstance(value, float):
         return f"{value:,.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:,.0f}"
     return str(value)
