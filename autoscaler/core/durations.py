@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 MAX_SECONDS = 365 * 86400.0
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -44,4 +45,5 @@ def format_duration(value: timedelta) -> str:
         size = _UNIT_SECONDS[unit]
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
-    return f"{seconds:g}s"
+    exact = format(Decimal(value // timedelta(microseconds=1)) / 1_000_000, "f")
+    return f"{exact.rstrip('0').rstrip('.') if '.' in exact else exact}s"

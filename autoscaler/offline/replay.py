@@ -168,9 +168,11 @@ def scored_range(trace: Trace, warmup: timedelta) -> int:
     """The first scored step w: the warm-up in whole steps."""
     first = math.ceil(warmup / trace.step - 1e-9)
     if first >= len(trace) - 1:
+        left = max(len(trace) - first, 0)
         raise BacktestError(
-            f"the trace ({len(trace)} steps of {format_duration(trace.step)}) is not longer "
-            f"than the warm-up ({format_duration(warmup)}): nothing to score; shorten --warmup"
+            f"the trace ({len(trace)} steps of {format_duration(trace.step)}) leaves "
+            f"{left} step{'' if left == 1 else 's'} after the warm-up "
+            f"({format_duration(warmup)}): scoring needs at least two; shorten --warmup"
         )
     return first
 

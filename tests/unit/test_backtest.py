@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -123,9 +124,14 @@ def test_the_simulated_startup_is_the_one_the_predictive_policies_set() -> None:
         default_startup([five, two])
 
 
-def test_a_trace_shorter_than_the_warmup_is_refused() -> None:
-    settings = BacktestSettings(capacity=10, warmup=timedelta(hours=1))
-    with pytest.raises(BacktestError, match="warm-up"):
+@pytest.mark.parametrize(("warmup", "message"), [
+    (timedelta(hours=1), "leaves 0 steps after the warm-up (1h): scoring needs at least two"),
+    (2 * MINUTE, "leaves 1 step after the warm-up (2m): scoring needs at least two"),
+])
+def test_a_trace_no_longer_than_the_warmup_and_a_step_is_refused(
+        warmup: timedelta, message: str) -> None:
+    settings = BacktestSettings(capacity=10, warmup=warmup)
+    with pytest.raises(BacktestError, match=re.escape(message)):
         replay(build_policy(), "p.yaml", trace(1, 2, 3), settings)
 
 

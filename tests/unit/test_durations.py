@@ -66,6 +66,8 @@ def test_parse_duration_rejects_with_operator_message(value: object, fragment: s
         pytest.param(timedelta(hours=2), "2h", id="hours"),
         pytest.param(timedelta(days=1), "1d", id="days"),
         pytest.param(timedelta(milliseconds=500), "0.5s", id="fraction"),
+        pytest.param(timedelta(days=14, seconds=1), "1209601s", id="a-million-seconds-in-full"),
+        pytest.param(timedelta(seconds=691201.5), "691201.5s", id="large-with-a-fraction"),
     ],
 )
 def test_format_duration_shortest_exact(value: timedelta, expected: str) -> None:

@@ -135,6 +135,14 @@ def test_warnings_a_naive_forecast_a_thrashing_policy_and_needless_raises() -> N
     ]
 
 
+def test_a_few_actions_on_a_short_trace_are_no_thrashing() -> None:
+    """One action in 18 minutes is 3.33 an hour, above twice the others' none."""
+    runs = [policy_run("a.yaml", "target", 10.0, 0.0, actions_per_hour=3.33, steps=18),
+            policy_run("b.yaml", "target", 10.0, 0.0, actions_per_hour=0.0, steps=18)]
+
+    assert report.verdict(runs, 0.1).warnings == ()
+
+
 def test_a_policy_held_at_its_max_replicas_most_of_the_time_is_warned_of() -> None:
     held = policy_run("a.yaml", "target", 100.0, 100.0)
     held = PolicyRun(**{**held.__dict__, "reasons": {"TooManyReplicas": 60,

@@ -89,6 +89,7 @@ def summary(runs: list[PolicyRun], settings: BacktestSettings, trace: Trace, *,
                 "strategy": run.policy.strategy, "metric": run.metric,
                 **asdict(run.scores),
                 "scaling_actions": len(run.changes),
+                "needless_raises_per_day": needless_per_day(run, runs, settings),
                 "decisions_by_reason": run.reasons,
                 **_forecast_record(run),
             }
@@ -169,8 +170,10 @@ DEFAULT_SLO_BUDGET = 0.1
 (`--slo-budget`)."""
 THRASH_FACTOR = 2.0
 THRASH_FLOOR = 1.0
+THRASH_MIN_ACTIONS = 4
 """A policy thrashes when its scaling actions an hour are above THRASH_FACTOR x the median of
-the other policies' and at least THRASH_FLOOR."""
+the other policies' and at least THRASH_FLOOR, in THRASH_MIN_ACTIONS actions at least (one
+action on a short trace, as the first step down to max_replicas, is no pattern)."""
 NEEDLESS_ROW = "needless raises / day"
 
 
@@ -222,11 +225,11 @@ def _cost_against(run: PolicyRun, base: PolicyRun) -> str:
     """`+4.6 % replica-hours (4,347)` against `base`."""
     cost, base_cost = run.scores.replica_hours, base.scores.replica_hours
     if not base_cost:
-        return f"{cost:,.0f} replica-hours"
+        return f"{_rh(cost)} replica-hours"
     change = 100 * (cost / base_cost - 1)
     if abs(change) < 0.05:
-        return f"the same replica-hours ({cost:,.0f})"
-    return f"{change:+.1f} % replica-hours ({cost:,.0f})"
+        return f"the same replica-hours ({_rh(cost)})"
+    return f"{change:+.1f} % replica-hours ({_rh(cost)})"
 
 
 def _within(run: PolicyRun, budget: float) -> bool:
@@ -266,8 +269,8 @@ def verdict(runs: Sequence[PolicyRun], budget: float = DEFAULT_SLO_BUDGET, *,
         oracle = run.scores.oracle_replica_hours
         lead = (f"**`{names[best]}` ({run.policy.strategy})** is "
                 f"{'the cheapest policy' if len(runs) > 1 else 'the policy'} within the SLO "
-                f"budget ({budget_text}): {run.scores.replica_hours:,.0f} replica-hours"
-                + (f", {run.scores.replica_hours / oracle:.2f} x the oracle's {oracle:,.0f}"
+                f"budget ({budget_text}): {_rh(run.scores.replica_hours)} replica-hours"
+                + (f", {run.scores.replica_hours / oracle:.2f} x the oracle's {_rh(oracle)}"
                    if oracle else "") + f", with {_violations(run)}.")
     else:
         best = min(range(len(runs)), key=lambda i: (runs[i].scores.slo_violation_pct,
@@ -275,13 +278,28 @@ def verdict(runs: Sequence[PolicyRun], budget: float = DEFAULT_SLO_BUDGET, *,
         run = runs[best]
         lead = (f"**No policy is within the SLO budget** ({budget_text}). The fewest "
                 f"violations: `{names[best]}` ({run.policy.strategy}), {_violations(run)}, "
-                f"{run.scores.replica_hours:,.0f} replica-hours. Give the policies more "
+                f"{_rh(run.scores.replica_hours)} replica-hours. Give the policies more "
                 "headroom (a lower target) or accept a larger budget (`--slo-budget`).")
     others = sorted((i for i in range(len(runs)) if i != best),
                     key=lambda i: (not _within(runs[i], budget), runs[i].scores.replica_hours))
     points = tuple(_point(names[i], runs[i], names[best], run, budget) for i in others)
     return Verdict(budget, names[best] if within else None, tuple(names[i] for i in within),
                    lead, points, tuple(_warnings(runs, names, needless)))
+
+
+def _rh(replica_hours: float) -> str:
+    """Replica-hours as the verdict writes them: whole above 100, else three significant
+    digits (a short trace's 0.9 replica-hours are not 1, nor 0)."""
+    if replica_hours >= 100 or not replica_hours:
+        return f"{replica_hours:,.0f}"
+    return f"{replica_hours:.3g}"
+
+
+def _hours(run: PolicyRun) -> float:
+    """The scored hours of a run."""
+    if len(run.times) < 2:
+        return 0.0
+    return len(run.times) * (run.times[1] - run.times[0]).total_seconds() / 3600
 
 
 AT_MAX_SHARE = 0.5
@@ -304,7 +322,8 @@ def _warnings(runs: Sequence[PolicyRun], names: Sequence[str],
         if not others:
             continue
         median = statistics.median(others)
-        if rate >= THRASH_FLOOR and rate > THRASH_FACTOR * median:
+        if rate >= THRASH_FLOOR and rate > THRASH_FACTOR * median \
+                and rate * _hours(run) >= THRASH_MIN_ACTIONS - 1e-9:
             found.append(f"`{name}` may thrash: {rate:.2f} scaling actions an hour, "
                          + (f"{rate / median:.1f} x" if median else "far above")
                          + (" the others' " if len(others) > 1 else " the other's ")
@@ -565,8 +584,8 @@ def _policy_section(index: int, label: str, run: PolicyRun, settings: BacktestSe
     scores = run.scores
     section = Section(f"{label}: {run.policy.strategy}, service {run.policy.service}")
     section.blocks.append(
-        f"**{scores.replica_hours:,.0f} replica-hours** against the oracle's "
-        f"{scores.oracle_replica_hours:,.0f} ({_ratio(scores)}), SLO violated in "
+        f"**{_rh(scores.replica_hours)} replica-hours** against the oracle's "
+        f"{_rh(scores.oracle_replica_hours)} ({_ratio(scores)}), SLO violated in "
         f"{scores.slo_violation_pct:.2f} % of steps, under-provisioned "
         f"{scores.under_provisioned_time_pct:.2f} % of the time, "
         f"{len(run.changes):,} scaling actions ({scores.scaling_actions_per_hour:.2f} an hour). "
