@@ -45,6 +45,8 @@ __all__ = ["PrometheusAccess", "PrometheusSource", "read_secret"]
 
 _RANGE_POINTS = 10_000  # Prometheus refuses more than 11,000 points a series
 _EXCERPT = 200
+MAX_ANSWER_BYTES = 256 << 20
+"""The largest answer read: an instant query over 10,000 services answers a few MB."""
 
 
 class _Authorization(AuthBase):
@@ -173,7 +175,7 @@ class PrometheusSource:
                 f"{self.url}{path}", data=form, timeout=self.timeout, stream=True,
                 allow_redirects=False, verify=self._verify, cert=self._cert,
             ) as response:
-                body = response.content
+                body = self._read_body(response)
                 status, reason = response.status_code, response.reason
                 location = response.headers.get("Location")
         except (requests.RequestException, urllib3.exceptions.HTTPError,
@@ -202,6 +204,17 @@ class PrometheusSource:
         if not isinstance(data, dict):
             self._fail("sent an answer that is not the query API's: no data")
         return data
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The answer's body, at most MAX_ANSWER_BYTES: a server that sends without end
+        is refused before it takes the agent's memory (the deadline bounds the time)."""
+        chunks, size = [], 0
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                self._fail(f"sent an answer larger than {MAX_ANSWER_BYTES:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _error_text(self, answer: Any, body: bytes) -> str:
         """What an error answer says: Prometheus's errorType and error, or the start of

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler.adapters import prometheus
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.core.ports import SourceUnavailable
 from tests.integration.http_fakes import (
@@ -125,6 +126,17 @@ def test_a_degenerate_range_answer_is_unavailable(answer: Answer, message: str) 
         with pytest.raises(SourceUnavailable, match=message):
             source.history("up", service="s0", service_label="service", per_service=True,
                            start=START, end=END, step=STEP)
+
+
+def test_an_answer_past_the_size_limit_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that sends without end is refused before it takes the agent's memory."""
+    monkeypatch.setattr(prometheus, "MAX_ANSWER_BYTES", 100_000)
+    answer = api_answer({"resultType": "vector", "result": [
+        {"metric": {"service": f"s{index}"}, "value": [1700000000.0, "1"]}
+        for index in range(5_000)]})
+    with ScriptedServer(lambda seen: answer) as server, \
+            pytest.raises(SourceUnavailable, match="larger than 100,000 bytes"):
+        PrometheusSource(server.url).query("up")
 
 
 def test_one_bad_series_is_missing_alone_not_the_whole_answer() -> None:
