@@ -506,7 +506,8 @@ def _check_csv_history(parser: argparse.ArgumentParser, arguments: argparse.Name
     range_only = [f"--{n}" for n in ("query", "start", "end", "step")
                   if getattr(arguments, n) is not None]
     if range_only:
-        parser.error(f"{', '.join(range_only)} apply to --prometheus-url only; a --trace CSV "
+        verb = "applies" if len(range_only) == 1 else "apply"
+        parser.error(f"{', '.join(range_only)} {verb} to --prometheus-url only; a --trace CSV "
                      "is replayed whole, at its own step (--resample changes it)")
 
 

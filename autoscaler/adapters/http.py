@@ -3,7 +3,9 @@ small threaded WSGI server."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -35,7 +37,8 @@ def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposit
     trickles) is cut off after `client_timeout` seconds, rather than hold one of the
     server's threads for ever."""
     checks = {"/healthz": health, "/readyz": ready}
-    handler = type("_Handler", (_QuietHandler,), {"timeout": client_timeout})
+    handler = type("_Handler", (_QuietHandler,),
+                   {"deadline": client_timeout, "timeout": client_timeout})
     server = make_server(host, port, _app(checks, metrics), server_class=_ThreadingServer,
                          handler_class=handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
@@ -71,5 +74,24 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    deadline = timeout = CLIENT_TIMEOUT
+    """Seconds the whole exchange may take, and each read: a per-read timeout alone would
+    let a client that trickles a byte at a time hold the thread for ever."""
+
+    def handle(self) -> None:
+        cut = threading.Timer(self.deadline, self._cut)
+        cut.daemon = True
+        cut.start()
+        try:
+            super().handle()
+        except OSError:
+            pass  # a client cut off, gone or timed out: nothing to answer, nothing to log
+        finally:
+            cut.cancel()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):  # the exchange ended meanwhile
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Requests are not worth a log line each."""

@@ -134,7 +134,8 @@ class PrometheusSource:
         for first in range(0, count, _RANGE_POINTS):
             last = min(count, first + _RANGE_POINTS) - 1
             for series in self._range(promql, times[first], times[last], step):
-                labels = series.get("metric") or {}
+                labels = series.get("metric")
+                labels = labels if isinstance(labels, dict) else {}
                 if not per_service and labels.get(service_label) != service:
                     continue
                 for index, value in self._samples(series, start, step):

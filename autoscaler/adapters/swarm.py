@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import docker
 import msgspec
 import requests
+import structlog
 from docker.errors import DockerException, NotFound
 from docker.transport.unixconn import (
     UnixHTTPAdapter,
@@ -39,6 +40,8 @@ from autoscaler.core.model import ServiceState
 from autoscaler.core.placement import Node, Placement, Task, placements
 from autoscaler.core.ports import ScaleConflict, ScaleFailed, SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
+
+log = structlog.get_logger("autoscaler.adapters.swarm")
 
 _OUT_OF_SEQUENCE = "update out of sequence"
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
@@ -156,6 +159,9 @@ class SwarmScaler:
         service at the same version reads the same, and a fleet's listing is read again
         only where something changed (at 10,000 services, reading them all is about a
         tenth of a tick's CPU)."""
+        self._unreadable: dict[tuple[str, int], bool] = {}
+        """The (ID, version) of the services whose spec could not be read: each is said once
+        a version, not every tick."""
 
     @property
     def _api(self) -> docker.APIClient:
@@ -181,15 +187,23 @@ class SwarmScaler:
             raise
         read = {}
         specs = {}
+        unreadable = {}
         for service in listed:
-            if not isinstance(service.ID, str) or service.Version is None:
+            version = _version(service)
+            if service is None or not isinstance(service.ID, str) or version is None:
                 continue  # not a service the agent can name or update
-            key = (service.ID, service.Version.Index)
+            key = (service.ID, version)
             try:
                 read[key] = self._read.get(key) or _read_service(service, *key)
-            except (KeyError, TypeError, AttributeError, ValueError, msgspec.DecodeError):
-                continue  # a spec the agent cannot read leaves that service out, no other
-            specs[service.ID] = (service.Version.Index, service.Spec)
+            except (KeyError, TypeError, AttributeError, ValueError, msgspec.DecodeError) as error:
+                # That service alone is left out, and said so once a version.
+                if key not in self._unreadable:
+                    log.warning("swarm_service_unreadable", service_id=service.ID,
+                                version=version, error=f"{type(error).__name__}: {error}")
+                unreadable[key] = True
+                continue
+            specs[service.ID] = (version, service.Spec)
+        self._unreadable = unreadable
         try:
             found = placements(
                 [task for task in map(_task, tasks) if task is not None],
@@ -331,10 +345,6 @@ def placed(state: ServiceState, placement: Placement | None) -> ServiceState:
     return state if state.placement == placement else replace(state, placement=placement)
 
 
-class _Version(msgspec.Struct):
-    Index: int
-
-
 _NULL = msgspec.Raw(b"null")
 
 
@@ -344,7 +354,7 @@ class _ListedService(msgspec.Struct):
     fields are checked one service at a time: one malformed service is left out alone."""
 
     ID: Any = None
-    Version: _Version | None = None
+    Version: Any = None
     Spec: msgspec.Raw = msgspec.Raw(b"{}")
     PreviousSpec: msgspec.Raw = _NULL
     UpdatedAt: Any = None
@@ -359,9 +369,16 @@ class _ListedTask(msgspec.Struct):
     Status: Any = None
 
 
-_Listed = TypeVar("_Listed", _ListedService, _ListedTask)
-_SERVICES = msgspec.json.Decoder(list[_ListedService])
-_TASKS = msgspec.json.Decoder(list[_ListedTask])
+_Listed = TypeVar("_Listed", _ListedService | None, _ListedTask | None)
+_SERVICES = msgspec.json.Decoder(list[_ListedService | None])
+_TASKS = msgspec.json.Decoder(list[_ListedTask | None])
+
+
+def _version(listed: _ListedService | None) -> int | None:
+    """The version a service's update must name; None where the listing gives none."""
+    version = listed.Version if listed is not None else None
+    index = version.get("Index") if isinstance(version, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _read_service(listed: _ListedService, service_id: str, version: int
@@ -374,9 +391,9 @@ def _read_service(listed: _ListedService, service_id: str, version: int
     return service_state(raw), _constraints(raw)
 
 
-def _task(listed: _ListedTask) -> Task | None:
+def _task(listed: _ListedTask | None) -> Task | None:
     """The task, or None where it names no service."""
-    if not isinstance(listed.ServiceID, str):
+    if listed is None or not isinstance(listed.ServiceID, str):
         return None
     status = _mapping(listed.Status)
     return Task(service_id=listed.ServiceID, node_id=str(listed.NodeID or "") or None,

@@ -18,7 +18,7 @@ RECORD_LABEL = "autoscaler.changes"
 MAX_ENTRIES = 1024
 """The most changes a record keeps: the agent changes a count at most once a tick, so this
 holds every change of a window up to 1024 ticks (4 h 16 min at the default 15 s), and the
-label stays under 25 kB."""
+label stays under 34 kB (33 characters an entry at most)."""
 _ENTRY = re.compile(r"(\d{1,12}):(\d{1,9})>(\d{1,9})")
 
 

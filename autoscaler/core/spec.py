@@ -23,7 +23,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
-    field_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -115,14 +114,6 @@ class _ScaleRules(_Strict):
     max_percent: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     period: Duration = timedelta(seconds=15)
     cooldown: Duration = timedelta(0)
-
-    @field_validator("period")
-    @classmethod
-    def _a_period_lasts(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be more than 0s: the time the step limits count changes "
-                             "over")
-        return value
 
     def step_limits(self, default_step: int | None) -> tuple[int | None, float | None]:
         """(max_step, max_percent) in force: those the file sets, else the defaults."""
@@ -658,13 +649,23 @@ def validate_document(document: Document, file: str) -> Policy | list[PolicyProb
     return [PolicyProblem(file, key, message) for key, message in found] or policy
 
 
-def _in_file_order(key: str, document: Document) -> tuple[int, list[int]]:
-    """Where a problem's key is in the file: its top-level key's place, then its list
-    indices (`schedule[2]` before `schedule[10]`), so that each check's problems do not come
-    in the order the checks ran."""
-    top = re.match(r"[^.\[]*", key)
-    place = list(document).index(top[0]) if top and top[0] in document else len(document)
-    return place, [int(index) for index in re.findall(r"\[(\d+)\]", key)]
+def _in_file_order(key: str, document: Document) -> list[int]:
+    """Where a problem's key is in the file, step by step down its path (a key's place in
+    its mapping, an index in its list: `schedule[2]` before `schedule[10]`), so that each
+    check's problems do not come in the order the checks ran. A key not in the file (a
+    required one left out) comes after its mapping's keys; a problem of no key, first."""
+    place: list[int] = []
+    here: object = document
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", key):
+        if index:
+            place.append(int(index))
+            here = here[int(index)] if isinstance(here, list) and int(index) < len(here) \
+                else None
+        else:
+            keys = list(here) if isinstance(here, dict) else []
+            place.append(keys.index(name) if name in keys else len(keys))
+            here = here.get(name) if isinstance(here, dict) else None
+    return place
 
 
 def parse_policy(data: bytes, file: str) -> Policy | list[PolicyProblem]:
@@ -777,9 +778,9 @@ def _text_not_number(value: object) -> str:
         return ""
     if not math.isfinite(number):
         return ""
-    if "e" in value.lower() and "." not in value:
-        return (" (YAML reads an exponent without a dot as text: write 1.0e+3, or the "
-                "number in full)")
+    if "e" in value.lower():
+        return (" (read as text: YAML takes an exponent for a number only with a dot and a "
+                "sign, as 1.0e+3, unquoted; or write the number in full)")
     return " (quoted, so read as text: leave the quotes out)"
 
 

@@ -181,6 +181,8 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
             raise TraceError(f"{where}: {len(row)} fields, where line {first + 1} has {width} "
                              "(a number written with a thousands separator, 1,234, is two "
                              "fields: leave the comma out or quote the number)")
+        if time_column >= len(row) or not row[time_column].strip():
+            raise TraceError(f"{where}: no time in column {time_column + 1}")
         if value_column >= len(row) or not row[value_column].strip():
             raise TraceError(f"{where}: no value in column {value_column + 1}")
         try:

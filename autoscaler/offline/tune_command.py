@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import shlex
 import sys
 import textwrap
 import time
@@ -444,7 +445,8 @@ def _reading_options(reading: CsvOptions | None) -> str:
     given = [("--fill", reading.fill), ("--column", reading.column),
              ("--resample", None if reading.resample is None
               else format_duration(reading.resample))]
-    return "".join(f" {flag} {value}" for flag, value in given if value is not None)
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given
+                   if value is not None)
 
 
 def _write_policy(result: _Tuned, context: _Context) -> _Tuned:

@@ -272,7 +272,6 @@ class MetricForecaster:
         self._start: datetime | None = None
         self._logged: list[float] = []
         self._trees: Trees | None = None
-        self._trained_on = timedelta(0)
         self._failure: str | None = "NoModel"
         self._pending: deque[tuple[datetime, float]] = deque()
         """Forecasts made and not yet resolved: (target time, forecast without margin)."""
@@ -299,7 +298,6 @@ class MetricForecaster:
         """Fit on the history (times at the step, oldest first); the reason it could not."""
         known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
         span = (known[-1][0] - known[0][0]) if len(known) > 1 else timedelta(0)
-        self._trained_on = span
         if not known or span < self.settings.min_history:
             return self._not_trained("InsufficientHistory")
         first = known[0][0]

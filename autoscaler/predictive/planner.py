@@ -77,6 +77,7 @@ class PredictivePlanner:
         self.book.forget_all_but(services)
 
     def forget(self, service: str) -> None:
+        """Forget one service: made again under its name, it is a new one."""
         self._alone.pop(service, None)
         self.book.forget(service)
 
@@ -103,6 +104,9 @@ class PredictivePlanner:
             )
         except SourceUnavailable as error:
             return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
+        except Exception as error:  # contained: an answer no code expected fails this one
+            return Retrained(policy.service, use.metric, 0,
+                             f"HistoryUnavailable: {type(error).__name__}: {error}")
         started = time.perf_counter()
         try:
             reason = forecaster.train(times, values)

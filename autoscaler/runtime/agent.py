@@ -253,6 +253,8 @@ class Agent:
             return False
         stop = threading.Event()
         hangup = threading.Event()
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        before = {signum: signal.getsignal(signum) for signum in handled}
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hangup.set())
@@ -296,6 +298,9 @@ class Agent:
             self.close(wait=1.0)
             if server is not None:
                 server.shutdown()
+            for signum, handler in before.items():
+                if handler is not None:  # None: set outside Python, not restorable
+                    signal.signal(signum, handler)
             log.info("agent_stopped")
         return True
 

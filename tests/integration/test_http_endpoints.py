@@ -1,28 +1,50 @@
-"""The agent's HTTP endpoints on a real socket: a client that connects and says nothing is
-cut off, and the endpoints keep answering."""
+"""The agent's HTTP endpoints on a real socket: a client that connects and says nothing, or
+trickles its request a byte at a time, is cut off without a trace on stderr, and the
+endpoints keep answering."""
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 import urllib.request
+
+import pytest
 
 from autoscaler.adapters import http
 from tests.integration.conftest import free_port
 
 
-def test_a_silent_client_is_cut_off_and_the_endpoints_still_answer() -> None:
+def closed_by_the_server(client: socket.socket) -> bool:
+    client.settimeout(2)
+    try:
+        return client.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_silent_or_trickling_client_is_cut_off_and_the_endpoints_still_answer(
+        capfd: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     server = http.serve(port, host="127.0.0.1", health=lambda: (True, "ok"),
                         ready=lambda: (True, "ready"), metrics=lambda: b"", client_timeout=0.5)
     try:
         silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
-        time.sleep(1.5)
-        for client in silent:
-            client.settimeout(2)
-            assert client.recv(1) == b""  # closed by the server, not waiting for a request
-            client.close()
+        trickling = socket.create_connection(("127.0.0.1", port))
+        began = time.monotonic()
+        for byte in b"GET /healthz HTTP/1.1\r\n":  # a byte every 0.2 s: each read is quick
+            try:
+                trickling.sendall(bytes([byte]))
+            except OSError:
+                break
+            if select.select([trickling], [], [], 0.2)[0]:
+                break
+
+        assert closed_by_the_server(trickling)
+        assert time.monotonic() - began < 3
+        assert all(closed_by_the_server(client) for client in silent)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert answer.read() == b"ok\n"
     finally:
         server.shutdown()
+    assert "Traceback" not in capfd.readouterr().err

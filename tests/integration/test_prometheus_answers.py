@@ -139,6 +139,19 @@ def test_an_answer_past_the_size_limit_is_unavailable(monkeypatch: pytest.Monkey
         PrometheusSource(server.url).query("up")
 
 
+def test_a_history_series_whose_labels_are_no_mapping_is_not_the_services() -> None:
+    answer = api_answer({"resultType": "matrix", "result": [
+        {"metric": ["service", "s0"], "values": [[END.timestamp() - 1, "4"]]}]})
+    with ScriptedServer(lambda seen: answer) as server:
+        source = PrometheusSource(server.url)
+        _, shared = source.history("up", service="s0", service_label="service",
+                                   per_service=False, start=START, end=END, step=STEP)
+        _, own = source.history("up", service="s0", service_label="service",
+                                per_service=True, start=START, end=END, step=STEP)
+
+    assert not any(shared) and 4.0 in own
+
+
 def test_one_bad_series_is_missing_alone_not_the_whole_answer() -> None:
     """A query shared by many services: a series whose value is not a number is missing
     for its own service; one whose labels are not a mapping has none."""

@@ -117,7 +117,7 @@ class _StopAfterTraining:
     def info(self, event: str, **_: Any) -> None:
         if event == "tick_summary":
             self.ticked.set()
-        if event in ("forecaster_trained", "forecaster_not_trained"):
+        if event in ("forecaster_trained", "forecaster_not_trained", "retrain_failed"):
             self.trained.append(event)
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -138,8 +138,11 @@ def test_the_first_tick_does_not_wait_for_the_first_trainings(
     agent = Agent(engine, interval=timedelta(minutes=1), telemetry=Telemetry(),
                   watcher=PolicyWatcher(tmp_path), history=history)
 
+    before = signal.getsignal(signal.SIGTERM)
+
     assert agent.run_forever(port=0)
 
     assert history.ticked_first is True
+    assert signal.getsignal(signal.SIGTERM) is before
     assert log.trained == ["forecaster_trained"]
 

@@ -225,7 +225,7 @@ def situations(draw: st.DrawFn) -> dict[str, Any]:
     seconds = st.sampled_from(["0s", "10s", "1m", "5m"])
     behavior = {
         direction: {"stabilization": draw(seconds), "cooldown": draw(seconds),
-                    "period": draw(seconds.filter(lambda text: text != "0s"))}
+                    "period": draw(seconds)}
         for direction in ("scale_up", "scale_down")
     }
     return {

@@ -551,14 +551,28 @@ def test_a_predictive_policy_without_history_falls_back_to_the_target_rule(
 
 
 class _OneServiceBroken(FakeHistory):
-    """Answers `broken`'s history with one value fewer than times: a training that raises."""
+    """Answers api's history with one value fewer than times: a training that raises."""
 
     def history(self, promql: str, *, service: str, **keys: Any) -> Any:
         times, values = super().history(promql, service=service, **keys)
         return (times, values[:-1]) if service == "api" else (times, values)
 
 
-def test_a_training_that_raises_fails_its_service_only_and_is_tried_again() -> None:
+class _OneHistoryBroken(FakeHistory):
+    """Raises what no code expected on api's history query (an answer of another shape)."""
+
+    def history(self, promql: str, *, service: str, **keys: Any) -> Any:
+        if service == "api":
+            raise AttributeError("'list' object has no attribute 'get'")
+        return super().history(promql, service=service, **keys)
+
+
+@pytest.mark.parametrize(("broken", "failure"), [
+    (_OneServiceBroken, "TrainingFailed: ValueError"),
+    (_OneHistoryBroken, "HistoryUnavailable: AttributeError"),
+])
+def test_a_training_that_raises_fails_its_service_only_and_is_tried_again(
+        broken: type[FakeHistory], failure: str) -> None:
     swarm = FakeSwarm()
     policies = {}
     for name in ("api", "web"):
@@ -570,12 +584,12 @@ def test_a_training_that_raises_fails_its_service_only_and_is_tried_again() -> N
                        sink=ListSink(), dry_run=False, tick=timedelta(minutes=1),
                        policies=policies)
 
-    first = engine.retrain(NOW, _OneServiceBroken(daily_cycle(3)))
-    again = engine.retrain(NOW + timedelta(hours=1), _OneServiceBroken(daily_cycle(3)))
+    first = engine.retrain(NOW, broken(daily_cycle(3)))
+    again = engine.retrain(NOW + timedelta(hours=1), broken(daily_cycle(3)))
 
     failures = {r.service: r.failure for r in first}
     assert failures["web"] is None
-    assert (failures["api"] or "").startswith("TrainingFailed: ValueError")
+    assert (failures["api"] or "").startswith(failure)
     assert [r.service for r in again] == ["api"]
 
 

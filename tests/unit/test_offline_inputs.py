@@ -297,6 +297,18 @@ def test_a_row_that_does_not_read_is_refused_with_its_line(
     assert capsys.readouterr().err.startswith(f"autoscaler: {trace}: {message}")
 
 
+def test_a_short_row_with_the_time_in_a_later_column_is_refused_with_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "swapped.csv"
+    rows = [f"{v:g},{at(m)}" for m, v in minutes(120)]
+    rows[5] = "6"
+    trace.write_text("requests,minute\n" + "\n".join(rows) + "\n")
+
+    assert backtest(tmp_path, trace) == 2
+
+    assert capsys.readouterr().err.startswith(f"autoscaler: {trace}: line 7: no time in column 2")
+
+
 def test_the_prometheus_range_options_are_refused_with_a_csv(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = write_csv(tmp_path / "t.csv", minutes(120))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
 
 from autoscaler.adapters.swarm import SwarmScaler, service_state
 from autoscaler.adapters.swarm_lease import parse_lease
@@ -150,6 +151,9 @@ NODE = {"ID": "n1", "Spec": {"Role": "manager", "Availability": "active", "Label
     pytest.param([], [], [NODE, {"Spec": {}}], ["good"], id="node-without-id"),
     pytest.param([], [], [NODE, {**NODE, "ID": "n2", "Spec": {"Labels": ["x"]}}], ["good"],
                  id="node-labels-a-list"),
+    pytest.param([None], [None], [NODE], ["good"], id="null-entries"),
+    pytest.param([{"ID": "id-odd", "Version": {"Index": "7"}, "Spec": spec(Name="odd")}], [],
+                 [NODE], ["good"], id="version-text"),
 ])
 def test_one_malformed_service_task_or_node_leaves_the_others_listed(
         services: list[Any], tasks: list[Any], nodes: list[Any], listed_names: list[str]
@@ -168,4 +172,19 @@ def test_an_update_time_without_a_zone_is_read_as_utc() -> None:
     raw["UpdatedAt"] = "2026-12-06T10:00:00"
 
     assert service_state(raw).last_scaled_at == datetime(2026, 12, 6, 10, tzinfo=UTC)
+
+
+def test_a_service_whose_spec_cannot_be_read_is_said_once_a_version() -> None:
+    engine = _Engine([named("good"), named("odd", Mode="replicated")], [], [NODE])
+    scaler = SwarmScaler(_Connection(engine))  # type: ignore[arg-type]
+
+    with structlog.testing.capture_logs() as logged:
+        scaler.list_services()
+        scaler.list_services()
+        engine.answers["/services"][1]["Version"]["Index"] = 2
+        scaler.list_services()
+
+    said = [(e["event"], e["service_id"], e["version"]) for e in logged]
+    assert said == [("swarm_service_unreadable", "id-odd", 1),
+                    ("swarm_service_unreadable", "id-odd", 2)]
 

@@ -29,6 +29,7 @@ from autoscaler.offline.replay import (
 )
 from autoscaler.offline.reports.charts import SupplySeries, supply_chart
 from autoscaler.offline.reports.document import (
+    ROUNDED_TO_ZERO,
     Block,
     Callout,
     Chart,
@@ -160,7 +161,7 @@ def _rounded(value: float | None) -> float | str:
     violation in 250,000 steps is not none)."""
     if value is None:
         return ""
-    return float(f"{value:.3g}") if value and abs(value) < 0.0005 else round(value, 3)
+    return float(f"{value:.3g}") if value and abs(value) < ROUNDED_TO_ZERO else round(value, 3)
 
 
 # -- the verdict -----------------------------------------------------------------------------
@@ -205,8 +206,7 @@ def plain(text: str) -> str:
 
 
 def _pct(value: float) -> str:
-    rounded = _rounded(value)
-    return cell_text(rounded) if value else "0"
+    return cell_text(_rounded(value)) if value else "0"
 
 
 def _steps(run: PolicyRun) -> str:

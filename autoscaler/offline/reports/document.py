@@ -62,10 +62,14 @@ class Document:
     """Blocks shown right under the title, before the intro (a verdict)."""
 
 
+ROUNDED_TO_ZERO = 0.0005
+"""Below this, three decimals would show a value that is not 0 as 0."""
+
+
 def cell_text(value: object) -> str:
     """A cell as the reports show it: a float with thousands separators and at most three
     decimals, or three significant digits where three decimals would show a value as 0."""
-    if isinstance(value, float) and value and abs(value) < 0.0005:
+    if isinstance(value, float) and value and abs(value) < ROUNDED_TO_ZERO:
         return format(Decimal(f"{value:.3g}"), "f")
     if isinstance(value, float):
         return f"{value:,.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:,.0f}"
