@@ -448,15 +448,6 @@ def test_one_listing_of_tasks_serves_every_service(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(("path", "answer", "said"), [
     pytest.param("/services", {"message": "not a list"}, "unexpected listing of /services",
                  id="services-not-a-list"),
-    pytest.param("/services", [{"ID": "svc1", "Spec": SERVICE["Spec"]}], "Version",
-                 id="no-version"),
-    pytest.param("/services", [{**SERVICE, "Version": {"Index": "7"}}], "Version.Index",
-                 id="version-a-string"),
-    pytest.param("/services", [{**SERVICE, "Version": {"Index": 8}, "Spec": ["a", "list"]}],
-                 "unexpected service listing", id="spec-a-list"),
-    pytest.param("/tasks", [{"ServiceID": "svc1", "Status": "running"}], "Status",
-                 id="status-a-string"),
-    pytest.param("/tasks", [{"NodeID": "node1"}], "ServiceID", id="task-without-service"),
     pytest.param("/services", Verbatim("200 OK", b"<html>a proxy's page</html>"),
                  "unexpected listing of /services", id="not-json"),
     pytest.param("/services", Verbatim("400 Bad Request",
@@ -480,6 +471,29 @@ def test_a_listing_not_read_fails_with_what_was_wrong_and_a_new_client_reads_the
         engine.answers[("GET", path)] = LISTINGS[("GET", path)]
         assert scaler.list_services()["web"].replicas == 1
         assert engine.seen.count(("GET", "/version")) == 2
+
+
+@pytest.mark.parametrize(("path", "answer", "listed"), [
+    pytest.param("/services", [{"ID": "svc1", "Spec": SERVICE["Spec"]}], [], id="no-version"),
+    pytest.param("/services", [{**SERVICE, "Version": {"Index": "7"}}], [],
+                 id="version-a-string"),
+    pytest.param("/services", [{**SERVICE, "Version": {"Index": 8}, "Spec": ["a", "list"]}], [],
+                 id="spec-a-list"),
+    pytest.param("/services", [None, SERVICE], ["web"], id="a-null-entry"),
+    pytest.param("/tasks", [{"ServiceID": "svc1", "Status": "running"}], ["web"],
+                 id="status-a-string"),
+    pytest.param("/tasks", [{"NodeID": "node1"}], ["web"], id="task-without-service"),
+])
+def test_an_entry_not_read_is_left_out_alone_and_read_again_once_it_reads(
+        monkeypatch: pytest.MonkeyPatch, path: str, answer: Any, listed: list[str]) -> None:
+    """One service, task or node of a shape the agent cannot read is left out of the listing
+    (the service is logged as swarm_service_unreadable); the others are listed."""
+    with fake_engine(monkeypatch, "silent", "tcp", answers={**ANSWERED, **LISTINGS}) as engine:
+        scaler = SwarmScaler(DockerConnection(timeout=DEADLINE, pool=4))
+        engine.answers[("GET", path)] = answer
+        assert sorted(scaler.list_services()) == listed
+        engine.answers[("GET", path)] = LISTINGS[("GET", path)]
+        assert scaler.list_services()["web"].replicas == 1
 
 
 def test_a_listed_spec_not_read_fails_its_own_scale_only(

@@ -16,7 +16,14 @@ import pytest
 
 from autoscaler.adapters.prometheus import PrometheusAccess, PrometheusSource
 from autoscaler.core.ports import SourceUnavailable
-from tests.integration.http_fakes import Answer, HostileServer, ScriptedServer, Seen, vector
+from tests.integration.http_fakes import (
+    Answer,
+    HostileServer,
+    ScriptedServer,
+    Seen,
+    api_answer,
+    vector,
+)
 
 USER = "ops"
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
@@ -100,7 +107,8 @@ FAILURES: dict[str, Callable[[Seen], Answer]] = {
     "500": lambda seen: Answer(status=500, body=json.dumps(
         {"status": "error", "errorType": "internal", "error": echo(seen)}).encode()),
     "invalid-json": lambda seen: Answer(body=f"{{oops {echo(seen)}".encode()),
-    "not-a-number": lambda seen: vector(echo(seen)),
+    "scalar-not-a-number": lambda seen: api_answer(
+        {"resultType": "scalar", "result": [1700000000.0, echo(seen)]}),
     "redirect": lambda seen: Answer(status=307, headers={
         "Location": "http://127.0.0.1:1/?" + urllib.parse.quote(echo(seen))}),
 }
