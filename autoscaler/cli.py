@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
             description=f"{text[0].upper()}{text[1:]}. The Docker engine is the one DOCKER_HOST "
             "names (default: the local socket). Each tick logs one scaling_decision JSON line "
             "per policy; edits of the policy files are taken up at the next tick or on SIGHUP.",
-            epilog="Exit codes: 0 done (SIGTERM or SIGINT stop it after the tick in flight); "
+            epilog="Exit codes: 0 done (SIGTERM or SIGINT stop it, waiting up to 3 s for the "
+            "tick in flight); "
             "1 a --once tick got no answer from Prometheus or Docker; 2 bad input (usage, an "
             "unreadable credential, or the port for /healthz, /readyz and /metrics already in "
             "use; an invalid policy is logged and left out, the valid ones are run).",
