@@ -159,7 +159,7 @@ class SwarmScaler:
         service at the same version reads the same, and a fleet's listing is read again
         only where something changed (at 10,000 services, reading them all is about a
         tenth of a tick's CPU)."""
-        self._unreadable: dict[tuple[str, int], bool] = {}
+        self._unreadable: set[tuple[str, int]] = set()
         """The (ID, version) of the services whose spec could not be read: each is said once
         a version, not every tick."""
 
@@ -187,7 +187,7 @@ class SwarmScaler:
             raise
         read = {}
         specs = {}
-        unreadable = {}
+        unreadable = set()
         for service in listed:
             version = _version(service)
             if service is None or not isinstance(service.ID, str) or version is None:
@@ -200,7 +200,7 @@ class SwarmScaler:
                 if key not in self._unreadable:
                     log.warning("swarm_service_unreadable", service_id=service.ID,
                                 version=version, error=f"{type(error).__name__}: {error}")
-                unreadable[key] = True
+                unreadable.add(key)
                 continue
             specs[service.ID] = (version, service.Spec)
         self._unreadable = unreadable

@@ -102,11 +102,10 @@ class PredictivePlanner:
                 per_service=use.service is not None, start=now - settings.history, end=now,
                 step=settings.step,
             )
-        except SourceUnavailable as error:
-            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {error}")
-        except Exception as error:  # contained: an answer no code expected fails this one
-            return Retrained(policy.service, use.metric, 0,
-                             f"HistoryUnavailable: {type(error).__name__}: {error}")
+        except Exception as error:  # contained: even an answer no code expected fails this one
+            detail = error if isinstance(error, SourceUnavailable) \
+                else f"{type(error).__name__}: {error}"
+            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {detail}")
         started = time.perf_counter()
         try:
             reason = forecaster.train(times, values)
