@@ -166,6 +166,21 @@ class Frontier:
     def given(self) -> Trial | None:
         return next((t for t in self.trials if t.candidate.given), None)
 
+    @property
+    def efficient(self) -> list[Trial]:
+        return efficient(self.trials)
+
+
+def efficient(trials: Sequence[Trial]) -> list[Trial]:
+    """The trials that no other matches on both replica-hours and violations while beating
+    it on one (the Pareto frontier), by violations: each cheaper than every one with
+    fewer. A candidate off it is never the better choice, whatever the budget."""
+    found: list[Trial] = []
+    for trial in sorted(trials, key=lambda t: (t.violation, t.cost)):
+        if not found or trial.cost < found[-1].cost:
+            found.append(trial)
+    return found
+
 
 def meets(trial: Trial, budget: float) -> bool:
     return trial.violation <= budget + _EPSILON

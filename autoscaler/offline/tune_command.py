@@ -298,15 +298,17 @@ def _trial_text(knob: Knob, trial: Trial) -> str:
 
 
 def frontier_table(result: _Tuned) -> Table:
-    """One row a candidate tried, by utilisation; the recommended one and the given one
-    marked."""
+    """One row a candidate tried, by utilisation; the recommended one, the given one and
+    those off the frontier (another is cheaper with no more violations) marked."""
     frontier = result.frontier
+    on_frontier = {id(t) for t in frontier.efficient}
     header = ["", "u", *frontier.knob.keys, "replica-hours", "x oracle", "SLO violation %",
               "note"]
     rows = []
     for trial in frontier.trials:
         notes = [n for n, on in (("recommended", trial is frontier.recommended),
-                                 ("given", trial.candidate.given)) if on]
+                                 ("given", trial.candidate.given),
+                                 ("dominated", id(trial) not in on_frontier)) if on]
         scores = trial.scores
         rows.append([
             "*" if trial is frontier.recommended else "", f"{trial.utilisation:.2f}",
@@ -464,10 +466,10 @@ def _write_policy(result: _Tuned, context: _Context) -> _Tuned:
 
 
 def frontier_chart(results: Sequence[_Tuned], budget: float) -> Chart:
-    """Replica-hours against SLO violation %, a line per policy through its candidates by
-    utilisation; the recommended ones starred, the given ones as diamonds, the budget a
-    dashed line. The violation axis is linear up to a tenth of the budget, logarithmic
-    beyond."""
+    """Replica-hours against SLO violation %, a point per candidate and a line per policy
+    through its frontier (the candidates no other beats on both); the recommended ones
+    starred, the given ones as diamonds, the budget a dashed line. The violation axis is
+    linear up to a tenth of the budget, logarithmic beyond."""
     import matplotlib
 
     matplotlib.use("Agg")  # as reports.charts: no display needed
@@ -475,10 +477,12 @@ def frontier_chart(results: Sequence[_Tuned], budget: float) -> Chart:
 
     figure, axis = plt.subplots(figsize=(10, 4.6))
     for result in results:
-        trials = result.frontier.trials
-        (line,) = axis.plot([t.violation for t in trials], [t.cost for t in trials],
+        trials, efficient = result.frontier.trials, result.frontier.efficient
+        (line,) = axis.plot([t.violation for t in efficient], [t.cost for t in efficient],
                             marker="o", markersize=3.5, linewidth=1.0,
                             label=f"{result.label} ({result.policy.strategy})")
+        axis.plot([t.violation for t in trials], [t.cost for t in trials], marker="o",
+                  markersize=3.5, color=line.get_color(), alpha=0.35, linestyle="none")
         best, given = result.frontier.recommended, result.frontier.given
         if given is not None:
             axis.plot([given.violation], [given.cost], marker="D", markersize=7,
@@ -494,8 +498,9 @@ def frontier_chart(results: Sequence[_Tuned], budget: float) -> Chart:
     axis.set_xlim(left=0)
     axis.set_xlabel("SLO violation, % of scored steps")
     axis.set_ylabel("replica-hours")
-    axis.set_title("Cost against SLO violations, one point a candidate (star: recommended, "
-                   "diamond: as given)", fontsize=11, loc="left")
+    axis.set_title("Cost against SLO violations, one point a candidate, the line through "
+                   "those no other beats on both\n(star: recommended, diamond: as given)",
+                   fontsize=11, loc="left")
     axis.grid(alpha=0.3)
     axis.legend(loc="upper right", fontsize=8, framealpha=0.8)
     figure.tight_layout()
@@ -566,6 +571,12 @@ def _trial_record(knob: Knob, trial: Trial) -> dict[str, Any]:
     }
 
 
+def _candidate_records(frontier: Frontier) -> list[dict[str, Any]]:
+    on_frontier = {id(t) for t in frontier.efficient}
+    return [{**_trial_record(frontier.knob, t), "on_frontier": id(t) in on_frontier}
+            for t in frontier.trials]
+
+
 def summary(results: Sequence[_Tuned], context: _Context) -> dict[str, Any]:
     settings, inputs, trace = context.settings, context.inputs, context.trace
     return {
@@ -598,8 +609,7 @@ def summary(results: Sequence[_Tuned], context: _Context) -> dict[str, Any]:
                                                  result.frontier.least_violating),
                 "refined_around": result.frontier.refined_around,
                 "not_tried_over_limit": result.frontier.skipped,
-                "candidates": [_trial_record(result.frontier.knob, t)
-                               for t in result.frontier.trials],
+                "candidates": _candidate_records(result.frontier),
             }
             for result in results
         ],

@@ -23,6 +23,7 @@ from autoscaler.offline.tune import (
     Candidate,
     Knob,
     Trial,
+    efficient,
     parse_grid,
     refinement,
     search,
@@ -98,6 +99,20 @@ def test_refinement_stays_between_the_neighbours_and_below_the_top() -> None:
     assert refinement(1.0, [0.8, 0.9, 1.0], 0.03) == [0.91, 0.94, 0.97]
     assert refinement(0.5, [0.5], 0.01) == []
     assert refinement(0.5, [0.4, 0.5, 0.6], 0) == []
+
+
+@pytest.mark.parametrize(("points", "expected"), [
+    ([(0.2, 100, 0.0), (0.4, 60, 0.0), (0.6, 50, 0.05)], [0.4, 0.6]),  # 0.2 costs more for 0
+    ([(0.2, 100, 0.0), (0.4, 97, 0.2), (0.6, 95, 0.1)], [0.2, 0.6]),  # 0.4: dearer, worse
+    ([(0.2, 80, 0.1), (0.4, 80, 0.1)], [0.2]),  # a tie is shown once
+    ([(0.2, 70, 0.0), (0.4, 80, 0.0), (0.6, 60, 0.3), (0.8, 50, 1.0)], [0.2, 0.6, 0.8]),
+])
+def test_the_frontier_keeps_only_the_trials_no_other_beats(
+        points: list[tuple[float, float, float]], expected: list[float]) -> None:
+    trials = [Trial(Candidate(u, (u,)), scores(cost, violation))
+              for u, cost, violation in points]
+
+    assert [t.utilisation for t in efficient(trials)] == expected
 
 
 def test_a_target_over_the_limit_is_not_tried() -> None:
@@ -190,6 +205,13 @@ def test_tune_recommends_the_cheapest_candidate_within_the_budget(
     assert best["slo_violation_pct"] <= 1
     assert best["replica_hours"] == min(c["replica_hours"] for c in within)
     assert any(c["slo_violation_pct"] > 1 for c in record["candidates"])
+    for c in record["candidates"]:
+        as_good = [o for o in record["candidates"] if o is not c
+                   and o["replica_hours"] <= c["replica_hours"]
+                   and o["slo_violation_pct"] <= c["slo_violation_pct"]]
+        better = [o for o in as_good if (o["replica_hours"], o["slo_violation_pct"])
+                  != (c["replica_hours"], c["slo_violation_pct"])]
+        assert not better if c["on_frontier"] else as_good
     assert summary["settings"]["capacity"] == pytest.approx(10)
     assert summary["settings"]["capacity_source"] == "assumed"
     written = (out / "p.yaml").read_text()
