@@ -305,11 +305,15 @@ def test_the_actions_are_two_tables_the_worst_hour_then_the_largest_each_in_time
     changes = [change(i * 5, 10, 11 if i % 7 else 20) for i in range(60)]
     run = PolicyRun(**{**run.__dict__, "changes": changes})
 
-    blocks = report._changes_blocks(run, report.worst_hour(run, MINUTE))
+    worst = report.worst_hour(run, MINUTE)
+    blocks = report._changes_blocks(run, worst, MINUTE)
 
     texts = [b for b in blocks if isinstance(b, str)]
     tables = [b for b in blocks if isinstance(b, Table)]
+    assert worst is not None
+    drawn_to = f"{START + worst.shown[1] * MINUTE:%H:%M}"  # as the chart's title says
     assert texts[0].startswith("**The worst hour**: the scaling actions from 2026-01-01 ")
+    assert f" to {drawn_to} (the chart above)" in texts[0]
     assert texts[1].startswith("**The largest actions**: the ")
     worst_times = [str(row[0]) for row in tables[0].rows]
     largest_times = [str(row[0]) for row in tables[1].rows]
@@ -322,7 +326,7 @@ def test_the_actions_are_two_tables_the_worst_hour_then_the_largest_each_in_time
 def test_a_short_run_lists_every_action_in_one_table() -> None:
     run = PolicyRun(**{**shortfall_run({}).__dict__, "changes": [change(5, 2, 3)]})
 
-    blocks = report._changes_blocks(run, None)
+    blocks = report._changes_blocks(run, None, MINUTE)
 
     assert blocks[0] == "Every scaling action, in time order:"
     assert isinstance(blocks[1], Table) and len(blocks[1].rows) == 1

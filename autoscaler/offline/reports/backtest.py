@@ -603,7 +603,7 @@ def _policy_section(index: int, label: str, run: PolicyRun, settings: BacktestSe
     section.blocks.append(
         "Decisions by reason: " + ", ".join(f"{k} {v}" for k, v in run.reasons.items()) + "."
     )
-    section.blocks.extend(_changes_blocks(run, worst))
+    section.blocks.extend(_changes_blocks(run, worst, step))
     return section
 
 
@@ -638,9 +638,10 @@ def _size(change: Decision) -> int:
     return abs((change.desired_replicas or 0) - (change.current_replicas or 0))
 
 
-def _changes_blocks(run: PolicyRun, worst: WorstHour | None) -> list[Block]:
+def _changes_blocks(run: PolicyRun, worst: WorstHour | None, step: timedelta) -> list[Block]:
     """Every scaling action, or, for a run with more than SHOWN_CHANGES, two tables each in
-    time order: those of the worst hour's chart, then the largest of the others."""
+    time order: those of the worst hour's chart (the steps it draws, to the end of the
+    last), then the largest of the others."""
     changes = run.changes
     if not changes:
         return ["No scaling action: the count never changed."]
@@ -649,9 +650,9 @@ def _changes_blocks(run: PolicyRun, worst: WorstHour | None) -> list[Block]:
     blocks: list[Block] = []
     shown: list[Decision] = []
     if worst is not None:
-        start, end = run.times[worst.shown[0]], run.times[worst.shown[1] - 1]
+        start, end = run.times[worst.shown[0]], run.times[worst.shown[1] - 1] + step
         peak = run.times[worst.peak]
-        in_window = [c for c in changes if start <= c.time <= end]
+        in_window = [c for c in changes if start <= c.time < end]
         shown = sorted(sorted(in_window, key=lambda c: abs(c.time - peak))[:SHOWN_WORST],
                        key=lambda c: c.time)
         count = (f"all {len(shown)}" if len(shown) == len(in_window)
