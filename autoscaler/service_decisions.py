@@ -156,7 +156,8 @@ class ServiceDecisions:
             spec_replicas=decided.spec, recommended_replicas=outcome.recommended,
             desired_replicas=outcome.desired, forecast=decided.plan.record,
             fallback_reason=decided.plan.fallback, placement=decided.state.placement,
-            driven_by=outcome.driver,
+            driven_by=outcome.driver, min_replicas=outcome.bounds[0],
+            max_replicas=outcome.bounds[1],
             applied_at=now + timedelta(seconds=applied.seconds) if done and applied else None,
         )
 

@@ -34,6 +34,9 @@ class Outcome:
     reason: Reason
     message: str
     rule_count: int
+    bounds: tuple[int, int]
+    """The min and max replicas in force: the policy's, or as the windows of its `schedule`
+    in force set them (what the gauges and the alert on the maximum compare against)."""
     from_metrics: bool = True
     driver: str | None = None
     """The metric whose proposal set the target rule's count."""
@@ -96,10 +99,14 @@ def decide(
     when that run last changed its count, is its own cooldown. `placement` (where the
     service's tasks are) holds back a raise while tasks wait for a node that can take them.
     The windows of `policy.schedule` in force at `now` set the bounds while they last."""
+    scheduled = bounds_at(policy.schedule, now, min_replicas=policy.min_replicas,
+                          max_replicas=policy.max_replicas) if policy.schedule else None
+    bounds = (policy.min_replicas, policy.max_replicas) if scheduled is None \
+        else (scheduled.min_replicas, scheduled.max_replicas)
     if current == 0 and policy.min_replicas > 0:
         return Outcome(0, 0, Reason.SCALED_TO_ZERO,
                        "service is at 0 replicas and min_replicas > 0: left alone",
-                       rule_count=0, from_metrics=False)
+                       rule_count=0, bounds=bounds, from_metrics=False)
     rule = recommend(policy, current, metrics)
     forecast = forecast_count(policy, forecasts) if forecasts else None
     recommendation = with_forecast(rule, forecast)
@@ -125,8 +132,6 @@ def decide(
                     now=now).reason is not None:
             rule_limited = None
     floor = None if rule.missing_blocked else target_alone
-    scheduled = bounds_at(policy.schedule, now, min_replicas=policy.min_replicas,
-                          max_replicas=policy.max_replicas) if policy.schedule else None
     low, high = bounds_in_force(policy, scheduled)
     # The chain in the HPA's order; the reasons later issues add go where their names say.
     steps: tuple[Step, ...] = (
@@ -154,7 +159,8 @@ def decide(
                 notes.append(limited.note)
         desired = limited.replicas
     return Outcome(recommendation.replicas, desired, reason, "; ".join(notes),
-                   rule_count=rule.replicas, from_metrics=not rule.missing_blocked,
+                   rule_count=rule.replicas, bounds=bounds,
+                   from_metrics=not rule.missing_blocked,
                    driver=rule.driver)
 
 

@@ -95,6 +95,8 @@ class Decision:
     """Where the service's tasks were (None: not known)."""
     min_replicas: int | None = None
     max_replicas: int | None = None
+    """The bounds in force: the policy's, or as the windows of its `schedule` set them while
+    they last (the policy's where nothing was decided: a pause, a manual override)."""
     targets: Mapping[str, float] = field(default_factory=dict)
     """Each metric's target per replica (the threshold strategy's: its scale-up bound)."""
     driven_by: str | None = None

@@ -124,6 +124,10 @@ def _cron_facts(expression: str) -> timedelta | str | None:
     elif _UNKNOWN_TIMES.search(expression):
         return ("hashed (H) and random (R) values are not read: a window starts at times "
                 f"known in advance, got {_shown(expression)}")
+    elif _special_day_with_the_other(fields):
+        return ("with a day of the week's nth (5#3) or a day of the month's nearest weekday "
+                "(15W), the other day field must be * (croniter reads such a pair neither as "
+                f"either day nor as both), got {_shown(expression)}")
     try:
         starts = croniter(" ".join(fields), _REFERENCE)
         previous = starts.get_next(datetime)
@@ -143,6 +147,15 @@ def _cron_facts(expression: str) -> timedelta | str | None:
     except Exception:  # the starts ran out of croniter's calendar: the gap is what was seen
         pass
     return gap
+
+
+def _special_day_with_the_other(fields: Sequence[str]) -> bool:
+    """Whether an nth weekday (`5#3`) or a nearest weekday (`15W`) comes with the other day
+    field restricted: croniter then ignores one field (`0 0 2 * 5#1` is every first Friday)
+    or finds nothing (`0 0 15 * 1#2`), not cron's either-matches."""
+    _, _, day_of_month, _, day_of_week = fields
+    return ("#" in day_of_week and day_of_month not in ("*", "?")) or (
+        "w" in day_of_month.lower() and day_of_week not in ("*", "?"))
 
 
 def time_zone_problem(name: str) -> str | None:

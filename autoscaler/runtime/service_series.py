@@ -50,8 +50,10 @@ HOTTEST_SHARE = Family("autoscaler_load_hottest_share",
 IMBALANCED = Family("autoscaler_load_imbalanced",
                     "1 when the load has been uneven over the tasks for the policy's "
                     "balance.for.")
-MIN_REPLICAS = Family("autoscaler_min_replicas", "The policy's min_replicas.")
-MAX_REPLICAS = Family("autoscaler_max_replicas", "The policy's max_replicas.")
+MIN_REPLICAS = Family("autoscaler_min_replicas", "The min_replicas in force: the policy's, "
+                      "or a schedule window's while it lasts.")
+MAX_REPLICAS = Family("autoscaler_max_replicas", "The max_replicas in force: the policy's, "
+                      "or a schedule window's while it lasts.")
 METRIC_VALUE = Family("autoscaler_metric_value", "The metric's value the last decision read "
                       "(missing: no sample).", label="metric")
 METRIC_TARGET = Family("autoscaler_metric_target",

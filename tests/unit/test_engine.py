@@ -273,6 +273,34 @@ def test_a_fresh_engine_does_not_scale_down_at_once() -> None:
     ]
 
 
+IN_FORCE_AT_NOW = {"start": "2026-11-30T11:00", "end": "2026-11-30T13:00"}
+
+
+@pytest.mark.parametrize(("window", "rps", "expected"), [
+    # (the window, in force at NOW, or None; the load; (desired, min and max recorded))
+    pytest.param(None, 2500, (20, 1, 20), id="no-window-the-policys"),
+    pytest.param({"max_replicas": 40}, 2500, (25, 1, 40), id="a-larger-max-below-it"),
+    pytest.param({"max_replicas": 3}, 2500, (3, 1, 3), id="a-cap-at-it"),
+    pytest.param({"min_replicas": 8}, 100, (8, 8, 20), id="a-raised-floor"),
+])
+def test_a_decision_records_the_bounds_in_force(
+    window: dict[str, Any] | None, rps: float, expected: tuple[int, int, int]
+) -> None:
+    """The gauges and the alert on the maximum (`desired >= max` for an hour) read these: a
+    count above the policy's max under a window's larger max is not capped."""
+    swarm = FakeSwarm()
+    swarm.add("web", 20)
+    schedule = [] if window is None else [{**IN_FORCE_AT_NOW, **window}]
+    engine, sink = engine_for(by_service({"web": rps}), swarm, dry_run=False,
+                              web={"max_replicas": 20, "schedule": schedule,
+                                   "behavior": {"scale_down": {"stabilization": "0s"}}})
+
+    engine.tick(NOW)
+
+    decision = sink.decisions[0]
+    assert (decision.desired_replicas, decision.min_replicas, decision.max_replicas) == expected
+
+
 class _LeaseThatRaises(FakeLeadership):
     """A lease label no code expected (an expiry without a zone, labels as a list)."""
 

@@ -303,6 +303,15 @@ def test_the_shortest_time_between_two_starts(expression: str, gap: timedelta) -
     ("0 18 * * thu,fri", None),
     ("0 0 31 2 *", "never happens"),
     ("0 " * 60, "at most 100 characters"),
+    pytest.param("0 0 * * 5#1", None, id="the-first-friday"),
+    pytest.param("0 0 ? * 5#1", None, id="the-first-friday-with-?"),
+    pytest.param("0 0 15W * *", None, id="the-weekday-nearest-the-15th"),
+    pytest.param("0 0 2 * 5#1", "the other day field must be *",
+                 id="nth-weekday-with-a-day-read-as-every-first-friday"),
+    pytest.param("0 0 15 * 1#2", "the other day field must be *",
+                 id="nth-weekday-with-a-day-found-never"),
+    pytest.param("0 0 15W * fri", "the other day field must be *",
+                 id="nearest-weekday-with-a-weekday-read-without-fridays"),
 ])
 def test_cron_expressions_read_and_refused(expression: str, fragment: str | None) -> None:
     problem = cron_problem(expression)
