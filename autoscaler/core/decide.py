@@ -43,8 +43,11 @@ class Outcome:
 
     @property
     def remembered(self) -> int | None:
-        """What the stabilization windows remember of this tick, if anything."""
-        return self.rule_count if self.from_metrics else None
+        """What the stabilization windows remember of this tick, if anything: the target
+        rule's count, or the min in force where that is more, so that a schedule window's
+        floor comes down after its end as a load's count would, through the scale-down
+        stabilization window (the policy's own min changes nothing: it always holds)."""
+        return max(self.rule_count, self.bounds[0]) if self.from_metrics else None
 
 
 @dataclass(frozen=True)

@@ -462,3 +462,23 @@ def test_a_replay_keeps_the_windows_min_while_it_lasts(entry: dict[str, Any]) ->
                if t < START + 5 * MINUTE or t >= START + 11 * MINUTE)
     assert run.reasons_by_step[during[0]] == "Scheduled"
     assert run.reasons["Scheduled"] >= 1
+
+
+def test_after_a_window_the_count_comes_down_through_the_stabilization_window() -> None:
+    """A window's min is remembered as the metrics' counts are: at its end the count stays
+    for the scale-down stabilization window, as it would after a load that asked for it."""
+    policy = build_policy(
+        min_replicas=1, max_replicas=10,
+        behavior={"scale_down": {"stabilization": "3m"}},
+        metrics=[{"name": "rps", "query": "q", "target": 10}],
+        schedule=[{"name": "launch", "min_replicas": 4, "start": "2026-01-01T00:05",
+                   "end": "2026-01-01T00:10"}],
+    )
+    settings = BacktestSettings(capacity=10, slo_utilisation=1.0, startup=timedelta(0),
+                                warmup=MINUTE)
+
+    run = replay(policy, "p.yaml", Trace(START, MINUTE, [10.0] * 20, "flat"), settings)
+
+    billed = {t: b for t, b in zip(run.times, run.billed, strict=True)}
+    # the window's last tick is 00:09; the count drops 3 minutes later, not at 00:10
+    assert [billed[START + m * MINUTE] for m in range(9, 15)] == [4, 4, 4, 1, 1, 1]
