@@ -34,7 +34,10 @@ class Applied:
 
 class Applier:
     """Runs a tick's scale calls on at most `workers` threads. A call not started by the
-    deadline is not made: the service is decided again next tick."""
+    deadline is not made: the service is decided again next tick. The first round (one call
+    a worker) starts whatever the time: when the listing, the queries and the lease used up
+    the tick's time for applies (a Docker slow on each call, yet within its deadline), the
+    changes are made a round a tick, late by one call at most, rather than never."""
 
     def __init__(self, swarm: ServiceScaler, *, workers: int = DEFAULT_WORKERS) -> None:
         if workers < 1:
@@ -45,8 +48,8 @@ class Applier:
     def apply(self, requests: Sequence[ScaleRequest], *, began: float,
               deadline: float | None) -> list[Applied]:
         """The requests' results, in order; `began` and `deadline` on `time.monotonic`."""
-        def one(request: ScaleRequest) -> Applied:
-            if deadline is not None and time.monotonic() >= deadline:
+        def one(turn: int, request: ScaleRequest) -> Applied:
+            if deadline is not None and turn >= self.workers and time.monotonic() >= deadline:
                 return Applied((Reason.APPLY_FAILED, "the tick's time for applies ran out "
                                 "before this one's turn: decided again next tick"),
                                time.monotonic() - began)
@@ -59,7 +62,7 @@ class Applier:
             return Applied(None, time.monotonic() - began)
 
         if len(requests) <= 1 or self.workers == 1:
-            return [one(request) for request in requests]
+            return [one(turn, request) for turn, request in enumerate(requests)]
         with ThreadPoolExecutor(max_workers=min(self.workers, len(requests)),
                                 thread_name_prefix="apply") as pool:
-            return list(pool.map(one, requests))
+            return list(pool.map(one, range(len(requests)), requests))

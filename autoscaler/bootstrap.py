@@ -92,7 +92,8 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
     to Docker or Prometheus has `call_deadline(interval)`; an apply is one call (the
     update of the listed spec: SwarmScaler.scale), and none starts later than one such
     deadline plus `AFTER_APPLIES` of the interval before the next tick is due, so that the
-    applies end, and the tick records its decisions, by then."""
+    applies end, and the tick records its decisions, by then; but for the first round,
+    which starts however late the tick got there (`Applier`)."""
     deadline = call_deadline(interval)
     connection = DockerConnection(timeout=deadline, pool=apply_workers + 2)
     leadership = None if dry_run else SwarmLease(

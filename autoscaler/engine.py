@@ -70,8 +70,8 @@ class Engine:
         query_time: timedelta | None = None,
     ) -> None:
         """`seed_history`: as in `ServiceDecisions`. Applies run on `apply_workers` threads;
-        none starts later than `apply_time` into the tick (None: no limit), and no query
-        later than `query_time` (`MetricsGatherer`)."""
+        none but the first round starts later than `apply_time` into the tick (None: no
+        limit; see `Applier`), and no query later than `query_time` (`MetricsGatherer`)."""
         self._gatherer = MetricsGatherer(metrics, query_time)
         self._swarm = swarm
         self._applier = Applier(swarm, workers=apply_workers)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from autoscaler.core.labels import ManagedPolicy
 from autoscaler.core.model import Series
-from autoscaler.core.ports import MetricsSource, SourceUnavailable
+from autoscaler.core.ports import MetricsSource, QueryRefused, SourceUnavailable
 from autoscaler.core.queries import MetricValues, QueryUse, assign_values, plan_queries
 
 Values = dict[str, MetricValues]
@@ -34,7 +34,8 @@ class MetricsGatherer:
     (None: no limit): with many queries (one a service) and a Prometheus that answers none,
     each waiting its whole deadline eight at a time, the tick would otherwise run past its
     interval by as many rounds. A Prometheus that answers is asked every query, however
-    long they take together."""
+    long they take together, and a refusal of one query as bad (`QueryRefused`: one policy's
+    PromQL) says nothing of the others, so it stops none of them."""
 
     def __init__(self, metrics: MetricsSource, query_time: timedelta | None = None) -> None:
         self._metrics = metrics
@@ -63,6 +64,8 @@ class MetricsGatherer:
                         "others failed")
             try:
                 return self._metrics.query(query)
+            except QueryRefused as error:
+                return str(error)
             except SourceUnavailable as error:
                 failed.set()
                 return str(error)

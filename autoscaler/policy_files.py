@@ -277,7 +277,7 @@ def load_alternatives(paths: Sequence[str | Path]) -> tuple[PolicySet, list[str]
     return policy_set, notes
 
 
-Change = Literal["added", "changed", "removed", "duplicate resolved"]
+Change = Literal["added", "changed", "removed", "duplicate resolved", "readable again"]
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,8 @@ class ReloadEvent:
 
     `policy_reloaded`: what the file puts in force changed. `change` says why: the file was
     `added`, `changed` or `removed`, or (`duplicate resolved`) the file that held its service
-    or template name before, `replaces`, went away or now names another one.
+    or template name before, `replaces`, went away or now names another one; or, for the
+    folder itself, it is `readable again` after a `policy_rejected` that said it was not.
     `policy_rejected`: the file is invalid, or names what another file holds; `kept` says
     whether its last good version stays in force.
     """
@@ -371,6 +372,8 @@ class PolicyWatcher:
             return [ReloadEvent("policy_rejected", str(self.folder), "changed",
                                 problems=(problem,),
                                 kept="last good version" if self._in_force else "nothing")]
+        recovered = [] if self._folder_problem is None else [
+            ReloadEvent("policy_reloaded", str(self.folder), "readable again")]
         self._folder_problem = None
         seen = self._seen
         present = [name for name, _ in files]
@@ -383,12 +386,12 @@ class PolicyWatcher:
         if not gone and not changed:
             # Every file gives what it gave: taking them up again would give what is in force
             # (a new file is always `changed`, so none was added either)
-            return []
+            return recovered
         before = self._in_force
         if not gone and not added:
             edited = self._edited_in_place([n for n in present if n in changed], before)
             if edited is not None:
-                return edited
+                return recovered + edited
         candidates = [(name, entry) for name in present
                       if (entry := self._candidate(name, before)) is not None]
         incumbents = {_key(entry): name for name, entry in before.items()}
@@ -397,8 +400,8 @@ class PolicyWatcher:
         self.policies = {n: e for n, e in self._in_force.items() if isinstance(e, Policy)}
         self.templates = {e.name: e for e in self._in_force.values()
                           if isinstance(e, Template)}
-        events = [ReloadEvent("policy_reloaded", name, "removed",
-                              service=_service(before.get(name))) for name in gone]
+        events = recovered + [ReloadEvent("policy_reloaded", name, "removed",
+                                          service=_service(before.get(name))) for name in gone]
         for name in present:
             change: Change = "added" if name in added else "changed"
             if name in changed:

@@ -189,6 +189,9 @@ class Balance(_Strict):
 
 MAX_WINDOWS = 50
 """The most entries a policy's `schedule` may list."""
+MAX_METRICS = 20
+"""The most entries a policy's `metrics` may list: a policy reads a few signals, and each
+is a query a tick, so a file of thousands would slow every service's tick."""
 WINDOW_NAME_MAX = 60
 _EARLIEST, _LATEST = datetime(2000, 1, 1), datetime(9998, 12, 31, 23, 59, 59)
 
@@ -246,6 +249,13 @@ def _windows(value: object) -> object:
     return value
 
 
+def _metric_list(value: object) -> object:
+    """A list longer than `MAX_METRICS` is refused before its entries are read."""
+    if isinstance(value, list) and len(value) > MAX_METRICS:
+        raise ValueError(f"must list at most {MAX_METRICS} metrics, got {len(value)}")
+    return value
+
+
 Moment = Annotated[datetime, BeforeValidator(_moment)]
 
 
@@ -279,7 +289,7 @@ class Policy(_Strict):
     strategy: Strategy = "target"
     tolerance: float = Field(default=0.1, allow_inf_nan=False)
     step: int = 1
-    metrics: list[MetricSpec] = Field(min_length=1)
+    metrics: Annotated[list[MetricSpec], BeforeValidator(_metric_list)] = Field(min_length=1)
     behavior: Behavior = Behavior()
     predictive: PredictiveSpec = PredictiveSpec()
     on_missing_metrics: Annotated[Literal["hold"], BeforeValidator(_hold_only)] = "hold"
@@ -317,7 +327,9 @@ def _cross_key_problems(document: dict[Any, Any]) -> list[tuple[str, str]]:
         problems.extend(_predictive_problems(document["predictive"]))
     metrics = document.get("metrics")
     seen: set[str] = set()
-    for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+    if not isinstance(metrics, list) or len(metrics) > MAX_METRICS:
+        metrics = []
+    for index, metric in enumerate(metrics):
         if not isinstance(metric, dict):
             continue
         where = f"metrics[{index}]"

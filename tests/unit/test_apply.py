@@ -16,7 +16,7 @@ from autoscaler.core.model import Reason, Series, ServiceState
 from autoscaler.core.ports import ScaleFailed
 from autoscaler.engine import Engine
 from tests.unit.conftest import build_policy
-from tests.unit.fakes import FakeMetrics, FakeSwarm, ListSink
+from tests.unit.fakes import FakeLeadership, FakeMetrics, FakeSwarm, ListSink
 from tests.unit.test_engine import engine_of
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -85,19 +85,60 @@ def test_a_failed_apply_stays_with_its_service() -> None:
     assert len(swarm.scaled) == len(SERVICES) - 1
 
 
-def test_no_apply_starts_after_the_ticks_time_for_applies() -> None:
+def test_past_the_ticks_time_for_applies_only_the_first_round_starts() -> None:
     swarm = SlowSwarm()
-    engine, sink = fleet(swarm, apply_time=timedelta(0))
+    engine, sink = fleet(swarm, apply_workers=4, apply_time=timedelta(0))
 
     engine.tick(NOW)
 
-    assert swarm.scaled == []
-    assert {d.reason for d in sink.decisions} == {Reason.APPLY_FAILED}
-    assert "ran out before this one's turn" in sink.decisions[0].message
+    assert sorted(swarm.scaled) == [(name, 3) for name in SERVICES[:4]], "one call a worker"
+    deferred = [d for d in sink.decisions if not d.applied]
+    assert [d.service for d in deferred] == SERVICES[4:]
+    assert {d.reason for d in deferred} == {Reason.APPLY_FAILED}
+    assert "ran out before this one's turn" in deferred[0].message
 
     engine._apply_time = None  # the next tick has time for them
     engine.tick(NOW + timedelta(seconds=15))
     assert len(swarm.scaled) == len(SERVICES), "decided and applied again the next tick"
+
+
+@dataclass
+class SlowListing(SlowSwarm):
+    """A Docker that answers each call in `latency`, within its deadline: the listing is
+    three calls (services, tasks, nodes)."""
+
+    def list_services(self) -> dict[str, ServiceState]:
+        time.sleep(3 * self.latency)
+        return super().list_services()
+
+
+@dataclass
+class SlowLease(FakeLeadership):
+    seconds: float = 0.0
+
+    def acquire(self, now: object) -> bool:
+        time.sleep(self.seconds)
+        return super().acquire(now)
+
+
+def test_a_slow_docker_that_uses_up_the_time_for_applies_still_gets_changes_made() -> None:
+    """At a 0.5 s interval (calls of 0.17 s at most), Docker answering each call in 0.07 s:
+    the listing and the lease's two calls end past the 0.28 s the tick gives for starting
+    applies, in a tick that would end well within its interval. Each tick still applies a
+    round, rather than none ever."""
+    from autoscaler.bootstrap import AFTER_APPLIES, call_deadline
+
+    interval = timedelta(seconds=0.5)
+    apply_time = interval * (1 - AFTER_APPLIES) - timedelta(seconds=call_deadline(interval))
+    swarm = SlowListing(latency=0.07)
+    leadership = SlowLease(seconds=2 * 0.07)
+    engine, sink = fleet(swarm, apply_workers=4, apply_time=apply_time, leadership=leadership)
+
+    for tick in range(2):
+        engine.tick(NOW + tick * interval)
+
+    assert len(swarm.scaled) == 8
+    assert sum(d.applied for d in sink.decisions) == 8
 
 
 def test_an_apply_started_in_time_ends_before_the_next_tick_with_room_to_record() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
 from autoscaler.core.labels import ManagedPolicy
 from autoscaler.core.model import Series
-from autoscaler.core.ports import SourceUnavailable
+from autoscaler.core.ports import QueryRefused, SourceUnavailable
 from autoscaler.gather import MetricsGatherer
 from tests.unit.conftest import build_policy
 
@@ -72,3 +74,41 @@ def test_a_prometheus_that_answers_is_asked_every_query_past_the_time_for_querie
 
     assert prometheus.asked == len(SERVICES)
     assert queried.errors == {}
+
+
+class OneBadQuery:
+    """Answers each query after `seconds`, but refuses the first service's at once with
+    `refusal` (a query Prometheus cannot parse, or a Prometheus that fails)."""
+
+    def __init__(self, seconds: float, refusal: SourceUnavailable) -> None:
+        self.seconds = seconds
+        self.refusal = refusal
+        self.answered = 0
+
+    def query(self, promql: str) -> list[Series]:
+        if f'"{SERVICES[0]}"' in promql:
+            raise self.refusal
+        time.sleep(self.seconds)
+        self.answered += 1
+        return [Series({}, 1.0)]
+
+
+@pytest.mark.parametrize(("refusal", "all_others_asked"), [
+    pytest.param(QueryRefused("Prometheus refused the query: bad_data: parse error"), True,
+                 id="one-policy's-bad-query-stops-no-other"),
+    pytest.param(SourceUnavailable("Prometheus did not answer"), False,
+                 id="a-failing-prometheus-stops-the-rest-in-time"),
+])
+def test_only_a_failing_prometheus_stops_the_queries(
+        refusal: SourceUnavailable, all_others_asked: bool) -> None:
+    """A query refused as bad is that policy's problem: the other services' queries, which
+    Prometheus answers, are all asked even past the time for queries."""
+    prometheus = OneBadQuery(0.05, refusal)
+
+    queried = MetricsGatherer(prometheus, timedelta(seconds=0.06)).gather(
+        per_service_policies())
+
+    others = len(SERVICES) - 1
+    assert (prometheus.answered == others) is all_others_asked
+    assert (len(queried.errors) == 1) is all_others_asked
+    assert queried.values[SERVICES[0]]["rps"] is None

@@ -175,6 +175,31 @@ def test_a_folder_that_disappears_changes_nothing(tmp_path: Path) -> None:
     assert watcher.refresh() == []
 
 
+@pytest.mark.parametrize(("edit", "then"), [
+    pytest.param(None, [], id="as-it-was"),
+    pytest.param(API, ["reloaded web.yaml changed api"], id="with-an-edit"),
+])
+def test_a_folder_that_comes_back_is_said_readable_again_once(
+        tmp_path: Path, edit: str | None, then: list[str]) -> None:
+    """The warning that the folder cannot be read has its all-clear, as every other problem
+    of the agent that ends does."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "web.yaml").write_text(WEB)
+    watcher = PolicyWatcher(folder)
+    watcher.refresh()
+    folder.rename(tmp_path / "away")
+    (event,) = watcher.refresh()
+    assert event.event == "policy_rejected"
+
+    (tmp_path / "away").rename(folder)
+    if edit is not None:
+        (folder / "web.yaml").write_text(edit)
+
+    assert [said(e) for e in watcher.refresh()] == ["reloaded policies readable again", *then]
+    assert watcher.refresh() == []
+
+
 Edit = Callable[[Path], None]
 
 

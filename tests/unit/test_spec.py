@@ -326,6 +326,9 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
         pytest.param(changed(metrics=[{"name": "rps", "query": "q", "target": 1},
                                       {"name": "rps", "query": "r", "target": 2}]),
                      "metrics[1].name", "used twice", id="duplicate-metric-name"),
+        pytest.param(changed(metrics=[{"name": f"m{i}", "query": f"q{i}", "target": 1}
+                                      for i in range(21)]),
+                     "metrics", "must list at most 20 metrics, got 21", id="too-many-metrics"),
         # threshold bounds
         pytest.param(
             with_metric(scale_up_above=20, scale_down_below=20) | {"strategy": "threshold"},
@@ -361,6 +364,17 @@ def test_problem_key_and_message(document: dict[str, Any], key: str, fragment: s
     assert found, f"no problem at {key!r}: {[str(p) for p in problems]}"
     assert any(fragment in p.message for p in found), [p.message for p in found]
     assert all(str(p) == f"{FILE}: {p.key}: {p.message}" for p in found)
+
+
+def test_a_long_list_of_metrics_is_one_problem_not_one_a_metric() -> None:
+    """A file of aliases of one metric (a query a tick each, had it been valid) says so once."""
+    text = ("service: web\nmax_replicas: 3\nmetrics:\n  - &m {name: rps, query: q, target: 1}\n"
+            + "  - *m\n" * 10_000)
+
+    problems = problems_of(parse_policy(text.encode(), FILE))
+
+    assert [(p.key, p.message) for p in problems] == [
+        ("metrics", "must list at most 20 metrics, got 10001")]
 
 
 def test_every_problem_reported_at_once() -> None:
