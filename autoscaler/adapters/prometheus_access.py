@@ -183,6 +183,10 @@ class PrometheusAccess:
         )
 
 
+MAX_SECRET_BYTES = 65536
+"""The largest secret file read: a token or a password, not a whole file system's worth."""
+
+
 def read_secret(what: str, *, file: str | os.PathLike[str] | None = None,
                 env: str | None = None) -> str | None:
     """A secret from a file or an environment variable (None when neither is named),
@@ -192,6 +196,12 @@ def read_secret(what: str, *, file: str | os.PathLike[str] | None = None,
         raise ValueError(f"{what}: give a file or an environment variable, not both")
     if file is not None:
         try:
+            if Path(file).exists() and not Path(file).is_file():
+                raise ValueError(f"{what}: {file} is not a regular file (a FIFO or a device "
+                                 "would block or never end)")
+            if Path(file).stat().st_size > MAX_SECRET_BYTES:
+                raise ValueError(f"{what}: {file} is over {MAX_SECRET_BYTES:,} bytes: not a "
+                                 "secret")
             value = Path(file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"

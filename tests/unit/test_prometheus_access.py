@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -117,12 +118,16 @@ def test_a_secret_is_read_from_a_file_or_the_environment_without_its_newline(
     ({"env": "AS_TEST_UNSET"}, "the environment variable AS_TEST_UNSET is not set"),
     ({"env": "AS_TEST_BLANK"}, "the environment variable AS_TEST_BLANK is empty"),
     ({"file": "empty", "env": "AS_TEST_BLANK"}, "not both"),
+    ({"file": "fifo"}, r"the token: .*fifo is not a regular file"),
+    ({"file": "huge"}, r"the token: .*huge is over 65,536 bytes"),
 ])
 def test_a_secret_that_cannot_be_read_is_named_by_where_it_was_looked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: dict[str, str], message: str
 ) -> None:
     (tmp_path / "empty").write_text("\n")
     (tmp_path / "binary").write_bytes(b"\xff" + SECRET.encode())
+    os.mkfifo(tmp_path / "fifo")  # reading it would block for ever
+    (tmp_path / "huge").write_bytes(b"x" * 65537)
     monkeypatch.setenv("AS_TEST_BLANK", " ")
     monkeypatch.delenv("AS_TEST_UNSET", raising=False)
     where = {key: str(tmp_path / value) if key == "file" else value
