@@ -42,6 +42,10 @@ NO_NODE = "no suitable node (insufficient resources on 3 nodes)"
                      id="spaces-around-the-value"),
         pytest.param(["node.labels.zone==a\nb"], [False, False, False],
                      id="a-line-break-inside-the-value"),
+        pytest.param(["node.hostname==W1"], [False, True, False], id="value-in-any-case"),
+        pytest.param(["Node.Labels.zone!=A"], [True, False, True], id="key-in-any-case"),
+        pytest.param(["node.labels.Zone==a"], [False, False, False],
+                     id="a-label-name-as-written"),
     ],
 )
 def test_placement_constraints(constraints: list[str], expected: list[bool | None]) -> None:
