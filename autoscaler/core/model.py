@@ -38,7 +38,8 @@ class Reason(StrEnum):
     NOT_LEADER = "NotLeader"
     CONFLICT = "Conflict"
     UNSCHEDULABLE = "Unschedulable"
-    """A raise held back: tasks of the last raise wait for a node that can take them."""
+    """A raise held back: tasks of the service (of any change) wait for a node that can
+    take them."""
     APPLY_FAILED = "ApplyFailed"
     DECISION_FAILED = "DecisionFailed"
     """An unexpected error while deciding for this service: nothing applied, the others go

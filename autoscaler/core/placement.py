@@ -50,28 +50,35 @@ class Node:
     active: bool
 
 
-_CONSTRAINT = re.compile(r"\s*([\w.\-]+)\s*(==|!=)\s*(.*?)\s*")
+_CONSTRAINT = re.compile(r"\s*([\w.\-]+)\s*(==|!=)(.*)", re.DOTALL)
+"""A constraint's key, operator and value, whose spaces around are stripped apart: a lazy
+value before trailing spaces made the match quadratic in a run of spaces inside the value,
+which Docker accepts (300,000 of them took 8 minutes, every listing)."""
 
 
 def may_run_on(node: Node, constraints: Sequence[str]) -> bool | None:
     """Whether the placement constraints let a task run on the node; None when one of them
-    is of a form this does not read (then the answer is unknown)."""
+    is of a form this does not read (then the answer is unknown). As Swarm reads them: the
+    value and the key's known part in any case (`node.hostname==VM` runs on `vm`), the
+    name of a label as written."""
     for constraint in constraints:
         match = _CONSTRAINT.fullmatch(constraint)
         if match is None:
             return None
         key, operator, expected = match.groups()
+        known = key.lower()
         value: str | None
-        if key in ("node.id", "node.hostname", "node.role"):
+        if known in ("node.id", "node.hostname", "node.role"):
             value = {"node.id": node.id, "node.hostname": node.hostname,
-                     "node.role": node.role}[key]
-        elif key.startswith("node.labels."):
-            value = node.labels.get(key.removeprefix("node.labels."))
-        elif key.startswith("engine.labels."):
-            value = node.engine_labels.get(key.removeprefix("engine.labels."))
+                     "node.role": node.role}[known]
+        elif known.startswith("node.labels."):
+            value = node.labels.get(key[len("node.labels."):])
+        elif known.startswith("engine.labels."):
+            value = node.engine_labels.get(key[len("engine.labels."):])
         else:
             return None
-        if (value == expected) != (operator == "=="):
+        equal = value is not None and value.casefold() == expected.strip().casefold()
+        if equal != (operator == "=="):
             return False
     return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 RECORD_LABEL = "autoscaler.changes"
@@ -58,9 +58,12 @@ def read_record(labels: Mapping[str, str]) -> tuple[RecordedChange, ...]:
 
 def with_change(record: tuple[RecordedChange, ...], change: RecordedChange, *,
                 keep: timedelta) -> str:
-    """The record's text after `change`: the changes within `keep` before it, or stamped
-    later by an agent whose clock ran ahead, at most MAX_ENTRIES, `change` last."""
-    kept = [c for c in record if c.at > change.at - keep]
+    """The record's text after `change`: the changes within `keep` before it, at most
+    MAX_ENTRIES, `change` last. One stamped later (by an agent whose clock ran ahead, or
+    by hand) is written as made at `change`'s time, as it was made before it: kept at its
+    own stamp, it would stay until then, counted as just made by every agent that starts."""
+    kept = [c if c.at <= change.at else replace(c, at=change.at)
+            for c in record if c.at > change.at - keep]
     kept = [*kept[-(MAX_ENTRIES - 1):], change]
     return ",".join(f"{int(c.at.timestamp())}:{c.before}>{c.after}" for c in kept)
 

@@ -3,6 +3,7 @@ agent keeps in the service's labels; operators' pauses and manual changes are ho
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from autoscaler.core.model import Reason, Series
@@ -128,6 +129,21 @@ def test_a_change_recorded_by_a_clock_ahead_is_counted_once() -> None:
     assert sink.decisions[-1].reason == Reason.SCALE_UP_LIMIT
     successor.tick(NOW + timedelta(minutes=10))
     assert swarm.scaled == [("web", 6), ("web", 10)]
+
+
+def test_a_change_stamped_years_ahead_counts_once_not_at_every_restart() -> None:
+    """A record edited by hand (or by a clock years ahead) holds a change stamped in 2100.
+    The first agent to read it counts it as made now, once; it then writes it as made at
+    its own change, so the agents that start after it no longer count it as just made: one
+    step down a minute, after the first."""
+    swarm = FakeSwarm()
+    swarm.add("web", 8)
+    swarm.services["web"] = replace(swarm.services["web"],
+                                    labels={RECORD_LABEL: "4102444800:8>9"})
+    for minute in range(3):
+        agent, _ = fresh_agent(swarm, load=100)
+        agent.tick(NOW + timedelta(minutes=minute))
+    assert [count for _, count in swarm.scaled] == [6, 5, 4]
 
 
 def test_writes_only_with_a_change_and_never_in_dry_run() -> None:
