@@ -4,7 +4,8 @@ The lease is the label `autoscaler.lease` on the Swarm's first manager node (low
 ID): `<holder> <expiry>`. An agent takes it when it is absent, expired or its own, writing
 the node spec with the version it read, so two agents racing for it cannot both win (the
 loser's write is refused as out of sequence). The holder renews it as it ticks and removes
-it when it stops; an agent that dies loses it when it expires. Node labels change no task.
+it when it stops; an agent that dies loses it when it expires. An expiry further ahead than
+any agent writes is taken over (`BELIEVABLE_AHEAD`). Node labels change no task.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from autoscaler.core.operator import is_paused
 from autoscaler.core.ports import SourceUnavailable
 
 LEASE_LABEL = "autoscaler.lease"
+BELIEVABLE_AHEAD = timedelta(days=1)
+"""A lease expiring further ahead than this (or ten of this agent's time to live, if more)
+is no agent's: agents renew theirs a few ticks ahead, so it is a hand edit or a clock far
+off, and honouring it would stop every agent until that date."""
 
 
 def new_holder_id() -> str:
@@ -49,7 +54,8 @@ class SwarmLease:
         labels = _labels(node)
         self._paused = is_paused(labels)
         holder, expiry = parse_lease(labels.get(self.label))
-        if holder is not None and holder != self.holder and expiry is not None and expiry > now:
+        if holder is not None and holder != self.holder and expiry is not None \
+                and now < expiry <= now + max(BELIEVABLE_AHEAD, 10 * self._ttl):
             self._expiry = None
             return False
         if holder == self.holder and expiry is not None and expiry - now > self._ttl * 2 / 3:

@@ -59,6 +59,21 @@ def test_an_expired_lease_can_be_taken(leases: tuple[SwarmLease, SwarmLease]) ->
     assert not first.acquire(now + TTL + timedelta(seconds=2))
 
 
+def test_a_lease_held_far_beyond_any_time_to_live_is_taken(
+        leases: tuple[SwarmLease, SwarmLease]) -> None:
+    """An expiry a month ahead (a hand edit, a clock far off) would stop every agent until
+    then; a day ahead is still honoured."""
+    first, second = leases
+    now = datetime.now(UTC)
+    assert first.acquire(now + timedelta(days=1) - TTL)
+
+    assert not second.acquire(now)
+    assert first.acquire(now + timedelta(days=30))
+
+    assert second.acquire(now)
+    assert not first.acquire(now + timedelta(seconds=1))
+
+
 def test_the_lease_restarts_no_task(
     leases: tuple[SwarmLease, SwarmLease], make_service: Callable[..., str]
 ) -> None:
