@@ -122,8 +122,8 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
         start = line.find("{")
         try:
             event = json.loads(line[start:]) if start >= 0 else None
-        except json.JSONDecodeError:
-            event = None
+        except (ValueError, RecursionError):  # not JSON, an integer of over 4,300 digits,
+            event = None                      # or nested too deep
         kind = event.get("event") if isinstance(event, dict) else None
         if not isinstance(event, dict) or not isinstance(kind, str):
             reading.unreadable.append(number)
@@ -161,9 +161,15 @@ def _usable(event: dict[str, Any], name: str) -> bool:
 
 
 def _number(value: object) -> float | None:
-    """A finite number (JSON's NaN and Infinity, which Python reads and writes, are none)."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value) else None
+    """A finite number (JSON's NaN and Infinity, which Python reads and writes, are none,
+    and so is an integer too large for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _count(value: object) -> int | None:

@@ -1,0 +1,51 @@
+"""`autoscaler report` on hostile logs: every line is read or skipped with a warning, and no
+line stops the report."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.cli import main
+
+START = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+def decision(tick: int, **fields: Any) -> str:
+    """A scaling_decision line as the agent writes it, at tick `tick` of 15 s."""
+    return json.dumps({
+        "timestamp": (START + timedelta(seconds=15 * tick)).isoformat().replace("+00:00", "Z"),
+        "service": "web", "strategy": "target", "current_replicas": 2, "spec_replicas": 2,
+        "recommended_replicas": 2, "desired_replicas": 2, "reason": "WithinTolerance",
+        "message": "m", "metrics": {"rps": 100.0}, "dry_run": True, "applied": False,
+        "policy_file": "p.yaml", "policy_source": "file", "event": "scaling_decision",
+        **fields})
+
+
+@pytest.mark.parametrize(("second", "decisions", "not_json"), [
+    pytest.param(decision(1).replace('"rps": 100.0', '"rps": 1' + "0" * 400), 2, [],
+                 id="a metric too large for a float"),
+    pytest.param(decision(1, desired_replicas=10**400), 2, [],
+                 id="a count too large for a float"),
+    pytest.param(decision(1).replace('"rps": 100.0', '"rps": 1' + "0" * 5000), 1, [2],
+                 id="an integer of more digits than Python reads"),
+    pytest.param('{"event": "scaling_decision", "a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                 1, [2], id="JSON nested deeper than Python reads"),
+    pytest.param(decision(1, service=r"web$\foo{$", metrics={r"$\frac{$": 1.0}), 2, [],
+                 id="names with a pair of $, which charts would read as TeX"),
+])
+def test_a_hostile_line_is_read_or_skipped_and_the_report_is_written(
+        tmp_path: Path, second: str, decisions: int, not_json: list[int]) -> None:
+    log = tmp_path / "dry-run.log"
+    log.write_text(decision(0) + "\n" + second + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(s["decisions"] for s in summary["services"]) == decisions
+    assert summary["lines_not_json_events"] == not_json
