@@ -3,7 +3,9 @@ line stops the report."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,30 @@ def test_a_hostile_line_is_read_or_skipped_and_the_report_is_written(
     summary = json.loads((out / "summary.json").read_text())
     assert sum(s["decisions"] for s in summary["services"]) == decisions
     assert summary["lines_not_json_events"] == not_json
+
+
+LOG = "\n".join(decision(tick, desired_replicas=2 + tick // 5) for tick in range(40)) + "\n"
+
+
+@pytest.mark.parametrize(("stored", "from_stdin", "cut_short"), [
+    pytest.param(LOG.encode(), False, False, id="a file"),
+    pytest.param(gzip.compress(LOG.encode()), False, False, id="a gzip'd file"),
+    pytest.param(LOG.encode(), True, False, id="stdin"),
+    pytest.param(gzip.compress(LOG.encode()), True, False, id="gzip'd on stdin"),
+    pytest.param(gzip.compress(LOG.encode())[:-20], False, True,
+                 id="a gzip'd file cut short: the lines before"),
+])
+def test_the_log_may_be_gzipd_or_on_stdin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        stored: bytes, from_stdin: bool, cut_short: bool) -> None:
+    log = tmp_path / "dry-run.log.1"
+    log.write_bytes(stored)
+    out = tmp_path / "report"
+    if from_stdin:
+        monkeypatch.setattr(sys, "stdin", log.open())
+
+    assert main(["report", "--log", "-" if from_stdin else str(log), "--out", str(out)]) == 0
+
+    (web,) = json.loads((out / "summary.json").read_text())["services"]
+    assert 30 < web["decisions"] < 40 if cut_short else web["decisions"] == 40
+    assert ("could not be read to its end" in capsys.readouterr().err) == cut_short

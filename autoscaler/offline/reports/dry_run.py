@@ -4,14 +4,19 @@ over time, the changes it would have made, and why."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import math
+import sys
+import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from autoscaler.offline.reports.charts import Line, line_chart
 from autoscaler.offline.reports.document import Chart, Document, Section, Table
@@ -52,6 +57,9 @@ class LogReading:
     """Field -> the decision lines that leave it out (read, the field shown as MISSING)."""
     alerts: dict[str, Counter[str]] = field(default_factory=dict)
     """Service -> its `availability` and `load_imbalance` warnings, by event."""
+    cut_short: str | None = None
+    """Why the log could not be read to its end (a gzip'd file cut short): the lines before
+    are reported."""
 
     @property
     def skipped(self) -> int:
@@ -60,6 +68,9 @@ class LogReading:
     def warnings(self) -> list[str]:
         """What the report and the console warn of; empty for a clean log."""
         said = []
+        if self.cut_short is not None:
+            said.append(f"the log could not be read to its end ({self.cut_short}): only the "
+                        "lines before are reported")
         if self.unreadable:
             said.append(f"skipped {plural(len(self.unreadable), 'line')} that "
                         f"{'is' if len(self.unreadable) == 1 else 'are'} not a JSON event "
@@ -238,12 +249,47 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
         log.changes.append(event)
 
 
+STDIN = Path("-")
+"""The `--log` that reads standard input."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextmanager
+def _log_text(path: Path) -> Iterator[IO[str]]:
+    """The log's text, unpacked where it is gzip'd (as a rotated log often is); STDIN reads
+    standard input, which stays open. Bytes that are not UTF-8 are replaced."""
+    with (open(sys.stdin.fileno(), "rb", closefd=False) if path == STDIN
+          else path.open("rb")) as file, (
+            gzip.open(file, "rt", encoding="utf-8", errors="replace")
+            if file.peek(2)[:2] == GZIP_MAGIC
+            else io.TextIOWrapper(file, encoding="utf-8", errors="replace")) as text:
+        yield text
+
+
+class _Lines:
+    """The lines of a log, one at a time (a log of millions of lines is never held whole),
+    as far as it can be read; `error` says what stopped it short."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._text
+        except (OSError, EOFError, zlib.error) as error:
+            self.error = str(error) or type(error).__name__
+
+
 def read_log(path: Path) -> tuple[dict[str, ServiceLog], LogReading]:
+    """The decisions of the log at `path` (STDIN: standard input; gzip'd or not)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with _log_text(path) as text:
+            lines = _Lines(text)
+            services, reading = read_decisions(lines)
     except OSError as error:
-        raise LogError(f"{path}: cannot read the log ({error.strerror})") from error
-    services, reading = read_decisions(text.splitlines())
+        raise LogError(f"{path}: cannot read the log ({error.strerror or error})") from error
+    reading.cut_short = lines.error
     if not services:
         problems = "; ".join(reading.warnings())
         raise LogError(f"{path}: no scaling_decision line in {reading.skipped} lines"
