@@ -78,3 +78,38 @@ def test_the_log_may_be_gzipd_or_on_stdin(
     (web,) = json.loads((out / "summary.json").read_text())["services"]
     assert 30 < web["decisions"] < 40 if cut_short else web["decisions"] == 40
     assert ("could not be read to its end" in capsys.readouterr().err) == cut_short
+
+
+TICKS = [decision(tick, current_replicas=2 + max(tick - 1, 0) // 5, desired_replicas=2 + tick // 5,
+                  message=f"tick {tick}") for tick in range(20)]
+"""Twenty ticks of one agent; a change at every fifth (ticks 5, 10 and 15)."""
+
+
+@pytest.mark.parametrize(("lines", "warning", "skipped"), [
+    pytest.param(TICKS[10:] + TICKS[:10], "1 decision earlier than the service's one before",
+                 {"decisions_out_of_order": [11]}, id="a rotated log read in the wrong order"),
+    pytest.param(TICKS + TICKS[5:15], "skipped 10 scaling_decisions that the log already had",
+                 {"decisions_duplicated": list(range(21, 31))}, id="lines read twice"),
+    pytest.param(TICKS + [line.replace('"tick', '"another agent') for line in TICKS[:3]],
+                 "skipped 3 scaling_decisions for a service and time that already had another",
+                 {"decisions_conflicting": [21, 22, 23]}, id="two agents logging one service"),
+])
+def test_the_report_is_in_time_order_with_each_decision_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], warning: str,
+        skipped: dict[str, list[int]]) -> None:
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    (web,) = summary["services"]
+    assert (web["decisions"], web["changes"], web["replicas_first"],
+            web["replicas_last_desired"]) == (20, 3, 2, 5)
+    assert (web["from"], web["to"]) == ("2026-11-30T12:00:00+00:00", "2026-11-30T12:04:45+00:00")
+    assert {key: summary[key] for key in skipped} == skipped
+    assert warning in capsys.readouterr().err
+    changes = [line for line in (out / "report.md").read_text().splitlines()
+               if line.startswith("| 2026")]
+    assert [line.split(" | ")[-1] for line in changes] == ["tick 5 |", "tick 10 |", "tick 15 |"]
