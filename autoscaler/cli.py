@@ -322,8 +322,9 @@ def _add_offline_commands(commands: Any) -> None:
         "current and desired replicas over time, the changes and their reasons.",
     )
     report.add_argument("--log", type=Path, required=True, metavar="FILE",
-                        help="the decision log: JSON lines; other events are passed over, "
-                        "lines that are not JSON events skipped with a warning")
+                        help="the decision log: JSON lines, gzip'd or not, - for standard "
+                        "input; other events are passed over, lines that are not JSON events "
+                        "skipped with a warning")
     report.add_argument("--out", type=_out_folder, required=True, metavar="DIR",
                         help="folder for summary.json, report.md, report.html")
 

@@ -103,12 +103,12 @@ class ServiceDecisions:
             labels=state.labels, paused_all=paused_all, record=recorded, spec=spec,
             replicas_changed_at=state.replicas_changed_at, now=now,
             override=policy.behavior.manual_override)
+        current = memory.shadow if self._dry_run else spec
         if hold is not None:
             self._memory[policy.service] = memory
             return decision_of(reason=hold.reason, message=hold.message,
-                               current_replicas=spec, spec_replicas=spec, desired_replicas=spec,
-                               placement=state.placement)
-        current = memory.shadow if self._dry_run else spec
+                               current_replicas=current, spec_replicas=spec,
+                               desired_replicas=current, placement=state.placement)
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,

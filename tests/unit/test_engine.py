@@ -13,6 +13,7 @@ import pytest
 from autoscaler.bootstrap import build_engine
 from autoscaler.core.labels import Template
 from autoscaler.core.model import Reason, Series
+from autoscaler.core.operator import PAUSE_LABEL
 from autoscaler.core.placement import Placement
 from autoscaler.core.ports import ScaleConflict, ScaleFailed
 from autoscaler.core.spec import Policy
@@ -111,6 +112,24 @@ def test_the_shadow_count_resets_when_the_spec_changes() -> None:
     engine.tick(NOW + timedelta(seconds=15))
 
     assert [d.current_replicas for d in sink.decisions] == [2, 7]
+
+
+def test_a_paused_dry_run_holds_its_shadow_count() -> None:
+    """A pause holds the count in force, which in a dry-run is the shadow one: its log says
+    what a run would have done, not a drop to the spec and back."""
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    engine, sink = engine_for(by_service({"web": 1000}), swarm, dry_run=True,
+                              web={"behavior": {"scale_up": {"max_step": 2}}})
+    engine.tick(NOW)
+    for tick, labels in ((1, {PAUSE_LABEL: "true"}), (2, {})):
+        swarm.services["web"] = replace(swarm.services["web"], labels=labels)
+        engine.tick(NOW + timedelta(seconds=15 * tick))
+
+    assert [(d.reason, d.current_replicas, d.desired_replicas, d.spec_replicas)
+            for d in sink.decisions] == [(Reason.SCALE_UP_LIMIT, 2, 4, 2),
+                                         (Reason.PAUSED, 4, 4, 2),
+                                         (Reason.SCALE_UP_LIMIT, 4, 6, 2)]
 
 
 def test_rate_limits_count_the_changes_this_agent_made() -> None:

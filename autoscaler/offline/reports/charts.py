@@ -19,6 +19,10 @@ from matplotlib.ticker import MaxNLocator
 
 from autoscaler.core.durations import format_duration
 
+# Titles and labels carry names from logs and files (a service, a metric, a policy file):
+# shown as written, never parsed as TeX, where a `$` pair would raise on an unknown symbol.
+matplotlib.rcParams["text.parse_math"] = False
+
 MAX_POINTS = 1500
 """A long series is reduced to about this many points, one per bucket of steps."""
 

@@ -4,14 +4,19 @@ over time, the changes it would have made, and why."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import math
+import sys
+import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from autoscaler.offline.reports.charts import Line, line_chart
 from autoscaler.offline.reports.document import Chart, Document, Section, Table
@@ -52,14 +57,30 @@ class LogReading:
     """Field -> the decision lines that leave it out (read, the field shown as MISSING)."""
     alerts: dict[str, Counter[str]] = field(default_factory=dict)
     """Service -> its `availability` and `load_imbalance` warnings, by event."""
+    duplicates: list[int] = field(default_factory=list)
+    """Decisions the log already had, the same line again (a rotated log read twice):
+    skipped."""
+    conflicting: list[int] = field(default_factory=list)
+    """Decisions for a service and time that already had another one (two agents logging
+    into one file): skipped, so that a service's series stays one agent's."""
+    out_of_order: list[int] = field(default_factory=list)
+    """Decisions earlier than the service's one before (a rotated log read in the wrong
+    order): read, and the service's decisions sorted by time."""
+    cut_short: str | None = None
+    """Why the log could not be read to its end (a gzip'd file cut short): the lines before
+    are reported."""
 
     @property
     def skipped(self) -> int:
-        return sum(self.other_events.values()) + len(self.unreadable) + len(self.malformed)
+        return (sum(self.other_events.values()) + len(self.unreadable) + len(self.malformed)
+                + len(self.duplicates) + len(self.conflicting))
 
     def warnings(self) -> list[str]:
         """What the report and the console warn of; empty for a clean log."""
         said = []
+        if self.cut_short is not None:
+            said.append(f"the log could not be read to its end ({self.cut_short}): only the "
+                        "lines before are reported")
         if self.unreadable:
             said.append(f"skipped {plural(len(self.unreadable), 'line')} that "
                         f"{'is' if len(self.unreadable) == 1 else 'are'} not a JSON event "
@@ -68,6 +89,18 @@ class LogReading:
             said.append(f"skipped {plural(len(self.malformed), 'scaling_decision')} without a "
                         f"timestamp (ISO 8601, years {FIRST_YEAR} to "
                         f"{LAST_YEAR}) or a service name ({shown_lines(self.malformed)})")
+        if self.duplicates:
+            said.append(f"skipped {plural(len(self.duplicates), 'scaling_decision')} that "
+                        f"the log already had, the same line again "
+                        f"({shown_lines(self.duplicates)})")
+        if self.conflicting:
+            said.append(f"skipped {plural(len(self.conflicting), 'scaling_decision')} for a "
+                        "service and time that already had another one (several agents "
+                        f"logging into one file?) ({shown_lines(self.conflicting)})")
+        if self.out_of_order:
+            said.append(f"{plural(len(self.out_of_order), 'decision')} earlier than the "
+                        "service's one before (a rotated log read in the wrong order?), "
+                        f"sorted by time ({shown_lines(self.out_of_order)})")
         if self.missing:
             lines = {line for found in self.missing.values() for line in found}
             fields = ", ".join(f"{name} ({shown_lines(found)})"
@@ -99,6 +132,9 @@ class ServiceLog:
     """Decisions at which every running task sat on one node while others could run some."""
     imbalanced: int = 0
     """Decisions at which the load had stayed uneven for the policy's `balance.for`."""
+    fingerprints: dict[datetime, int] = field(default_factory=dict)
+    """Each decision's time -> the hash of its line's JSON, to tell a line read twice from
+    another agent's decision at the same time."""
 
     def most(self, values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
@@ -122,8 +158,8 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
         start = line.find("{")
         try:
             event = json.loads(line[start:]) if start >= 0 else None
-        except json.JSONDecodeError:
-            event = None
+        except (ValueError, RecursionError):  # not JSON, an integer of over 4,300 digits,
+            event = None                      # or nested too deep
         kind = event.get("event") if isinstance(event, dict) else None
         if not isinstance(event, dict) or not isinstance(kind, str):
             reading.unreadable.append(number)
@@ -134,14 +170,35 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
                 reading.alerts.setdefault(event["service"], Counter())[kind] += 1
             continue
         try:
-            _add(services, event)
+            _add(services, event, hash(line[start:].strip()), number, reading)
         except (KeyError, TypeError, ValueError, AttributeError):
             reading.malformed.append(number)
+            continue
+        except _Skipped:
             continue
         for name in EXPECTED_FIELDS:
             if not _usable(event, name):
                 reading.missing.setdefault(name, []).append(number)
+    for log in services.values():
+        _in_time_order(log)
     return services, reading
+
+
+class _Skipped(Exception):
+    """A decision the service's log already has one of at its time."""
+
+
+def _in_time_order(log: ServiceLog) -> None:
+    """Sort a service's decisions by time where some are not (a stable sort: decisions
+    already in order stay as they are)."""
+    if all(a <= b for a, b in zip(log.times, log.times[1:], strict=False)):
+        return
+    order = sorted(range(len(log.times)), key=log.times.__getitem__)
+    series: list[list[Any]] = [log.times, log.current, log.desired, log.recommended,
+                               log.nodes, log.cv, log.hottest, *log.metrics.values()]
+    for values in series:
+        values[:] = [values[i] for i in order]
+    log.changes.sort(key=lambda event: _time(event["timestamp"]))
 
 
 ALERTS = ("availability", "load_imbalance")
@@ -161,9 +218,15 @@ def _usable(event: dict[str, Any], name: str) -> bool:
 
 
 def _number(value: object) -> float | None:
-    """A finite number (JSON's NaN and Infinity, which Python reads and writes, are none)."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value) else None
+    """A finite number (JSON's NaN and Infinity, which Python reads and writes, are none,
+    and so is an integer too large for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _count(value: object) -> int | None:
@@ -189,13 +252,23 @@ def _time(value: object) -> datetime:
     return time
 
 
-def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
-    """One decision; an event that does not have a decision's shape raises before anything
-    is added, so the series stay aligned."""
+def _add(services: dict[str, ServiceLog], event: dict[str, Any], fingerprint: int,
+         number: int, reading: LogReading) -> None:
+    """One decision, line `number` of the log, whose JSON hashes to `fingerprint`; an event
+    that does not have a decision's shape raises before anything is added, so the series
+    stay aligned, and so does one at a time its service already has a decision for
+    (`_Skipped`, counted in `reading`)."""
     time = _time(event["timestamp"])
     service = event["service"]
     if not isinstance(service, str) or not service:
         raise ValueError("no service name")
+    known = services.get(service)
+    if known is not None and time in known.fingerprints:
+        same = known.fingerprints[time] == fingerprint
+        (reading.duplicates if same else reading.conflicting).append(number)
+        raise _Skipped
+    if known is not None and known.times and time < known.times[-1]:
+        reading.out_of_order.append(number)
     readings = {str(k): _number(v) for k, v in _mapping(event.get("metrics")).items()}
     for name, recorded in _mapping(event.get("forecast")).items():
         forecast = _mapping(recorded)
@@ -216,6 +289,7 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
     log.on_one_node += bool(placement.get("on_one_node"))
     log.imbalanced += bool(balance.get("imbalanced"))
     log.times.append(time)
+    log.fingerprints[time] = fingerprint
     log.current.append(current)
     log.desired.append(desired)
     log.recommended.append(recommended)
@@ -232,12 +306,47 @@ def _add(services: dict[str, ServiceLog], event: dict[str, Any]) -> None:
         log.changes.append(event)
 
 
+STDIN = Path("-")
+"""The `--log` that reads standard input."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextmanager
+def _log_text(path: Path) -> Iterator[IO[str]]:
+    """The log's text, unpacked where it is gzip'd (as a rotated log often is); STDIN reads
+    standard input, which stays open. Bytes that are not UTF-8 are replaced."""
+    with (open(sys.stdin.fileno(), "rb", closefd=False) if path == STDIN
+          else path.open("rb")) as file, (
+            gzip.open(file, "rt", encoding="utf-8", errors="replace")
+            if file.peek(2)[:2] == GZIP_MAGIC
+            else io.TextIOWrapper(file, encoding="utf-8", errors="replace")) as text:
+        yield text
+
+
+class _Lines:
+    """The lines of a log, one at a time (a log of millions of lines is never held whole),
+    as far as it can be read; `error` says what stopped it short."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._text
+        except (OSError, EOFError, zlib.error) as error:
+            self.error = str(error) or type(error).__name__
+
+
 def read_log(path: Path) -> tuple[dict[str, ServiceLog], LogReading]:
+    """The decisions of the log at `path` (STDIN: standard input; gzip'd or not)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with _log_text(path) as text:
+            lines = _Lines(text)
+            services, reading = read_decisions(lines)
     except OSError as error:
-        raise LogError(f"{path}: cannot read the log ({error.strerror})") from error
-    services, reading = read_decisions(text.splitlines())
+        raise LogError(f"{path}: cannot read the log ({error.strerror or error})") from error
+    reading.cut_short = lines.error
     if not services:
         problems = "; ".join(reading.warnings())
         raise LogError(f"{path}: no scaling_decision line in {reading.skipped} lines"
@@ -255,6 +364,9 @@ def summary(services: dict[str, ServiceLog], source: str, reading: LogReading
         "lines_not_json_events": reading.unreadable,
         "decisions_unreadable": reading.malformed,
         "decisions_missing_fields": reading.missing,
+        "decisions_duplicated": reading.duplicates,
+        "decisions_conflicting": reading.conflicting,
+        "decisions_out_of_order": reading.out_of_order,
         "warnings": reading.warnings(),
         "services": [
             {
