@@ -225,7 +225,9 @@ def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, e
 
 def report_from_log(log: Path, out: Path) -> int:
     try:
-        services, reading = decision_report.read_log(log)
+        services, reading = decision_report.read_log(
+            log, lambda lines: print(f"  {log}: {lines:,} lines read", file=sys.stderr,
+                                     flush=True))
     except decision_report.LogError as error:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -113,3 +113,16 @@ def test_the_report_is_in_time_order_with_each_decision_once(
     changes = [line for line in (out / "report.md").read_text().splitlines()
                if line.startswith("| 2026")]
     assert [line.split(" | ")[-1] for line in changes] == ["tick 5 |", "tick 10 |", "tick 15 |"]
+
+
+def test_a_long_log_shows_its_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("autoscaler.offline.reports.dry_run.PROGRESS_LINES", 10)
+    log = tmp_path / "dry-run.log"
+    log.write_text(LOG)  # 40 lines
+
+    assert main(["report", "--log", str(log), "--out", str(tmp_path / "report")]) == 0
+
+    err = capsys.readouterr().err
+    assert [line.split(": ")[-1] for line in err.splitlines() if "lines read" in line] == [
+        "10 lines read", "20 lines read", "30 lines read", "40 lines read"]

@@ -11,7 +11,7 @@ import math
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -323,26 +323,36 @@ def _log_text(path: Path) -> Iterator[IO[str]]:
         yield text
 
 
+PROGRESS_LINES = 100_000
+"""How many lines a progress report stands for: a million-line log takes most of a minute."""
+
+
 class _Lines:
     """The lines of a log, one at a time (a log of millions of lines is never held whole),
-    as far as it can be read; `error` says what stopped it short."""
+    as far as it can be read; `error` says what stopped it short. `progress` is told the
+    lines read every PROGRESS_LINES."""
 
-    def __init__(self, text: IO[str]) -> None:
+    def __init__(self, text: IO[str], progress: Callable[[int], None] | None) -> None:
         self._text = text
+        self._progress = progress
         self.error: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         try:
-            yield from self._text
+            for number, line in enumerate(self._text, start=1):
+                if self._progress is not None and number % PROGRESS_LINES == 0:
+                    self._progress(number)
+                yield line
         except (OSError, EOFError, zlib.error) as error:
             self.error = str(error) or type(error).__name__
 
 
-def read_log(path: Path) -> tuple[dict[str, ServiceLog], LogReading]:
+def read_log(path: Path, progress: Callable[[int], None] | None = None
+             ) -> tuple[dict[str, ServiceLog], LogReading]:
     """The decisions of the log at `path` (STDIN: standard input; gzip'd or not)."""
     try:
         with _log_text(path) as text:
-            lines = _Lines(text)
+            lines = _Lines(text, progress)
             services, reading = read_decisions(lines)
     except OSError as error:
         raise LogError(f"{path}: cannot read the log ({error.strerror or error})") from error
