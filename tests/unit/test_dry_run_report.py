@@ -126,3 +126,19 @@ def test_a_long_log_shows_its_progress(tmp_path: Path, monkeypatch: pytest.Monke
     err = capsys.readouterr().err
     assert [line.split(": ")[-1] for line in err.splitlines() if "lines read" in line] == [
         "10 lines read", "20 lines read", "30 lines read", "40 lines read"]
+
+
+def test_html_and_line_breaks_from_the_log_stay_text_in_report_md(tmp_path: Path) -> None:
+    hostile = "<script>alert(1)</script>"
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join([
+        decision(0, service="web" + hostile),
+        decision(1, service="web" + hostile, desired_replicas=3,
+                 message="first line\n| second line " + hostile)]) + "\n")
+
+    assert main(["report", "--log", str(log), "--out", str(tmp_path / "report")]) == 0
+
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "<script>" not in markdown and "&lt;script>" in markdown
+    rows = [line for line in markdown.splitlines() if "first line" in line]
+    assert len(rows) == 1 and rows[0].startswith("| ") and "first line \\| second line" in rows[0]

@@ -85,9 +85,15 @@ def _with_notes(table: Table) -> tuple[list[object], list[list[object]]]:
             [[*row, note] for row, note in zip(table.rows, notes, strict=False)])
 
 
+def _markdown_line(text: str) -> str:
+    """Text from outside (a service name, a decision's message) on one line of Markdown: no
+    HTML a viewer would run, no line break that would end a table's row or a heading."""
+    return " ".join(text.replace("&", "&amp;").replace("<", "&lt;").split("\n"))
+
+
 def _markdown_table(table: Table) -> str:
     def cell(value: object, marked: bool) -> str:
-        text = cell_text(value).replace("|", "\\|")
+        text = _markdown_line(cell_text(value)).replace("|", "\\|")
         return f"**{text}**" if marked and text else text
 
     def row(cells: Sequence[object], index: int | None = None) -> str:
@@ -115,7 +121,9 @@ def _markdown_block(block: Block, out: Path) -> str:
         return _markdown_table(block)
     if isinstance(block, Chart):
         (out / f"{block.name}.svg").write_text(block.svg)
-        return f"![{block.caption}]({block.name}.svg)\n\n*{block.caption}*"
+        caption = _markdown_line(block.caption)
+        alt = caption.replace("]", "\\]")
+        return f"![{alt}]({block.name}.svg)\n\n*{caption}*"
     if isinstance(block, Callout):
         return _markdown_callout(block)
     return block
@@ -123,11 +131,11 @@ def _markdown_block(block: Block, out: Path) -> str:
 
 def to_markdown(document: Document, out: Path) -> str:
     """The Markdown text; writes each chart to `out/<name>.svg`, which the text links."""
-    parts = [f"# {document.title}"]
+    parts = [f"# {_markdown_line(document.title)}"]
     parts.extend(_markdown_block(block, out) for block in document.lead)
     parts.extend(document.intro)
     for section in document.sections:
-        parts.append(f"## {section.title}")
+        parts.append(f"## {_markdown_line(section.title)}")
         parts.extend(_markdown_block(block, out) for block in section.blocks)
     return "\n\n".join(parts) + "\n"
 
