@@ -76,6 +76,25 @@ def _metric_name(name: str) -> str:
     return name
 
 
+ALL_SERVICES = "{{services}}"
+ONE_SERVICE = "{{service}}"
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+
+
+def _query(query: str) -> str:
+    """A query whose `{{...}}` is none of the placeholders: it would reach Prometheus as
+    written, match no service, and leave the metric missing on every tick."""
+    for written in _PLACEHOLDER.findall(query):
+        if written not in (ALL_SERVICES, ONE_SERVICE):
+            near = difflib.get_close_matches("".join(written.lower().split()),
+                                             [ALL_SERVICES, ONE_SERVICE], n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ValueError(f"{written} is not a placeholder{hint}: a query may hold "
+                             f"{ALL_SERVICES} (every managed service) and {ONE_SERVICE} "
+                             "(this policy's)")
+    return query
+
+
 def _hold_only(value: object) -> object:
     """`hold` is what the agent does with missing metrics, and all it does: the key is
     accepted so that policies which spell it out stay valid."""
@@ -143,7 +162,7 @@ class Behavior(_Strict):
 
 class MetricSpec(_Strict):
     name: Annotated[str, AfterValidator(_metric_name)]
-    query: str = Field(min_length=1)
+    query: Annotated[str, Field(min_length=1), AfterValidator(_query)]
     service_label: str = Field(default="service", min_length=1)
     target: float | None = Field(default=None, allow_inf_nan=False)
     limit: float | None = Field(default=None, allow_inf_nan=False)

@@ -411,6 +411,36 @@ def test_keys_another_strategy_uses_are_allowed_and_ignored(document: dict[str, 
 
 
 @pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        pytest.param('up{service=~"{{servcies}}"}', "{{servcies}} is not a placeholder (did "
+                     "you mean {{services}}?)", id="misspelt"),
+        pytest.param('up{service=~"{{ services }}"}', "(did you mean {{services}}?)",
+                     id="spaces-inside"),
+        pytest.param('up{service="{{SERVICE}}"}', "(did you mean {{service}}?)",
+                     id="upper-case"),
+        pytest.param('up{job="{{job}}"}', "{{job}} is not a placeholder: a query may hold",
+                     id="unknown-name"),
+    ],
+)
+def test_a_query_placeholder_that_is_none_of_the_two_is_refused(query: str,
+                                                                 fragment: str) -> None:
+    problems = problems_of(parse(with_metric(query=query, target=10)))
+
+    assert [p.key for p in problems] == ["metrics[0].query"]
+    assert fragment in problems[0].message
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param('up{service=~"{{services}}"}', id="all-services"),
+    pytest.param('up{service="{{service}}"}', id="one-service"),
+    pytest.param('up{service=~"a{2}"}', id="a-regex-repetition"),
+])
+def test_the_two_placeholders_and_single_braces_are_accepted(query: str) -> None:
+    assert isinstance(parse(with_metric(query=query, target=10)), Policy)
+
+
+@pytest.mark.parametrize(
     ("text", "key", "fragment"),
     [
         pytest.param("max_replicas: 3\nmax_replicas: 30\n", "", "appears twice",
