@@ -606,6 +606,14 @@ class _PolicyLoader(yaml.SafeLoader):
         return mapping
 
 
+_YAML_HINTS = (
+    ("'\\t'", "YAML indents with spaces, never tabs: replace the tab with spaces"),
+    ("another document", "a policy file holds one document: remove the second '---' and "
+                         "what follows, or put it in a file of its own"),
+)
+"""How to fix what PyYAML's words for it leave unsaid, by a fragment of them."""
+
+
 def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     """A file's bytes as a YAML mapping, or what keeps them from being one."""
     try:
@@ -618,7 +626,8 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        return [PolicyProblem(file, "", f"is not valid YAML{where}: {problem}")]
+        hint = next((f" ({hint})" for found, hint in _YAML_HINTS if found in problem), "")
+        return [PolicyProblem(file, "", f"is not valid YAML{where}: {problem}{hint}")]
     if document is None:
         return [PolicyProblem(file, "", "is empty: a policy needs at least service, "
                               "max_replicas and metrics")]

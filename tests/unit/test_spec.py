@@ -191,7 +191,11 @@ def test_switching_strategy_is_one_line() -> None:
     [
         pytest.param(b"service: [\n", "is not valid YAML at line", id="malformed-yaml"),
         pytest.param(b"service: web\n  max_replicas: 3\n", "is not valid YAML", id="bad-indent"),
-        pytest.param(b"a: 1\n---\nb: 2\n", "is not valid YAML", id="two-documents"),
+        pytest.param(b"a: 1\n---\nb: 2\n", "but found another document (a policy file holds "
+                     "one document: remove the second '---'", id="two-documents"),
+        pytest.param(b"service: web\n\tmax_replicas: 3\n", "at line 2, column 1: found "
+                     "character '\\t' that cannot start any token (YAML indents with spaces, "
+                     "never tabs: replace the tab with spaces)", id="a-tab"),
         pytest.param(b"", "is empty", id="empty"),
         pytest.param(b"# only a comment\n", "is empty", id="only-comments"),
         pytest.param(b"- service: web\n", "must be a mapping", id="a-list"),
