@@ -520,7 +520,8 @@ def _check_prometheus_range(parser: argparse.ArgumentParser, arguments: argparse
     csv_only = [f"--{n}" for n in ("fill", "resample", "column")
                 if getattr(arguments, n) is not None]
     if csv_only:
-        parser.error(f"{', '.join(csv_only)} apply to a --trace CSV only; a Prometheus "
+        verb = "applies" if len(csv_only) == 1 else "apply"
+        parser.error(f"{', '.join(csv_only)} {verb} to a --trace CSV only; a Prometheus "
                      "range is already at --step")
     missing = [f"--{n}" for n in ("query", "start", "end", "step")
                if getattr(arguments, n) is None]

@@ -323,19 +323,23 @@ def test_the_prometheus_range_options_are_refused_with_a_csv(
             "whole") in err
 
 
+@pytest.mark.parametrize(("options", "refused"), [
+    pytest.param(["--fill", "zero", "--column", "x"], "--fill, --column apply", id="two"),
+    pytest.param(["--fill", "zero"], "--fill applies", id="one"),
+])
 def test_the_csv_options_are_refused_with_prometheus(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str],
+        refused: str) -> None:
     (tmp_path / "p.yaml").write_text(POLICY)
 
     with pytest.raises(SystemExit) as raised:
         main(["backtest", "--prometheus-url", "http://127.0.0.1:9", "--query", "q",
               "--start", "2026-01-01", "--end", "2026-01-02", "--step", "1m",
-              "--policy", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"),
-              "--fill", "zero", "--column", "x"])
+              "--policy", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"), *options])
 
     assert raised.value.code == 2
-    assert ("error: --fill, --column apply to a --trace CSV only; a Prometheus range is "
-            "already at --step\n") in capsys.readouterr().err
+    assert (f"error: {refused} to a --trace CSV only; a Prometheus range is already at "
+            "--step\n") in capsys.readouterr().err
 
 
 # --- the capacity ------------------------------------------------------------------------
