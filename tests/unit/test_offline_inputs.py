@@ -277,6 +277,23 @@ def test_a_column_that_cannot_be_read_is_refused(
     assert capsys.readouterr().err == f"autoscaler: {trace}: {message}\n"
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    pytest.param("minute;requests\n2026-01-01 00:00;5\n", "not ';'", id="semicolons"),
+    pytest.param("2026-01-01 00:00;5\n2026-01-01 00:01;6\n", "not ';'",
+                 id="semicolons-no-header"),
+    pytest.param("minute\trequests\n2026-01-01 00:00\t5\n", "not '\\t'", id="tabs"),
+])
+def test_a_csv_of_another_separator_says_a_trace_needs_commas(tmp_path: Path, text: str,
+                                                               hint: str) -> None:
+    (tmp_path / "t.csv").write_text(text)
+
+    with pytest.raises(TraceError) as raised:
+        load_csv(tmp_path / "t.csv")
+
+    assert f"needs a timestamp column and a value column, got {text.splitlines()[:1]}: the " \
+        f"columns are separated by commas, {hint}" in str(raised.value)
+
+
 @pytest.mark.parametrize(("row", "message"), [
     pytest.param(f"{at(5)},1,234", "line 7: 3 fields, where line 1 has 2 (a number written "
                  "with a thousands separator, 1,234, is two fields", id="thousands-separator"),
