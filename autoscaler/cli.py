@@ -14,6 +14,7 @@ from typing import Any
 from autoscaler import prometheus_options
 from autoscaler.adapters.decision_log import LOG_HOLDS
 from autoscaler.adapters.prometheus_access import PrometheusAccess
+from autoscaler.console import reader_may_leave
 from autoscaler.core.durations import format_duration, parse_duration
 from autoscaler.offline.traces import FILLS, CsvOptions, parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
@@ -520,7 +521,8 @@ def _check_prometheus_range(parser: argparse.ArgumentParser, arguments: argparse
     csv_only = [f"--{n}" for n in ("fill", "resample", "column")
                 if getattr(arguments, n) is not None]
     if csv_only:
-        parser.error(f"{', '.join(csv_only)} apply to a --trace CSV only; a Prometheus "
+        verb = "applies" if len(csv_only) == 1 else "apply"
+        parser.error(f"{', '.join(csv_only)} {verb} to a --trace CSV only; a Prometheus "
                      "range is already at --step")
     missing = [f"--{n}" for n in ("query", "start", "end", "step")
                if getattr(arguments, n) is None]
@@ -573,10 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     parser = arguments.command_parser
     if arguments.command in OFFLINE_COMMANDS:
-        return _offline(arguments, parser)
+        with reader_may_leave():
+            return _offline(arguments, parser)
     if arguments.command == "validate":
         from autoscaler.runtime.commands import validate
 
-        return validate(arguments.paths or [arguments.policies],
-                        alternatives=arguments.alternatives)
+        with reader_may_leave():
+            return validate(arguments.paths or [arguments.policies],
+                            alternatives=arguments.alternatives)
     return _run(arguments, parser)

@@ -185,8 +185,9 @@ def _duplicate(file: str, entry: Entry, owner: str) -> PolicyProblem:
 
 def load_policies(paths: Sequence[str | Path]) -> PolicySet:
     """Read every policy named by `paths`: files, or folders (their `*.yaml` and `*.yml`,
-    and the label templates in their `templates/` folder). Of several files naming one
-    service (or template), the first is taken and the others reported."""
+    and the label templates in their `templates/` folder). A file named alone in a
+    `templates/` folder is a template too, as its folder would read it. Of several files
+    naming one service (or template), the first is taken and the others reported."""
     problems: list[PolicyProblem] = []
     files: list[tuple[Path, bool]] = []
     for path in map(Path, paths):
@@ -198,7 +199,7 @@ def load_policies(paths: Sequence[str | Path]) -> PolicySet:
                 ))
             files.extend((Path(name), template) for name, template in found)
         else:
-            files.append((path, False))
+            files.append((path, path.parent.name == TEMPLATES_FOLDER))
     candidates: list[tuple[str, Entry]] = []
     for file, template in files:
         read = _parse(read_policy_bytes(file), file, template=template)

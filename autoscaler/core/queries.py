@@ -14,10 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from autoscaler.core.model import Series
-from autoscaler.core.spec import Policy
+from autoscaler.core.spec import ALL_SERVICES, ONE_SERVICE, Policy
 
-ALL_SERVICES = "{{services}}"
-ONE_SERVICE = "{{service}}"
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 
 

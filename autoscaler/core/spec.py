@@ -76,6 +76,25 @@ def _metric_name(name: str) -> str:
     return name
 
 
+ALL_SERVICES = "{{services}}"
+ONE_SERVICE = "{{service}}"
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
+
+
+def _query(query: str) -> str:
+    """A query whose `{{...}}` is none of the placeholders: it would reach Prometheus as
+    written, match no service, and leave the metric missing on every tick."""
+    for written in _PLACEHOLDER.findall(query):
+        if written not in (ALL_SERVICES, ONE_SERVICE):
+            near = difflib.get_close_matches("".join(written.lower().split()),
+                                             [ALL_SERVICES, ONE_SERVICE], n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ValueError(f"{written} is not a placeholder{hint}: a query may hold "
+                             f"{ALL_SERVICES} (every managed service) and {ONE_SERVICE} "
+                             "(this policy's)")
+    return query
+
+
 def _hold_only(value: object) -> object:
     """`hold` is what the agent does with missing metrics, and all it does: the key is
     accepted so that policies which spell it out stay valid."""
@@ -143,7 +162,7 @@ class Behavior(_Strict):
 
 class MetricSpec(_Strict):
     name: Annotated[str, AfterValidator(_metric_name)]
-    query: str = Field(min_length=1)
+    query: Annotated[str, Field(min_length=1), AfterValidator(_query)]
     service_label: str = Field(default="service", min_length=1)
     target: float | None = Field(default=None, allow_inf_nan=False)
     limit: float | None = Field(default=None, allow_inf_nan=False)
@@ -599,6 +618,14 @@ class _PolicyLoader(yaml.SafeLoader):
         return mapping
 
 
+_YAML_HINTS = (
+    ("'\\t'", "YAML indents with spaces, never tabs: replace the tab with spaces"),
+    ("another document", "a policy file holds one document: remove the second '---' and "
+                         "what follows, or put it in a file of its own"),
+)
+"""How to fix what PyYAML's words for it leave unsaid, by a fragment of them."""
+
+
 def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
     """A file's bytes as a YAML mapping, or what keeps them from being one."""
     try:
@@ -611,7 +638,8 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        return [PolicyProblem(file, "", f"is not valid YAML{where}: {problem}")]
+        hint = next((f" ({hint})" for found, hint in _YAML_HINTS if found in problem), "")
+        return [PolicyProblem(file, "", f"is not valid YAML{where}: {problem}{hint}")]
     if document is None:
         return [PolicyProblem(file, "", "is empty: a policy needs at least service, "
                               "max_replicas and metrics")]

@@ -251,6 +251,8 @@ def _of_columns(width: int) -> str:
     return f", of {width}" if width > 2 else ""
 
 
+_OTHER_SEPARATORS = ";\t|"
+"""What a spreadsheet's export may separate columns with instead of the comma a trace needs."""
 _TIME_NAMES = ("timestamp", "time", "minute", "second", "date", "datetime", "ts")
 _VALUE_NAMES = ("value", "requests", "load", "count", "rate")
 
@@ -260,7 +262,11 @@ def _columns(header: Sequence[str], path: Path, column: str | None, said: _Said
     names = [h.strip() for h in header]
     lowered = [n.lower() for n in names]
     if len(names) < 2:
-        raise TraceError(f"{path}: needs a timestamp column and a value column, got {header}")
+        separator = next((s for s in _OTHER_SEPARATORS if header and s in header[0]), None)
+        hint = (f": the columns are separated by commas, not {separator!r}"
+                if separator else "")
+        raise TraceError(f"{path}: needs a timestamp column and a value column, got "
+                         f"{header}{hint}")
     time_column = next((i for i, n in enumerate(lowered) if n in _TIME_NAMES), 0)
     if column is not None:
         matches = [i for i, n in enumerate(names) if n == column] or \

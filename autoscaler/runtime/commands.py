@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from autoscaler.bootstrap import build_live
+from autoscaler.core.labels import DEFAULT_TEMPLATE, ENABLE_LABEL, TEMPLATE_LABEL
 from autoscaler.core.schedule import describe, describe_occurrence, upcoming
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.policy_files import (
@@ -70,7 +71,18 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
                 print(f"    {describe_occurrence(window, occurrence, now)}")
             if not windows:
                 print("    no window to come: it has ended")
+    for template in policy_set.templates.values():
+        print(f"ok {template.file}: {_template_use(template.name)}")
     return EXIT_OK
+
+
+def _template_use(name: str) -> str:
+    """Which services a valid label template applies to: said, so that a folder of templates
+    alone does not validate in silence."""
+    chosen = f"{TEMPLATE_LABEL}={name}"
+    if name == DEFAULT_TEMPLATE:
+        chosen += f" or no {TEMPLATE_LABEL} label"
+    return f"template {name!r}, for services labelled {ENABLE_LABEL}=true with {chosen}"
 
 
 def build_agent(settings: Settings) -> Agent:

@@ -69,6 +69,26 @@ def test_validate_defaults_to_the_policies_folder(
     assert "no such file or folder" in capsys.readouterr().out
 
 
+def test_validate_says_ok_of_each_label_template_and_whom_it_serves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder of templates alone used to validate in silence, as if it held nothing."""
+    template = VALID.replace("service: web\n", "")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "default.yaml").write_text(template)
+    (tmp_path / "templates" / "web.yaml").write_text(template)
+
+    assert main(["validate", str(tmp_path)]) == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        f"ok {tmp_path / 'templates' / 'default.yaml'}: template 'default', for services "
+        "labelled autoscaler.enable=true with autoscaler.policy=default or no "
+        "autoscaler.policy label",
+        f"ok {tmp_path / 'templates' / 'web.yaml'}: template 'web', for services labelled "
+        "autoscaler.enable=true with autoscaler.policy=web",
+    ]
+
+
 @pytest.mark.parametrize("command", ["run", "dry-run"])
 def test_the_agent_does_not_start_on_a_policies_folder_that_does_not_exist(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str,

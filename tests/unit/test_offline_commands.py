@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +60,27 @@ def test_backtest_writes_the_summary_and_the_reports(tmp_path: Path,
     assert "(policy1-overview.svg)" in markdown and (out / "policy1-overview.svg").exists()
     assert "<svg" in (out / "report.html").read_text()
     assert "replica-hours" in capsys.readouterr().out
+
+
+def test_a_console_reader_that_goes_away_costs_no_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autoscaler backtest ... | head -1`: the steps CSV, written after the table, used to
+    be lost to a BrokenPipeError and its traceback."""
+    trace = write_trace(tmp_path / "t.csv", [10, 20, 80, 80, 80, 20, 10, 10] * 40)
+    (tmp_path / "target.yaml").write_text(TARGET)
+    for name in ("stdout", "stderr"):
+        reader, writer = os.pipe()
+        os.close(reader)
+        monkeypatch.setattr(sys, name, io.TextIOWrapper(os.fdopen(writer, "wb"),
+                                                      line_buffering=True))
+
+    code = main(["backtest", "--trace", str(trace), "--policy", str(tmp_path / "target.yaml"),
+                 "--out", str(tmp_path / "out"), "--warmup", "1h",
+                 "--steps-csv", str(tmp_path / "steps")])
+
+    assert code == 0
+    assert (tmp_path / "out" / "report.html").exists()
+    assert (tmp_path / "steps" / "policy1-target.csv").exists()
 
 
 def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallbacks(

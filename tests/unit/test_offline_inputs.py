@@ -277,6 +277,23 @@ def test_a_column_that_cannot_be_read_is_refused(
     assert capsys.readouterr().err == f"autoscaler: {trace}: {message}\n"
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    pytest.param("minute;requests\n2026-01-01 00:00;5\n", "not ';'", id="semicolons"),
+    pytest.param("2026-01-01 00:00;5\n2026-01-01 00:01;6\n", "not ';'",
+                 id="semicolons-no-header"),
+    pytest.param("minute\trequests\n2026-01-01 00:00\t5\n", "not '\\t'", id="tabs"),
+])
+def test_a_csv_of_another_separator_says_a_trace_needs_commas(tmp_path: Path, text: str,
+                                                               hint: str) -> None:
+    (tmp_path / "t.csv").write_text(text)
+
+    with pytest.raises(TraceError) as raised:
+        load_csv(tmp_path / "t.csv")
+
+    assert f"needs a timestamp column and a value column, got {text.splitlines()[:1]}: the " \
+        f"columns are separated by commas, {hint}" in str(raised.value)
+
+
 @pytest.mark.parametrize(("row", "message"), [
     pytest.param(f"{at(5)},1,234", "line 7: 3 fields, where line 1 has 2 (a number written "
                  "with a thousands separator, 1,234, is two fields", id="thousands-separator"),
@@ -323,19 +340,23 @@ def test_the_prometheus_range_options_are_refused_with_a_csv(
             "whole") in err
 
 
+@pytest.mark.parametrize(("options", "refused"), [
+    pytest.param(["--fill", "zero", "--column", "x"], "--fill, --column apply", id="two"),
+    pytest.param(["--fill", "zero"], "--fill applies", id="one"),
+])
 def test_the_csv_options_are_refused_with_prometheus(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str],
+        refused: str) -> None:
     (tmp_path / "p.yaml").write_text(POLICY)
 
     with pytest.raises(SystemExit) as raised:
         main(["backtest", "--prometheus-url", "http://127.0.0.1:9", "--query", "q",
               "--start", "2026-01-01", "--end", "2026-01-02", "--step", "1m",
-              "--policy", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"),
-              "--fill", "zero", "--column", "x"])
+              "--policy", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"), *options])
 
     assert raised.value.code == 2
-    assert ("error: --fill, --column apply to a --trace CSV only; a Prometheus range is "
-            "already at --step\n") in capsys.readouterr().err
+    assert (f"error: {refused} to a --trace CSV only; a Prometheus range is already at "
+            "--step\n") in capsys.readouterr().err
 
 
 # --- the capacity ------------------------------------------------------------------------

@@ -85,6 +85,24 @@ def test_files_named_directly(tmp_path: Path) -> None:
     assert {p.service for p in loaded.policies.values()} == {"a", "b"}
 
 
+@pytest.mark.parametrize(("text", "problem"), [
+    pytest.param("max_replicas: 4\nmetrics: [{name: rps, query: q, target: 10}]\n", "",
+                 id="a-template"),
+    pytest.param(policy_text("web"), "a template names no service", id="a-policy-in-its-place"),
+])
+def test_a_file_named_alone_in_a_templates_folder_is_read_as_a_template(
+    tmp_path: Path, text: str, problem: str,
+) -> None:
+    """As the folder reads it: `validate policies/templates/web.yaml` asked for a service."""
+    template = write(tmp_path / "templates" / "web.yaml", text)
+
+    loaded = load_policies([template])
+
+    assert [problem in p.message for p in loaded.problems] == ([True] if problem else [])
+    assert list(loaded.templates) == ([] if problem else ["web"])
+    assert not loaded.policies
+
+
 def test_same_service_in_two_files(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", policy_text("shop_web"))
     write(tmp_path / "b.yaml", policy_text("shop_web"))

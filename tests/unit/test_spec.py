@@ -191,7 +191,11 @@ def test_switching_strategy_is_one_line() -> None:
     [
         pytest.param(b"service: [\n", "is not valid YAML at line", id="malformed-yaml"),
         pytest.param(b"service: web\n  max_replicas: 3\n", "is not valid YAML", id="bad-indent"),
-        pytest.param(b"a: 1\n---\nb: 2\n", "is not valid YAML", id="two-documents"),
+        pytest.param(b"a: 1\n---\nb: 2\n", "but found another document (a policy file holds "
+                     "one document: remove the second '---'", id="two-documents"),
+        pytest.param(b"service: web\n\tmax_replicas: 3\n", "at line 2, column 1: found "
+                     "character '\\t' that cannot start any token (YAML indents with spaces, "
+                     "never tabs: replace the tab with spaces)", id="a-tab"),
         pytest.param(b"", "is empty", id="empty"),
         pytest.param(b"# only a comment\n", "is empty", id="only-comments"),
         pytest.param(b"- service: web\n", "must be a mapping", id="a-list"),
@@ -422,6 +426,36 @@ def test_cross_key_checks_skip_values_of_the_wrong_type() -> None:
 )
 def test_keys_another_strategy_uses_are_allowed_and_ignored(document: dict[str, Any]) -> None:
     assert isinstance(parse_policy(yaml.safe_dump(document).encode(), "p.yaml"), Policy)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        pytest.param('up{service=~"{{servcies}}"}', "{{servcies}} is not a placeholder (did "
+                     "you mean {{services}}?)", id="misspelt"),
+        pytest.param('up{service=~"{{ services }}"}', "(did you mean {{services}}?)",
+                     id="spaces-inside"),
+        pytest.param('up{service="{{SERVICE}}"}', "(did you mean {{service}}?)",
+                     id="upper-case"),
+        pytest.param('up{job="{{job}}"}', "{{job}} is not a placeholder: a query may hold",
+                     id="unknown-name"),
+    ],
+)
+def test_a_query_placeholder_that_is_none_of_the_two_is_refused(query: str,
+                                                                 fragment: str) -> None:
+    problems = problems_of(parse(with_metric(query=query, target=10)))
+
+    assert [p.key for p in problems] == ["metrics[0].query"]
+    assert fragment in problems[0].message
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param('up{service=~"{{services}}"}', id="all-services"),
+    pytest.param('up{service="{{service}}"}', id="one-service"),
+    pytest.param('up{service=~"a{2}"}', id="a-regex-repetition"),
+])
+def test_the_two_placeholders_and_single_braces_are_accepted(query: str) -> None:
+    assert isinstance(parse(with_metric(query=query, target=10)), Policy)
 
 
 @pytest.mark.parametrize(
