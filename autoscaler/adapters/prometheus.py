@@ -45,8 +45,11 @@ __all__ = ["PrometheusAccess", "PrometheusSource", "read_secret"]
 
 _RANGE_POINTS = 10_000  # Prometheus refuses more than 11,000 points a series
 _EXCERPT = 200
-MAX_ANSWER_BYTES = 256 << 20
-"""The largest answer read: an instant query over 10,000 services answers a few MB."""
+MAX_ANSWER_BYTES = 64 << 20
+"""The largest answer read: an instant query over 10,000 services answers a few MB, a range
+of `_RANGE_POINTS` under 1 MB a series. Decoded, an answer takes about six times its size,
+and eight queries may run at once, so a query that forgot its `sum by` must not cost
+gigabytes."""
 
 
 class _Authorization(AuthBase):
