@@ -9,6 +9,9 @@
 # Environment (all optional):
 #   STACK_NAME            the stack (swarmscale); also the first argument
 #   POLICIES_DIR          the policies folder, bind-mounted into the agent (compose/policies)
+#   DOCKER_GID            group of /var/run/docker.sock on the managers (that of the socket
+#                         DOCKER_HOST names, or of /var/run/docker.sock; needed when
+#                         DOCKER_HOST is tcp:// or ssh://)
 #   PROMETHEUS_PORT       host port of Prometheus, on 127.0.0.1 (9090)
 #   LOADGEN_PORT          host port of the load generator's control endpoint (8089)
 #   AUTOSCALER_INTERVAL   the agent's tick interval (15s)
@@ -41,8 +44,17 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   "$compose/build-images.sh"
 fi
 
-# The agent runs as uid 10001 with the socket's group, so it can talk to the engine.
-DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+# The agent (or the socket proxy) runs in the group of the managers' Docker socket, so it can
+# talk to the engine: DOCKER_GID as given, else the group of the socket this script talks to.
+# A DOCKER_HOST that is no local socket (tcp://, ssh://) says nothing of the managers' group.
+if [ -z "${DOCKER_GID:-}" ]; then
+  socket=/var/run/docker.sock
+  case "${DOCKER_HOST:-}" in
+    unix://*) socket=${DOCKER_HOST#unix://} ;;
+    ?*) die "DOCKER_HOST=$DOCKER_HOST is no local socket: set DOCKER_GID to the group of /var/run/docker.sock on the managers (stat -c %g there)" ;;
+  esac
+  DOCKER_GID=$(stat -c %g "$socket") || die "cannot read the group of $socket: set DOCKER_GID"
+fi
 export DOCKER_GID
 
 # Swarm compares image names, not contents: a rebuilt image under the same tag would not be
