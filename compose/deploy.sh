@@ -12,8 +12,10 @@
 #   DOCKER_GID            group of /var/run/docker.sock on the managers (that of the socket
 #                         DOCKER_HOST names, or of /var/run/docker.sock; needed when
 #                         DOCKER_HOST is tcp:// or ssh://)
-#   PROMETHEUS_PORT       host port of Prometheus, on 127.0.0.1 (9090)
+#   PROMETHEUS_PORT       host port of Prometheus (9090)
 #   LOADGEN_PORT          host port of the load generator's control endpoint (8089)
+#                         (both published on every address of the node, not only 127.0.0.1,
+#                         and unauthenticated: see compose/README.md)
 #   AUTOSCALER_INTERVAL   the agent's tick interval (15s)
 #   AUTOSCALER_LEASE      the node label of the agents' lease (autoscaler.lease): a second
 #                         stack beside another one sets its own, or its agent never acts
@@ -95,7 +97,7 @@ export PROMETHEUS_CONFIG_VERSION
 proxy_note=${SOCKET_PROXY_IMAGE:+, Docker socket proxy $SOCKET_PROXY_IMAGE}
 started=$SECONDS
 log "docker stack deploy $STACK_NAME (agent $AUTOSCALER_IMAGE, policies $POLICIES_DIR," \
-  "Prometheus on 127.0.0.1:$PROMETHEUS_PORT, load generator on 127.0.0.1:$LOADGEN_PORT$proxy_note)"
+  "Prometheus on :$PROMETHEUS_PORT and load generator on :$LOADGEN_PORT of every address of the node$proxy_note)"
 docker stack deploy --resolve-image never --prune "${files[@]}" "$STACK_NAME" >&2
 if [ -n "$SOCKET_PROXY_IMAGE" ]; then
   mounts=$(docker service inspect --format \
