@@ -9,9 +9,9 @@
 # Environment (all optional):
 #   STACK_NAME            the stack (swarmscale); also the first argument
 #   POLICIES_DIR          the policies folder, bind-mounted into the agent (compose/policies)
-#   DOCKER_GID            group of /var/run/docker.sock on the managers (that of the socket
-#                         DOCKER_HOST names, or of /var/run/docker.sock; needed when
-#                         DOCKER_HOST is tcp:// or ssh://)
+#   DOCKER_GID            group of /var/run/docker.sock on the managers (that of the local
+#                         socket the docker CLI talks to; needed when the CLI's engine is
+#                         tcp:// or ssh://, by DOCKER_HOST or a context)
 #   PROMETHEUS_PORT       host port of Prometheus (9090)
 #   LOADGEN_PORT          host port of the load generator's control endpoint (8089)
 #                         (both published on every address of the node, not only 127.0.0.1,
@@ -47,15 +47,17 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 
 # The agent (or the socket proxy) runs in the group of the managers' Docker socket, so it can
-# talk to the engine: DOCKER_GID as given, else the group of the socket this script talks to.
-# A DOCKER_HOST that is no local socket (tcp://, ssh://) says nothing of the managers' group.
+# talk to the engine: DOCKER_GID as given, else the group of the socket this script talks to
+# (as the CLI picks the engine: DOCKER_HOST, DOCKER_CONTEXT, the current context). An engine
+# that is no local socket (tcp://, ssh://) says nothing of the managers' group.
 if [ -z "${DOCKER_GID:-}" ]; then
-  socket=/var/run/docker.sock
-  case "${DOCKER_HOST:-}" in
-    unix://*) socket=${DOCKER_HOST#unix://} ;;
-    ?*) die "DOCKER_HOST=$DOCKER_HOST is no local socket: set DOCKER_GID to the group of /var/run/docker.sock on the managers (stat -c %g there)" ;;
+  engine=$(docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null) || engine=
+  engine=${engine:-${DOCKER_HOST:-unix:///var/run/docker.sock}}
+  case "$engine" in
+    unix://*) DOCKER_GID=$(stat -c %g "${engine#unix://}") \
+                || die "cannot read the group of ${engine#unix://}: set DOCKER_GID" ;;
+    *) die "the engine is $engine, no local socket: set DOCKER_GID to the group of /var/run/docker.sock on the managers (stat -c %g there)" ;;
   esac
-  DOCKER_GID=$(stat -c %g "$socket") || die "cannot read the group of $socket: set DOCKER_GID"
 fi
 export DOCKER_GID
 

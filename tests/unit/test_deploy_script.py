@@ -13,13 +13,19 @@ import pytest
 DEPLOY = Path(__file__).resolve().parents[2] / "compose" / "deploy.sh"
 
 FAKE_DOCKER = """#!/bin/sh
+if [ "$1 $2" = "context inspect" ]; then
+  printf '%s\\n' "$CONTEXT_ENGINE"
+  exit 0
+fi
 if [ "$1 $2" = "stack deploy" ]; then
   printf '%s' "$DOCKER_GID" > "$RECORD"
   exit 3
 fi
 exit 0
 """
-"""Answers every call but `stack deploy`, which it records and fails, so the script stops."""
+"""Answers every call but `stack deploy`, which it records and fails, so the script stops;
+`context inspect` names CONTEXT_ENGINE as the current context's engine (empty: none, as an
+old CLI without contexts)."""
 
 SOCKET_GID = 4243
 """The group given to the test's own engine socket: not that of the machine's."""
@@ -64,6 +70,8 @@ def engine_socket(tmp_path: Path) -> Path:
                  id="given-with-a-local-socket"),
     pytest.param({"DOCKER_HOST": "unix://{socket}"}, str(SOCKET_GID),
                  id="the-group-of-the-socket-docker-host-names"),
+    pytest.param({"CONTEXT_ENGINE": "unix://{socket}"}, str(SOCKET_GID),
+                 id="the-group-of-the-socket-the-context-names"),
 ])
 def test_the_agent_gets_the_group_of_the_managers_socket(
         tmp_path: Path, engine_socket: Path, variables: dict[str, str], expected: str) -> None:
@@ -72,8 +80,13 @@ def test_the_agent_gets_the_group_of_the_managers_socket(
     assert deployed_with == expected, done.stderr
 
 
-def test_a_remote_engine_without_docker_gid_is_refused_before_deploying(tmp_path: Path) -> None:
-    done, deployed_with = deploy(tmp_path, DOCKER_HOST="ssh://admin@manager-1")
+@pytest.mark.parametrize("variables", [
+    pytest.param({"DOCKER_HOST": "ssh://admin@manager-1"}, id="docker-host"),
+    pytest.param({"CONTEXT_ENGINE": "tcp://manager-1:2376"}, id="context"),
+])
+def test_a_remote_engine_without_docker_gid_is_refused_before_deploying(
+        tmp_path: Path, variables: dict[str, str]) -> None:
+    done, deployed_with = deploy(tmp_path, **variables)
     assert done.returncode == 1
     assert deployed_with is None
     assert "set DOCKER_GID to the group of /var/run/docker.sock on the managers" in done.stderr
