@@ -9,8 +9,13 @@
 # Environment (all optional):
 #   STACK_NAME            the stack (swarmscale); also the first argument
 #   POLICIES_DIR          the policies folder, bind-mounted into the agent (compose/policies)
-#   PROMETHEUS_PORT       host port of Prometheus, on 127.0.0.1 (9090)
+#   DOCKER_GID            group of /var/run/docker.sock on the managers (that of the local
+#                         socket the docker CLI talks to; needed when the CLI's engine is
+#                         tcp:// or ssh://, by DOCKER_HOST or a context)
+#   PROMETHEUS_PORT       host port of Prometheus (9090)
 #   LOADGEN_PORT          host port of the load generator's control endpoint (8089)
+#                         (both published on every address of the node, not only 127.0.0.1,
+#                         and unauthenticated: see compose/README.md)
 #   AUTOSCALER_INTERVAL   the agent's tick interval (15s)
 #   AUTOSCALER_LEASE      the node label of the agents' lease (autoscaler.lease): a second
 #                         stack beside another one sets its own, or its agent never acts
@@ -41,8 +46,19 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   "$compose/build-images.sh"
 fi
 
-# The agent runs as uid 10001 with the socket's group, so it can talk to the engine.
-DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+# The agent (or the socket proxy) runs in the group of the managers' Docker socket, so it can
+# talk to the engine: DOCKER_GID as given, else the group of the socket this script talks to
+# (as the CLI picks the engine: DOCKER_HOST, DOCKER_CONTEXT, the current context). An engine
+# that is no local socket (tcp://, ssh://) says nothing of the managers' group.
+if [ -z "${DOCKER_GID:-}" ]; then
+  engine=$(docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null) || engine=
+  engine=${engine:-${DOCKER_HOST:-unix:///var/run/docker.sock}}
+  case "$engine" in
+    unix://*) DOCKER_GID=$(stat -c %g "${engine#unix://}") \
+                || die "cannot read the group of ${engine#unix://}: set DOCKER_GID" ;;
+    *) die "the engine is $engine, no local socket: set DOCKER_GID to the group of /var/run/docker.sock on the managers (stat -c %g there)" ;;
+  esac
+fi
 export DOCKER_GID
 
 # Swarm compares image names, not contents: a rebuilt image under the same tag would not be
@@ -83,7 +99,7 @@ export PROMETHEUS_CONFIG_VERSION
 proxy_note=${SOCKET_PROXY_IMAGE:+, Docker socket proxy $SOCKET_PROXY_IMAGE}
 started=$SECONDS
 log "docker stack deploy $STACK_NAME (agent $AUTOSCALER_IMAGE, policies $POLICIES_DIR," \
-  "Prometheus on 127.0.0.1:$PROMETHEUS_PORT, load generator on 127.0.0.1:$LOADGEN_PORT$proxy_note)"
+  "Prometheus on :$PROMETHEUS_PORT and load generator on :$LOADGEN_PORT of every address of the node$proxy_note)"
 docker stack deploy --resolve-image never --prune "${files[@]}" "$STACK_NAME" >&2
 if [ -n "$SOCKET_PROXY_IMAGE" ]; then
   mounts=$(docker service inspect --format \
