@@ -321,6 +321,9 @@ def _add_offline_commands(commands: Any) -> None:
         description="Turn the decision log of `autoscaler dry-run` (JSON lines as the agent "
         "writes them, or `docker service logs --raw`) into a report per service: metrics, "
         "current and desired replicas over time, the changes and their reasons.",
+        epilog="Exit codes: 0 done (also when lines were skipped: it warns of them); 2 bad "
+        "input (a log that cannot be read or holds no scaling_decision line, an --out that "
+        "is not a folder or cannot be made).",
     )
     report.add_argument("--log", type=Path, required=True, metavar="FILE",
                         help="the decision log: JSON lines, gzip'd or not, - for standard "
@@ -334,6 +337,8 @@ def _add_offline_commands(commands: Any) -> None:
         description="Backtest the example policies shipped with the agent on three weeks of "
         "real traffic (the 1998 World Cup web site), print the comparison and write the "
         "report. Needs neither Docker nor Prometheus.",
+        epilog="Exit codes: 0 done; 2 bad input (an --out that is not a folder or cannot be "
+        "made, an --slo-budget that is not a percentage).",
     )
     demo.add_argument("--out", type=_out_folder, default=Path("autoscaler-demo"), metavar="DIR",
                       help="folder for the report (default ./autoscaler-demo)")

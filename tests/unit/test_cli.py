@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -204,3 +205,14 @@ def test_version_names_the_installed_release(capsys: pytest.CaptureFixture[str])
 
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"autoscaler {metadata.version('swarm-autoscaler')}"
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "dry-run", "backtest", "report", "demo",
+                                     "tune"])
+def test_every_commands_help_says_its_exit_codes(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+
+    assert exited.value.code == 0
+    assert re.search(r"Exit (codes: )?0 ", " ".join(capsys.readouterr().out.split()))
