@@ -115,6 +115,24 @@ def test_the_report_is_in_time_order_with_each_decision_once(
     assert [line.split(" | ")[-1] for line in changes] == ["tick 5 |", "tick 10 |", "tick 15 |"]
 
 
+def test_a_warning_read_twice_is_counted_once(tmp_path: Path) -> None:
+    """`cat dry-run.log dry-run.log`: the decisions read again are skipped, and so are the
+    availability and load_imbalance warnings, which the report counts by service."""
+    warnings = [json.dumps({"event": kind, "service": "web", "problem": "uneven",
+                            "timestamp": f"2026-11-30T12:00:{second}Z"})
+                for kind, second in (("availability", 15), ("load_imbalance", 15),
+                                     ("load_imbalance", 30))]
+    lines = TICKS + warnings
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join(lines + lines) + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    (web,) = json.loads((out / "summary.json").read_text())["services"]
+    assert web["warnings"] == {"availability": 1, "load_imbalance": 2}
+
+
 def test_a_long_log_shows_its_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("autoscaler.offline.reports.dry_run.PROGRESS_LINES", 10)
