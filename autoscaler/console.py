@@ -46,11 +46,16 @@ class _ReaderMayLeave:
 
 @contextlib.contextmanager
 def reader_may_leave() -> Iterator[None]:
-    """`sys.stdout` and `sys.stderr` as `_ReaderMayLeave` streams while the block runs."""
+    """`sys.stdout` and `sys.stderr` as `_ReaderMayLeave` streams while the block runs,
+    flushed through them at its end: what a stream still buffers (a pipe's stdout is
+    block-buffered) would otherwise meet the closed pipe in the interpreter's last flush,
+    which prints "Exception ignored ... BrokenPipeError" and exits 120."""
     saved = sys.stdout, sys.stderr
-    sys.stdout = cast(TextIO, _ReaderMayLeave(sys.stdout))
-    sys.stderr = cast(TextIO, _ReaderMayLeave(sys.stderr))
+    streams = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+    sys.stdout, sys.stderr = (cast(TextIO, stream) for stream in streams)
     try:
         yield
     finally:
+        for stream in streams:
+            stream.flush()
         sys.stdout, sys.stderr = saved

@@ -5,7 +5,8 @@ ID): `<holder> <expiry>`. An agent takes it when it is absent, expired or its ow
 the node spec with the version it read, so two agents racing for it cannot both win (the
 loser's write is refused as out of sequence). The holder renews it as it ticks and removes
 it when it stops; an agent that dies loses it when it expires. An expiry further ahead than
-any agent writes is taken over (`BELIEVABLE_AHEAD`). Node labels change no task.
+any agent writes is taken over once it has stood unchanged a while (`BELIEVABLE_AHEAD`,
+`UNCHANGED_FOR`). Node labels change no task.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ BELIEVABLE_AHEAD = timedelta(days=1)
 """A lease expiring further ahead than this (or ten of this agent's time to live, if more)
 is no agent's: agents renew theirs a few ticks ahead, so it is a hand edit or a clock far
 off, and honouring it would stop every agent until that date."""
+UNCHANGED_FOR = 10
+"""How many of its times to live an agent sees a lease beyond `BELIEVABLE_AHEAD` unchanged
+before it takes it over: a live holder rewrites its lease every interval, even with a clock
+days ahead of this agent's (which would then take it back at once, and both would act), or
+at an interval far longer than this agent's; a hand edit, or a holder gone, leaves it
+as it is."""
 
 
 def new_holder_id() -> str:
@@ -45,6 +52,8 @@ class SwarmLease:
         self.holder = holder
         self._expiry: datetime | None = None
         self._paused = False
+        self._far_ahead: tuple[str, datetime] | None = None
+        """Another's lease beyond `BELIEVABLE_AHEAD`, and when it was first seen as it is."""
 
     def paused_all(self) -> bool:
         return self._paused
@@ -53,9 +62,10 @@ class SwarmLease:
         node = self._lease_node()
         labels = _labels(node)
         self._paused = is_paused(labels)
-        holder, expiry = parse_lease(labels.get(self.label))
+        value = labels.get(self.label)
+        holder, expiry = parse_lease(value)
         if holder is not None and holder != self.holder and expiry is not None \
-                and now < expiry <= now + max(BELIEVABLE_AHEAD, 10 * self._ttl):
+                and now < expiry and not self._abandoned(str(value), expiry, now):
             self._expiry = None
             return False
         if holder == self.holder and expiry is not None and expiry - now > self._ttl * 2 / 3:
@@ -66,6 +76,16 @@ class SwarmLease:
             return False
         self._expiry = new_expiry
         return True
+
+    def _abandoned(self, value: str, expiry: datetime, now: datetime) -> bool:
+        """Whether another's lease, `value`, is no agent's: it expires further ahead than any
+        agent writes, and has stood as it is for `UNCHANGED_FOR` times to live."""
+        if expiry <= now + max(BELIEVABLE_AHEAD, 10 * self._ttl):
+            self._far_ahead = None
+            return False
+        if self._far_ahead is None or self._far_ahead[0] != value:
+            self._far_ahead = (value, now)
+        return now - self._far_ahead[1] >= UNCHANGED_FOR * self._ttl
 
     def release(self) -> None:
         if self._expiry is None:

@@ -138,9 +138,9 @@ def decide(
     low, high = bounds_in_force(policy, scheduled)
     # The chain in the HPA's order; the reasons later issues add go where their names say.
     steps: tuple[Step, ...] = (
-        lambda count, _: stabilize(
+        lambda count, _: held_above_min(stabilize(
             current=current, recommended=count, memory=memory, behavior=behavior, now=now
-        ),
+        ), count, min_in_force=bounds[0]),
         lambda count, _: forecast_floor(count, forecast, current=current,
                                         tolerance=policy.tolerance),
         lambda count, _: rate_limit(
@@ -165,6 +165,18 @@ def decide(
                    rule_count=rule.replicas, bounds=bounds,
                    from_metrics=not rule.missing_blocked,
                    driver=rule.driver)
+
+
+def held_above_min(stabilized: Limited, count: int, *, min_in_force: int) -> Limited:
+    """The stabilization windows' hold of a scale-down, but for one at the min in force or
+    under it: the windows remember that min (`Outcome.remembered`), and a hold the min makes
+    anyway is the min's to say (`Scheduled` for a window's, `TooFewReplicas` for the
+    policy's), not `ScaleDownStabilized`, tick after tick, while it lasts. The later steps
+    end at the same count from `count` as from the hold (the min raises both to it)."""
+    if stabilized.reason is Reason.SCALE_DOWN_STABILIZED \
+            and stabilized.replicas <= min_in_force:
+        return Limited(count)
+    return stabilized
 
 
 def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: int = 0,

@@ -115,6 +115,24 @@ def test_the_report_is_in_time_order_with_each_decision_once(
     assert [line.split(" | ")[-1] for line in changes] == ["tick 5 |", "tick 10 |", "tick 15 |"]
 
 
+def test_a_warning_read_twice_is_counted_once(tmp_path: Path) -> None:
+    """`cat dry-run.log dry-run.log`: the decisions read again are skipped, and so are the
+    availability and load_imbalance warnings, which the report counts by service."""
+    warnings = [json.dumps({"event": kind, "service": "web", "problem": "uneven",
+                            "timestamp": f"2026-11-30T12:00:{second}Z"})
+                for kind, second in (("availability", 15), ("load_imbalance", 15),
+                                     ("load_imbalance", 30))]
+    lines = TICKS + warnings
+    log = tmp_path / "dry-run.log"
+    log.write_text("\n".join(lines + lines) + "\n")
+    out = tmp_path / "report"
+
+    assert main(["report", "--log", str(log), "--out", str(out)]) == 0
+
+    (web,) = json.loads((out / "summary.json").read_text())["services"]
+    assert web["warnings"] == {"availability": 1, "load_imbalance": 2}
+
+
 def test_a_long_log_shows_its_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("autoscaler.offline.reports.dry_run.PROGRESS_LINES", 10)
@@ -128,17 +146,25 @@ def test_a_long_log_shows_its_progress(tmp_path: Path, monkeypatch: pytest.Monke
         "10 lines read", "20 lines read", "30 lines read", "40 lines read"]
 
 
-def test_html_and_line_breaks_from_the_log_stay_text_in_report_md(tmp_path: Path) -> None:
+@pytest.mark.parametrize("line_break", [pytest.param("\n", id="line-feed"),
+                                        pytest.param("\r", id="carriage-return")])
+def test_html_and_line_breaks_from_the_log_stay_text_in_report_md(
+        tmp_path: Path, line_break: str) -> None:
+    """In every place report.md shows text from the log: the service's name, a decision's
+    message and reason (a table, and a paragraph), another event's name (the intro)."""
     hostile = "<script>alert(1)</script>"
     log = tmp_path / "dry-run.log"
     log.write_text("\n".join([
-        decision(0, service="web" + hostile),
-        decision(1, service="web" + hostile, desired_replicas=3,
-                 message="first line\n| second line " + hostile)]) + "\n")
+        decision(0, service="web" + hostile, reason="Held" + hostile),
+        decision(1, service="web" + hostile, desired_replicas=3, reason="Held" + hostile,
+                 message=f"first line{line_break}| second line " + hostile),
+        json.dumps({"event": "other" + hostile, "timestamp": "2026-11-30T12:00:30Z"})]) + "\n")
 
     assert main(["report", "--log", str(log), "--out", str(tmp_path / "report")]) == 0
 
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "<script>" not in markdown and "&lt;script>" in markdown
+    assert "<script>" not in markdown
+    assert "other&lt;script>" in markdown and "Reasons: Held&lt;script>" in markdown
     rows = [line for line in markdown.splitlines() if "first line" in line]
     assert len(rows) == 1 and rows[0].startswith("| ") and "first line \\| second line" in rows[0]
+    assert "\r" not in markdown

@@ -83,6 +83,34 @@ def test_a_console_reader_that_goes_away_costs_no_file(tmp_path: Path,
     assert (tmp_path / "steps" / "policy1-target.csv").exists()
 
 
+@pytest.mark.parametrize("command", [
+    pytest.param(["validate", "{policy}"], id="validate"),
+    pytest.param(["report", "--log", "{log}", "--out", "{out}"], id="report"),
+])
+def test_a_console_reader_gone_before_the_last_flush_changes_no_exit(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autoscaler validate policies | grep -q ok`: stdout to a pipe is block-buffered, so
+    what it holds meets the closed pipe only when flushed; left to the interpreter's last
+    flush, that printed a BrokenPipeError and made the exit status 120."""
+    (tmp_path / "web.yaml").write_text(TARGET)
+    log = tmp_path / "dry-run.log"
+    log.write_text(decision_line(datetime(2026, 11, 30, 12, tzinfo=UTC), 2, 2,
+                                 Reason.WITHIN_TOLERANCE, 200) + "\n")
+    streams = []
+    for name in ("stdout", "stderr"):
+        reader, writer = os.pipe()
+        os.close(reader)
+        streams.append(io.TextIOWrapper(os.fdopen(writer, "wb")))
+        monkeypatch.setattr(sys, name, streams[-1])
+
+    code = main([part.format(policy=tmp_path / "web.yaml", log=log, out=tmp_path / "out")
+                 for part in command])
+
+    assert code == 0
+    for stream in streams:
+        stream.flush()  # as the interpreter does at exit: no BrokenPipeError
+
+
 def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallbacks(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A predictive policy's start-up is the simulated cluster's unless --startup is given;

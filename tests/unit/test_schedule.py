@@ -482,3 +482,29 @@ def test_after_a_window_the_count_comes_down_through_the_stabilization_window() 
     billed = {t: b for t, b in zip(run.times, run.billed, strict=True)}
     # the window's last tick is 00:09; the count drops 3 minutes later, not at 00:10
     assert [billed[START + m * MINUTE] for m in range(9, 15)] == [4, 4, 4, 1, 1, 1]
+
+
+@pytest.mark.parametrize(("policy_min", "window_min", "expected"), [
+    pytest.param(1, 4, ["Scheduled"] * 5 + ["ScaleDownStabilized"] * 2 + ["DesiredWithinRange"] * 2,
+                 id="a-window-says-it-holds-its-min"),
+    pytest.param(2, None, ["TooFewReplicas"] * 9, id="the-policy-min-says-it-holds"),
+])
+def test_a_min_that_holds_the_count_is_named_as_its_reason(
+        policy_min: int, window_min: int | None, expected: list[str]) -> None:
+    """The stabilization windows remember the min in force, but a hold the min makes anyway
+    is the min's: `ScaleDownStabilized` only once the window's min no longer holds."""
+    schedule = [] if window_min is None else [
+        {"name": "launch", "min_replicas": window_min, "start": "2026-01-01T00:05",
+         "end": "2026-01-01T00:10"}]
+    policy = build_policy(
+        min_replicas=policy_min, max_replicas=10,
+        behavior={"scale_down": {"stabilization": "3m"}},
+        metrics=[{"name": "rps", "query": "q", "target": 10}], schedule=schedule,
+    )
+    settings = BacktestSettings(capacity=10, slo_utilisation=1.0, startup=timedelta(0),
+                                warmup=MINUTE)
+
+    run = replay(policy, "p.yaml", Trace(START, MINUTE, [5.0] * 20, "flat"), settings)
+
+    reasons = {t: r for t, r in zip(run.times, run.reasons_by_step, strict=True)}
+    assert [reasons[START + m * MINUTE] for m in range(5, 14)] == expected

@@ -86,9 +86,11 @@ def _with_notes(table: Table) -> tuple[list[object], list[list[object]]]:
 
 
 def _markdown_line(text: str) -> str:
-    """Text from outside (a service name, a decision's message) on one line of Markdown: no
-    HTML a viewer would run, no line break that would end a table's row or a heading."""
-    return " ".join(text.replace("&", "&amp;").replace("<", "&lt;").split("\n"))
+    """Text that may hold some from outside (a service name, a decision's message or reason,
+    an event's name) on one line of Markdown: no HTML a viewer would run, no line break
+    (a carriage return is one too) that would end a table's row, a heading or a
+    paragraph. HTML escapes all of it (`_inline`), so none is meant as HTML."""
+    return " ".join(text.replace("&", "&amp;").replace("<", "&lt;").splitlines())
 
 
 def _markdown_table(table: Table) -> str:
@@ -106,13 +108,15 @@ def _markdown_table(table: Table) -> str:
 
 
 def _markdown_callout(callout: Callout) -> str:
-    lines = [f"> **{callout.title}** {callout.lead}" if callout.title else f"> {callout.lead}"]
+    lead, title = _markdown_line(callout.lead), _markdown_line(callout.title)
+    lines = [f"> **{title}** {lead}" if title else f"> {lead}"]
     if callout.points:
         lines.append(">")
-        lines.extend(f"> - {point}" for point in callout.points)
+        lines.extend(f"> - {_markdown_line(point)}" for point in callout.points)
     if callout.warnings:
         lines.append(">")
-        lines.extend(f"> - **Warning:** {warning}" for warning in callout.warnings)
+        lines.extend(f"> - **Warning:** {_markdown_line(warning)}"
+                     for warning in callout.warnings)
     return "\n".join(lines)
 
 
@@ -126,14 +130,14 @@ def _markdown_block(block: Block, out: Path) -> str:
         return f"![{alt}]({block.name}.svg)\n\n*{caption}*"
     if isinstance(block, Callout):
         return _markdown_callout(block)
-    return block
+    return _markdown_line(block)
 
 
 def to_markdown(document: Document, out: Path) -> str:
     """The Markdown text; writes each chart to `out/<name>.svg`, which the text links."""
     parts = [f"# {_markdown_line(document.title)}"]
     parts.extend(_markdown_block(block, out) for block in document.lead)
-    parts.extend(document.intro)
+    parts.extend(map(_markdown_line, document.intro))
     for section in document.sections:
         parts.append(f"## {_markdown_line(section.title)}")
         parts.extend(_markdown_block(block, out) for block in section.blocks)

@@ -152,6 +152,7 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
     before its JSON (as `docker service logs` adds one); blank lines are passed over."""
     services: dict[str, ServiceLog] = {}
     reading = LogReading()
+    alerts_read: set[int] = set()  # the hashes of the warnings' lines: each counted once
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -166,7 +167,9 @@ def read_decisions(lines: Iterable[str]) -> tuple[dict[str, ServiceLog], LogRead
             continue
         if kind != "scaling_decision":
             reading.other_events[kind] += 1
-            if kind in ALERTS and event.get("problem") and isinstance(event.get("service"), str):
+            if kind in ALERTS and event.get("problem") and isinstance(event.get("service"), str) \
+                    and (fingerprint := hash(line[start:].strip())) not in alerts_read:
+                alerts_read.add(fingerprint)
                 reading.alerts.setdefault(event["service"], Counter())[kind] += 1
             continue
         try:
