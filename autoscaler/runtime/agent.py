@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -32,6 +32,20 @@ FIRST_TRAINING_AFTER = timedelta(seconds=1)
 STOP_GRACE = 3.0
 """Seconds SIGTERM waits for the tick in flight before the agent stops without it: with the
 lease's release (at most one second) it ends within 5 s whatever a tick waits on."""
+SIGNAL_POLL = 0.2
+"""Seconds between two looks of the main loop at the signals received."""
+
+
+@dataclass
+class Signalled:
+    """The signals received, as plain flags that a handler sets and nothing more. A handler
+    runs on the main thread between any two of its steps, and within another handler when
+    signals come faster than it ends: one that took a lock (as `threading.Event.set` does)
+    waited for ever on that thread's own hold of it, or nested until a RecursionError (a
+    storm of SIGHUPs stopped the agent in under a second)."""
+
+    stop: bool = False
+    hangup: bool = False
 
 
 class Agent:
@@ -251,13 +265,12 @@ class Agent:
         except OSError as error:
             log.error("http_server_failed", listen=listen, port=port, error=str(error))
             return False
-        stop = threading.Event()
-        hangup = threading.Event()
+        signalled = Signalled()
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         before = {signum: signal.getsignal(signum) for signum in handled}
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+            signal.signal(signum, lambda *_: setattr(signalled, "stop", True))
+        signal.signal(signal.SIGHUP, lambda *_: setattr(signalled, "hangup", True))
         scheduler = BackgroundScheduler(timezone=UTC)
         # Two jobs on their own threads, the first tick first: it does not wait for the
         # forecasters' trainings (a predictive policy decides by its target rule, `NoModel`,
@@ -277,11 +290,12 @@ class Agent:
         log.info("agent_started", interval_seconds=self._interval.total_seconds(),
                  listen=listen, port=port, policies=str(self._watcher.folder))
         try:
-            while not stop.wait(0.2):
-                if hangup.is_set() and self._lock.acquire(blocking=False):
+            while not signalled.stop:
+                time.sleep(SIGNAL_POLL)
+                if signalled.hangup and self._lock.acquire(blocking=False):
                     # A tick in flight reloads at its start anyway: never block the signal
                     # loop, so that SIGTERM is heard at once.
-                    hangup.clear()
+                    signalled.hangup = False
                     try:
                         log.info("sighup_reload")
                         self._reload()
