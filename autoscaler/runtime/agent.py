@@ -194,7 +194,10 @@ class Agent:
 
     def _log_imbalance(self, report: TickReport) -> None:
         """`load_imbalance` when a service's load stays uneven over its tasks, and a line
-        when it evens out: once per change."""
+        when it evens out: once per change. What is known of each service is of this tick's
+        services only: one gone is forgotten (a CI system's thousands of services a day
+        would each have kept an entry), and one made again under its name is new."""
+        imbalanced: dict[str, bool] = {}
         for decision in report.decisions:
             was = self._imbalanced.get(decision.service, False)
             if decision.imbalanced != was:
@@ -208,11 +211,14 @@ class Agent:
                                 **fields)
                 else:
                     log.info("load_imbalance", service=decision.service, problem=None, **fields)
-            self._imbalanced[decision.service] = decision.imbalanced
+            imbalanced[decision.service] = decision.imbalanced
+        self._imbalanced = imbalanced
 
     def _log_availability(self, report: TickReport) -> None:
         """A warning when a service's replicas all end up on one node while other nodes
-        could run them, and a line when they spread again: once per change."""
+        could run them, and a line when they spread again: once per change. Known only of the
+        services this tick placed, as in `_log_imbalance`."""
+        on_one_node: dict[str, bool] = {}
         for decision in report.decisions:
             placement = decision.placement
             if placement is None:
@@ -226,7 +232,8 @@ class Agent:
                                 "node while other nodes could run some", **fields)
                 else:
                     log.info("availability", problem=None, **fields)
-            self._on_one_node[decision.service] = risky
+            on_one_node[decision.service] = risky
+        self._on_one_node = on_one_node
 
     def close(self, *, wait: float | None = None) -> None:
         """Give up the lease, so that another agent can act at once; waiting at most `wait`
