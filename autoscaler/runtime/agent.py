@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 
 from autoscaler.adapters.decision_log import tick_counts
 from autoscaler.adapters.http import serve
@@ -299,6 +300,7 @@ class Agent:
         try:
             while not signalled.stop:
                 time.sleep(SIGNAL_POLL)
+                catch_up_with_the_clock(scheduler, datetime.now(UTC))
                 if signalled.hangup and self._lock.acquire(blocking=False):
                     # A tick in flight reloads at its start anyway: never block the signal
                     # loop, so that SIGTERM is heard at once.
@@ -324,6 +326,17 @@ class Agent:
                     signal.signal(signum, handler)
             log.info("agent_stopped")
         return True
+
+
+def catch_up_with_the_clock(scheduler: BaseScheduler, now: datetime) -> None:
+    """Run at once a job due more than its interval after `now`: the clock was set back
+    since it was scheduled. APScheduler keeps its jobs' times on the wall clock, and set back
+    an hour it ran no tick for that hour."""
+    for job in scheduler.get_jobs():
+        due = job.next_run_time
+        if due is not None and due - now > job.trigger.interval:
+            log.warning("clock_set_back", job=job.id, seconds=round((due - now).total_seconds()))
+            job.modify(next_run_time=now)
 
 
 GC_THRESHOLDS = (50_000, 20, 10)
