@@ -47,6 +47,8 @@ def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposit
 
 def _app(checks: dict[str, Check], metrics: Exposition
          ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    compressed = _Compressed()
+
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path in checks:
@@ -58,7 +60,7 @@ def _app(checks: dict[str, Check], metrics: Exposition
             body = metrics()
             headers = [("Content-Type", TEXT_FORMAT)]
             if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-                body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+                body = compressed(body)
                 headers.append(("Content-Encoding", "gzip"))
             start_response("200 OK", headers)
             return [body]
@@ -66,6 +68,21 @@ def _app(checks: dict[str, Check], metrics: Exposition
         return [b"see /healthz, /readyz and /metrics\n"]
 
     return app
+
+
+class _Compressed:
+    """The gzip of the last body asked for: scrapes of the same body (`Exposition` renders
+    one a change) share one compression, rather than hold one each while they are sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[bytes, bytes] | None = None
+
+    def __call__(self, body: bytes) -> bytes:
+        with self._lock:
+            if self._last is None or self._last[0] is not body:
+                self._last = (body, gzip.compress(body, compresslevel=GZIP_LEVEL))
+            return self._last[1]
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

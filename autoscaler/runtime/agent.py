@@ -10,11 +10,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 
 from autoscaler.adapters.decision_log import tick_counts
 from autoscaler.adapters.http import serve
@@ -32,6 +33,20 @@ FIRST_TRAINING_AFTER = timedelta(seconds=1)
 STOP_GRACE = 3.0
 """Seconds SIGTERM waits for the tick in flight before the agent stops without it: with the
 lease's release (at most one second) it ends within 5 s whatever a tick waits on."""
+SIGNAL_POLL = 0.2
+"""Seconds between two looks of the main loop at the signals received."""
+
+
+@dataclass
+class Signalled:
+    """The signals received, as plain flags that a handler sets and nothing more. A handler
+    runs on the main thread between any two of its steps, and within another handler when
+    signals come faster than it ends: one that took a lock (as `threading.Event.set` does)
+    waited for ever on that thread's own hold of it, or nested until a RecursionError (a
+    storm of SIGHUPs stopped the agent in under a second)."""
+
+    stop: bool = False
+    hangup: bool = False
 
 
 class Agent:
@@ -180,7 +195,10 @@ class Agent:
 
     def _log_imbalance(self, report: TickReport) -> None:
         """`load_imbalance` when a service's load stays uneven over its tasks, and a line
-        when it evens out: once per change."""
+        when it evens out: once per change. What is known of each service is of this tick's
+        services only: one gone is forgotten (a CI system's thousands of services a day
+        would each have kept an entry), and one made again under its name is new."""
+        imbalanced: dict[str, bool] = {}
         for decision in report.decisions:
             was = self._imbalanced.get(decision.service, False)
             if decision.imbalanced != was:
@@ -194,11 +212,14 @@ class Agent:
                                 **fields)
                 else:
                     log.info("load_imbalance", service=decision.service, problem=None, **fields)
-            self._imbalanced[decision.service] = decision.imbalanced
+            imbalanced[decision.service] = decision.imbalanced
+        self._imbalanced = imbalanced
 
     def _log_availability(self, report: TickReport) -> None:
         """A warning when a service's replicas all end up on one node while other nodes
-        could run them, and a line when they spread again: once per change."""
+        could run them, and a line when they spread again: once per change. Known only of the
+        services this tick placed, as in `_log_imbalance`."""
+        on_one_node: dict[str, bool] = {}
         for decision in report.decisions:
             placement = decision.placement
             if placement is None:
@@ -212,7 +233,8 @@ class Agent:
                                 "node while other nodes could run some", **fields)
                 else:
                     log.info("availability", problem=None, **fields)
-            self._on_one_node[decision.service] = risky
+            on_one_node[decision.service] = risky
+        self._on_one_node = on_one_node
 
     def close(self, *, wait: float | None = None) -> None:
         """Give up the lease, so that another agent can act at once; waiting at most `wait`
@@ -251,13 +273,12 @@ class Agent:
         except OSError as error:
             log.error("http_server_failed", listen=listen, port=port, error=str(error))
             return False
-        stop = threading.Event()
-        hangup = threading.Event()
+        signalled = Signalled()
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         before = {signum: signal.getsignal(signum) for signum in handled}
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: hangup.set())
+            signal.signal(signum, lambda *_: setattr(signalled, "stop", True))
+        signal.signal(signal.SIGHUP, lambda *_: setattr(signalled, "hangup", True))
         scheduler = BackgroundScheduler(timezone=UTC)
         # Two jobs on their own threads, the first tick first: it does not wait for the
         # forecasters' trainings (a predictive policy decides by its target rule, `NoModel`,
@@ -277,11 +298,13 @@ class Agent:
         log.info("agent_started", interval_seconds=self._interval.total_seconds(),
                  listen=listen, port=port, policies=str(self._watcher.folder))
         try:
-            while not stop.wait(0.2):
-                if hangup.is_set() and self._lock.acquire(blocking=False):
+            while not signalled.stop:
+                time.sleep(SIGNAL_POLL)
+                catch_up_with_the_clock(scheduler, datetime.now(UTC))
+                if signalled.hangup and self._lock.acquire(blocking=False):
                     # A tick in flight reloads at its start anyway: never block the signal
                     # loop, so that SIGTERM is heard at once.
-                    hangup.clear()
+                    signalled.hangup = False
                     try:
                         log.info("sighup_reload")
                         self._reload()
@@ -303,6 +326,17 @@ class Agent:
                     signal.signal(signum, handler)
             log.info("agent_stopped")
         return True
+
+
+def catch_up_with_the_clock(scheduler: BaseScheduler, now: datetime) -> None:
+    """Run at once a job due more than its interval after `now`: the clock was set back
+    since it was scheduled. APScheduler keeps its jobs' times on the wall clock, and set back
+    an hour it ran no tick for that hour."""
+    for job in scheduler.get_jobs():
+        due = job.next_run_time
+        if due is not None and due - now > job.trigger.interval:
+            log.warning("clock_set_back", job=job.id, seconds=round((due - now).total_seconds()))
+            job.modify(next_run_time=now)
 
 
 GC_THRESHOLDS = (50_000, 20, 10)

@@ -3,6 +3,7 @@ in `ServiceSeries`; and the health it reports."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -17,9 +18,16 @@ DEPENDENCIES = ("prometheus", "docker")
 
 
 class Telemetry:
+    """The metrics change only through the methods here, each of which counts its change,
+    so that `exposition` renders them only when they changed."""
+
     def __init__(self, *, interval: timedelta | None = None) -> None:
         self.registry = CollectorRegistry()
         self.services = ServiceSeries()
+        self._changes = 0
+        self._rendered: tuple[int, bytes] = (-1, b"")
+        """The text of /metrics, and the count of changes it was rendered at."""
+        self._rendering = threading.Lock()
         self.ticks = Counter(
             "autoscaler_ticks_total", "Ticks run.", registry=self.registry
         )
@@ -56,6 +64,7 @@ class Telemetry:
         for dependency, why in failing.items():
             self.dependency_up.labels(dependency).set(0 if why else 1)
         self.last_tick.set_to_current_time()
+        self._changes += 1
 
     def observe(self, report: TickReport, seconds: float) -> None:
         self.ticks.inc()
@@ -72,14 +81,24 @@ class Telemetry:
             failed += decision.reason in (Reason.CONFLICT, Reason.APPLY_FAILED)
         if failed:
             self.errors.labels("docker").inc(failed)
+        self._changes += 1
 
     def exposition(self) -> bytes:
         """/metrics in Prometheus's text format: the agent's own metrics, then the
-        per-service series."""
-        return generate_latest(self.registry) + self.services.render()
+        per-service series. Rendered once a change, not once a request: scrapes side by
+        side, and clients that read slowly, share one copy (at 10,000 services it is 9 MB
+        and 0.04 s of CPU; 65 clients that asked for it and never read held 1 GB)."""
+        with self._rendering:
+            changes = self._changes
+            if self._rendered[0] != changes:
+                self._rendered = (changes,
+                                  generate_latest(self.registry) + self.services.render())
+            return self._rendered[1]
 
     def tick_crashed(self) -> None:
         self.errors.labels("agent").inc()
+        self._changes += 1
 
     def policy_rejected(self) -> None:
         self.errors.labels("policy").inc()
+        self._changes += 1
