@@ -333,8 +333,8 @@ def catch_up_with_the_clock(scheduler: BaseScheduler, now: datetime) -> None:
     since it was scheduled. APScheduler keeps its jobs' times on the wall clock, and set back
     an hour it ran no tick for that hour."""
     for job in scheduler.get_jobs():
-        due = job.next_run_time
-        if due is not None and due - now > job.trigger.interval:
+        due, interval = job.next_run_time, getattr(job.trigger, "interval", None)
+        if due is not None and interval is not None and due - now > interval:
             log.warning("clock_set_back", job=job.id, seconds=round((due - now).total_seconds()))
             job.modify(next_run_time=now)
 
