@@ -305,5 +305,12 @@ def _number(text: Any, url: str) -> float:
         return float(text)
     except (TypeError, ValueError, OverflowError):
         raise SourceUnavailable(
-            f"Prometheus at {url} sent a value that is not a number: {text!r}"
+            f"Prometheus at {url} sent a value that is not a number: {_quoted(text)}"
         ) from None
+
+
+def _quoted(value: Any) -> str:
+    """A value of the answer as a message quotes it: at most `_EXCERPT` characters, as a
+    value may be megabytes long and the message is logged every tick."""
+    quoted = repr(value)
+    return quoted if len(quoted) <= _EXCERPT else quoted[:_EXCERPT] + "..."
