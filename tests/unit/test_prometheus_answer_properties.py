@@ -86,6 +86,47 @@ def test_any_bytes(body: bytes) -> None:
     assert_series_or_unavailable(body)
 
 
+LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) \
+    | st.sampled_from(["NaN", "+Inf", "-Inf", "1e999", "1704067198", " 1704067199.5 "])
+VALUES = st.recursive(
+    LEAVES,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=10,
+)
+SAMPLES = st.lists(LEAVES, min_size=2, max_size=2) | VALUES
+SERIES = st.fixed_dictionaries(
+    {"metric": st.dictionaries(st.sampled_from(["service", "job"]), VALUES, max_size=2)
+     | VALUES},
+    optional={"value": SAMPLES, "values": st.lists(SAMPLES, max_size=3) | VALUES},
+)
+
+
+@SETTINGS
+@given(st.sampled_from(["vector", "scalar", "matrix", "string", None]),
+       st.lists(SERIES, max_size=3) | VALUES)
+@example("matrix", [{"metric": {}, "values": [["NaN", "1"]]}])
+@example("matrix", [{"metric": {}, "values": [[1e308, "1"]]}])
+def test_any_values_in_the_places_of_an_answer(kind: Any, result: Any) -> None:
+    assert_series_or_unavailable(answer(kind, result))
+
+
+@pytest.mark.parametrize("stamp", [
+    pytest.param("NaN", id="nan"),
+    pytest.param("+Inf", id="inf"),
+    pytest.param("-Inf", id="minus-inf"),
+    pytest.param("nan" + " " * 10_000, id="nan-and-spaces"),
+])
+def test_a_range_sample_at_no_finite_time_is_unavailable(stamp: str) -> None:
+    body = answer("matrix", [{"metric": {"service": "s0"}, "values": [[stamp, "1"]]}])
+
+    with pytest.raises(SourceUnavailable, match="a sample time that is not a finite number"):
+        answering(body).range_series("up", start=START, end=END, step=STEP)
+    with pytest.raises(SourceUnavailable, match="a sample time that is not a finite number"):
+        answering(body).history("up", service="s0", service_label="service",
+                                per_service=False, start=START, end=END, step=STEP)
+
+
 @pytest.mark.parametrize("body", [
     pytest.param(answer("scalar", [1, "x" * 100_000]), id="scalar"),
     pytest.param(answer("matrix", [{"values": [[1704067197, "x" * 100_000]]}]), id="matrix"),
