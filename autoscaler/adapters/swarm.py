@@ -44,6 +44,9 @@ from autoscaler.core.record import RECORD_LABEL
 log = structlog.get_logger("autoscaler.adapters.swarm")
 
 _OUT_OF_SEQUENCE = "update out of sequence"
+UNREADABLE_JSON = (ValueError, RecursionError)
+"""What decoding an answer's JSON raises besides the decoders' own errors: an integer of
+over 4,300 digits (docker-py's `json`), nesting deeper than Python's stack (both)."""
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
@@ -176,7 +179,7 @@ class SwarmScaler:
             tasks = self._listing("/tasks", {"filters": '{"desired-state": ["running"]}'},
                                   _TASKS)
             nodes = self._api.nodes()
-        except (DockerException, requests.RequestException) as error:
+        except (DockerException, requests.RequestException, *UNREADABLE_JSON) as error:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot list Swarm services: {self._connection.describe(error)}") from error

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from docker.errors import APIError, DockerException
 
-from autoscaler.adapters.swarm import DockerConnection, is_conflict
+from autoscaler.adapters.swarm import UNREADABLE_JSON, DockerConnection, is_conflict
 from autoscaler.core.operator import is_paused
 from autoscaler.core.ports import SourceUnavailable
 
@@ -102,7 +102,7 @@ class SwarmLease:
     def _lease_node(self) -> dict[str, Any]:
         try:
             managers = self._connection.api.nodes(filters={"role": "manager"})
-        except (DockerException, requests.RequestException) as error:
+        except (DockerException, requests.RequestException, *UNREADABLE_JSON) as error:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot read the lease: {self._connection.describe(error)}") from error

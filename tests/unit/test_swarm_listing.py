@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
 
 from autoscaler.adapters.swarm import SwarmScaler, service_state
-from autoscaler.adapters.swarm_lease import parse_lease
+from autoscaler.adapters.swarm_lease import SwarmLease, parse_lease
+from autoscaler.core.ports import SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 
 UPDATED_AT = "2026-12-06T10:00:00.123456789Z"
@@ -188,3 +189,55 @@ def test_a_service_whose_spec_cannot_be_read_is_said_once_a_version() -> None:
     assert said == [("swarm_service_unreadable", "id-odd", 1),
                     ("swarm_service_unreadable", "id-odd", 2)]
 
+
+
+class _UndecodableEngine(_Engine):
+    """An engine whose services listing is `services` as sent, and whose nodes listing
+    fails to decode as docker-py's does on such an answer (`nodes`: what it raises)."""
+
+    def __init__(self, services: bytes, nodes: Exception | None) -> None:
+        super().__init__([], [], [NODE])
+        self.services, self.nodes_error = services, nodes
+
+    def get(self, url: str, **_: Any) -> _Answer:
+        answer = super().get(url)
+        if url.endswith("/services"):
+            answer.content = self.services
+        return answer
+
+    def nodes(self, **_: Any) -> list[Any]:
+        if self.nodes_error is not None:
+            raise self.nodes_error
+        return super().nodes()
+
+
+NODES_UNDECODABLE = [
+    pytest.param(RecursionError("maximum recursion depth exceeded while decoding a JSON array "
+                                "from a unicode string"), id="nodes-nested-too-deep"),
+    pytest.param(ValueError("Exceeds the limit (4300 digits) for integer string conversion: "
+                            "value has 5000 digits"), id="nodes-with-an-integer-of-5000-digits"),
+]
+
+
+@pytest.mark.parametrize(("services", "nodes"), [
+    pytest.param(b'[{"Spec": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]", None,
+                 id="services-nested-too-deep"),
+    *(pytest.param(b"[]", *p.values, id=p.id) for p in NODES_UNDECODABLE),
+])
+def test_a_listing_that_cannot_be_decoded_is_unavailable(services: bytes,
+                                                         nodes: Exception | None) -> None:
+    """Not an exception that fails every tick, and every service with it."""
+    scaler = SwarmScaler(_Connection(_UndecodableEngine(services, nodes)))  # type: ignore[arg-type]
+
+    with pytest.raises(SourceUnavailable, match="cannot list Swarm services"):
+        scaler.list_services()
+
+
+@pytest.mark.parametrize("nodes", NODES_UNDECODABLE)
+def test_a_manager_listing_that_cannot_be_decoded_is_an_unreadable_lease(
+        nodes: Exception) -> None:
+    lease = SwarmLease(_Connection(_UndecodableEngine(b"[]", nodes)),  # type: ignore[arg-type]
+                       ttl=timedelta(seconds=45), holder="me")
+
+    with pytest.raises(SourceUnavailable, match="cannot read the lease"):
+        lease.acquire(datetime.now(UTC))
