@@ -328,11 +328,15 @@ def with_replicas(spec: dict[str, Any], replicas: int,
 
 def service_state(raw: dict[str, Any], *, placement: Placement | None = None
                   ) -> ServiceState:
-    """A listed service as the core sees it, with where its tasks are (None: not known)."""
+    """A listed service as the core sees it, with where its tasks are (None: not known).
+    TypeError where its name is not text: no policy can name it, and the listing keys by it."""
     spec = raw.get("Spec", {})
     replicas = _replicas(spec)
+    name = spec.get("Name", raw.get("ID", ""))
+    if not isinstance(name, str):
+        raise TypeError(f"the service's name is a {type(name).__name__}, not text")
     return ServiceState(
-        name=spec.get("Name", raw.get("ID", "")),
+        name=name,
         id=raw["ID"],
         version=raw["Version"]["Index"],
         replicas=replicas,

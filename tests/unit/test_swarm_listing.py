@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from autoscaler.adapters.swarm import SwarmScaler, service_state
 from autoscaler.adapters.swarm_lease import SwarmLease, parse_lease
@@ -241,3 +243,61 @@ def test_a_manager_listing_that_cannot_be_decoded_is_an_unreadable_lease(
 
     with pytest.raises(SourceUnavailable, match="cannot read the lease"):
         lease.acquire(datetime.now(UTC))
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
+    | st.text(max_size=8) | st.sampled_from(["running", "pending", "ready", "active", "web"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.text(max_size=6) | st.sampled_from(["Replicated", "Replicas", "Index", "State"]),
+        children, max_size=3),
+    max_leaves=10,
+)
+"""Any value JSON carries, as the engine's answer might hold at any place."""
+SERVICE_PATHS = [("ID",), ("Version",), ("Version", "Index"), ("Spec",), ("Spec", "Name"),
+                 ("Spec", "Labels"), ("Spec", "Mode"), ("Spec", "Mode", "Replicated"),
+                 ("Spec", "Mode", "Replicated", "Replicas"), ("Spec", "TaskTemplate"),
+                 ("Spec", "TaskTemplate", "Placement"),
+                 ("Spec", "TaskTemplate", "Placement", "Constraints"), ("PreviousSpec",),
+                 ("PreviousSpec", "Mode"), ("UpdatedAt",)]
+TASK = {"ServiceID": "id-good", "NodeID": "n1", "Status": {"State": "running"}}
+TASK_PATHS = [("ServiceID",), ("NodeID",), ("Status",), ("Status", "State"), ("Status", "Err")]
+NODE_PATHS = [("ID",), ("Spec",), ("Spec", "Role"), ("Spec", "Labels"), ("Spec", "Availability"),
+              ("Status",), ("Status", "State"), ("Description",), ("Description", "Hostname"),
+              ("Description", "Engine")]
+
+
+def changed(listed: dict[str, Any], changes: list[tuple[tuple[str, ...], Any]]
+            ) -> dict[str, Any]:
+    """A copy of `listed` with each value set at its path, where the path still leads
+    through mappings."""
+    made = copy.deepcopy(listed)
+    for path, value in changes:
+        container = made
+        for key in path[:-1]:
+            container = container.get(key) if isinstance(container, dict) else None
+        if isinstance(container, dict):
+            container[path[-1]] = value
+    return made
+
+
+def changes(paths: list[tuple[str, ...]]) -> st.SearchStrategy[list[tuple[tuple[str, ...], Any]]]:
+    return st.lists(st.tuples(st.sampled_from(paths), VALUES), max_size=3)
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(changes(SERVICE_PATHS), changes(TASK_PATHS), changes(NODE_PATHS))
+@example([(("Spec", "Name"), [])], [], [])
+@example([(("Spec", "Name"), None)], [], [])
+def test_a_service_task_or_node_of_any_shape_leaves_the_others_listed(
+        service: list[tuple[tuple[str, ...], Any]], task: list[tuple[tuple[str, ...], Any]],
+        node: list[tuple[tuple[str, ...], Any]]) -> None:
+    odd = {**named("odd"), "PreviousSpec": spec(2, Name="odd"), "UpdatedAt": UPDATED_AT}
+    engine = _Engine([named("good"), changed(odd, service)], [TASK, changed(TASK, task)],
+                     [NODE, changed(NODE, node)])
+
+    with structlog.testing.capture_logs():
+        found = SwarmScaler(_Connection(engine)).list_services()  # type: ignore[arg-type]
+
+    assert found["good"].replicas == 3
+    assert all(isinstance(name, str) and state.name == name for name, state in found.items())
