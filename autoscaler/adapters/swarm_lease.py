@@ -108,7 +108,7 @@ class SwarmLease:
                 f"cannot read the lease: {self._connection.describe(error)}") from error
         listed = [node for node in managers if isinstance(node, dict)
                   and isinstance(node.get("ID"), str) and isinstance(node.get("Spec"), dict)
-                  and isinstance(node.get("Version"), dict)]
+                  and _version(node) is not None]
         if not listed:
             raise SourceUnavailable("cannot read the lease: no manager node is listed with an "
                                     "ID, a spec and a version")
@@ -133,6 +133,13 @@ class SwarmLease:
             raise SourceUnavailable(
                 f"cannot write the lease: {self._connection.describe(error)}") from error
         return True
+
+
+def _version(node: dict[str, Any]) -> int | None:
+    """The version a write of the node must name; None where the listing gives none."""
+    version = node.get("Version")
+    index = version.get("Index") if isinstance(version, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _labels(node: dict[str, Any]) -> dict[str, Any]:

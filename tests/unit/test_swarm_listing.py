@@ -246,14 +246,16 @@ def test_a_manager_listing_that_cannot_be_decoded_is_an_unreadable_lease(
 
 
 VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
-    | st.text(max_size=8) | st.sampled_from(["running", "pending", "ready", "active", "web"]),
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+    | st.sampled_from(["running", "pending", "ready", "active", "web"]),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(
         st.text(max_size=6) | st.sampled_from(["Replicated", "Replicas", "Index", "State"]),
         children, max_size=3),
     max_leaves=10,
 )
-"""Any value JSON carries, as the engine's answer might hold at any place."""
+"""Any value JSON carries (integers within Go's), as the engine's answer might hold at
+any place."""
 SERVICE_PATHS = [("ID",), ("Version",), ("Version", "Index"), ("Spec",), ("Spec", "Name"),
                  ("Spec", "Labels"), ("Spec", "Mode"), ("Spec", "Mode", "Replicated"),
                  ("Spec", "Mode", "Replicated", "Replicas"), ("Spec", "TaskTemplate"),
@@ -301,3 +303,37 @@ def test_a_service_task_or_node_of_any_shape_leaves_the_others_listed(
 
     assert found["good"].replicas == 3
     assert all(isinstance(name, str) and state.name == name for name, state in found.items())
+
+
+class _Manager(_Engine):
+    """A manager listed as given, whose writes are recorded and accepted."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__([], [], [node])
+        self.writes: list[tuple[str, int, dict[str, Any]]] = []
+
+    def update_node(self, node_id: str, version: int, spec: dict[str, Any]) -> None:
+        self.writes.append((node_id, version, spec))
+
+
+LEASE_NODE = {"ID": "m1", "Version": {"Index": 5},
+              "Spec": {"Role": "manager", "Labels": {"autoscaler.lease": "other 2000-01-01"}}}
+LEASE_PATHS = [("ID",), ("Version",), ("Version", "Index"), ("Spec",), ("Spec", "Labels"),
+               ("Spec", "Labels", "autoscaler.lease"), ("Spec", "Labels", "autoscaler.pause")]
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(changes(LEASE_PATHS))
+@example([(("Version",), {})])
+@example([(("Version", "Index"), "5")])
+def test_a_manager_node_of_any_shape_is_a_lease_or_unavailable(
+        node: list[tuple[tuple[str, ...], Any]]) -> None:
+    engine = _Manager(changed(LEASE_NODE, node))
+    lease = SwarmLease(_Connection(engine), ttl=timedelta(seconds=45),  # type: ignore[arg-type]
+                       holder="me")
+
+    try:
+        lease.acquire(datetime.now(UTC))
+    except SourceUnavailable as error:
+        assert "cannot read the lease" in str(error)
+    assert all(isinstance(version, int) for _, version, _ in engine.writes)
