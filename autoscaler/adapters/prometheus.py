@@ -16,7 +16,7 @@ core:
 - an answer that is not the query API's: not JSON, not an object, no `data`;
 - the wrong resultType: an instant query answering a matrix or a string, a range query
   answering anything but a matrix, or a shape that does not match the type;
-- a value that is not a number.
+- a value that is not a number, or a range's sample at a time that is not a finite one.
 NaN and infinities of an instant query pass through as floats; the core reads them as
 missing. Those of a range are dropped, as a step with no sample.
 """
@@ -169,7 +169,10 @@ class PrometheusSource:
             if not isinstance(values, list) or not all(_is_sample(pair) for pair in values):
                 self._fail("answered with a matrix of an unknown shape")
             for stamp, text in values:
-                seconds = _number(stamp, self.url) - start.timestamp()
+                at = _number(stamp, self.url)
+                if not math.isfinite(at):
+                    self._fail(f"sent a sample time that is not a finite number: {_quoted(stamp)}")
+                seconds = at - start.timestamp()
                 yield round(seconds / step.total_seconds()), _number(text, self.url)
 
     def _post(self, path: str, form: dict[str, str]) -> dict[str, Any]:
@@ -305,5 +308,12 @@ def _number(text: Any, url: str) -> float:
         return float(text)
     except (TypeError, ValueError, OverflowError):
         raise SourceUnavailable(
-            f"Prometheus at {url} sent a value that is not a number: {text!r}"
+            f"Prometheus at {url} sent a value that is not a number: {_quoted(text)}"
         ) from None
+
+
+def _quoted(value: Any) -> str:
+    """A value of the answer as a message quotes it: at most `_EXCERPT` characters, as a
+    value may be megabytes long and the message is logged every tick."""
+    quoted = repr(value)
+    return quoted if len(quoted) <= _EXCERPT else quoted[:_EXCERPT] + "..."

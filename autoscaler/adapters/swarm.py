@@ -44,6 +44,9 @@ from autoscaler.core.record import RECORD_LABEL
 log = structlog.get_logger("autoscaler.adapters.swarm")
 
 _OUT_OF_SEQUENCE = "update out of sequence"
+UNREADABLE_JSON = (ValueError, RecursionError)
+"""What decoding an answer's JSON raises besides the decoders' own errors: an integer of
+over 4,300 digits (docker-py's `json`), nesting deeper than Python's stack (both)."""
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
@@ -176,7 +179,7 @@ class SwarmScaler:
             tasks = self._listing("/tasks", {"filters": '{"desired-state": ["running"]}'},
                                   _TASKS)
             nodes = self._api.nodes()
-        except (DockerException, requests.RequestException) as error:
+        except (DockerException, requests.RequestException, *UNREADABLE_JSON) as error:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot list Swarm services: {self._connection.describe(error)}") from error
@@ -325,11 +328,15 @@ def with_replicas(spec: dict[str, Any], replicas: int,
 
 def service_state(raw: dict[str, Any], *, placement: Placement | None = None
                   ) -> ServiceState:
-    """A listed service as the core sees it, with where its tasks are (None: not known)."""
+    """A listed service as the core sees it, with where its tasks are (None: not known).
+    TypeError where its name is not text: no policy can name it, and the listing keys by it."""
     spec = raw.get("Spec", {})
     replicas = _replicas(spec)
+    name = spec.get("Name", raw.get("ID", ""))
+    if not isinstance(name, str):
+        raise TypeError(f"the service's name is a {type(name).__name__}, not text")
     return ServiceState(
-        name=spec.get("Name", raw.get("ID", "")),
+        name=name,
         id=raw["ID"],
         version=raw["Version"]["Index"],
         replicas=replicas,

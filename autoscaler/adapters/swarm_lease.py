@@ -21,7 +21,7 @@ from typing import Any
 import requests
 from docker.errors import APIError, DockerException
 
-from autoscaler.adapters.swarm import DockerConnection, is_conflict
+from autoscaler.adapters.swarm import UNREADABLE_JSON, DockerConnection, is_conflict
 from autoscaler.core.operator import is_paused
 from autoscaler.core.ports import SourceUnavailable
 
@@ -102,13 +102,13 @@ class SwarmLease:
     def _lease_node(self) -> dict[str, Any]:
         try:
             managers = self._connection.api.nodes(filters={"role": "manager"})
-        except (DockerException, requests.RequestException) as error:
+        except (DockerException, requests.RequestException, *UNREADABLE_JSON) as error:
             self._connection.forget()
             raise SourceUnavailable(
                 f"cannot read the lease: {self._connection.describe(error)}") from error
         listed = [node for node in managers if isinstance(node, dict)
                   and isinstance(node.get("ID"), str) and isinstance(node.get("Spec"), dict)
-                  and isinstance(node.get("Version"), dict)]
+                  and _version(node) is not None]
         if not listed:
             raise SourceUnavailable("cannot read the lease: no manager node is listed with an "
                                     "ID, a spec and a version")
@@ -133,6 +133,13 @@ class SwarmLease:
             raise SourceUnavailable(
                 f"cannot write the lease: {self._connection.describe(error)}") from error
         return True
+
+
+def _version(node: dict[str, Any]) -> int | None:
+    """The version a write of the node must name; None where the listing gives none."""
+    version = node.get("Version")
+    index = version.get("Index") if isinstance(version, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _labels(node: dict[str, Any]) -> dict[str, Any]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from autoscaler.adapters.swarm import SwarmScaler, service_state
-from autoscaler.adapters.swarm_lease import parse_lease
+from autoscaler.adapters.swarm_lease import SwarmLease, parse_lease
+from autoscaler.core.ports import SourceUnavailable
 from autoscaler.core.record import RECORD_LABEL
 
 UPDATED_AT = "2026-12-06T10:00:00.123456789Z"
@@ -188,3 +191,149 @@ def test_a_service_whose_spec_cannot_be_read_is_said_once_a_version() -> None:
     assert said == [("swarm_service_unreadable", "id-odd", 1),
                     ("swarm_service_unreadable", "id-odd", 2)]
 
+
+
+class _UndecodableEngine(_Engine):
+    """An engine whose services listing is `services` as sent, and whose nodes listing
+    fails to decode as docker-py's does on such an answer (`nodes`: what it raises)."""
+
+    def __init__(self, services: bytes, nodes: Exception | None) -> None:
+        super().__init__([], [], [NODE])
+        self.services, self.nodes_error = services, nodes
+
+    def get(self, url: str, **_: Any) -> _Answer:
+        answer = super().get(url)
+        if url.endswith("/services"):
+            answer.content = self.services
+        return answer
+
+    def nodes(self, **_: Any) -> list[Any]:
+        if self.nodes_error is not None:
+            raise self.nodes_error
+        return super().nodes()
+
+
+NODES_UNDECODABLE = [
+    pytest.param(RecursionError("maximum recursion depth exceeded while decoding a JSON array "
+                                "from a unicode string"), id="nodes-nested-too-deep"),
+    pytest.param(ValueError("Exceeds the limit (4300 digits) for integer string conversion: "
+                            "value has 5000 digits"), id="nodes-with-an-integer-of-5000-digits"),
+]
+
+
+@pytest.mark.parametrize(("services", "nodes"), [
+    pytest.param(b'[{"Spec": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]", None,
+                 id="services-nested-too-deep"),
+    *(pytest.param(b"[]", *p.values, id=p.id) for p in NODES_UNDECODABLE),
+])
+def test_a_listing_that_cannot_be_decoded_is_unavailable(services: bytes,
+                                                         nodes: Exception | None) -> None:
+    """Not an exception that fails every tick, and every service with it."""
+    scaler = SwarmScaler(_Connection(_UndecodableEngine(services, nodes)))  # type: ignore[arg-type]
+
+    with pytest.raises(SourceUnavailable, match="cannot list Swarm services"):
+        scaler.list_services()
+
+
+@pytest.mark.parametrize("nodes", NODES_UNDECODABLE)
+def test_a_manager_listing_that_cannot_be_decoded_is_an_unreadable_lease(
+        nodes: Exception) -> None:
+    lease = SwarmLease(_Connection(_UndecodableEngine(b"[]", nodes)),  # type: ignore[arg-type]
+                       ttl=timedelta(seconds=45), holder="me")
+
+    with pytest.raises(SourceUnavailable, match="cannot read the lease"):
+        lease.acquire(datetime.now(UTC))
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+    | st.sampled_from(["running", "pending", "ready", "active", "web"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.text(max_size=6) | st.sampled_from(["Replicated", "Replicas", "Index", "State"]),
+        children, max_size=3),
+    max_leaves=10,
+)
+"""Any value JSON carries (integers within Go's), as the engine's answer might hold at
+any place."""
+SERVICE_PATHS = [("ID",), ("Version",), ("Version", "Index"), ("Spec",), ("Spec", "Name"),
+                 ("Spec", "Labels"), ("Spec", "Mode"), ("Spec", "Mode", "Replicated"),
+                 ("Spec", "Mode", "Replicated", "Replicas"), ("Spec", "TaskTemplate"),
+                 ("Spec", "TaskTemplate", "Placement"),
+                 ("Spec", "TaskTemplate", "Placement", "Constraints"), ("PreviousSpec",),
+                 ("PreviousSpec", "Mode"), ("UpdatedAt",)]
+TASK = {"ServiceID": "id-good", "NodeID": "n1", "Status": {"State": "running"}}
+TASK_PATHS = [("ServiceID",), ("NodeID",), ("Status",), ("Status", "State"), ("Status", "Err")]
+NODE_PATHS = [("ID",), ("Spec",), ("Spec", "Role"), ("Spec", "Labels"), ("Spec", "Availability"),
+              ("Status",), ("Status", "State"), ("Description",), ("Description", "Hostname"),
+              ("Description", "Engine")]
+
+
+def changed(listed: dict[str, Any], changes: list[tuple[tuple[str, ...], Any]]
+            ) -> dict[str, Any]:
+    """A copy of `listed` with each value set at its path, where the path still leads
+    through mappings."""
+    made = copy.deepcopy(listed)
+    for path, value in changes:
+        container = made
+        for key in path[:-1]:
+            container = container.get(key) if isinstance(container, dict) else None
+        if isinstance(container, dict):
+            container[path[-1]] = value
+    return made
+
+
+def changes(paths: list[tuple[str, ...]]) -> st.SearchStrategy[list[tuple[tuple[str, ...], Any]]]:
+    return st.lists(st.tuples(st.sampled_from(paths), VALUES), max_size=3)
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(changes(SERVICE_PATHS), changes(TASK_PATHS), changes(NODE_PATHS))
+@example([(("Spec", "Name"), [])], [], [])
+@example([(("Spec", "Name"), None)], [], [])
+def test_a_service_task_or_node_of_any_shape_leaves_the_others_listed(
+        service: list[tuple[tuple[str, ...], Any]], task: list[tuple[tuple[str, ...], Any]],
+        node: list[tuple[tuple[str, ...], Any]]) -> None:
+    odd = {**named("odd"), "PreviousSpec": spec(2, Name="odd"), "UpdatedAt": UPDATED_AT}
+    engine = _Engine([named("good"), changed(odd, service)], [TASK, changed(TASK, task)],
+                     [NODE, changed(NODE, node)])
+
+    with structlog.testing.capture_logs():
+        found = SwarmScaler(_Connection(engine)).list_services()  # type: ignore[arg-type]
+
+    assert found["good"].replicas == 3
+    assert all(isinstance(name, str) and state.name == name for name, state in found.items())
+
+
+class _Manager(_Engine):
+    """A manager listed as given, whose writes are recorded and accepted."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__([], [], [node])
+        self.writes: list[tuple[str, int, dict[str, Any]]] = []
+
+    def update_node(self, node_id: str, version: int, spec: dict[str, Any]) -> None:
+        self.writes.append((node_id, version, spec))
+
+
+LEASE_NODE = {"ID": "m1", "Version": {"Index": 5},
+              "Spec": {"Role": "manager", "Labels": {"autoscaler.lease": "other 2000-01-01"}}}
+LEASE_PATHS = [("ID",), ("Version",), ("Version", "Index"), ("Spec",), ("Spec", "Labels"),
+               ("Spec", "Labels", "autoscaler.lease"), ("Spec", "Labels", "autoscaler.pause")]
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(changes(LEASE_PATHS))
+@example([(("Version",), {})])
+@example([(("Version", "Index"), "5")])
+def test_a_manager_node_of_any_shape_is_a_lease_or_unavailable(
+        node: list[tuple[tuple[str, ...], Any]]) -> None:
+    engine = _Manager(changed(LEASE_NODE, node))
+    lease = SwarmLease(_Connection(engine), ttl=timedelta(seconds=45),  # type: ignore[arg-type]
+                       holder="me")
+
+    try:
+        lease.acquire(datetime.now(UTC))
+    except SourceUnavailable as error:
+        assert "cannot read the lease" in str(error)
+    assert all(isinstance(version, int) for _, version, _ in engine.writes)
