@@ -82,6 +82,10 @@ MAX_STEPS = 10_000_000
 """The most steps a filled or resampled trace may have: a mistyped year or a tiny
 --resample would otherwise exhaust the memory."""
 
+MAX_TRACE_BYTES = 1 << 30
+"""The most bytes of a trace read, unpacked: MAX_STEPS rows are a few hundred MB, and a
+small gzip'd file may unpack to more than the memory."""
+
 SHOWN = 5
 """Of a list of lines or times, how many a message names."""
 
@@ -146,7 +150,12 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
     unless `options` says how to resolve them."""
     options = options or CsvOptions()
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as file:
+            raw = file.read(MAX_TRACE_BYTES + 1)
+        if len(raw) > MAX_TRACE_BYTES:
+            raise TraceError(f"{path}: over {MAX_TRACE_BYTES:,} bytes"
+                             f"{' unpacked' if path.suffix == '.gz' else ''}: not a trace a "
+                             "backtest takes (cut it to the weeks you want to replay)")
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as error:
         raise TraceError(f"{path}: cannot read the trace ({error})") from error

@@ -5,6 +5,7 @@ exact words asserted here; and the per-step CSV of `backtest --steps-csv`."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 from collections import Counter
@@ -574,3 +575,16 @@ def test_a_null_reason_and_a_count_that_is_not_a_number_are_shown_as_missing(
     markdown = report_text(tmp_path)
     assert "| 2026-11-30T12:00:15Z | 2 | 3 | (missing) |" in markdown
     assert "None" not in markdown
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_trace_over_the_size_a_backtest_takes_is_refused_before_it_is_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool) -> None:
+    """A small gzip'd file can unpack to more than the memory."""
+    monkeypatch.setattr("autoscaler.offline.traces.MAX_TRACE_BYTES", 1000)
+    text = "\n".join(f"{at(m)},{v:g}" for m, v in minutes(120)) + "\n"
+    trace = tmp_path / ("t.csv.gz" if packed else "t.csv")
+    trace.write_bytes(gzip.compress(text.encode()) if packed else text.encode())
+
+    with pytest.raises(TraceError, match=f"over 1,000 bytes{' unpacked' if packed else ''}"):
+        load_csv(trace)
