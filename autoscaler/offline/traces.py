@@ -188,8 +188,7 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
         where = f"{path}: line {number}"
         if _filled(row[width:]):
             raise TraceError(f"{where}: {len(row)} fields, where line {first + 1} has {width} "
-                             "(a number written with a thousands separator, 1,234, is two "
-                             "fields: leave the comma out or quote the number)")
+                             f"({_NO_SEPARATORS}: 1,234 is two fields)")
         if time_column >= len(row) or not row[time_column].strip():
             raise TraceError(f"{where}: no time in column {time_column + 1}")
         if value_column >= len(row) or not row[value_column].strip():
@@ -201,8 +200,9 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
         try:
             value = float(row[value_column])
         except ValueError:
+            hint = f" ({_NO_SEPARATORS})" if "," in row[value_column] else ""
             raise TraceError(f"{where}: column {value_column + 1} "
-                             f"({_cell(row[value_column])}) is not a number") from None
+                             f"({_cell(row[value_column])}) is not a number{hint}") from None
         if not math.isfinite(value) or value < 0:
             raise TraceError(f"{path}: line {number}: a load must be a finite number >= 0")
         points.append(_Point(time, value, number))
@@ -217,6 +217,11 @@ def load_csv(path: Path, options: CsvOptions | None = None) -> Trace:
         _refuse_duplicates(points, path)
         start, step, values = _on_grid(points, options.fill, path, said)
     return Trace(start, step, values, str(path), tuple(said.notes), tuple(said.warnings))
+
+
+_NO_SEPARATORS = "write numbers without a thousands separator, and decimals with a point"
+"""How a trace's numbers are written: a comma in a number, quoted or not, is not read (1,5
+may be one and a half or fifteen)."""
 
 
 def _cell(text: str) -> str:

@@ -415,6 +415,7 @@ def measured_comment(result: _Tuned, context: _Context) -> str:
     assert best is not None
     given = frontier.given
     capacity = "given by --capacity" if context.capacity_given else "assumed"
+    within = sum(meets(trial, frontier.budget) for trial in frontier.trials)
     metric = f" --metric {settings.metric}" if settings.metric else ""
     against = "" if given is None else (
         f" The policy as given ({knob.shown(knob.given)}): {given.cost:,.1f} replica-hours, "
@@ -431,8 +432,8 @@ def measured_comment(result: _Tuned, context: _Context) -> str:
         f"{format_duration(ready_after(settings, context.trace))} after its decision, the "
         f"SLO at {settings.slo_utilisation:g} of capacity.\n"
         f"{best.cost:,.1f} replica-hours, {best.violation:.3f} % of scored steps in SLO "
-        f"violation (budget {frontier.budget:g} %): the cheapest of {len(frontier.trials)} "
-        f"candidates within the budget.{against}\n"
+        f"violation (budget {frontier.budget:g} %): the cheapest of the {within} of "
+        f"{len(frontier.trials)} candidates tried within the budget.{against}\n"
         "`autoscaler backtest` gives the same figures with "
         f"--capacity {float(settings.capacity)!r} --warmup {format_duration(settings.warmup)} "
         f"--startup {format_duration(settings.startup)} --slo-utilisation "

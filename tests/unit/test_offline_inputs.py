@@ -296,8 +296,15 @@ def test_a_csv_of_another_separator_says_a_trace_needs_commas(tmp_path: Path, te
 
 
 @pytest.mark.parametrize(("row", "message"), [
-    pytest.param(f"{at(5)},1,234", "line 7: 3 fields, where line 1 has 2 (a number written "
-                 "with a thousands separator, 1,234, is two fields", id="thousands-separator"),
+    pytest.param(f"{at(5)},1,234", "line 7: 3 fields, where line 1 has 2 (write numbers "
+                 "without a thousands separator, and decimals with a point: 1,234 is two "
+                 "fields)\n", id="thousands-separator"),
+    pytest.param(f'{at(5)},"1,234"', "line 7: column 2 ('1,234') is not a number (write "
+                 "numbers without a thousands separator, and decimals with a point)\n",
+                 id="thousands-separator-quoted"),
+    pytest.param(f'{at(5)},"1,5"', "line 7: column 2 ('1,5') is not a number (write numbers "
+                 "without a thousands separator, and decimals with a point)\n",
+                 id="decimal-comma"),
     pytest.param(at(5), "line 7: no value in column 2", id="no-value-column"),
     pytest.param(f"{at(5)},", "line 7: no value in column 2", id="empty-value"),
     pytest.param(f"{at(5)},0x1f", "line 7: column 2 ('0x1f') is not a number", id="not-a-number"),

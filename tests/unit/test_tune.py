@@ -240,6 +240,21 @@ def test_tune_recommends_the_cheapest_candidate_within_the_budget(
     assert abs(best["utilisation"] - cheapest) <= 0.05
 
 
+def test_the_tuned_file_counts_the_candidates_within_the_budget_among_those_tried(
+        tmp_path: Path, trace: Path) -> None:
+    code, out = tune(tmp_path, trace, TARGET, "--grid", "0.2:1.0:0.2", "--refine", "0",
+                     "--slo-budget", "1")
+
+    assert code == 0
+    candidates = json.loads((out / "summary.json").read_text())["policies"][0]["candidates"]
+    within = sum(c["slo_violation_pct"] <= 1 for c in candidates)
+    assert 0 < within < len(candidates)
+    comment = " ".join(line.removeprefix("# ") for line in
+                       (out / "p.yaml").read_text().splitlines() if line.startswith("# "))
+    assert f"the cheapest of the {within} of {len(candidates)} candidates tried within the " \
+        "budget." in comment
+
+
 def test_with_no_candidate_within_the_budget_it_says_so_and_writes_no_policy(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Spikes beyond max_replicas: every candidate violates."""
