@@ -27,6 +27,7 @@ import http.client
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -111,19 +112,24 @@ class PrometheusSource:
                      ) -> list[dict[int, float]]:
         """A range query over [start, end] at `step`: per series, step index -> value (finite
         values only), in range queries of at most 10,000 points (Prometheus refuses more than
-        11,000 a series)."""
+        11,000 a series). The pieces' series are joined by their labels: a series that ends
+        where another begins, at a piece's edge, stays two."""
         count = int((end - start) / step) + 1
         times = [start + index * step for index in range(count)]
-        found: list[dict[int, float]] = []
+        found: dict[tuple[tuple[tuple[str, str], ...], int], dict[int, float]] = {}
         for first in range(0, count, _RANGE_POINTS):
             last = min(count, first + _RANGE_POINTS) - 1
-            for number, series in enumerate(self._range(promql, times[first], times[last], step)):
-                if number == len(found):
-                    found.append({})
+            seen: Counter[tuple[tuple[str, str], ...]] = Counter()
+            for series in self._range(promql, times[first], times[last], step):
+                labels = series.get("metric")
+                named = tuple(sorted((str(k), str(v)) for k, v in labels.items())) \
+                    if isinstance(labels, dict) else ()
+                seen[named] += 1  # an answer naming one series twice has two
+                values = found.setdefault((named, seen[named]), {})
                 for index, value in self._samples(series, start, step):
                     if math.isfinite(value):
-                        found[number][index] = value
-        return found
+                        values[index] = value
+        return list(found.values())
 
     def history(
         self, promql: str, *, service: str, service_label: str, per_service: bool,

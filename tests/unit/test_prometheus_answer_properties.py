@@ -137,3 +137,43 @@ def test_a_long_value_that_is_not_a_number_is_quoted_in_part(body: bytes) -> Non
             answering(body).range_series("up", start=START, end=END, step=STEP)
 
     assert len(str(raised.value)) < MESSAGE_MAX
+
+
+class _Pieces:
+    """A session whose range answers are `pieces`, one a query."""
+
+    def __init__(self, pieces: list[list[dict[str, Any]]]) -> None:
+        self.pieces = iter(pieces)
+
+    def post(self, *_: object, **__: object) -> _Response:
+        result = next(self.pieces)
+        return _Response(json.dumps({"status": "success",
+                                     "data": {"resultType": "matrix", "result": result}}).encode())
+
+
+def matrix(labels: dict[str, str], stamps: range) -> dict[str, Any]:
+    """A series whose every value is its pod's number (a: 1, b: 2)."""
+    value = str(" ab".index(labels["pod"]))
+    return {"metric": labels, "values": [[float(t), value] for t in stamps]}
+
+
+@pytest.mark.parametrize(("pieces", "expected"), [
+    pytest.param([[matrix({"pod": "a"}, range(0, 3))], [matrix({"pod": "a"}, range(3, 5))]],
+                 [(5, {1.0})], id="one series over both pieces"),
+    pytest.param([[matrix({"pod": "a"}, range(0, 3))], [matrix({"pod": "b"}, range(3, 5))]],
+                 [(3, {1.0}), (2, {2.0})], id="one series ends at the edge, another begins"),
+    pytest.param([[matrix({"pod": "a"}, range(0, 3)), matrix({"pod": "b"}, range(0, 3))],
+                  [matrix({"pod": "b"}, range(3, 5)), matrix({"pod": "a"}, range(3, 5))]],
+                 [(5, {1.0}), (5, {2.0})], id="two series listed in another order"),
+])
+def test_a_long_range_joins_its_pieces_by_the_series_labels(
+        monkeypatch: pytest.MonkeyPatch, pieces: list[list[dict[str, Any]]],
+        expected: list[tuple[int, set[float]]]) -> None:
+    monkeypatch.setattr("autoscaler.adapters.prometheus._RANGE_POINTS", 3)
+    source = PrometheusSource("http://127.0.0.1:9")
+    source._session.post = _Pieces(pieces).post  # type: ignore[assignment, method-assign]
+    start = datetime.fromtimestamp(0, UTC)
+
+    series = source.range_series("up", start=start, end=start + 4 * STEP, step=STEP)
+
+    assert [(len(s), set(s.values())) for s in series] == expected
