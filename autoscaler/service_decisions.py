@@ -101,7 +101,7 @@ class ServiceDecisions:
             memory = with_recorded(memory, recorded, now=now, keep=keep)
         hold = operator_hold(
             labels=state.labels, paused_all=paused_all, record=recorded, spec=spec,
-            replicas_changed_at=state.replicas_changed_at, now=now,
+            replicas_changed_at=state.replicas_changed_at, updated_at=state.updated_at, now=now,
             override=policy.behavior.manual_override)
         current = memory.shadow if self._dry_run else spec
         if hold is not None:

@@ -344,6 +344,7 @@ def service_state(raw: dict[str, Any], *, placement: Placement | None = None
         labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()},
         replicas_changed_at=_replicas_changed_at(raw),
         placement=placement,
+        updated_at=parse_docker_time(raw.get("UpdatedAt")),
     )
 
 

@@ -54,7 +54,8 @@ class ServiceState:
     the replica count last changed, as the service itself records it (its `UpdatedAt` when
     the previous spec differs from the current one in the replica count only, the agent's
     record label aside); `replicas_changed_at` is its `UpdatedAt` when the last update
-    changed the replica count, whatever else it changed.
+    changed the replica count, whatever else it changed; `updated_at` is its `UpdatedAt`,
+    whatever the last update changed.
     """
 
     name: str
@@ -66,6 +67,7 @@ class ServiceState:
     replicas_changed_at: datetime | None = None
     placement: Placement | None = None
     """Where its tasks are (None: not known, as in the backtest)."""
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -51,21 +51,29 @@ def changed_by_someone_else(*, record: tuple[RecordedChange, ...], spec: int,
 
 def operator_hold(
     *, labels: Mapping[str, str], paused_all: bool, record: tuple[RecordedChange, ...],
-    spec: int, replicas_changed_at: datetime | None, now: datetime, override: timedelta,
+    spec: int, replicas_changed_at: datetime | None, updated_at: datetime | None,
+    now: datetime, override: timedelta,
 ) -> Hold | None:
     """A pause, or a manual override: someone else set the replica count
     (`changed_by_someone_else`) less than `override` ago (a zero `override` turns this
-    off)."""
+    off). When the agent's record ends at another count than the spec's but the last update
+    (at `updated_at`) left the count alone, someone set it before that update, which
+    changed something else (an image, a label): the override runs from that update, the
+    latest the count can have been set, so that an edit made after a count set by hand
+    does not end its override at once."""
     if is_paused(labels):
         return Hold(Reason.PAUSED, f"{PAUSE_LABEL}=true on the service: nothing decided")
     if paused_all:
         return Hold(Reason.PAUSED,
                     f"{PAUSE_LABEL}=true on the node that holds the lease: nothing decided")
-    if override <= timedelta(0) or replicas_changed_at is None \
+    changed_at = replicas_changed_at
+    if changed_at is None and record and record[-1].after != spec:
+        changed_at = updated_at
+    if override <= timedelta(0) or changed_at is None \
             or not changed_by_someone_else(record=record, spec=spec,
-                                           replicas_changed_at=replicas_changed_at):
+                                           replicas_changed_at=changed_at):
         return None
-    until = replicas_changed_at + override
+    until = changed_at + override
     if now >= until:
         return None
     return Hold(Reason.MANUAL_OVERRIDE,

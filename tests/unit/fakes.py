@@ -56,20 +56,21 @@ class FakeSwarm:
         self.services[service.name] = replace(
             service, replicas=replicas, version=service.version + 1,
             labels={**service.labels, **labels}, last_scaled_at=changed_at,
-            replicas_changed_at=changed_at,
+            replicas_changed_at=changed_at, updated_at=changed_at,
         )
 
     def set_by_hand(self, name: str, replicas: int, at: datetime) -> None:
         """Someone else sets the replica count, as `docker service scale` does."""
         service = self.services[name]
         self.services[name] = replace(service, replicas=replicas, version=service.version + 1,
-                                      last_scaled_at=at, replicas_changed_at=at)
+                                      last_scaled_at=at, replicas_changed_at=at, updated_at=at)
 
-    def update_other_than_replicas(self, name: str) -> None:
+    def update_other_than_replicas(self, name: str, at: datetime) -> None:
         """Someone changes the service but not its count (an image, a label)."""
         service = self.services[name]
         self.services[name] = replace(service, version=service.version + 1,
-                                      last_scaled_at=None, replicas_changed_at=None)
+                                      last_scaled_at=None, replicas_changed_at=None,
+                                      updated_at=at)
 
 
 @dataclass

@@ -232,13 +232,31 @@ def test_a_later_change_of_anything_but_the_count_starts_no_window() -> None:
     agent, _ = fresh_agent(swarm, load=500, behavior={})
     agent.tick(NOW)
     swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
-    swarm.update_other_than_replicas("web")
+    swarm.update_other_than_replicas("web", at=NOW + timedelta(minutes=2))
 
     restarted, sink = fresh_agent(swarm, load=1500, behavior={})
     restarted.tick(NOW + timedelta(hours=1))
 
     assert sink.decisions[-1].reason != Reason.MANUAL_OVERRIDE
     assert swarm.scaled[-1] == ("web", 15)
+
+
+def test_a_later_change_of_anything_but_the_count_does_not_end_the_window() -> None:
+    """Scaled by hand, then a new image or a label: the count is still a person's, and the
+    update is the latest it can have been set at (a restarted agent knows no earlier)."""
+    swarm = FakeSwarm()
+    swarm.add("web", 3)
+    agent, sink = fresh_agent(swarm, load=500, behavior={})
+    agent.tick(NOW)
+    swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
+    swarm.update_other_than_replicas("web", at=NOW + timedelta(minutes=2))
+
+    agent.tick(NOW + timedelta(minutes=3))
+    assert sink.decisions[-1].reason == Reason.MANUAL_OVERRIDE
+    assert swarm.scaled == [("web", 5)], "the agent fought a person within the window"
+
+    agent.tick(NOW + timedelta(minutes=13))
+    assert len(swarm.scaled) == 2, "past the window from the update, the agent acts again"
 
 
 def test_a_service_made_again_under_its_name_starts_with_no_memory() -> None:

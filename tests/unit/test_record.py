@@ -107,6 +107,14 @@ OURS = (RecordedChange(NOW - 20 * MINUTES, 4, 5),)
                      Reason.MANUAL_OVERRIDE, id="set-back-by-hand-to-the-agents-count"),
         pytest.param({"spec": 9, "replicas_changed_at": None}, None,
                      id="last-update-left-the-count-alone"),
+        pytest.param({"spec": 9, "replicas_changed_at": None, "updated_at": NOW - 3 * MINUTES},
+                     Reason.MANUAL_OVERRIDE, id="set-by-hand-then-another-edit-lately"),
+        pytest.param({"spec": 9, "replicas_changed_at": None, "updated_at": NOW - 10 * MINUTES},
+                     None, id="set-by-hand-then-another-edit-long-ago"),
+        pytest.param({"spec": 5, "replicas_changed_at": None, "updated_at": NOW - 3 * MINUTES},
+                     None, id="an-edit-after-the-agents-own-change"),
+        pytest.param({"spec": 9, "record": (), "replicas_changed_at": None,
+                      "updated_at": NOW - 3 * MINUTES}, None, id="an-edit-and-no-record"),
         pytest.param({"spec": 9, "record": (), "replicas_changed_at": NOW}, Reason.MANUAL_OVERRIDE,
                      id="no-record-of-the-change"),
     ],
@@ -116,7 +124,7 @@ def test_operators_are_heard_before_anything_is_decided(
 ) -> None:
     arguments: dict[str, object] = {
         "labels": {}, "paused_all": False, "spec": 5, "record": OURS,
-        "replicas_changed_at": None, "now": NOW, "override": 10 * MINUTES,
+        "replicas_changed_at": None, "updated_at": None, "now": NOW, "override": 10 * MINUTES,
     }
     arguments.update(keys)
     hold = operator_hold(**arguments)  # type: ignore[arg-type]

@@ -70,6 +70,7 @@ def test_a_scale_is_an_update_of_the_count_and_the_record_alone(
     state = service_state(listed(previous, current))
 
     assert (state.last_scaled_at, state.replicas_changed_at) == (scaled_at, changed_at)
+    assert state.updated_at == WHEN, "the last update's time, whatever it changed"
     assert (previous, current) == before, "the listing is read, never changed"
 
 
