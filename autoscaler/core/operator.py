@@ -24,8 +24,18 @@ class Hold:
 
 
 def is_paused(labels: Mapping[str, object]) -> bool:
+    """`autoscaler.pause` set to anything but `false`: an operator who set the label (`yes`,
+    `1`, or no value at all) means to stop the agent, which must not act while it guesses."""
     value = labels.get(PAUSE_LABEL)
-    return isinstance(value, str) and value.strip().lower() == "true"
+    return isinstance(value, str) and value.strip().lower() != "false"
+
+
+def _pause_said(labels: Mapping[str, str]) -> str:
+    """How the pause label was written, as a decision says it."""
+    value = labels[PAUSE_LABEL]
+    if value.strip().lower() == "true":
+        return f"{PAUSE_LABEL}=true"
+    return f"{PAUSE_LABEL}={value!r} (not true or false: taken as a pause)"
 
 
 RECORD_SLACK = timedelta(minutes=5)
@@ -62,10 +72,10 @@ def operator_hold(
     latest the count can have been set, so that an edit made after a count set by hand
     does not end its override at once."""
     if is_paused(labels):
-        return Hold(Reason.PAUSED, f"{PAUSE_LABEL}=true on the service: nothing decided")
+        return Hold(Reason.PAUSED, f"{_pause_said(labels)} on the service: nothing decided")
     if paused_all:
         return Hold(Reason.PAUSED,
-                    f"{PAUSE_LABEL}=true on the node that holds the lease: nothing decided")
+                    f"{PAUSE_LABEL} on the node that holds the lease: nothing decided")
     changed_at = replicas_changed_at
     if changed_at is None and record and record[-1].after != spec:
         changed_at = updated_at

@@ -94,6 +94,10 @@ OURS = (RecordedChange(NOW - 20 * MINUTES, 4, 5),)
         pytest.param({"labels": {"autoscaler.pause": " TRUE "}}, Reason.PAUSED,
                      id="pause-case-and-spaces"),
         pytest.param({"labels": {"autoscaler.pause": "false"}}, None, id="pause-false"),
+        pytest.param({"labels": {"autoscaler.pause": " False"}}, None, id="pause-false-case"),
+        pytest.param({"labels": {"autoscaler.pause": "yes"}}, Reason.PAUSED, id="pause-yes"),
+        pytest.param({"labels": {"autoscaler.pause": "1"}}, Reason.PAUSED, id="pause-1"),
+        pytest.param({"labels": {"autoscaler.pause": ""}}, Reason.PAUSED, id="pause-no-value"),
         pytest.param({"paused_all": True}, Reason.PAUSED, id="lease-node-paused"),
         pytest.param({"spec": 9, "replicas_changed_at": NOW - 3 * MINUTES},
                      Reason.MANUAL_OVERRIDE, id="someone-else-scaled-lately"),
@@ -129,6 +133,18 @@ def test_operators_are_heard_before_anything_is_decided(
     arguments.update(keys)
     hold = operator_hold(**arguments)  # type: ignore[arg-type]
     assert (hold.reason if hold else None) == expected
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    pytest.param("true", "autoscaler.pause=true on the service", id="true"),
+    pytest.param("yes", "autoscaler.pause='yes' (not true or false: taken as a pause) on the "
+                 "service", id="another-word"),
+])
+def test_a_pause_says_how_its_label_was_written(value: str, said: str) -> None:
+    hold = operator_hold(labels={"autoscaler.pause": value}, paused_all=False, record=OURS,
+                         spec=5, replicas_changed_at=None, updated_at=None, now=NOW,
+                         override=10 * MINUTES)
+    assert hold is not None and hold.message == f"{said}: nothing decided"
 
 
 def test_as_of_moves_what_is_stamped_after_now_to_now_and_keeps_the_rest() -> None:
