@@ -12,7 +12,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -22,7 +22,7 @@ import yaml
 
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
-from autoscaler.core.spec import Policy
+from autoscaler.core.spec import Policy, PolicyProblem
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from autoscaler.offline.commands import (
     load_backtest_policies,
@@ -55,6 +55,7 @@ from autoscaler.offline.tune import (
     search,
     tuned,
 )
+from autoscaler.policy_files import read_policy_bytes
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class _Tuned:
     label: str
     policy: Policy
     frontier: Frontier
+    original: str
+    """The policy file's text as the search began, which the tuned version edits."""
     written: Path | None = None
 
 
@@ -214,6 +217,13 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
         for problem in problems:
             print(problem, file=err)
         return EXIT_BAD_INPUT
+    texts = {file: _original_text(file) for file, _ in policies}
+    unread = [text for text in texts.values() if isinstance(text, PolicyProblem)]
+    if unread:
+        for problem in unread:
+            print(problem, file=err)
+        return EXIT_BAD_INPUT
+    originals = {file: text for file, text in texts.items() if isinstance(text, str)}
     given = inputs.capacity is not None
     files = [file for file, _ in policies]
     names = policy_names(files)
@@ -248,7 +258,7 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
                 replays.close()
             if err.isatty():
                 err.write("\n")
-            results.append(_Tuned(file, label, policy, frontier))
+            results.append(_Tuned(file, label, policy, frontier, originals[file]))
     except (BacktestError, TuneError) as error:
         print(f"autoscaler: {error}", file=err)
         return EXIT_BAD_INPUT
@@ -457,10 +467,22 @@ def _write_policy(result: _Tuned, context: _Context) -> _Tuned:
     if best is None:
         return result
     path = context.inputs.out / result.label
-    original = Path(result.file).read_bytes().decode("utf-8-sig")
-    path.write_text(tuned_text(original, result.frontier.knob, best.candidate.values,
+    path.write_text(tuned_text(result.original, result.frontier.knob, best.candidate.values,
                                measured_comment(result, context)))
-    return _Tuned(result.file, result.label, result.policy, result.frontier, path)
+    return replace(result, written=path)
+
+
+def _original_text(file: str) -> str | PolicyProblem:
+    """A policy file's text, read as the search begins, through the checks of every reader
+    of policy files: read again when the tuned version is written, minutes later, it may be
+    gone (a traceback, the search lost) or a FIFO (a wait for ever)."""
+    data = read_policy_bytes(file)
+    if isinstance(data, PolicyProblem):
+        return data
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return PolicyProblem(file, "", "is not UTF-8 text")
 
 
 # -- the report ----------------------------------------------------------------------------

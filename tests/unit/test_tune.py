@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from autoscaler.cli import main
 from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.offline import tune_command
 from autoscaler.offline.replay import BacktestSettings, replay
 from autoscaler.offline.scoring import Scores
 from autoscaler.offline.traces import load_csv
@@ -362,6 +365,44 @@ def test_worker_processes_give_the_same_frontier(tmp_path: Path, trace: Path) ->
         record = json.loads((out / "summary.json").read_text())["policies"][0]
         frontiers.append((record["candidates"], record["recommended"]["utilisation"]))
     assert frontiers[0] == frontiers[1]
+
+
+def _removed(path: Path) -> None:
+    path.unlink()
+
+
+def _a_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _edited(path: Path) -> None:
+    path.write_text(TARGET.replace("# a comment that stays", "# edited meanwhile"))
+
+
+@pytest.mark.parametrize("meanwhile", [
+    pytest.param(_removed, id="removed"),
+    pytest.param(_a_fifo, id="replaced-by-a-fifo"),
+    pytest.param(_edited, id="edited"),
+])
+def test_the_tuned_policy_edits_the_text_the_search_began_with(
+        tmp_path: Path, trace: Path, monkeypatch: pytest.MonkeyPatch,
+        meanwhile: Callable[[Path], None]) -> None:
+    """A search takes minutes: the policy file may change meanwhile, and it is not read
+    again (gone, it was a traceback and the search lost; a FIFO, a wait for ever)."""
+    searching = tune_command.search
+
+    def search_while_the_file_changes(*args: Any, **kwargs: Any) -> Any:
+        meanwhile(tmp_path / "p.yaml")
+        return searching(*args, **kwargs)
+
+    monkeypatch.setattr(tune_command, "search", search_while_the_file_changes)
+
+    code, out = tune(tmp_path, trace, TARGET, "--grid", "0.3:0.9:0.3", "--slo-budget", "1")
+
+    assert code == 0
+    written = (out / "p.yaml").read_text()
+    assert "# a comment that stays" in written and "edited meanwhile" not in written
 
 
 def test_out_may_not_be_the_policies_own_folder(tmp_path: Path, trace: Path,
