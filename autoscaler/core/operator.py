@@ -23,11 +23,15 @@ class Hold:
     message: str
 
 
+NOT_PAUSED = ("false", "no", "off", "0")
+"""The values of `autoscaler.pause` that say "do not pause"; any other pauses: an operator who
+set the label (`yes`, `1`, `paused`, or no value at all) means to stop the agent, which must
+not act while it guesses."""
+
+
 def is_paused(labels: Mapping[str, object]) -> bool:
-    """`autoscaler.pause` set to anything but `false`: an operator who set the label (`yes`,
-    `1`, or no value at all) means to stop the agent, which must not act while it guesses."""
     value = labels.get(PAUSE_LABEL)
-    return isinstance(value, str) and value.strip().lower() != "false"
+    return isinstance(value, str) and value.strip().lower() not in NOT_PAUSED
 
 
 def _pause_said(labels: Mapping[str, str]) -> str:
