@@ -298,7 +298,9 @@ class MetricForecaster:
         """Fit on the history (times at the step, oldest first); the reason it could not."""
         known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
         span = (known[-1][0] - known[0][0]) if len(known) > 1 else timedelta(0)
-        if not known or span < self.settings.min_history:
+        # Each point stands for a step: a whole `history` ([start, end) at the step) spans a
+        # step less between its first and last points, and `min_history` may equal it.
+        if not known or span + self.settings.step < self.settings.min_history:
             return self._not_trained("InsufficientHistory")
         first = known[0][0]
         size = round(span / self.settings.step) + 1

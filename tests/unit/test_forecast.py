@@ -315,6 +315,23 @@ def test_a_first_training_that_failed_leaves_the_margin_to_seed() -> None:
     assert len(forecaster._errors) == 1440
 
 
+@pytest.mark.parametrize(
+    ("points", "reason"),
+    [
+        pytest.param(1440, None, id="a-whole-day"),
+        pytest.param(1439, "InsufficientHistory", id="a-step-short"),
+    ],
+)
+def test_a_history_as_long_as_min_history_trains(points: int, reason: str | None) -> None:
+    """A range query over `history` ([start, end) at the step) holds a day of points
+    between its first and last but one step: `min_history` equal to `history`, which the
+    policy check allows, must train on a whole one."""
+    forecaster = MetricForecaster(settings(history=timedelta(days=1)))
+
+    assert forecaster.train([START + i * STEP for i in range(points)], daily(1)[:points]) \
+        == reason
+
+
 def test_an_empty_history_trains_nothing_even_with_no_minimum() -> None:
     """`min_history: 0s` and a service with no samples yet."""
     forecaster = MetricForecaster(settings(min_history=timedelta(0)))
