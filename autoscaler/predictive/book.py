@@ -214,10 +214,19 @@ class ForecastBook:
     def forget(self, service: str) -> None:
         """Drop one service's forecasters, raises and training time: a service made again
         under the same name starts afresh."""
-        for keyed in (self._forecasters, self._settings, self._holds):
+        for keyed in (self._forecasters, self._settings):
             for key in [key for key in keyed if key[0] == service]:
                 del keyed[key]
+        self.release(service)
         self._next_training.pop(service, None)
+
+    def release(self, service: str) -> None:
+        """Drop one service's held raises, and what its forecasts asked for last, but not
+        its forecasters: the count they were held at is no longer the one in force (someone
+        else set another, or another strategy ran in between), and a raise held from before
+        would lift the count back to it."""
+        for key in [key for key in self._holds if key[0] == service]:
+            del self._holds[key]
         self._unsettled.pop(service, None)
 
     def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:

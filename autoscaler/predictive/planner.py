@@ -39,15 +39,19 @@ class PredictivePlanner:
              now: datetime, leader: bool) -> Plan:
         if policy.strategy != "predictive":
             return NO_PLAN
+        previous = self._alone.get(policy.service)
+        if previous is not None and not leader:
+            # The leader's changes are not someone else's: they may be a forecast's raise.
+            previous = replace(previous, seen_spec=spec)
+        if previous is None or previous.seen_spec != spec:
+            # Another strategy ran the tick before, or someone else set the count since (an
+            # override that ended, or none): a raise held from before is no floor over it.
+            self.book.release(policy.service)
         found, fallback = self.book.forecast(policy, metrics, now)
         limited = {m.name for m in policy.metrics if m.limit}
         record = {name: {"value": f.value, "with_margin": f.with_margin}
                   | ({"worst_case": f.worst_case} if name in limited else {})
                   for name, f in found.items()}
-        previous = self._alone.get(policy.service)
-        if previous is not None and not leader:
-            # The leader's changes are not someone else's: they may be a forecast's raise.
-            previous = replace(previous, seen_spec=spec)
         alone, memory = target_alone_step(policy, previous, spec=spec, metrics=metrics,
                                           now=now, seeded=self._seeded,
                                           keep=history_to_keep(policy))

@@ -557,6 +557,37 @@ def test_a_forecasts_raise_is_held_for_a_horizon_in_a_dry_run_as_in_a_run(
     assert swarm.scaled == ([] if dry_run else [("web", 9), ("web", 4)])
 
 
+@pytest.mark.parametrize("interruption", ["set-by-hand", "another-strategy"])
+def test_a_raise_held_before_the_count_was_not_the_forecasts_is_not_held_after(
+        interruption: str) -> None:
+    """A raise to 9, held for 16 minutes (a 15-minute start-up): someone sets 4 by hand
+    (left as it is for the 10 minutes of the override), or the policy runs as `target`
+    for a few ticks (which sets 3). After either, the forecast asks for 4: the raise from
+    before is no floor over the count in force since."""
+    keys: dict[str, Any] = {"predictive": {"startup": "15m"},
+                            "behavior": {"scale_up": {"max_step": 10}}}
+    metrics = [{"name": "rps", "query": ALL, "target": 100}]
+    engine, swarm, sink = predictive_web(metrics, load=300, **keys)
+    served = iter([Forecast(800, 850, None, None)] * 2 + [Forecast(300, 310, None, None)] * 20)
+    planner = engine._planner
+    assert isinstance(planner, PredictivePlanner)
+    planner.book.forecast_metric = (  # type: ignore[method-assign]
+        lambda policy, metric, value, now: next(served))
+    for minute in range(15):
+        now = NOW + timedelta(minutes=minute)
+        if minute == 2 and interruption == "set-by-hand":
+            swarm.set_by_hand("web", 4, now - timedelta(seconds=30))
+        if minute in (2, 5) and interruption == "another-strategy":
+            engine.set_policies({"w.yaml": build_policy(
+                service="web", strategy="target" if minute == 2 else "predictive",
+                metrics=metrics, **keys)}, {})
+        engine.tick(now)
+
+    assert sink.decisions[-1].desired_replicas == 4
+    assert swarm.services["web"].replicas == 4
+    assert all("held at 9" not in d.message for d in sink.decisions[3:])
+
+
 def test_a_forecasts_raise_is_released_when_the_forecast_drops() -> None:
     """The engine remembers the target rule's counts for the stabilization windows, not the
     forecast's: the raise lasts as long as the forecast asks for it."""
