@@ -5,7 +5,9 @@ Semantics (so that two implementations give the same numbers): the metric at tic
 load of step t-1, in the unit of the policy's `target`; the engine ticks from the first
 scored step w (after the warm-up) with d_w replicas ready and no history; a scale-up decided
 at step t is ready at t + startup (whole steps); a scale-down cancels pending replicas first,
-then removes ready ones at once; cost counts every replica from its decision.
+then removes ready ones at once; cost counts every replica from its decision; a predictive
+policy trains when due just after the tick of that step, as the agent's trainings run after
+its tick.
 """
 
 from __future__ import annotations
@@ -216,11 +218,11 @@ def replay(
         now = trace.time(step)
         times.append(now)
         cluster.begin_step(step, now, trace.values[step - 1] if step > 0 else None)
-        if predictive:
-            training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
         recorder.last = None
         engine.tick(now)
         decision = recorder.last
+        if predictive:
+            training += [r.seconds for r in engine.retrain(now, cluster) if r.failure is None]
         reasons.append("" if decision is None else str(decision.reason))
         forecasts.append(None if decision is None or decision.forecast is None
                          else decision.forecast.get(metric.name, {}).get("value"))

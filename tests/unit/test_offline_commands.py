@@ -115,7 +115,7 @@ def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallba
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A predictive policy's start-up is the simulated cluster's unless --startup is given;
     at a 5-minute step, 2 minutes is one step. Ten hours are too little history to train on,
-    and the report says so."""
+    and the report says so (the first tick has no model at all: the agent trains after it)."""
     trace = write_trace(tmp_path / "t.csv", [10, 20, 80, 80] * 30, step="00:05:00")
     (tmp_path / "p.yaml").write_text(TARGET + "strategy: predictive\npredictive: {startup: 2m}\n")
     out = tmp_path / "out"
@@ -128,7 +128,7 @@ def test_a_predictive_backtest_reports_its_startup_in_whole_steps_and_its_fallba
     assert (settings["startup_seconds"], settings["ready_after_seconds"]) == (120, 300)
     report = (out / "report.md").read_text()
     assert "ready 5m after the decision (the start-up, 2m, in whole steps)" in report
-    assert "At 108 steps the forecast was not used (InsufficientHistory 108)" in report
+    assert "At 108 steps the forecast was not used (InsufficientHistory 107, NoModel 1)" in report
     assert "forecast not used (InsufficientHistory): the target rule alone |" in report
     assert "a new replica ready 5m after the decision" in capsys.readouterr().err
 
