@@ -24,7 +24,7 @@ from autoscaler.core.memory import (
     with_recorded,
 )
 from autoscaler.core.model import Decision, Reason, ServiceState
-from autoscaler.core.operator import operator_hold
+from autoscaler.core.operator import changed_by_someone_else, operator_hold
 from autoscaler.core.ports import Planner
 from autoscaler.core.queries import MetricValues
 from autoscaler.core.record import RECORD_LABEL, RecordedChange, read_record, with_change
@@ -110,9 +110,15 @@ class ServiceDecisions:
                                current_replicas=current, spec_replicas=spec,
                                desired_replicas=current, placement=state.placement)
         plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
+        scaled_at = since_scaled(state, now)
+        if not self._dry_run and not changed_by_someone_else(
+                record=recorded, spec=spec, replicas_changed_at=state.replicas_changed_at):
+            # The agent's own change: its record, in `memory`, holds the tick's time, and
+            # the update's stamp, a moment later, would hold the cooldown a tick longer.
+            scaled_at = None
         outcome = decide(
             policy, current=current, metrics=values, memory=memory,
-            last_change_at=latest(memory.last_change_at, since_scaled(state, now)), now=now,
+            last_change_at=latest(memory.last_change_at, scaled_at), now=now,
             forecasts=plan.forecasts, target_alone=plan.target_alone,
             target_alone_changed_at=plan.target_alone_changed_at,
             placement=state.placement,

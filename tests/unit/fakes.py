@@ -33,6 +33,8 @@ class FakeSwarm:
     refuse_with: type[Exception] | None = None
     scaled: list[tuple[str, int]] = field(default_factory=list)
     listings: int = 0
+    lands_after: timedelta = timedelta(0)
+    """How long after the tick's time a scale lands: a manager stamps `UpdatedAt` then."""
 
     def add(self, name: str, replicas: int | None) -> None:
         self.services[name] = ServiceState(name=name, id=f"id-{name}", version=1,
@@ -52,7 +54,7 @@ class FakeSwarm:
             raise ScaleFailed("no space left")
         self.scaled.append((service.name, replicas))
         recorded = read_record(labels)
-        changed_at = recorded[-1].at if recorded else None
+        changed_at = recorded[-1].at + self.lands_after if recorded else None
         self.services[service.name] = replace(
             service, replicas=replicas, version=service.version + 1,
             labels={**service.labels, **labels}, last_scaled_at=changed_at,

@@ -46,6 +46,25 @@ def test_a_restart_does_not_reset_the_scale_down_rate_limit() -> None:
     assert swarm.scaled == [("web", 7), ("web", 6)]
 
 
+def test_a_cooldown_runs_from_the_agents_own_change_not_from_when_it_landed() -> None:
+    """A manager stamps the update a moment after the tick; the agent's record holds the
+    tick's time, and its cooldown must not last a tick longer for that moment."""
+    swarm = FakeSwarm(lands_after=timedelta(milliseconds=50))
+    swarm.add("web", 2)
+    load = [500.0]
+    policy = build_policy(service="web", behavior={"scale_up": {"cooldown": "3m"}},
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    agent = engine_of(metrics=FakeMetrics(lambda _: [Series({"service": "web"}, load[0])]),
+                      swarm=swarm, sink=ListSink(), policies={"web.yaml": policy},
+                      seed_history=False)
+    agent.tick(NOW)
+    load[0] = 900.0
+
+    agent.tick(NOW + timedelta(minutes=3))
+
+    assert swarm.scaled == [("web", 5), ("web", 9)]
+
+
 def test_a_crash_loop_never_scales_faster_than_the_policy_allows() -> None:
     swarm = FakeSwarm()
     swarm.add("web", 20)
