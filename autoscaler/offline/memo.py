@@ -19,7 +19,8 @@ ForecastMemo = dict[tuple[str, str, ForecastSettings, datetime], Forecast]
 
 class MemoBook(ForecastBook):
     """A forecast book that takes forecasts from the memo when it has them, and trains only
-    when some forecast of the policy at `now` is not in it."""
+    when some forecast the training would serve is not in it: the replay trains after the
+    tick at `now`, so its first is the next tick's."""
 
     def __init__(self, tick: timedelta, memo: ForecastMemo) -> None:
         super().__init__(tick)
@@ -27,7 +28,7 @@ class MemoBook(ForecastBook):
 
     def due(self, policy: Policy, now: datetime) -> bool:
         return super().due(policy, now) and any(
-            self._key(policy, m, now) not in self._memo for m in policy.metrics)
+            self._key(policy, m, now + self.tick) not in self._memo for m in policy.metrics)
 
     def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
                         now: datetime) -> Forecast:

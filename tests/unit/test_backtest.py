@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import (
     BacktestError,
     BacktestSettings,
@@ -178,6 +179,25 @@ def test_a_predictive_replay_scores_its_forecasts() -> None:
     assert run.forecast.smape_pct < 15
     assert 0 < run.forecast.mase < 1
     assert len(run.training_seconds) == 1
+
+
+def test_replays_sharing_a_forecast_memo_decide_as_replays_without_one() -> None:
+    """The sweep and tune share one memo across targets; it must change no decision."""
+    rng = random.Random(5)
+    load = [(500 + 400 * math.sin(2 * math.pi * m / 1440)) * rng.uniform(0.9, 1.1)
+            for m in range(3 * 1440)]
+    settings = BacktestSettings(capacity=100 / 0.7, warmup=timedelta(days=2))
+    memo: ForecastMemo = {}
+
+    def run(target: float, shared: ForecastMemo | None) -> tuple[list[int], list[str]]:
+        policy = build_policy(strategy="predictive", max_replicas=100,
+                              metrics=[{"name": "rps", "query": "q", "target": target}])
+        done = replay(policy, "p.yaml", Trace(START, MINUTE, load, "t"), settings,
+                      forecast_memo=shared)
+        return done.billed, done.reasons_by_step
+
+    for target in (100, 80):
+        assert run(target, memo) == run(target, None)
 
 
 def test_the_replay_starts_with_empty_stabilization_history() -> None:

@@ -514,16 +514,18 @@ def test_replays_that_differ_in_target_share_the_forecast_memo_not_in_limit(
     changed: dict[str, float], trains: bool,
 ) -> None:
     """The backtest's sweep shares one memo across targets: a forecast depends on the values
-    and the forecast settings, a metric's limit among them, not on the target."""
+    and the forecast settings, a metric's limit among them, not on the target. In the
+    replay's order: a tick, the training due after it, the next tick."""
     memo: ForecastMemo = {}
     history = FakeHistory(daily_cycle(3))
 
     def run(metric: dict[str, object]) -> tuple[int, dict[str, dict[str, float | None]]]:
         engine, _, sink = predictive_web([metric], load=500, forecast_memo=memo)
-        trained = engine.retrain(NOW, history)
         engine.tick(NOW)
-        (decision,) = sink.decisions
-        assert decision.forecast is not None
+        trained = engine.retrain(NOW, history)
+        engine.tick(NOW + timedelta(minutes=1))
+        decision = sink.decisions[-1]
+        assert decision.forecast is not None and decision.fallback_reason is None
         return len(trained), decision.forecast
 
     base = {"name": "rps", "query": ALL, "target": 100, "limit": 150}
