@@ -340,10 +340,17 @@ def test_a_predictive_policy_forecasts_once_for_all_its_candidates(
         tmp_path: Path, trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from autoscaler.predictive.book import ForecastBook
 
-    calls = []
+    calls: list[object] = []
+    made: list[str | None] = []
     forecast_metric = ForecastBook.forecast_metric
-    monkeypatch.setattr(ForecastBook, "forecast_metric",
-                        lambda self, *a: calls.append(a) or forecast_metric(self, *a))
+
+    def counted(self: ForecastBook, *a: Any) -> Any:
+        calls.append(a)
+        found = forecast_metric(self, *a)
+        made.append(found.reason)
+        return found
+
+    monkeypatch.setattr(ForecastBook, "forecast_metric", counted)
     predictive = TARGET + "strategy: predictive\npredictive: {startup: 2m, min_history: 1h}\n"
 
     code, out = tune(tmp_path, trace, predictive.replace("target: 7}", "target: 7, limit: 8}"),
@@ -354,6 +361,7 @@ def test_a_predictive_policy_forecasts_once_for_all_its_candidates(
     assert record["not_tried_over_limit"] == [0.9]
     assert len(record["candidates"]) == 3  # 0.7 as given, 0.3, 0.6
     assert len(calls) == 300 - 60  # one forecast a scored step, for the first candidate only
+    assert made.count(None) >= 100  # in use (trained), once the history is long enough
 
 
 def test_worker_processes_give_the_same_frontier(tmp_path: Path, trace: Path) -> None:
