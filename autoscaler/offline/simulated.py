@@ -53,10 +53,10 @@ class SimulatedCluster:
         start: datetime, end: datetime, step: timedelta,
     ) -> tuple[list[datetime], list[float | None]]:
         """The metric as the engine saw it (the load of the step before) over [start, end),
-        never past the current step: the trace's past only."""
+        up to the current step, whose value the engine has seen: the trace's past only."""
         trace = self._trace
         first = max(1, math.ceil((start - trace.start) / trace.step - 1e-9))
-        last = min(self._step, math.ceil((end - trace.start) / trace.step - 1e-9))
+        last = min(self._step + 1, math.ceil((end - trace.start) / trace.step - 1e-9))
         stride = max(1, round(step / trace.step))
         indices = range(first, last, stride)
         return [trace.time(i) for i in indices], [trace.values[i - 1] for i in indices]

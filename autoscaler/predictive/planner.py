@@ -101,10 +101,13 @@ class PredictivePlanner:
         forecaster = self.book.forecaster(policy, metric)
         settings = forecaster.settings
         try:
+            # To `now` included: trainings run after a tick, whose value the forecaster has
+            # seen; a history that ended a step before would leave that value out of the new
+            # model's lags, a gap for as many ticks as it looks back.
             times, values = history.history(
                 rendered, service=policy.service, service_label=use.service_label,
-                per_service=use.service is not None, start=now - settings.history, end=now,
-                step=settings.step,
+                per_service=use.service is not None, start=now - settings.history,
+                end=now + settings.step, step=settings.step,
             )
         except Exception as error:  # contained: even an answer no code expected fails this one
             detail = error if isinstance(error, SourceUnavailable) \

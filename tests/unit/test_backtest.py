@@ -157,8 +157,9 @@ def test_the_history_a_forecaster_gets_is_the_past_as_the_engine_saw_it() -> Non
                                     per_service=False, start=history.time(0),
                                     end=history.time(5), step=MINUTE)
 
-    assert times == [history.time(1), history.time(2)]
-    assert values == [5, 6]
+    # up to the current step, whose value (the load of the step before) the engine has seen
+    assert times == [history.time(1), history.time(2), history.time(3)]
+    assert values == [5, 6, 7]
 
 
 def test_a_predictive_replay_scores_its_forecasts() -> None:

@@ -475,6 +475,9 @@ def test_a_predictive_policy_trains_on_history_then_forecasts_each_tick() -> Non
     assert forecast["with_margin"] >= forecast["value"]
     assert 2 * forecast["value"] >= forecast["worst_case"] > forecast["value"]
     assert history.asked[0][1] == NOW - timedelta(days=14)
+    # to NOW included: a training runs after a tick, and the value that tick saw is the
+    # newest the new model's lags need
+    assert history.asked[0][2] > NOW
 
 
 def test_two_metrics_both_train_and_the_limited_one_records_its_worst_case() -> None:

@@ -37,7 +37,7 @@ def wave(steps: int, *, seed: int = 4) -> list[float]:
 
 class TraceHistory:
     """Prometheus's range answer over what the agent saw: at step i, the load of step i-1;
-    nothing at or after the current step."""
+    up to the current step, nothing after it."""
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
@@ -48,7 +48,7 @@ class TraceHistory:
                 ) -> tuple[list[datetime], list[float | None]]:
         times = [start + i * step for i in range(math.ceil((end - start) / step - 1e-9))]
         indices = [round((t - self.trace.start) / self.trace.step) for t in times]
-        return times, [self.trace.values[i - 1] if 1 <= i < self.step else None
+        return times, [self.trace.values[i - 1] if 1 <= i <= self.step else None
                        for i in indices]
 
 
