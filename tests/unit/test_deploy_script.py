@@ -3,6 +3,7 @@ that records the environment the stack would be deployed with, and deploys nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -56,10 +57,8 @@ def engine_socket(tmp_path: Path) -> Path:
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     listener.close()
-    try:
+    with contextlib.suppress(PermissionError):  # as root: a group no real socket has
         os.chown(path, -1, SOCKET_GID)
-    except PermissionError:
-        pytest.skip("changing a file's group needs root")
     return path
 
 
@@ -68,16 +67,16 @@ def engine_socket(tmp_path: Path) -> Path:
                  id="given-with-a-remote-engine"),
     pytest.param({"DOCKER_HOST": "unix://{socket}", "DOCKER_GID": "998"}, "998",
                  id="given-with-a-local-socket"),
-    pytest.param({"DOCKER_HOST": "unix://{socket}"}, str(SOCKET_GID),
+    pytest.param({"DOCKER_HOST": "unix://{socket}"}, "{group}",
                  id="the-group-of-the-socket-docker-host-names"),
-    pytest.param({"CONTEXT_ENGINE": "unix://{socket}"}, str(SOCKET_GID),
+    pytest.param({"CONTEXT_ENGINE": "unix://{socket}"}, "{group}",
                  id="the-group-of-the-socket-the-context-names"),
 ])
 def test_the_agent_gets_the_group_of_the_managers_socket(
         tmp_path: Path, engine_socket: Path, variables: dict[str, str], expected: str) -> None:
     variables = {name: value.format(socket=engine_socket) for name, value in variables.items()}
     done, deployed_with = deploy(tmp_path, **variables)
-    assert deployed_with == expected, done.stderr
+    assert deployed_with == expected.format(group=engine_socket.stat().st_gid), done.stderr
 
 
 @pytest.mark.parametrize("variables", [
