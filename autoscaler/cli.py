@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -546,6 +547,10 @@ def _access(parser: argparse.ArgumentParser, url: str, arguments: argparse.Names
 
 
 def _run(arguments: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # SIGHUP asks the agent to reload its policies, which it reads at its start anyway: until
+    # the agent sets its handler (a second or more into the start), the signal's default
+    # action would end the process instead.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from autoscaler.runtime.commands import run
 
     return run(Settings(

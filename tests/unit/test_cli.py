@@ -216,3 +216,28 @@ def test_every_commands_help_says_its_exit_codes(
 
     assert exited.value.code == 0
     assert re.search(r"Exit (codes: )?0 ", " ".join(capsys.readouterr().out.split()))
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(["run"], id="run"),
+    pytest.param(["dry-run"], id="dry-run"),
+    pytest.param(["run", "--once"], id="run-once"),
+])
+def test_a_sighup_while_the_agent_starts_does_not_end_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str],
+) -> None:
+    """Until the agent sets its own handler, SIGHUP's default action would end the process:
+    a reload asked for while it starts (imports, the Docker client) stopped it."""
+    import signal
+
+    import autoscaler.runtime.commands
+
+    seen: list[object] = []
+    monkeypatch.setattr(autoscaler.runtime.commands, "run",
+                        lambda settings: seen.append(signal.getsignal(signal.SIGHUP)) or 0)
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert main([*command, "--policies", str(tmp_path)]) == 0
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert seen == [signal.SIG_IGN]
