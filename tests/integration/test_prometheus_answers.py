@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,6 +140,47 @@ def test_an_answer_past_the_size_limit_is_unavailable(monkeypatch: pytest.Monkey
     with ScriptedServer(lambda seen: answer) as server, \
             pytest.raises(SourceUnavailable, match="larger than 100,000 bytes"):
         PrometheusSource(server.url).query("up")
+
+
+def test_answers_are_decoded_one_at_a_time_and_only_by_their_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight large answers decoded side by side took 4.9 GB and a tick of 45 s at a 15 s
+    interval: one at a time, and an answer still waiting for another's decoding at its
+    deadline is dropped, so the queries end by their deadline and one decoding."""
+    decode_seconds, deadline = 0.4, 1.0
+    decoding, most = 0, 0
+    counting = threading.Lock()
+
+    def slow_json(body: bytes) -> object:
+        nonlocal decoding, most
+        with counting:
+            decoding += 1
+            most = max(most, decoding)
+        time.sleep(decode_seconds)
+        with counting:
+            decoding -= 1
+        return json.loads(body)
+
+    def ask(source: PrometheusSource) -> str:
+        try:
+            source.query("up")
+        except SourceUnavailable as error:
+            return str(error)
+        return "answered"
+
+    monkeypatch.setattr(prometheus, "_json", slow_json)
+    with ScriptedServer(lambda seen: vector("1")) as server:
+        source = PrometheusSource(server.url, timeout=deadline)
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            outcomes = list(pool.map(ask, [source] * 6))
+        took = time.monotonic() - started
+
+    assert most == 1
+    assert "answered" in outcomes
+    assert any(outcome.endswith("waited for another's to be read)") for outcome in outcomes)
+    assert took < deadline + decode_seconds + 0.5
 
 
 def test_a_history_series_whose_labels_are_no_mapping_is_not_the_services() -> None:
