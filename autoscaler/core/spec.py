@@ -634,6 +634,14 @@ def parse_document(data: bytes, file: str) -> Document | list[PolicyProblem]:
         return [PolicyProblem(file, "", f"is not UTF-8 text (byte {error.start})")]
     try:
         document = yaml.load(text, Loader=_PolicyLoader)
+    except yaml.reader.ReaderError as error:
+        # A character YAML refuses (NUL, a control character): PyYAML's own words for it
+        # end in a second line with a character offset in "<unicode string>"
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - text.rfind("\n", 0, error.position)
+        return [PolicyProblem(file, "", f"is not valid YAML at line {line}, column {column}: "
+                                        f"unacceptable character #x{error.character:04x}: "
+                                        f"{error.reason}")]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -202,7 +202,11 @@ def test_switching_strategy_is_one_line() -> None:
         pytest.param(b"just words", "must be a mapping", id="a-scalar"),
         pytest.param(b"service: caf\xe9\n", "is not UTF-8", id="latin-1"),
         pytest.param(b"\xff\xfe\x00s", "is not UTF-8", id="utf-16-bom"),
-        pytest.param(b"service: web\x00\n", "unacceptable character #x0000", id="nul"),
+        pytest.param(b"service: web\x00\n", "is not valid YAML at line 1, column 13: "
+                     "unacceptable character #x0000: special characters are not allowed",
+                     id="nul"),
+        pytest.param(b"service: web\nmax_replicas: 3\x07\n", "is not valid YAML at line 2, "
+                     "column 16: unacceptable character #x0007", id="a-control-character"),
         pytest.param(b"x: " + b"[" * 30 + b"]" * 30, "nested more than 20 levels deep",
                      id="deeply-nested"),
         pytest.param(b"min_replicas: " + b"9" * 5000, "as int: Exceeds the limit (4300 digits)",
@@ -226,6 +230,7 @@ def test_unreadable_documents(data: bytes, fragment: str) -> None:
     assert problems[0].key == ""
     assert fragment in problems[0].message
     assert str(problems[0]).startswith(f"{FILE}: ")
+    assert "\n" not in str(problems[0])  # validate prints one line a problem
 
 
 @pytest.mark.parametrize(
