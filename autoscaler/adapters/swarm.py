@@ -48,6 +48,12 @@ UNREADABLE_JSON = (ValueError, RecursionError)
 """What decoding an answer's JSON raises besides the decoders' own errors: an integer of
 over 4,300 digits (docker-py's `json`), nesting deeper than Python's stack (both)."""
 _NANOSECONDS = re.compile(r"(\.\d{6})\d+")
+TASKS_MEANT_TO_RUN = '{"desired-state": ["running", "ready"]}'
+"""The task listing's filter. A task that replaces one Swarm restarts (its container ended,
+its node lost or drained) has the desired state `ready` until the restart delay is over and
+the old task stopped, and may wait for a node meanwhile ("no suitable node"): listing
+`running` alone hid it for that time, and a raise went through while it waited. No task
+meant to be `ready` runs, so the running ones are the same."""
 
 
 class DockerConnection:
@@ -172,12 +178,12 @@ class SwarmScaler:
 
     def list_services(self) -> dict[str, ServiceState]:
         """The services, each with where its tasks are: one listing each of services, tasks
-        (those meant to run) and nodes a tick, whatever the number of services."""
+        (those meant to run, `TASKS_MEANT_TO_RUN`) and nodes a tick, whatever the number of
+        services."""
         self._specs = {}  # never two listings held at once
         try:
             listed = self._listing("/services", {}, _SERVICES)
-            tasks = self._listing("/tasks", {"filters": '{"desired-state": ["running"]}'},
-                                  _TASKS)
+            tasks = self._listing("/tasks", {"filters": TASKS_MEANT_TO_RUN}, _TASKS)
             nodes = self._api.nodes()
         except (DockerException, requests.RequestException, *UNREADABLE_JSON) as error:
             self._connection.forget()

@@ -44,9 +44,10 @@ ON_ONE_NODE = Family("autoscaler_availability_on_one_node",
                      "1 when every running replica is on one node while other nodes could "
                      "run it.")
 LOAD_CV = Family("autoscaler_load_cv", "Coefficient of variation of the tasks' loads (the "
-                 "least even per-task metric).")
+                 "least even per-task metric; none measured: no sample).")
 HOTTEST_SHARE = Family("autoscaler_load_hottest_share",
-                       "The hottest task's share of the service's load.")
+                       "The hottest task's share of the service's load (none measured: no "
+                       "sample).")
 IMBALANCED = Family("autoscaler_load_imbalanced",
                     "1 when the load has been uneven over the tasks for the policy's "
                     "balance.for.")
@@ -89,7 +90,10 @@ class ServiceSeries:
 
     def observe(self, decision: Decision) -> None:
         """Take this decision as its service's latest: count it, and set the gauges it
-        has a value for (a gauge it has none for keeps its last value)."""
+        has a value for (a gauge it has none for keeps its last value). The load's spread
+        is the decision's own: one that measured none (fewer than two tasks, no load, the
+        metric missing, a hold) has no sample of it, as `imbalanced` is 0, so that a
+        dashboard shows no spread of a service gone down to one task."""
         service = decision.service
         if service not in self._escaped:
             self._escaped[service] = _escape(service)
@@ -109,6 +113,9 @@ class ServiceSeries:
         if decision.balance is not None:
             self._set(LOAD_CV, service, decision.balance.cv)
             self._set(HOTTEST_SHARE, service, decision.balance.hottest_share)
+        else:
+            self._lines[LOAD_CV].pop(service, None)
+            self._lines[HOTTEST_SHARE].pop(service, None)
         self._set(IMBALANCED, service, int(decision.imbalanced))
         if decision.placement is not None:
             placement = decision.placement

@@ -102,3 +102,20 @@ def test_a_forgotten_service_leaves_no_series_and_the_others_keep_theirs() -> No
     series.keep_only(["api"])
     services = {dict(labels)["service"] for _, labels, _ in samples(series.render().decode())}
     assert services == {"api"}
+
+
+def test_the_loads_spread_is_no_sample_once_a_decision_measures_none() -> None:
+    """A service gone down to one task (or whose load or per-task metric is gone) kept the
+    coefficient of variation and hottest share of its last uneven tick, for good."""
+    series = ServiceSeries()
+    series.observe(decision(balance=Spread("rps", 3, 0.9, 0.7), imbalanced=True))
+    series.observe(decision(current_replicas=1, desired_replicas=1, balance=None,
+                            imbalanced=False))
+    found = {name: value for name, _, value in samples(series.render().decode())}
+    assert "autoscaler_load_cv" not in found
+    assert "autoscaler_load_hottest_share" not in found
+    assert found["autoscaler_load_imbalanced"] == 0
+
+    series.observe(decision(balance=Spread("rps", 2, 0.6, 0.8)))
+    found = {name: value for name, _, value in samples(series.render().decode())}
+    assert (found["autoscaler_load_cv"], found["autoscaler_load_hottest_share"]) == (0.6, 0.8)

@@ -193,6 +193,43 @@ def test_a_service_whose_spec_cannot_be_read_is_said_once_a_version() -> None:
                     ("swarm_service_unreadable", "id-odd", 2)]
 
 
+class _FilteringEngine(_Engine):
+    """An engine that answers the task listing's `desired-state` filter as Docker does."""
+
+    def get(self, url: str, **params: Any) -> _Answer:
+        answer = super().get(url)
+        if url.endswith("/tasks"):
+            wanted = json.loads(params["params"]["filters"])["desired-state"]
+            answer.content = json.dumps([t for t in self.answers["/tasks"]
+                                         if t["DesiredState"] in wanted]).encode()
+        return answer
+
+
+NO_NODE = "no suitable node (insufficient resources on 1 node)"
+
+
+@pytest.mark.parametrize(("desired", "state", "error", "expected"), [
+    pytest.param("running", "pending", NO_NODE, (1, 0), id="a-new-task-waits-for-a-node"),
+    pytest.param("ready", "pending", NO_NODE, (1, 0),
+                 id="a-restarted-task-waits-for-a-node-within-its-restart-delay"),
+    pytest.param("ready", "ready", None, (0, 0), id="a-restarted-task-placed-waits-to-start"),
+    pytest.param("shutdown", "running", None, (0, 0), id="a-task-being-stopped"),
+    pytest.param("running", "running", None, (0, 1), id="a-running-task"),
+])
+def test_the_tasks_listed_are_those_meant_to_run_or_restarting(
+        desired: str, state: str, error: str | None, expected: tuple[int, int]) -> None:
+    """Docker marks a task that replaces a restarted one `ready` until its restart delay
+    has passed (5 s by default; as long as the service's restart policy says)."""
+    task = {"ServiceID": "id-good", "NodeID": None if state == "pending" else "n1",
+            "DesiredState": desired, "Status": {"State": state, "Err": error}}
+    scaler = SwarmScaler(_Connection(_FilteringEngine([named("good")], [task], [NODE])))
+
+    placement = scaler.list_services()["good"].placement  # type: ignore[arg-type]
+
+    assert placement is not None
+    assert (placement.unplaceable, placement.running) == expected
+
+
 
 class _UndecodableEngine(_Engine):
     """An engine whose services listing is `services` as sent, and whose nodes listing
