@@ -107,7 +107,7 @@ def test_refinement_stays_between_the_neighbours_and_below_the_top() -> None:
 @pytest.mark.parametrize(("points", "expected"), [
     ([(0.2, 100, 0.0), (0.4, 60, 0.0), (0.6, 50, 0.05)], [0.4, 0.6]),  # 0.2 costs more for 0
     ([(0.2, 100, 0.0), (0.4, 97, 0.2), (0.6, 95, 0.1)], [0.2, 0.6]),  # 0.4: dearer, worse
-    ([(0.2, 80, 0.1), (0.4, 80, 0.1)], [0.2]),  # a tie is shown once
+    ([(0.2, 80, 0.1), (0.4, 80, 0.1)], [0.4]),  # a tie is shown once, as the search picks
     ([(0.2, 70, 0.0), (0.4, 80, 0.0), (0.6, 60, 0.3), (0.8, 50, 1.0)], [0.2, 0.6, 0.8]),
 ])
 def test_the_frontier_keeps_only_the_trials_no_other_beats(
@@ -116,6 +116,21 @@ def test_the_frontier_keeps_only_the_trials_no_other_beats(
               for u, cost, violation in points]
 
     assert [t.utilisation for t in efficient(trials)] == expected
+
+
+@pytest.mark.parametrize("evaluate", [
+    pytest.param(lambda c: scores(96.0, 0.0), id="all-equal-within-the-budget"),
+    pytest.param(lambda c: scores(96.0, 0.5), id="all-equal-over-the-budget"),
+])
+def test_the_recommended_and_the_least_violating_are_on_the_frontier(
+        evaluate: Callable[[Candidate], Scores]) -> None:
+    """A load that never needs more than min_replicas scores every candidate alike: the
+    trial recommended (or the least violating) must not be the one marked dominated."""
+    frontier = search(KNOB, capacity=10, grid=[0.3, 0.6, 0.9], refine=0.05, budget=0.1,
+                      evaluate=lambda batch: [Trial(c, evaluate(c)) for c in batch])
+
+    chosen = frontier.recommended or frontier.least_violating
+    assert any(trial is chosen for trial in frontier.efficient)
 
 
 def test_a_target_over_the_limit_is_not_tried() -> None:
