@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -388,6 +393,48 @@ def test_worker_processes_give_the_same_frontier(tmp_path: Path, trace: Path) ->
         record = json.loads((out / "summary.json").read_text())["policies"][0]
         frontiers.append((record["candidates"], record["recommended"]["utilisation"]))
     assert frontiers[0] == frontiers[1]
+
+
+def _marked(mark: str) -> list[int]:
+    """The processes whose environment holds `mark`."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_sigterm_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """A tune stopped by SIGTERM (`timeout`, a CI job cancelled, `kill`) shuts its worker
+    pool down: killed outright, its workers and their server waited forever for work."""
+    trace = write_trace(tmp_path / "t.csv", [load(m) for m in range(3 * 1440)])
+    (tmp_path / "p.yaml").write_text(TARGET)
+    mark = f"AUTOSCALER_TEST_MARK={uuid.uuid4()}"
+    name, value = mark.split("=")
+    command = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "tune", "--trace", str(trace), "--policy",
+         str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"), "--warmup", "1d",
+         "--grid", "0.1:1.0:0.01", "--jobs", "2"],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, name: value},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert command.stderr is not None
+        for line in command.stderr:
+            if " 3/" in line:  # the third candidate replayed: the workers are up
+                break
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _marked(mark) == []
+    finally:
+        command.kill()
+        for pid in _marked(mark):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _removed(path: Path) -> None:
