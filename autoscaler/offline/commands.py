@@ -223,6 +223,14 @@ def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, e
                                  lambda trace: run_backtest(trace, inputs))
 
 
+def printable(text: str) -> str:
+    """`text` holding some from a log (a service name, a reason, an event's name) as the
+    console may show it: a character that is not printable (an escape sequence that would
+    clear the screen or retitle the terminal, a line break, a bidi override) written as its
+    escape, `\\x1b`."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def report_from_log(log: Path, out: Path) -> int:
     try:
         services, reading = decision_report.read_log(
@@ -232,15 +240,15 @@ def report_from_log(log: Path, out: Path) -> int:
         print(f"autoscaler: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for warning in reading.warnings():
-        print(f"warning: {log}: {warning}", file=sys.stderr)
+        print(printable(f"warning: {log}: {warning}"), file=sys.stderr)
     write_report(decision_report.document(services, str(log), reading),
                  decision_report.summary(services, str(log), reading), out)
     if reading.other_events:
-        print(f"passed over {decision_report.other_events(reading)}")
+        print(printable(f"passed over {decision_report.other_events(reading)}"))
     for name, service in services.items():
-        print(f"{name}: {plural(len(service.times), 'decision')}, "
-              f"{plural(len(service.changes), 'change')}, "
-              + ", ".join(f"{k} {v}" for k, v in sorted(service.reasons.items())))
+        print(printable(f"{name}: {plural(len(service.times), 'decision')}, "
+                        f"{plural(len(service.changes), 'change')}, "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(service.reasons.items()))))
     print(f"\nreport: {out / 'report.html'} (also report.md and summary.json)")
     return EXIT_OK
 

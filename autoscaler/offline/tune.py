@@ -174,9 +174,11 @@ class Frontier:
 def efficient(trials: Sequence[Trial]) -> list[Trial]:
     """The trials that no other matches on both replica-hours and violations while beating
     it on one (the Pareto frontier), by violations: each cheaper than every one with
-    fewer. A candidate off it is never the better choice, whatever the budget."""
+    fewer. A candidate off it is never the better choice, whatever the budget. Of trials
+    equal on both, the one `cheapest_within` and `least_violating` pick (the higher u), so
+    that what is recommended is never shown off the frontier."""
     found: list[Trial] = []
-    for trial in sorted(trials, key=lambda t: (t.violation, t.cost)):
+    for trial in sorted(trials, key=lambda t: (t.violation, t.cost, -t.utilisation)):
         if not found or trial.cost < found[-1].cost:
             found.append(trial)
     return found

@@ -4,13 +4,16 @@ its frontier printed, the recommended policies and a report written. Exit codes 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import shlex
+import signal
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -180,6 +183,27 @@ class _Replays:
             print(text, file=self.err, flush=True)
 
 
+@contextlib.contextmanager
+def _sigterm_stops_the_replays() -> Iterator[None]:
+    """SIGTERM raises SystemExit (exit 143) while the block runs, as Ctrl-C raises
+    KeyboardInterrupt, so that the `finally` shutting the worker pool down runs: killed
+    outright, the command would leave its workers and their server waiting for work that
+    never comes, holding the trace's memory, until someone kills them. Only the main
+    thread may set a signal handler; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _forkserver() -> BaseContext:
     """The workers' context: they fork from a server that has imported this module (and so
     the engine) once, so that they neither copy this process's threads nor import again."""
@@ -252,8 +276,10 @@ def run_tune(trace: Trace, inputs: TuneInputs, out: TextIO | None = None,
             replays = _Replays(file, label, policy, knob, trace, settings, memo,
                                inputs.jobs, err)
             try:
-                frontier = search(knob, capacity=capacity, grid=inputs.grid,
-                                  refine=inputs.refine, budget=inputs.budget, evaluate=replays)
+                with _sigterm_stops_the_replays():
+                    frontier = search(knob, capacity=capacity, grid=inputs.grid,
+                                      refine=inputs.refine, budget=inputs.budget,
+                                      evaluate=replays)
             finally:
                 replays.close()
             if err.isatty():

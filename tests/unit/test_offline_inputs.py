@@ -495,6 +495,27 @@ def test_report_warns_of_the_lines_it_skips(tmp_path: Path,
             written["decisions_unreadable"]) == (10, [3, 4, 5, 6, 7, 8, 9, 12], [10])
 
 
+@pytest.mark.parametrize(("changed", "other", "shown"), [
+    pytest.param({"service": "web\x1b[2J\x1b]0;owned\x07"}, "agent_started",
+                 "web\\x1b[2J\\x1b]0;owned\\x07: 1 decision", id="service-escapes"),
+    pytest.param({"reason": "Within\u202eTolerance"}, "agent_started",
+                 "Within\\u202eTolerance 1", id="reason-bidi-override"),
+    pytest.param({}, "tick\x1b[31m\rdone", "tick\\x1b[31m\\rdone 1", id="event-name"),
+])
+def test_the_console_shows_what_a_log_says_without_its_control_characters(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, object],
+        other: str, shown: str) -> None:
+    """A hostile log must not drive the operator's terminal through the console summary."""
+    lines = [json.dumps({"event": other}), json.dumps(decision(0, **changed))]
+
+    assert run_report(tmp_path, lines) == 0
+
+    captured = capsys.readouterr()
+    assert shown in captured.out
+    assert all(c.isprintable() for line in captured.out.splitlines() for c in line)
+    assert all(c.isprintable() for line in captured.err.splitlines() for c in line)
+
+
 def test_a_decision_without_a_reason_is_shown_as_missing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     without = decision(15, desired_replicas=3)

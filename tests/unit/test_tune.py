@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,7 +112,7 @@ def test_refinement_stays_between_the_neighbours_and_below_the_top() -> None:
 @pytest.mark.parametrize(("points", "expected"), [
     ([(0.2, 100, 0.0), (0.4, 60, 0.0), (0.6, 50, 0.05)], [0.4, 0.6]),  # 0.2 costs more for 0
     ([(0.2, 100, 0.0), (0.4, 97, 0.2), (0.6, 95, 0.1)], [0.2, 0.6]),  # 0.4: dearer, worse
-    ([(0.2, 80, 0.1), (0.4, 80, 0.1)], [0.2]),  # a tie is shown once
+    ([(0.2, 80, 0.1), (0.4, 80, 0.1)], [0.4]),  # a tie is shown once, as the search picks
     ([(0.2, 70, 0.0), (0.4, 80, 0.0), (0.6, 60, 0.3), (0.8, 50, 1.0)], [0.2, 0.6, 0.8]),
 ])
 def test_the_frontier_keeps_only_the_trials_no_other_beats(
@@ -116,6 +121,21 @@ def test_the_frontier_keeps_only_the_trials_no_other_beats(
               for u, cost, violation in points]
 
     assert [t.utilisation for t in efficient(trials)] == expected
+
+
+@pytest.mark.parametrize("evaluate", [
+    pytest.param(lambda c: scores(96.0, 0.0), id="all-equal-within-the-budget"),
+    pytest.param(lambda c: scores(96.0, 0.5), id="all-equal-over-the-budget"),
+])
+def test_the_recommended_and_the_least_violating_are_on_the_frontier(
+        evaluate: Callable[[Candidate], Scores]) -> None:
+    """A load that never needs more than min_replicas scores every candidate alike: the
+    trial recommended (or the least violating) must not be the one marked dominated."""
+    frontier = search(KNOB, capacity=10, grid=[0.3, 0.6, 0.9], refine=0.05, budget=0.1,
+                      evaluate=lambda batch: [Trial(c, evaluate(c)) for c in batch])
+
+    chosen = frontier.recommended or frontier.least_violating
+    assert any(trial is chosen for trial in frontier.efficient)
 
 
 def test_a_target_over_the_limit_is_not_tried() -> None:
@@ -373,6 +393,48 @@ def test_worker_processes_give_the_same_frontier(tmp_path: Path, trace: Path) ->
         record = json.loads((out / "summary.json").read_text())["policies"][0]
         frontiers.append((record["candidates"], record["recommended"]["utilisation"]))
     assert frontiers[0] == frontiers[1]
+
+
+def _marked(mark: str) -> list[int]:
+    """The processes whose environment holds `mark`."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_sigterm_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """A tune stopped by SIGTERM (`timeout`, a CI job cancelled, `kill`) shuts its worker
+    pool down: killed outright, its workers and their server waited forever for work."""
+    trace = write_trace(tmp_path / "t.csv", [load(m) for m in range(3 * 1440)])
+    (tmp_path / "p.yaml").write_text(TARGET)
+    mark = f"AUTOSCALER_TEST_MARK={uuid.uuid4()}"
+    name, value = mark.split("=")
+    command = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "tune", "--trace", str(trace), "--policy",
+         str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out"), "--warmup", "1d",
+         "--grid", "0.1:1.0:0.01", "--jobs", "2"],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, name: value},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert command.stderr is not None
+        for line in command.stderr:
+            if " 3/" in line:  # the third candidate replayed: the workers are up
+                break
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while _marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _marked(mark) == []
+    finally:
+        command.kill()
+        for pid in _marked(mark):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _removed(path: Path) -> None:
