@@ -98,6 +98,8 @@ class Source:
     name: str
     load: Callable[[Path], Trace]
     startups: tuple[timedelta, ...]
+    shared: bool = True
+    """Read from the shared traces' directory (the others ship here or are made here)."""
 
 
 def _shared(file: str) -> Callable[[Path], Trace]:
@@ -116,8 +118,8 @@ SOURCES = [
         load_csv(d / "nasa-http-requests-per-minute.csv"), 5, "NASA/5m"),
         (timedelta(minutes=5),)),
     Source("taylor", lambda _: load_csv(DATA / "taylor-electricity-half-hourly.csv"),
-           (timedelta(minutes=30),)),
-    Source("bursty", lambda _: bursty(), (timedelta(minutes=2),)),
+           (timedelta(minutes=30),), shared=False),
+    Source("bursty", lambda _: bursty(), (timedelta(minutes=2),), shared=False),
 ]
 
 
@@ -185,7 +187,10 @@ def policy(strategy: str, u: float, settings: BacktestSettings) -> Policy:
     return parsed
 
 
-def sweep(job: tuple[str, Path, int, dict[str, dict[str, object]]]) -> list[Row]:
+Job = tuple[str, Path, int, dict[str, dict[str, object]]]
+
+
+def sweep(job: Job) -> list[Row]:
     """One trace's rows at one start-up (`job`: name, traces directory, start-up in
     seconds, cached `target` rows). One OpenMP thread for the model's training: the two
     processes already fill two cores, and more threads than cores made training many times
@@ -376,40 +381,58 @@ def by_u_pair(group: list[Row], u: float) -> tuple[Row, Row]:
     return same["target"], same["predictive"]
 
 
-def main() -> None:
+def planned(argv: list[str] | None = None
+            ) -> tuple[argparse.Namespace, dict[str, dict[str, object]], list[Job]]:
+    """The options (`traces` resolved), the cached `target` rows and the sweeps to run.
+    Refused as usage errors, before anything runs: a name no trace has and a start-up no
+    chosen trace is run at (either ran nothing and printed "Every bar holds."), and shared
+    traces missing from the directory (the traces that ship here run without them)."""
+    names = [s.name for s in SOURCES]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=Path, default=None,
                         help="the directory of the shared traces (default: ../shared/traces "
-                             "next to this repository, or to the one it was cloned from)")
+                             "next to this repository, or to the one it was cloned from); "
+                             "taylor and bursty run without it")
     parser.add_argument("--budget", type=float, default=0.1,
                         help="SLO budget, %% of steps in violation (default 0.1)")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help=f"these traces only (of {', '.join(s.name for s in SOURCES)})")
+    parser.add_argument("--only", nargs="+", default=None, choices=names, metavar="NAME",
+                        help=f"these traces only (of {', '.join(names)})")
     parser.add_argument("--target-cache", type=Path, default=None,
                         help="a JSON file of `target` rows, read and written: `target` does "
                              "not depend on the forecast, so iterating on predictive needs "
                              "them once")
     parser.add_argument("--startup", type=int, default=None,
                         help="this start-up only, in minutes")
-    arguments = parser.parse_args()
-    directory = arguments.traces or default_traces()
-    if not (directory / "worldcup98-requests-per-minute.csv").is_file():
-        parser.error(f"{directory} lacks the shared traces: pass --traces DIR")
+    arguments = parser.parse_args(argv)
+    arguments.traces = arguments.traces or default_traces()
     chosen = [s for s in SOURCES if arguments.only is None or s.name in arguments.only]
     cache_file = arguments.target_cache
     cached = json.loads(cache_file.read_text()) if cache_file and cache_file.is_file() else {}
-    print(f"traces: {directory}", flush=True)
-    started = time.monotonic()
-    jobs = [(s.name, directory, int(startup.total_seconds()), cached)
+    jobs = [(s.name, arguments.traces, int(startup.total_seconds()), cached)
             for s in chosen for startup in s.startups
             if arguments.startup is None or startup.total_seconds() == 60 * arguments.startup]
+    if not jobs:
+        parser.error(f"--startup {arguments.startup}: no trace chosen runs at it (" + "; ".join(
+            f"{s.name}: {', '.join(str(t // timedelta(minutes=1)) for t in s.startups)}"
+            for s in chosen) + ")")
+    shared = [s.name for s in chosen if s.shared and any(job[0] == s.name for job in jobs)]
+    if shared and not (arguments.traces / "worldcup98-requests-per-minute.csv").is_file():
+        parser.error(f"{arguments.traces} lacks the shared traces ({', '.join(shared)}): "
+                     "pass --traces DIR, or --only taylor bursty")
+    return arguments, cached, jobs
+
+
+def main() -> None:
+    arguments, cached, jobs = planned()
+    print(f"traces: {arguments.traces}", flush=True)
+    started = time.monotonic()
     with ProcessPoolExecutor(max_workers=2) as pool:
         parts = list(pool.map(sweep, jobs))
     rows = [row for part in parts for row in part]
-    if cache_file:
+    if arguments.target_cache:
         cached.update({f"{r.trace}|{r.startup_min}|{r.u}": asdict(r)
                        for r in rows if r.strategy == "target"})
-        cache_file.write_text(json.dumps(cached))
+        arguments.target_cache.write_text(json.dumps(cached))
     missed = report(rows, arguments.budget)
     print("\nBars missed:" if missed else "\nEvery bar holds.")
     for line in missed:

@@ -181,7 +181,10 @@ class LargestMiss:
 class NaiveComparison:
     """The resolved forecasts' absolute errors against those of the one-day seasonal naive
     forecast (the value a day before the target time) over the last day: their ratio is the
-    MASE of the last day."""
+    MASE of the last day, with each side's largest error of the day left out. A single
+    outlier is one error of each side, and the naive forecast repeats it a day later: kept,
+    that one error of the naive side outweighed a day of small ones and turned a forecast
+    worse than naive on (raising the count) for the whole next day."""
 
     def __init__(self, day: int) -> None:
         self.day = day
@@ -189,6 +192,10 @@ class NaiveComparison:
         self._errors = 0.0
         self._naive = 0.0
         self._added = 0
+        self._largest: tuple[deque[tuple[int, float]], deque[tuple[int, float]]] = \
+            (deque(), deque())
+        """Per side (the forecasts', the naive ones'), the errors that may yet be the day's
+        largest: (their count when added, error), the errors decreasing."""
 
     def add(self, error: float, naive: float) -> None:
         self._pairs.append((error, naive))
@@ -202,14 +209,23 @@ class NaiveComparison:
         if self._added % self.day == 0:  # no drift from the running sums
             self._errors = sum(e for e, _ in self._pairs)
             self._naive = sum(n for _, n in self._pairs)
+        for largest, value in zip(self._largest, (error, naive), strict=True):
+            while largest and largest[-1][1] <= value:
+                largest.pop()
+            largest.append((self._added, value))
+            while largest[0][0] <= self._added - len(self._pairs):
+                largest.popleft()
 
     def mase(self) -> float | None:
-        """The last day's MASE; None before a share of a day is resolved."""
+        """The last day's MASE, each side's largest error left out; None before a share of a
+        day is resolved."""
         if len(self._pairs) < max(1, NAIVE_CHECK_SHARE * self.day):
             return None
-        if self._naive <= 0:
-            return None if self._errors <= 0 else math.inf
-        return self._errors / self._naive
+        errors = self._errors - self._largest[0][0][1]
+        naive = self._naive - self._largest[1][0][1]
+        if naive <= 0:
+            return None if errors <= 0 else math.inf
+        return errors / naive
 
 
 class RecentValues:

@@ -27,6 +27,7 @@ from autoscaler.predictive.forecaster import (
     ForecastSettings,
     LargestMiss,
     MetricForecaster,
+    NaiveComparison,
     RecentValues,
     WindowTop,
     missed_share,
@@ -461,6 +462,41 @@ def test_a_forecast_worse_than_the_seasonal_naive_one_falls_back() -> None:
 
     assert reasons[0] is None, "judged only once a quarter of a day is resolved"
     assert reasons[-1] == "WorseThanNaive"
+
+
+@pytest.mark.parametrize("pairs, mase", [
+    pytest.param([(2.0, 1.0)] * 8, 2.0, id="twice-the-naive-error"),
+    pytest.param([(2.0, 1.0)] * 7 + [(2.0, 1000.0)], 2.0,
+                 id="an-outlier-the-naive-forecast-repeats-a-day-later"),
+    pytest.param([(2.0, 1.0)] * 7 + [(1000.0, 1.0)], 2.0, id="an-outlier-the-forecast-missed"),
+    pytest.param([(2.0, 1000.0)] + [(2.0, 1.0)] * 8, 2.0, id="an-outlier-a-day-old-is-gone"),
+    pytest.param([(2.0, 1.0)] * 3 + [(2.0, 1000.0), (5.0, 3.0)] + [(2.0, 1.0)] * 3, 14 / 9,
+                 id="the-day-but-its-largest-on-each-side"),
+])
+def test_the_naive_comparison_leaves_each_sides_largest_error_of_the_day_out(
+        pairs: list[tuple[float, float]], mase: float) -> None:
+    comparison = NaiveComparison(day=8)
+    for error, naive in pairs:
+        comparison.add(error, naive)
+
+    assert comparison.mase() == pytest.approx(mase)
+
+
+def test_one_outlier_does_not_turn_a_forecast_worse_than_naive_on_for_a_day() -> None:
+    """A load that repeats each day exactly, but for one minute at ten times the load: the
+    naive forecast repeats that minute a day later, one large error among a day of none."""
+    load = daily(10, noise=0.0)
+    history = 8 * 1440
+    load[history + 600] *= 10
+    forecaster = MetricForecaster(settings(max_error_pct=200.0))
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    reasons = []
+    for index in range(history, history + 2 * 1440):
+        now = START + index * STEP
+        forecaster.observe(now, load[index])
+        reasons.append(forecaster.forecast(now).reason)
+
+    assert set(reasons[1440 + 600:]) == {"WorseThanNaive"}
 
 
 def test_a_forecast_better_than_the_seasonal_naive_one_stays() -> None:
