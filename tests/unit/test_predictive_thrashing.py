@@ -25,6 +25,11 @@ MINUTE = timedelta(minutes=1)
 RPS = {"name": "rps", "query": "q", "target": 100, "limit": 150}
 
 
+RPS_WITHOUT_LIMIT = {"name": "rps", "query": "q", "target": 100}
+"""Its margin is read at the target, so that a test of the limits on a forecast's count
+can set that count with the forecast with margin alone."""
+
+
 def predictive(**keys: object) -> Policy:
     return build_policy(strategy="predictive", metrics=[RPS], max_replicas=1000, **keys)
 
@@ -114,8 +119,9 @@ class StubBook(ForecastBook):
 
 def test_the_book_serves_forecasts_with_their_cap_and_held_raise() -> None:
     """startup 2m and a minute's tick: a horizon, and a hold, of 3 minutes. The point
-    forecast rises to 900 for two ticks: the second makes the raise (10), held for two
-    ticks after."""
+    forecast rises to 900 for two ticks: the second makes the raise (9, what the point
+    forecast needs at the target of 100; its margin, 990, needs 7 at the limit of 150), held
+    for two ticks after."""
     policy = predictive(predictive={"startup": "2m"})
     book = StubBook([300, 900, 900, 300, 300, 300])
     served = [book.forecast(policy, {"rps": 300.0}, NOW + minute * MINUTE)[0]["rps"]
@@ -123,14 +129,15 @@ def test_the_book_serves_forecasts_with_their_cap_and_held_raise() -> None:
 
     assert [f.cap_base for f in served] == [300, 900, 900, 300, 300, 300]
     assert [f.held.replicas if f.held else None for f in served] \
-        == [None, None, None, 10, 10, None]
+        == [None, None, None, 9, 9, None]
 
 
 def test_a_one_tick_spike_of_the_point_forecast_raises_nothing_beyond_the_prompt_share(
 ) -> None:
     """The point forecast jumps from 300 to 3000 for one tick (load 300): the confirmation
-    takes the lower of this tick's point and the last, so the count is 4 (1.25 x the 3 the
-    load needs), and nothing is held after."""
+    takes the lower of this tick's point and the last, so the count goes from 3 (what the
+    load needs; the margin, 330, needs 3 at the limit of 150) to 4 (1.25 x 3) and no
+    further; that raise is held for the horizon."""
     policy = predictive(predictive={"startup": "5m"})
     book = StubBook([300, 300, 3000, 300, 300])
     counts = []
@@ -140,7 +147,7 @@ def test_a_one_tick_spike_of_the_point_forecast_raises_nothing_beyond_the_prompt
         assert found is not None
         counts.append(found.replicas)
 
-    assert counts == [4, 4, 4, 4, 4]
+    assert counts == [3, 3, 4, 4, 4]
 
 
 def test_a_decision_held_by_a_raise_says_so() -> None:
@@ -218,8 +225,8 @@ def test_a_large_raise_is_made_once_two_ticks_ask_for_it(
 ) -> None:
     """The load (300) and the point forecast (280) need 3 replicas of 100: up to
     ceil(1.25 x 3) = 4 is made at once, more only once the tick before asked for as much."""
-    policy = predictive()
-    hold = RaiseHold((100, 150))
+    policy = build_policy(strategy="predictive", metrics=[RPS_WITHOUT_LIMIT], max_replicas=1000)
+    hold = RaiseHold((100, None))
     counts = []
     for minute, with_margin in enumerate(asked):
         forecast = hold.confirm(MetricForecast(280, with_margin, cap_base=None),
@@ -248,8 +255,8 @@ def test_only_the_forecast_of_the_tick_before_confirms_a_large_raise(
 ) -> None:
     """An operator's pause, a switch of strategy or a failed tick between two forecasts: the
     earlier one, not a tick before, confirms nothing."""
-    policy = predictive()
-    hold = RaiseHold((100, 150))
+    policy = build_policy(strategy="predictive", metrics=[RPS_WITHOUT_LIMIT], max_replicas=1000)
+    hold = RaiseHold((100, None))
     hold.confirm(MetricForecast(280, 900.0), policy.metrics[0], 300.0, NOW, MINUTE)
     forecast = hold.confirm(MetricForecast(280, 900.0), policy.metrics[0], 300.0, NOW + gap,
                             MINUTE)

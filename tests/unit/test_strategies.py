@@ -244,6 +244,38 @@ def test_the_forecasts_count_carries_the_worst_case_at_the_limit(
         assert count is not None and "worst case 451 at limit 150 each -> 4" in count.explanation
 
 
+@pytest.mark.parametrize(
+    ("limit", "forecast", "expected", "note"),
+    [
+        pytest.param(None, MetricForecast(280, 400), 4, "rps 400 -> 4", id="no-limit-at-target"),
+        pytest.param(150, MetricForecast(280, 400), 3,
+                     "rps 280 -> 3, with margin 400 at limit 150 each -> 3",
+                     id="the-margin-within-the-limits-room"),
+        pytest.param(150, MetricForecast(280, 600), 4,
+                     "rps 280 -> 3, with margin 600 at limit 150 each -> 4",
+                     id="the-margin-past-the-limit"),
+        pytest.param(100, MetricForecast(280, 400), 4,
+                     "rps 280 -> 3, with margin 400 at limit 100 each -> 4",
+                     id="limit-at-the-target"),
+    ],
+)
+def test_the_margin_is_carried_at_the_limit_the_forecast_at_the_target(
+    make_policy: MakePolicy, limit: float | None, forecast: MetricForecast, expected: int,
+    note: str,
+) -> None:
+    """A miss costs the SLO only past the limit: with one, the point forecast is counted at
+    the target (100) and the forecast with its margin at the limit."""
+    metric: dict[str, object] = {"name": "rps", "query": "q", "target": 100}
+    if limit is not None:
+        metric["limit"] = limit
+    policy = make_policy(strategy="predictive", metrics=[metric])
+
+    count = forecast_count(policy, {"rps": forecast})
+
+    assert count is not None and count.replicas == expected
+    assert note in count.explanation
+
+
 def test_the_largest_metric_count_wins_with_a_limit(make_policy: MakePolicy) -> None:
     policy = make_policy(strategy="predictive", metrics=[
         {"name": "rps", "query": "q", "target": 100, "limit": 120},
