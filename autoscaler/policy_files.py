@@ -52,11 +52,35 @@ class PolicySet:
         return not self.problems
 
 
+def _is_policy_name(name: str) -> bool:
+    """Whether a folder's file of this name is one the agent reads: `*.yaml`, `*.yml`, not
+    hidden."""
+    return name.endswith(POLICY_SUFFIXES) and not name.startswith(".")
+
+
 def _policy_names(folder: str | Path) -> list[str]:
-    """The names of a folder's policy files (`*.yaml`, `*.yml`, not hidden), sorted: as text,
-    since a fleet's folder holds ten thousand and sorting Paths costs ten times as much."""
-    return sorted(name for name in os.listdir(folder)
-                  if name.endswith(POLICY_SUFFIXES) and not name.startswith("."))
+    """The names of a folder's policy files, sorted: as text, since a fleet's folder holds
+    ten thousand and sorting Paths costs ten times as much."""
+    return sorted(name for name in os.listdir(folder) if _is_policy_name(name))
+
+
+def passed_over(paths: Sequence[str | Path]) -> list[Path]:
+    """The files `validate` is shown that the agent would never read from its folder: one
+    named alone that is not `*.yaml` or `*.yml` or is hidden (`validate web.json` checks
+    it all the same), and in a folder one named like a policy in another case
+    (`web.YAML`), which `validate` of the folder passes over in silence as the agent does."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            if path.exists() and not _is_policy_name(path.name):
+                found.append(path)
+            continue
+        for folder in (path, path / TEMPLATES_FOLDER):
+            if folder.is_dir():
+                found += [folder / name for name in sorted(os.listdir(folder))
+                          if name.lower().endswith(POLICY_SUFFIXES)
+                          and not _is_policy_name(name) and not name.startswith(".")]
+    return found
 
 
 def _joined(folder: Path) -> str:

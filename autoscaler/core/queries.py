@@ -130,9 +130,9 @@ def plan_queries(policies: Iterable[Policy]) -> dict[str, list[QueryUse]]:
 class MetricValues(dict[str, float | None]):
     """One service's metric values, None marking a missing one.
 
-    `rejected` holds, for each metric whose answer had a value that makes no sense as load,
-    the decision's note on it ("rps: -50 is negative: treated as missing"); that metric's
-    value is None, exactly as if the answer had been empty. `tasks` holds, for each
+    `rejected` holds, for each metric missing from the answers, the decision's note on why:
+    a value that makes no sense as load ("rps: -50 is negative: treated as missing"), or no
+    value at all ("rps is missing (the answer has no series)"). `tasks` holds, for each
     per-task metric with a value, the loads of the tasks it summed.
     """
 
@@ -178,8 +178,29 @@ def assign_values(
             if problem is not None:
                 found.rejected[use.metric] = f"{use.metric}: {problem}: treated as missing"
                 value = None
+            elif value is None:
+                found.rejected[use.metric] = (f"{use.metric} is missing "
+                                              f"({_absence(use, answer, indexes)})")
             found[use.metric] = value
     return values
+
+
+def _absence(use: QueryUse, answer: list[Series] | None,
+             indexes: dict[str, dict[str, Series | None]]) -> str:
+    """Why `answer` gives `use` no value. Each cause has its own fix (the query's metric
+    name, a `sum by`, `service_label`, Prometheus itself), and "is missing" alone left the
+    operator to find which."""
+    if answer is None:
+        return "the query failed: prometheus_query_failed says why"
+    if not answer:
+        return "the answer has no series"
+    if use.service is not None:
+        return f"the answer has {len(answer)} series, one was expected"
+    label = f'{use.service_label}="{use.policy_service}"'
+    if use.policy_service in indexes.get(use.service_label, {}):
+        return f"several series have {label}, one was expected: sum them by {use.service_label}"
+    count = "its one series" if len(answer) == 1 else f"its {len(answer)} series"
+    return f"none of {count} has {label}"
 
 
 def rejection(value: float) -> str | None:

@@ -105,7 +105,7 @@ def propose(metric: MetricSpec, policy: Policy, current: int, value: float | Non
 def recommend(policy: Policy, current: int, values: Mapping[str, float | None]) -> Recommendation:
     """The largest proposal among the metrics present; a missing metric blocks a decrease.
 
-    `values` from `assign_values` say which values were rejected and why."""
+    `values` from `assign_values` say why each missing one is missing."""
     rejected = values.rejected if isinstance(values, MetricValues) else {}
     proposals = [propose(m, policy, current, values.get(m.name), rejected.get(m.name))
                  for m in policy.metrics]

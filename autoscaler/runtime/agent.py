@@ -178,9 +178,11 @@ class Agent:
                  queries=report.queries, failed_queries=report.failed_queries)
 
     def _log_leadership_and_services(self, report: TickReport) -> None:
+        """`leadership` only for an agent that takes the lease: dry-run takes none, and its
+        `leader: true` read as if it held the lease that the acting agents share."""
         if report.leadership_error is not None:
             log.error("lease_unavailable", error=report.leadership_error)
-        if report.leader != self._was_leader:
+        if self._leadership is not None and report.leader != self._was_leader:
             log.info("leadership", leader=report.leader)
             self._was_leader = report.leader
         problems = {service: [str(p) for p in found]

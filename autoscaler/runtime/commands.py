@@ -19,6 +19,7 @@ from autoscaler.policy_files import (
     PolicyWatcher,
     load_alternatives,
     load_policies,
+    passed_over,
 )
 from autoscaler.runtime.agent import Agent, share_one_malloc_arena, tune_garbage_collector
 from autoscaler.runtime.logs import configure_logging
@@ -50,7 +51,12 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
     if alternatives:
         policy_set, notes = load_alternatives(paths)
     else:
-        policy_set, notes = load_policies(paths), []
+        policy_set = load_policies(paths)
+        notes = [f"{file}: the agent passes this file over: it reads only the files named "
+                 "*.yaml or *.yml (in lower case, not hidden) of its policies folder"
+                 for file in passed_over(paths)]
+    for note in notes:
+        print(f"note: {note}")
     if not policy_set.valid:
         print_problems(policy_set, sys.stdout)
         if any(p.key == "service" and "already has a policy" in p.message
@@ -58,8 +64,6 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
             print("(alternatives for one service, to compare in backtest or tune: "
                   "validate --alternatives)")
         return EXIT_BAD_INPUT
-    for note in notes:
-        print(f"note: {note}")
     now = now or datetime.now(UTC)
     for file, policy in policy_set.policies.items():
         print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "

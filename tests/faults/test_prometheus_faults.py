@@ -37,6 +37,7 @@ LOAD = 250.0
 BOUNDS = {"min_replicas": 2, "max_replicas": 6}
 POLICY = {**BOUNDS, "behavior": {"scale_down": {"stabilization": "0s"}, "manual_override": "0s"}}
 HELD_TICKS = 3
+QUERY_FAILED = "load is missing (the query failed: prometheus_query_failed says why)"
 
 
 @dataclass
@@ -139,7 +140,7 @@ def test_prometheus_down_at_start(shared: Shared) -> None:
     """The agent starts while nothing listens where Prometheus should be."""
     says = "did not answer: ConnectionError"
     first = shared.agent.decisions(shared.service)[:2]
-    assert_holds(first, REPLICAS, "load is missing: hold at 4")
+    assert_holds(first, REPLICAS, f"{QUERY_FAILED}: hold at 4")
     errors = [e["error"] for e in shared.agent.events("prometheus_query_failed")[:2]]
     assert errors and all(says in e and "Connection refused" in e for e in errors), errors
     health, ready = shared.at_start["/healthz"], shared.at_start["/readyz"]
@@ -167,10 +168,11 @@ FAULTS = [
     Fault("reset", "did not answer: ConnectionError: ('Connection aborted.', "
           "ConnectionResetError(104, 'Connection reset by peer'))", query_fails=True),
     Fault("delay", "did not answer within 0.33 s", query_fails=True),
-    Fault("empty", "load is missing: hold at 4", query_fails=False),
+    Fault("empty", "load is missing (the answer has no series): hold at 4",
+          query_fails=False),
     Fault("nan", "load: NaN is not a number: treated as missing: hold at 4", query_fails=False),
     Fault("inf", "load: inf is not finite: treated as missing: hold at 4", query_fails=False),
-    Fault("multi", "load is missing: hold at 4", query_fails=False),
+    Fault("multi", "one was expected: sum them by service): hold at 4", query_fails=False),
     Fault("negative", "load: -50 is negative: treated as missing: hold at 4",
           query_fails=False),
 ]
@@ -191,7 +193,7 @@ def test_a_bad_answer_holds_the_count_and_says_why(shared: Shared, fault: Fault)
                          e.get("event") == "scaling_decision" and e["service"] == service
                          and e["spec_replicas"] == REPLICAS)
             decisions = held_decisions(agent, service, first)
-            assert_holds(decisions, REPLICAS, "load is missing: hold at 4")
+            assert_holds(decisions, REPLICAS, f"{QUERY_FAILED}: hold at 4")
             assert_not_ready_for(agent, fault.says)
             summaries = agent.events("tick_summary", first)
             assert summaries and all(s["failed_queries"] == s["queries"] == 1
@@ -227,7 +229,7 @@ def test_prometheus_down_mid_run_then_back(shared: Shared) -> None:
         shared.set_load(100.0)  # a real answer would now ask for 1, so the floor, 2
         after = failed_query(agent, "Connection refused", since)
         decisions = held_decisions(agent, service, after)
-        assert_holds(decisions, 3, "load is missing: hold at 3")
+        assert_holds(decisions, 3, f"{QUERY_FAILED}: hold at 3")
         assert_not_ready_for(agent, "did not answer: ConnectionError")
         agent.assert_healthy()
 
@@ -265,7 +267,7 @@ def test_a_trickled_body_ends_the_tick_at_the_deadline(
         assert all(s["failed_queries"] == 1 for s in summaries), summaries
         errors = [e["error"] for e in agent.events("prometheus_query_failed")]
         assert len(errors) >= 4 and all("did not answer within 0.33 s" in e for e in errors), errors
-        assert_holds(agent.decisions(service), 2, "load is missing: hold at 2")
+        assert_holds(agent.decisions(service), 2, f"{QUERY_FAILED}: hold at 2")
         agent.assert_healthy()
         assert_not_ready_for(agent, "did not answer within 0.33 s")
         assert proxy.served["trickle"] >= 4

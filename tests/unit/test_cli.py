@@ -114,6 +114,43 @@ def test_validate_an_empty_folder_and_a_folder_named_like_a_file(
     assert "x.yaml: is not a readable file" in out
 
 
+PASSED_OVER = ("the agent passes this file over: it reads only the files named *.yaml or "
+               "*.yml (in lower case, not hidden) of its policies folder")
+
+
+@pytest.mark.parametrize(
+    ("files", "argument", "noted"),
+    [
+        pytest.param(["web.json"], "web.json", ["web.json"], id="a-json-file-named-alone"),
+        pytest.param([".web.yaml"], ".web.yaml", [".web.yaml"], id="a-hidden-file-named-alone"),
+        pytest.param(["web.YAML"], "web.YAML", ["web.YAML"], id="upper-case-named-alone"),
+        pytest.param(["api.yaml", "web.YML"], ".", ["web.YML"], id="upper-case-in-the-folder"),
+        pytest.param(["api.yaml", "templates/web.Yaml"], ".", ["templates/web.Yaml"],
+                     id="upper-case-in-the-templates-folder"),
+        pytest.param(["api.yaml", "web.yml", "notes.txt", ".#api.yaml"], ".", [],
+                     id="what-the-agent-reads-or-is-no-policy"),
+        pytest.param(["web.yaml"], "web.yaml", [], id="a-policy-named-alone"),
+    ],
+)
+def test_validate_notes_a_file_the_agent_would_pass_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    files: list[str], argument: str, noted: list[str],
+) -> None:
+    """`validate web.json` said ok, and the agent then never read the file: a newcomer's
+    policy that validates and never scales anything, without a word."""
+    (tmp_path / "templates").mkdir()
+    for index, name in enumerate(files):
+        (tmp_path / name).write_text(VALID.replace("web", f"s{index}"))
+    monkeypatch.chdir(tmp_path)
+
+    main(["validate", argument])
+
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("note: ")] == [
+        f"note: {Path(argument, name) if argument == '.' else Path(name)}: {PASSED_OVER}"
+        for name in noted]
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "attribute", "expected"),
     [

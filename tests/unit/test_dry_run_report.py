@@ -168,3 +168,24 @@ def test_html_and_line_breaks_from_the_log_stay_text_in_report_md(
     rows = [line for line in markdown.splitlines() if "first line" in line]
     assert len(rows) == 1 and rows[0].startswith("| ") and "first line \\| second line" in rows[0]
     assert "\r" not in markdown
+
+
+@pytest.mark.parametrize(("desired", "said"), [
+    pytest.param([2], "1 decision (dry-run) from 2026-11-30 12:00:00 to 2026-11-30 12:00:00; "
+                 "**0 changes**", id="one-decision"),
+    pytest.param([2, 3], "2 decisions (dry-run) from 2026-11-30 12:00:00 to "
+                 "2026-11-30 12:00:15; **1 change**", id="one-change"),
+    pytest.param([2, 3, 4], "3 decisions (dry-run) from 2026-11-30 12:00:00 to "
+                 "2026-11-30 12:00:30; **2 changes**", id="two-changes"),
+])
+def test_a_service_s_counts_are_in_the_right_number(tmp_path: Path, desired: list[int],
+                                                    said: str) -> None:
+    """It read "**1 changes** it would have made"."""
+    log = tmp_path / "dry-run.log"
+    log.write_text("".join(decision(tick, current_replicas=2 if tick == 0 else desired[tick - 1],
+                                    desired_replicas=count) + "\n"
+                           for tick, count in enumerate(desired)))
+
+    assert main(["report", "--log", str(log), "--out", str(tmp_path / "report")]) == 0
+
+    assert said in (tmp_path / "report" / "report.md").read_text()

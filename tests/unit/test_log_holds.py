@@ -25,7 +25,7 @@ from autoscaler.core.model import Decision, Reason
 from autoscaler.policy_files import PolicyWatcher
 from autoscaler.runtime.agent import Agent
 from autoscaler.runtime.telemetry import Telemetry
-from tests.unit.fakes import FakeMetrics, FakeSwarm
+from tests.unit.fakes import FakeLeadership, FakeMetrics, FakeSwarm
 from tests.unit.test_engine import engine_of
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -238,6 +238,34 @@ def test_every_tick_logs_its_summary(tmp_path: Path) -> None:
     assert isinstance(first["seconds"], float) and first["seconds"] >= 0
     assert (down["decided"], down["log_level"]) == (0, "info")
     assert len(events_of(logs, "scaling_decision")) == 2
+
+
+@pytest.mark.parametrize(
+    ("leadership", "logged"),
+    [
+        pytest.param(None, [], id="dry-run-takes-no-lease"),
+        pytest.param(FakeLeadership(leader=True), [True], id="run-holds-the-lease"),
+        pytest.param(FakeLeadership(leader=False), [False], id="run-follows"),
+    ],
+)
+def test_only_an_agent_that_takes_the_lease_logs_leadership(
+    tmp_path: Path, leadership: FakeLeadership | None, logged: list[bool]
+) -> None:
+    (tmp_path / "a.yaml").write_text(POLICY.format(name="a"))
+    swarm = FakeSwarm()
+    swarm.add("a", 2)
+    engine = engine_of(metrics=FakeMetrics(lambda _: []), swarm=swarm,
+                       sink=LogDecisionSink("all"), dry_run=leadership is None,
+                       leadership=leadership)
+    agent = Agent(engine, interval=timedelta(seconds=15), telemetry=Telemetry(),
+                  watcher=PolicyWatcher(tmp_path), history=_NoHistory(), clock=lambda: NOW,
+                  leadership=leadership)
+
+    with capture_logs() as logs:
+        agent.tick()
+        agent.tick()
+
+    assert [e["leader"] for e in events_of(logs, "leadership")] == logged
 
 
 @pytest.mark.parametrize(

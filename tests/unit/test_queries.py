@@ -109,13 +109,11 @@ def test_a_value_that_makes_no_sense_as_load_is_rejected_as_missing(value: float
 @pytest.mark.parametrize(
     ("answer", "value"),
     [
-        pytest.param([], None, id="no-series"),
-        pytest.param(None, None, id="query-failed"),
         pytest.param([Series({"service": "a"}, 0.0)], 0.0, id="zero"),
         pytest.param([Series({"service": "a"}, 7.5)], 7.5, id="positive"),
     ],
 )
-def test_nothing_is_rejected_when_there_is_no_value_or_a_sane_one(
+def test_nothing_is_rejected_when_there_is_a_sane_value(
     answer: list[Series] | None, value: float | None
 ) -> None:
     policy = build_policy(service="a", metrics=[{"name": "rps", "query": "q", "target": 1}])
@@ -123,6 +121,43 @@ def test_nothing_is_rejected_when_there_is_no_value_or_a_sane_one(
     values = assign_values(plan_queries([policy]), {"q": answer})["a"]
 
     assert (values, values.rejected) == ({"rps": value}, {})
+
+
+A, B = Series({"service": "a"}, 1.0), Series({"service": "b"}, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("query", "keys", "answer", "why"),
+    [
+        pytest.param("q", {}, None, "the query failed: prometheus_query_failed says why",
+                     id="query-failed"),
+        pytest.param("q", {}, [], "the answer has no series", id="no-series"),
+        pytest.param("q", {}, [B], 'none of its one series has service="a"',
+                     id="another-service-s"),
+        pytest.param("q", {}, [Series({}, 3.0), B], 'none of its 2 series has service="a"',
+                     id="no-sum-by-service"),
+        pytest.param("q", {"service_label": "job"}, [A], 'none of its one series has job="a"',
+                     id="wrong-service-label"),
+        pytest.param("q", {}, [A, A, B], 'several series have service="a", one was expected: '
+                     "sum them by service", id="several-for-the-service"),
+        pytest.param('r{s="{{service}}"}', {}, [A, B],
+                     "the answer has 2 series, one was expected", id="several-per-service"),
+        pytest.param("q", {"per_task": True}, [B], 'none of its one series has service="a"',
+                     id="per-task-none-for-the-service"),
+    ],
+)
+def test_a_missing_value_says_why(query: str, keys: dict[str, Any],
+                                  answer: list[Series] | None, why: str) -> None:
+    """"rps is missing" alone left the operator to guess among a typo in the metric's
+    name, a missing `sum by`, a wrong `service_label` and a failed query."""
+    policy = build_policy(service="a", metrics=[{"name": "rps", "query": query, "target": 1,
+                                                 **keys}])
+    plan = plan_queries([policy])
+    (rendered,) = plan
+
+    values = assign_values(plan, {rendered: answer})["a"]
+
+    assert (values, values.rejected) == ({"rps": None}, {"rps": f"rps is missing ({why})"})
 
 
 def test_minus_zero_is_zero() -> None:
@@ -252,15 +287,25 @@ def _quadratic_assign(plan: dict[str, list[QueryUse]],
         answer = answers.get(rendered)
         for use in uses:
             found = values.setdefault(use.policy_service, {"values": {}, "rejected": {}})
-            value = None
+            value, why = None, "the query failed: prometheus_query_failed says why"
             if answer is not None:
                 matching = answer if use.service is not None else [
                     s for s in answer if s.labels.get(use.service_label) == use.policy_service]
                 value = matching[0].value + 0.0 if len(matching) == 1 else None
+                label = f'{use.service_label}="{use.policy_service}"'
+                why = ("the answer has no series" if not answer
+                       else f"the answer has {len(answer)} series, one was expected"
+                       if use.service is not None
+                       else f"several series have {label}, one was expected: sum them by "
+                            f"{use.service_label}" if matching
+                       else f"none of its one series has {label}" if len(answer) == 1
+                       else f"none of its {len(answer)} series has {label}")
             problem = None if value is None else rejection(value)
             if problem is not None:
                 found["rejected"][use.metric] = f"{use.metric}: {problem}: treated as missing"
                 value = None
+            elif value is None:
+                found["rejected"][use.metric] = f"{use.metric} is missing ({why})"
             found["values"][use.metric] = value
     return values
 

@@ -83,7 +83,8 @@ def test_a_rejected_value_decides_exactly_as_a_missing_one(
         if "bad" in tick.values():
             assert was_bad["metrics"]["rps"] is None
             assert note in was_bad["message"]
-            assert was_bad["message"] == was_missing["message"].replace("rps is missing", note)
+            assert was_bad["message"] == was_missing["message"].replace(
+                "rps is missing (the answer has no series)", note)
         assert {**was_bad, "message": ""} == {**was_missing, "message": ""}
 
 
