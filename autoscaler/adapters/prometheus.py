@@ -17,8 +17,8 @@ core:
 - the wrong resultType: an instant query answering a matrix or a string, a range query
   answering anything but a matrix, or a shape that does not match the type;
 - a value that is not a number, or a range's sample at a time that is not a finite one.
-Answers are decoded one at a time, each only if it came within its deadline (see
-MAX_ANSWER_BYTES).
+At most DECODED_AT_ONCE_BYTES of answers are decoded at once, each only if it came within its
+deadline (see MAX_ANSWER_BYTES).
 NaN and infinities of an instant query pass through as floats; the core reads them as
 missing. Those of a range are dropped, as a step with no sample.
 """
@@ -53,10 +53,41 @@ MAX_ANSWER_BYTES = 64 << 20
 """The largest answer read: an instant query over 10,000 services answers a few MB, a range
 of `_RANGE_POINTS` under 1 MB a series. Decoded, an answer of small series takes about ten
 times its size and a few seconds of CPU (650 MB and 6.5 s for 61 MB of 600,000 series on 2
-cores), so answers are decoded one at a time: eight queries that forgot their `sum by`,
-decoded side by side, took 4.9 GB and a tick of 45 s at a 15 s interval. An answer that
-waits for another's decoding past its own deadline is not decoded at all, so the queries of
-a tick end by their deadline and one answer's decoding."""
+cores), so at most one such answer's worth is decoded at once (DECODED_AT_ONCE_BYTES):
+eight queries that forgot their `sum by`, decoded side by side, took 4.9 GB and a tick of
+45 s at a 15 s interval. An answer that waits for others' decoding past its own deadline is
+not decoded at all, so the queries of a tick end by their deadline and one answer's
+decoding."""
+DECODED_AT_ONCE_BYTES = MAX_ANSWER_BYTES
+"""The most bytes of answers decoded at once: one answer at the size limit, or many small
+ones side by side. Decoded one at a time whatever their size, the small answers that came
+while a large one was decoded waited for it past their deadline: one query that forgot its
+`sum by` failed every other query of the tick."""
+
+
+class _DecodingRoom:
+    """The bytes of the answers being decoded, at most `size`; an answer larger than that
+    takes all of it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._taken = 0
+        self._changed = threading.Condition()
+
+    def enter(self, body: int, *, timeout: float) -> int | None:
+        """Room for a body of `body` bytes, within `timeout` seconds: the bytes taken, to
+        give back to `leave`, or None when there was none in time."""
+        need = min(body, self.size)
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._taken + need <= self.size, timeout):
+                return None
+            self._taken += need
+        return need
+
+    def leave(self, taken: int) -> None:
+        with self._changed:
+            self._taken -= taken
+            self._changed.notify_all()
 
 
 class _Authorization(AuthBase):
@@ -94,8 +125,7 @@ class PrometheusSource:
         ca_bundle, cert, key = self.access.tls_files()
         self._verify: str | bool = ca_bundle if ca_bundle is not None else True
         self._cert: str | tuple[str, str] | None = (cert, key) if cert and key else cert
-        self._decoding = threading.Lock()
-        """Held while an answer is decoded (see MAX_ANSWER_BYTES)."""
+        self._decoding = _DecodingRoom(DECODED_AT_ONCE_BYTES)
 
     def __repr__(self) -> str:
         return f"PrometheusSource({self.access!r}, timeout={self.timeout:g})"
@@ -189,16 +219,18 @@ class PrometheusSource:
 
     @contextmanager
     def _answer(self, path: str, form: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """The `data` of the API's answer to a form POST, or SourceUnavailable; the decoding
-        lock is held inside, for what the caller makes of it too."""
+        """The `data` of the API's answer to a form POST, or SourceUnavailable; its room
+        among the answers decoded (DECODED_AT_ONCE_BYTES) is held inside, for what the caller
+        makes of it too."""
         body, status, reason, location, deadline = self._post(path, form)
-        if not self._decoding.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        taken = self._decoding.enter(len(body), timeout=max(0.0, deadline - time.monotonic()))
+        if taken is None:
             self._fail(f"did not answer within {self.timeout:g} s (its answer came, and "
-                       "waited for another's to be read)")
+                       "waited for others' to be read)")
         try:
             yield self._data(body, status, reason, location)
         finally:
-            self._decoding.release()
+            self._decoding.leave(taken)
 
     def _post(self, path: str, form: dict[str, str]
               ) -> tuple[bytes, int, str, str | None, float]:

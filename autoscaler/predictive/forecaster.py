@@ -196,16 +196,21 @@ class NaiveComparison:
             (deque(), deque())
         """Per side (the forecasts', the naive ones'), the errors that may yet be the day's
         largest: (their count when added, error), the errors decreasing."""
+        self._nonzero = [0, 0]
+        """Per side, the day's errors other than 0: with one, the day but its largest has
+        none, which the running sums, less the largest, read as their rounding."""
 
     def add(self, error: float, naive: float) -> None:
         self._pairs.append((error, naive))
         self._errors += error
         self._naive += naive
         self._added += 1
+        self._count_nonzero((error, naive), 1)
         if len(self._pairs) > self.day:
             gone_error, gone_naive = self._pairs.popleft()
             self._errors -= gone_error
             self._naive -= gone_naive
+            self._count_nonzero((gone_error, gone_naive), -1)
         if self._added % self.day == 0:  # no drift from the running sums
             self._errors = sum(e for e, _ in self._pairs)
             self._naive = sum(n for _, n in self._pairs)
@@ -221,11 +226,18 @@ class NaiveComparison:
         day is resolved."""
         if len(self._pairs) < max(1, NAIVE_CHECK_SHARE * self.day):
             return None
-        errors = self._errors - self._largest[0][0][1]
-        naive = self._naive - self._largest[1][0][1]
+        errors, naive = (
+            total - largest[0][1] if nonzero > 1 else 0.0
+            for total, largest, nonzero in zip((self._errors, self._naive), self._largest,
+                                               self._nonzero, strict=True))
         if naive <= 0:
             return None if errors <= 0 else math.inf
         return errors / naive
+
+    def _count_nonzero(self, pair: tuple[float, float], change: int) -> None:
+        for side, error in enumerate(pair):
+            if error != 0:
+                self._nonzero[side] += change
 
 
 class RecentValues:

@@ -482,6 +482,22 @@ def test_the_naive_comparison_leaves_each_sides_largest_error_of_the_day_out(
     assert comparison.mase() == pytest.approx(mase)
 
 
+@pytest.mark.parametrize("naive", [
+    pytest.param((0.1, 0.2), id="both-sides-none-left"),
+    pytest.param((0.0, 0.2), id="the-naive-side-exactly-none-left"),
+])
+def test_a_day_of_no_errors_but_the_largest_is_not_judged(naive: tuple[float, float]) -> None:
+    """A quiet service, every forecast and naive forecast exact but two spikes, the first a
+    day old: the day but each side's largest has no error to compare, but the running sums,
+    having added and taken off 0.1, kept a rounding of 5.6e-17 and read as a MASE of 1.0 or
+    inf, worse than naive."""
+    comparison = NaiveComparison(day=10)
+    for pair in [(0.1, naive[0]), (0.2, naive[1])] + [(0.0, 0.0)] * 9:
+        comparison.add(*pair)
+
+    assert comparison.mase() is None
+
+
 def test_one_outlier_does_not_turn_a_forecast_worse_than_naive_on_for_a_day() -> None:
     """A load that repeats each day exactly, but for one minute at ten times the load: the
     naive forecast repeats that minute a day later, one large error among a day of none."""

@@ -424,16 +424,12 @@ def spread(log: ServiceLog, alerts: Counter[str]) -> str:
     return "; ".join(said)
 
 
-def _counted(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'s' if count != 1 else ''}"
-
-
 def _service_section(index: int, log: ServiceLog, alerts: Counter[str]) -> Section:
     mode = "dry-run" if log.dry_run == {True} else "run" if log.dry_run == {False} else "mixed"
     section = Section(f"{log.service}")
     section.blocks.append(
-        f"{_counted(len(log.times), 'decision')} ({mode}) from {log.times[0]:%Y-%m-%d %H:%M:%S} "
-        f"to {log.times[-1]:%Y-%m-%d %H:%M:%S}; **{_counted(len(log.changes), 'change')}** it "
+        f"{plural(len(log.times), 'decision')} ({mode}) from {log.times[0]:%Y-%m-%d %H:%M:%S} "
+        f"to {log.times[-1]:%Y-%m-%d %H:%M:%S}; **{plural(len(log.changes), 'change')}** it "
         f"{'would have made' if mode == 'dry-run' else 'made or wanted'}. Reasons: "
         + ", ".join(f"{k} {v}" for k, v in sorted(log.reasons.items())) + "."
     )
