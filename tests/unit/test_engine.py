@@ -549,7 +549,7 @@ def test_a_forecasts_raise_is_held_for_a_horizon_in_a_dry_run_as_in_a_run(
     engine, swarm, sink = predictive_web([{"name": "rps", "query": ALL, "target": 100}],
                                          load=300, dry_run=dry_run,
                                          behavior={"scale_up": {"max_step": 10}})
-    served = iter([Forecast(800, 850, None, None)] + [Forecast(300, 310, None, None)] * 3)
+    served = iter([Forecast(800, 850, None, None)] + [Forecast(320, 330, None, None)] * 3)
     planner = engine._planner
     assert isinstance(planner, PredictivePlanner)
     planner.book.forecast_metric = (  # type: ignore[method-assign]
@@ -573,7 +573,7 @@ def test_a_raise_held_before_the_count_was_not_the_forecasts_is_not_held_after(
                             "behavior": {"scale_up": {"max_step": 10}}}
     metrics = [{"name": "rps", "query": ALL, "target": 100}]
     engine, swarm, sink = predictive_web(metrics, load=300, **keys)
-    served = iter([Forecast(800, 850, None, None)] * 2 + [Forecast(300, 310, None, None)] * 20)
+    served = iter([Forecast(800, 850, None, None)] * 2 + [Forecast(320, 330, None, None)] * 20)
     planner = engine._planner
     assert isinstance(planner, PredictivePlanner)
     planner.book.forecast_metric = (  # type: ignore[method-assign]

@@ -38,26 +38,29 @@ def predictive(**keys: object) -> Policy:
     ("forecast", "expected", "note"),
     [
         pytest.param(MetricForecast(280, 300, 400, cap_base=280), 3, None, id="under-the-cap"),
-        pytest.param(MetricForecast(280, 300, 900, cap_base=280), 4,
-                     "capped at 4 (1.5 x the 2.8 replicas' worth of the forecast 280)",
+        pytest.param(MetricForecast(400, 450, 900, cap_base=400), 5,
+                     "capped at 5 (1.25 x the 4 replicas' worth of the forecast 400)",
                      id="worst-case-capped"),
-        pytest.param(MetricForecast(300, 2000, None, cap_base=300), 4,
-                     "capped at 4 (1.5 x the 3 replicas' worth of the forecast 300)",
+        pytest.param(MetricForecast(400, 2000, None, cap_base=400), 5,
+                     "capped at 5 (1.25 x the 4 replicas' worth of the forecast 400)",
                      id="margin-capped"),
+        pytest.param(MetricForecast(280, 2000, None, cap_base=280), 3,
+                     "capped at 3 (1.25 x the 2.8 replicas' worth of the forecast 280)",
+                     id="never-under-what-the-point-needs"),
         pytest.param(MetricForecast(0, 500, None, cap_base=0), 1,
-                     "capped at 1 (1.5 x the 0 replicas' worth of the forecast 0)",
+                     "capped at 1 (1.25 x the 0 replicas' worth of the forecast 0)",
                      id="a-replica-at-least"),
-        pytest.param(MetricForecast(350, 2000, None, cap_base=350), 5,
-                     "capped at 5 (1.5 x the 3.5 replicas' worth of the forecast 350)",
+        pytest.param(MetricForecast(750, 2000, None, cap_base=750), 9,
+                     "capped at 9 (1.25 x the 7.5 replicas' worth of the forecast 750)",
                      id="rounded-down"),
         pytest.param(MetricForecast(280, 300, 900), 6, None, id="no-base-no-cap"),
     ],
 )
-def test_a_forecasts_count_is_capped_at_one_and_a_half_times_what_its_point_needs(
+def test_a_forecasts_count_is_capped_at_a_quarter_more_than_what_its_point_needs(
     forecast: MetricForecast, expected: int, note: str | None,
 ) -> None:
-    """The cap is floor(1.5 x point / target), and never under ceil(point / target) or 1: a
-    count the load of the point forecast would use less than two thirds of is not asked
+    """The cap is floor(1.25 x point / target), and never under ceil(point / target) or 1:
+    a count the load of the point forecast would use less than four fifths of is not asked
     for."""
     count = forecast_count(predictive(), {"rps": forecast})
 
@@ -332,7 +335,7 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
     ("forecast", "note"),
     [
         pytest.param(MetricForecast(300, 2000, cap_base=300),
-                     "rps 2000 -> 20, capped at 4 (1.5 x the 3 replicas' worth of the "
+                     "rps 2000 -> 20, capped at 3 (1.25 x the 3 replicas' worth of the "
                      "forecast 300): the target rule's 5 stands", id="capped"),
         pytest.param(MetricForecast(300, 2000, unconfirmed=4),
                      "rps 2000 -> 20, 4 until the next tick asks for more too", id="unconfirmed"),
@@ -342,8 +345,9 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
 def test_a_forecast_a_limit_brought_under_the_rule_is_still_said(
     forecast: MetricForecast, note: str | None,
 ) -> None:
-    """The target rule keeps 5; a forecast that asked for more, capped or unconfirmed down
-    to 4, is named with its limit; one that asked for no more than 5 is not."""
+    """The target rule keeps 5; a forecast that asked for more, capped down to 3 or
+    unconfirmed down to 4, is named with its limit; one that asked for no more than 5 is
+    not."""
     policy = build_policy(strategy="predictive", max_replicas=1000,
                           metrics=[{"name": "rps", "query": "q", "target": 100}])
     outcome = decide(policy, current=5, metrics={"rps": 480.0}, memory=ServiceMemory(seed=None),
