@@ -104,9 +104,17 @@ class Agent:
                 log.info(**fields)
         self._loaded_once = True
         if first:
-            log.info("policies_loaded", policies=len(self._watcher.policies),
-                     templates=len(self._watcher.templates), files=loaded,
-                     folder=str(self._watcher.folder))
+            loaded_fields = {"policies": len(self._watcher.policies),
+                             "templates": len(self._watcher.templates), "files": loaded,
+                             "folder": str(self._watcher.folder)}
+            if self._watcher.policies or self._watcher.templates:
+                log.info("policies_loaded", **loaded_fields)
+            else:
+                # Not an error (files may come later, the folder is read every tick), but a
+                # mounted folder that is not the one meant looks just like this.
+                log.warning("policies_loaded", **loaded_fields,
+                            hint="no policy and no label template: nothing is scaled until a "
+                                 "*.yaml file is added to this folder")
         self._engine.set_policies(self._watcher.policies, self._watcher.templates)
         if events:
             freeze_long_lived()

@@ -203,6 +203,7 @@ def test_the_first_load_is_one_line_and_later_changes_one_line_each(tmp_path: Pa
     assert events_of(first, "policy_rejected")[0]["file"].endswith("bad.yaml")
     (loaded,) = events_of(first, "policies_loaded")
     assert (loaded["policies"], loaded["templates"], loaded["files"]) == (50, 0, 50)
+    assert loaded["log_level"] == "info" and "hint" not in loaded
     assert loaded["folder"] == str(tmp_path)
     assert sorted((Path(e["file"]).name, e["change"]) for e in later) == [
         ("new.yaml", "added"), ("s0.yaml", "changed")]
@@ -214,8 +215,9 @@ def test_an_empty_folder_still_says_what_it_loaded(tmp_path: Path) -> None:
     with capture_logs() as logs:
         agent.reload()
 
-    assert [(e["event"], e["policies"], e["files"]) for e in logs] == [
-        ("policies_loaded", 0, 0)]
+    assert [(e["event"], e["policies"], e["files"], e["log_level"]) for e in logs] == [
+        ("policies_loaded", 0, 0, "warning")]
+    assert "nothing is scaled until a *.yaml file is added" in logs[0]["hint"]
 
 
 def test_every_tick_logs_its_summary(tmp_path: Path) -> None:
