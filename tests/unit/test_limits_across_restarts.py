@@ -245,13 +245,20 @@ def test_a_count_set_back_by_hand_to_the_agents_last_one_is_still_a_person_s() -
     assert sink.decisions[-1].reason == Reason.MANUAL_OVERRIDE
 
 
-def test_a_later_change_of_anything_but_the_count_starts_no_window() -> None:
+def set_by_hand_then_edited() -> tuple[FakeSwarm, Engine, ListSink]:
+    """An agent scales web 3 -> 5; a person sets 8 a minute later, and another minute later
+    changes something else in its spec (a new image, a label)."""
     swarm = FakeSwarm()
     swarm.add("web", 3)
-    agent, _ = fresh_agent(swarm, load=500, behavior={})
+    agent, sink = fresh_agent(swarm, load=500, behavior={})
     agent.tick(NOW)
     swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
     swarm.update_other_than_replicas("web", at=NOW + timedelta(minutes=2))
+    return swarm, agent, sink
+
+
+def test_a_later_change_of_anything_but_the_count_starts_no_window() -> None:
+    swarm, _, _ = set_by_hand_then_edited()
 
     restarted, sink = fresh_agent(swarm, load=1500, behavior={})
     restarted.tick(NOW + timedelta(hours=1))
@@ -263,12 +270,7 @@ def test_a_later_change_of_anything_but_the_count_starts_no_window() -> None:
 def test_a_later_change_of_anything_but_the_count_does_not_end_the_window() -> None:
     """Scaled by hand, then a new image or a label: the count is still a person's, and the
     update is the latest it can have been set at (a restarted agent knows no earlier)."""
-    swarm = FakeSwarm()
-    swarm.add("web", 3)
-    agent, sink = fresh_agent(swarm, load=500, behavior={})
-    agent.tick(NOW)
-    swarm.set_by_hand("web", 8, at=NOW + timedelta(minutes=1))
-    swarm.update_other_than_replicas("web", at=NOW + timedelta(minutes=2))
+    swarm, agent, sink = set_by_hand_then_edited()
 
     agent.tick(NOW + timedelta(minutes=3))
     assert sink.decisions[-1].reason == Reason.MANUAL_OVERRIDE
