@@ -188,17 +188,21 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     tick. It keeps it whatever asks for the drop, the target rule too, so at a steady load
     the count can stay up to a tolerance's worth of replicas above the rule's (at 10
     replicas and a tolerance of 0.1, one replica while the forecast asks for 9), as letting
-    the rule's own drops through brings the jitter back (docs/predictive.md). A raise is
-    never held back, and the count follows a forecast that falls further, or a forecast no
-    longer in use."""
+    the rule's own drops through brings the jitter back (docs/predictive.md). The band reads
+    the forecast's count with its cap rounded up (`releasing_at`): a cap is a limit on a
+    raise, and a point forecast jittering across its rounding line would otherwise move the
+    count a replica down and up again every few minutes. A raise is never held back, and the
+    count follows a forecast that falls further, or a forecast no longer in use."""
     if forecast is None:
         return Limited(stabilized)
     wanted = forecast.replicas
+    releasing_at = forecast.releasing_at if forecast.releasing_at is not None else wanted
     if stabilized < current and wanted < current \
-            and wanted >= current * (1.0 - tolerance) - SLACK:
+            and releasing_at >= current * (1.0 - tolerance) - SLACK:
+        rounded = f" ({releasing_at} with its cap rounded up)" if releasing_at != wanted else ""
         return Limited(current, Reason.PREDICTED_LOAD,
-                       f"{current}: kept, the forecast's count {wanted} is within tolerance "
-                       "of it")
+                       f"{current}: kept, the forecast's count {wanted}{rounded} is within "
+                       "tolerance of it")
     if wanted <= stabilized:
         return Limited(stabilized)
     return Limited(wanted, Reason.PREDICTED_LOAD,

@@ -192,9 +192,24 @@ class ForecastCount:
     asked: int | None = None
     """The largest count a metric's forecast asked for before the cap and the confirmation
     (None: as `replicas`)."""
+    releasing_at: int | None = None
+    """`replicas` with each metric's cap rounded up rather than down (None: as `replicas`):
+    what `decide`'s release band reads. The cap rounds down as a limit on a raise; read the
+    same way on a release, a point forecast that jitters across the cap's rounding line
+    lowers the count and raises it again every few minutes (docs/predictive.md)."""
 
 
-def margin_count(metric: MetricSpec, forecast: MetricForecast) -> tuple[int, str]:
+@dataclass(frozen=True)
+class MetricCount:
+    """One metric's forecast count before any hold, and how it was reached."""
+
+    replicas: int
+    unrounded: float
+    """The same count before its rounding: the ask before `ceil`, the cap before `floor`."""
+    explanation: str
+
+
+def margin_count(metric: MetricSpec, forecast: MetricForecast) -> MetricCount:
     """What the forecast and its margin ask for, and how: `ceil(forecast with margin /
     target)`; for a metric with a `limit`, the larger of `ceil(forecast / target)` and
     `ceil(forecast with margin / limit)`.
@@ -205,11 +220,14 @@ def margin_count(metric: MetricSpec, forecast: MetricForecast) -> tuple[int, str
     trace: 42 such raises a day, 12 with the margin at the limit; docs/predictive.md)."""
     assert forecast.with_margin is not None and metric.target
     if not metric.limit or forecast.value is None:
-        count = ceil_slack(forecast.with_margin / metric.target)
-        return count, f"{metric.name} {forecast.with_margin:g} -> {count}"
+        unrounded = forecast.with_margin / metric.target
+        count = ceil_slack(unrounded)
+        return MetricCount(count, unrounded, f"{metric.name} {forecast.with_margin:g} -> {count}")
     at_target = ceil_slack(forecast.value / metric.target)
     at_limit = ceil_slack(forecast.with_margin / metric.limit)
-    return max(at_target, at_limit), (
+    return MetricCount(
+        max(at_target, at_limit),
+        max(forecast.value / metric.target, forecast.with_margin / metric.limit),
         f"{metric.name} {forecast.value:g} -> {at_target}, with margin {forecast.with_margin:g} "
         f"at limit {metric.limit:g} each -> {at_limit}")
 
@@ -217,22 +235,24 @@ def margin_count(metric: MetricSpec, forecast: MetricForecast) -> tuple[int, str
 def asked_count(metric: MetricSpec, forecast: MetricForecast) -> int:
     """What a forecast in use asks for before any limit: `margin_count`, or `ceil(worst case
     / limit)` where the metric sets a `limit` and that is more."""
-    count, _ = margin_count(metric, forecast)
+    count = margin_count(metric, forecast).replicas
     if metric.limit and forecast.worst_case is not None:
         count = max(count, ceil_slack(forecast.worst_case / metric.limit))
     return count
 
 
 def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
-                          ) -> tuple[int, str] | None:
+                          ) -> MetricCount | None:
     """One metric's count and how it was reached, before any hold: `margin_count`,
     `ceil(worst case / limit)` where the metric sets a `limit` and that is more, at most
     FORECAST_CAP x the replicas' worth of `cap_base` at `target`, and at most `unconfirmed`;
     None without a forecast in use."""
     if forecast is None or forecast.with_margin is None or not metric.target:
         return None
-    count, note = margin_count(metric, forecast)
+    asked = margin_count(metric, forecast)
+    count, unrounded, note = asked.replicas, asked.unrounded, asked.explanation
     if metric.limit and forecast.worst_case is not None:
+        unrounded = max(unrounded, forecast.worst_case / metric.limit)
         worst = ceil_slack(forecast.worst_case / metric.limit)
         if worst > count:
             count = worst
@@ -240,17 +260,20 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                      f"each -> {worst}")
     if forecast.cap_base is not None:
         worth = forecast.cap_base / metric.target
+        unrounded = min(unrounded, max(FORECAST_CAP * worth, ceil_slack(worth), 1))
         cap = max(floor_slack(FORECAST_CAP * worth), ceil_slack(worth), 1)
         if count > cap:
             count = cap
             note += (f", capped at {cap} ({FORECAST_CAP:g} x the {worth:.3g} replicas' worth "
                      f"of the forecast {forecast.cap_base:g})")
-    if forecast.unconfirmed is not None and count > forecast.unconfirmed:
-        count = forecast.unconfirmed
-        note += (f", {count} until the next tick asks for more too (a raise beyond "
-                 f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
-                 "two ticks running)")
-    return count, note
+    if forecast.unconfirmed is not None:
+        unrounded = min(unrounded, forecast.unconfirmed)
+        if count > forecast.unconfirmed:
+            count = forecast.unconfirmed
+            note += (f", {count} until the next tick asks for more too (a raise beyond "
+                     f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
+                     "two ticks running)")
+    return MetricCount(count, unrounded, note)
 
 
 def forecast_count(
@@ -267,14 +290,14 @@ def forecast_count(
     was made, an action each way, when the forecast jitters. The book sets all three.
     """
     counts: dict[str, int] = {}
-    asked = 0
+    asked = releasing_at = 0
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
         found = metric_forecast_count(metric, forecast)
         if found is None or forecast is None:
             continue
-        count, note = found
+        count, note = found.replicas, found.explanation
         held = forecast.held
         if held is not None and held.replicas > count:
             count = held.replicas
@@ -282,11 +305,12 @@ def forecast_count(
                      f"forecast's count is held for {format_duration(held.hold)})")
         counts[metric.name] = count
         asked = max(asked, count, asked_count(metric, forecast))
+        releasing_at = max(releasing_at, count, ceil_slack(found.unrounded))
         notes.append(note)
     if not counts:
         return None
     return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}",
-                         asked)
+                         asked, releasing_at)
 
 
 def with_forecast(reactive: Recommendation, forecast: ForecastCount | None) -> Recommendation:

@@ -68,7 +68,7 @@ class RaiseHold:
         LATE ticks before `now`) asked for as much: a spike of one tick's forecast raises
         the count to that share at most. Remembers what this one asks for, and its point."""
         counted = metric_forecast_count(metric, forecast)
-        before, self.asked = self.asked, (now, counted[0]) if counted is not None else None
+        before, self.asked = self.asked, (now, counted.replicas) if counted is not None else None
         asked = before[1] if before is not None \
             and timedelta(0) < now - before[0] <= LATE * tick else None
         pointed, self.pointed = self.pointed, (
@@ -191,7 +191,7 @@ class ForecastBook:
                                       self.tick)
             counted = metric_forecast_count(metric, forecast)
             forecasts[metric.name] = raises.apply(
-                forecast, counted[0] if counted is not None else None, now, hold)
+                forecast, counted.replicas if counted is not None else None, now, hold)
             unsettled.append(raises)
             if found.reason:
                 reasons.append(found.reason)

@@ -195,6 +195,30 @@ def test_a_forecasts_count_within_tolerance_under_the_current_count_keeps_it(
 
 
 @pytest.mark.parametrize(
+    ("point", "expected", "note"),
+    [
+        pytest.param(710.0, 9, "9: kept, the forecast's count 8 (9 with its cap rounded up) is "
+                     "within tolerance of it", id="the-cap-rounded-down-by-a-replica-keeps"),
+        pytest.param(740.0, 9, "9: the forecast's count, a floor", id="under-the-cap"),
+        pytest.param(560.0, 7, "7: the forecast's count, a floor",
+                     id="a-cap-under-the-band-is-followed"),
+    ],
+)
+def test_the_band_reads_the_cap_rounded_up(point: float, expected: int, note: str) -> None:
+    """The worst case (1,300 at limit 150: 9 replicas) is capped at 1.25 x the point's worth
+    rounded down: 8 for 7.1 replicas' worth (8.875); not at 7.4 (9.25). At 9 replicas the
+    count that a point forecast jittering across that line would lower to 8 and raise again
+    is kept, since the cap rounded up is 9; a cap of 7 (5.6 worth) is under the band."""
+    policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
+    outcome = decide(policy, current=9, metrics={"rps": 500.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(point, point, 1300.0, cap_base=point)})
+
+    assert (outcome.desired, outcome.reason) == (expected, Reason.PREDICTED_LOAD)
+    assert note in outcome.message
+
+
+@pytest.mark.parametrize(
     ("load", "expected"),
     [
         pytest.param(850.0, 10, id="the-rules-drop-within-tolerance-held"),
