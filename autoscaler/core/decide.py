@@ -191,7 +191,9 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     the rule's own drops through brings the jitter back (docs/predictive.md). The band reads
     the forecast's count with its cap rounded up (`releasing_at`): a cap is a limit on a
     raise, and a point forecast jittering across its rounding line would otherwise move the
-    count a replica down and up again every few minutes. A raise is never held back, and the
+    count a replica down and up again every few minutes. Where the cap binds, the count can
+    so stay a replica more above the rule's (at 10 replicas and 0.1, while rule and capped
+    forecast ask for 8 and the cap rounded up for 9). A raise is never held back, and the
     count follows a forecast that falls further, or a forecast no longer in use."""
     if forecast is None:
         return Limited(stabilized)

@@ -218,6 +218,20 @@ def test_the_band_reads_the_cap_rounded_up(point: float, expected: int, note: st
     assert note in outcome.message
 
 
+def test_the_band_can_keep_a_tolerance_above_the_cap_rounded_up() -> None:
+    """What the docs say of the band's reach at a steady load: a tolerance's worth of
+    replicas above the forecast's count with its cap rounded up, a replica more than above
+    the rule's where the cap binds. At 710 (7.1 replicas' worth) the rule and the capped
+    forecast ask for 8, the cap rounded up for 9, and 9 is within 0.1 of 10: 10 is kept."""
+    policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
+    outcome = decide(policy, current=10, metrics={"rps": 710.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(710.0, 710.0, 1300.0, cap_base=710.0)})
+
+    assert (outcome.rule_count, outcome.desired) == (8, 10)
+    assert "10: kept, the forecast's count 8 (9 with its cap rounded up)" in outcome.message
+
+
 @pytest.mark.parametrize(
     ("load", "expected"),
     [
