@@ -38,29 +38,29 @@ def predictive(**keys: object) -> Policy:
     ("forecast", "expected", "note"),
     [
         pytest.param(MetricForecast(280, 300, 400, cap_base=280), 3, None, id="under-the-cap"),
-        pytest.param(MetricForecast(400, 450, 900, cap_base=400), 5,
-                     "capped at 5 (1.25 x the 4 replicas' worth of the forecast 400)",
+        pytest.param(MetricForecast(500, 550, 1000, cap_base=500), 6,
+                     "capped at 6 (1.2 x the 5 replicas' worth of the forecast 500)",
                      id="worst-case-capped"),
-        pytest.param(MetricForecast(400, 2000, None, cap_base=400), 5,
-                     "capped at 5 (1.25 x the 4 replicas' worth of the forecast 400)",
+        pytest.param(MetricForecast(500, 2000, None, cap_base=500), 6,
+                     "capped at 6 (1.2 x the 5 replicas' worth of the forecast 500)",
                      id="margin-capped"),
         pytest.param(MetricForecast(280, 2000, None, cap_base=280), 3,
-                     "capped at 3 (1.25 x the 2.8 replicas' worth of the forecast 280)",
+                     "capped at 3 (1.2 x the 2.8 replicas' worth of the forecast 280)",
                      id="never-under-what-the-point-needs"),
         pytest.param(MetricForecast(0, 500, None, cap_base=0), 1,
-                     "capped at 1 (1.25 x the 0 replicas' worth of the forecast 0)",
+                     "capped at 1 (1.2 x the 0 replicas' worth of the forecast 0)",
                      id="a-replica-at-least"),
-        pytest.param(MetricForecast(750, 2000, None, cap_base=750), 9,
-                     "capped at 9 (1.25 x the 7.5 replicas' worth of the forecast 750)",
+        pytest.param(MetricForecast(780, 2000, None, cap_base=780), 9,
+                     "capped at 9 (1.2 x the 7.8 replicas' worth of the forecast 780)",
                      id="rounded-down"),
         pytest.param(MetricForecast(280, 300, 900), 6, None, id="no-base-no-cap"),
     ],
 )
-def test_a_forecasts_count_is_capped_at_a_quarter_more_than_what_its_point_needs(
+def test_a_forecasts_count_is_capped_at_a_fifth_more_than_what_its_point_needs(
     forecast: MetricForecast, expected: int, note: str | None,
 ) -> None:
-    """The cap is floor(1.25 x point / target), and never under ceil(point / target) or 1:
-    a count the load of the point forecast would use less than four fifths of is not asked
+    """The cap is floor(1.2 x point / target), and never under ceil(point / target) or 1:
+    a count the load of the point forecast would use less than five sixths of is not asked
     for."""
     count = forecast_count(predictive(), {"rps": forecast})
 
@@ -199,16 +199,17 @@ def test_a_forecasts_count_within_tolerance_under_the_current_count_keeps_it(
     [
         pytest.param(710.0, 9, "9: kept, the forecast's count 8 (9 with its cap rounded up) is "
                      "within tolerance of it", id="the-cap-rounded-down-by-a-replica-keeps"),
-        pytest.param(740.0, 9, "9: the forecast's count, a floor", id="under-the-cap"),
-        pytest.param(560.0, 7, "7: the forecast's count, a floor",
+        pytest.param(760.0, 9, "9: the forecast's count, a floor", id="under-the-cap"),
+        pytest.param(560.0, 6, "6: the forecast's count, a floor",
                      id="a-cap-under-the-band-is-followed"),
     ],
 )
 def test_the_band_reads_the_cap_rounded_up(point: float, expected: int, note: str) -> None:
-    """The worst case (1,300 at limit 150: 9 replicas) is capped at 1.25 x the point's worth
-    rounded down: 8 for 7.1 replicas' worth (8.875); not at 7.4 (9.25). At 9 replicas the
+    """The worst case (1,300 at limit 150: 9 replicas) is capped at 1.2 x the point's worth
+    rounded down: 8 for 7.1 replicas' worth (8.52); not at 7.6 (9.12). At 9 replicas the
     count that a point forecast jittering across that line would lower to 8 and raise again
-    is kept, since the cap rounded up is 9; a cap of 7 (5.6 worth) is under the band."""
+    is kept, since the cap rounded up is 9; a cap of 6 (5.6 worth: 6.72, 7 rounded up) is
+    under the band."""
     policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
     outcome = decide(policy, current=9, metrics={"rps": 500.0},
                      memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
@@ -373,7 +374,7 @@ def test_a_raise_the_rate_limit_held_back_is_held_only_as_far_as_it_was_made() -
     ("forecast", "note"),
     [
         pytest.param(MetricForecast(300, 2000, cap_base=300),
-                     "rps 2000 -> 20, capped at 3 (1.25 x the 3 replicas' worth of the "
+                     "rps 2000 -> 20, capped at 3 (1.2 x the 3 replicas' worth of the "
                      "forecast 300): the target rule's 5 stands", id="capped"),
         pytest.param(MetricForecast(300, 2000, unconfirmed=4),
                      "rps 2000 -> 20, 4 until the next tick asks for more too", id="unconfirmed"),
