@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.cli import main
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_demo_block() -> str:
-    """The README's code block that starts with the demo's verdict."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index("```\nVerdict:") + len("```\n")
-    return text[start:text.index("```", start)]
+from tests.readme import readme_demo_block
 
 
 def test_the_readmes_verdict_and_table_are_what_the_demo_prints(

@@ -7,18 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.readme import readme_demo_block
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def readme_demo_block() -> str:
-    """The README's code block that starts with the demo's verdict."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("```\nVerdict:") + len("```\n")
-    return text[start:text.index("```", start)]
 
 
 def verdict_section() -> str:
