@@ -261,8 +261,9 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                      f"each -> {worst}")
     if forecast.cap_base is not None:
         worth = forecast.cap_base / metric.target
-        unrounded = min(unrounded, max(FORECAST_CAP * worth, ceil_slack(worth), 1))
-        cap = max(floor_slack(FORECAST_CAP * worth), ceil_slack(worth), 1)
+        cap_unrounded = max(FORECAST_CAP * worth, ceil_slack(worth), 1)
+        unrounded = min(unrounded, cap_unrounded)
+        cap = floor_slack(cap_unrounded)
         if count > cap:
             count = cap
             note += (f", capped at {cap} ({FORECAST_CAP:g} x the {worth:.3g} replicas' worth "
