@@ -144,6 +144,16 @@ its margin or worst case, raises the count to this share of the load's or the st
 point's needs at most."""
 
 
+ABOVE_LOAD = 2.0
+"""A forecast the load contradicts raises nothing: when the load was under 1 / ABOVE_LOAD
+of every forecast made for the last horizon (an outage, while the time of day still
+forecasts traffic; the tail of a burst that the recent values still carry), the forecast may
+keep the count it set the tick before, as it may yet be right that the load comes back, but
+not raise it. Let through, such forecasts raised the count through an outage, and jittering
+at a few replicas raised it a replica again every few minutes: on NASA's trace most of its
+needless raises (docs/predictive.md)."""
+
+
 @dataclass(frozen=True)
 class HeldCount:
     """The largest raise of a metric's forecast count within the last horizon (a count above
@@ -179,6 +189,9 @@ class MetricForecast:
     """The most this forecast may ask for: the larger of what the forecast of the tick before
     asked for and CONFIRM_ABOVE x what the larger of the last value and the point forecast
     (the lower of this tick's and the tick before's) needs (None: no such limit)."""
+    contradicted: int | None = None
+    """The most this forecast may ask for while the load contradicts it (`ABOVE_LOAD`): its
+    count of the tick before, 0 if it had none (None: not contradicted)."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +259,8 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                           ) -> MetricCount | None:
     """One metric's count and how it was reached, before any hold: `margin_count`,
     `ceil(worst case / limit)` where the metric sets a `limit` and that is more, at most
-    FORECAST_CAP x the replicas' worth of `cap_base` at `target`, and at most `unconfirmed`;
-    None without a forecast in use."""
+    FORECAST_CAP x the replicas' worth of `cap_base` at `target`, at most `unconfirmed` and
+    at most `contradicted`; None without a forecast in use."""
     if forecast is None or forecast.with_margin is None or not metric.target:
         return None
     asked = margin_count(metric, forecast)
@@ -275,6 +288,12 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
             note += (f", {count} until the next tick asks for more too (a raise beyond "
                      f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
                      "two ticks running)")
+    if forecast.contradicted is not None:
+        unrounded = min(unrounded, forecast.contradicted)
+        if count > forecast.contradicted:
+            count = forecast.contradicted
+            note += (f", no raise above {count} while the load is under 1/{ABOVE_LOAD:g} of "
+                     "every forecast made for the last horizon")
     return MetricCount(count, unrounded, note)
 
 

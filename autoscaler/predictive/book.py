@@ -175,8 +175,8 @@ class ForecastBook:
     def forecast(self, policy: Policy, values: Mapping[str, float | None], now: datetime
                  ) -> tuple[dict[str, MetricForecast], str | None]:
         """Feed this tick's values and forecast each metric; the first fall-back reason. Each
-        forecast carries its cap's base, the most it may ask for unconfirmed and the raise
-        it holds."""
+        forecast carries its cap's base, the most it may ask for unconfirmed, and while the
+        load contradicts it, and the raise it holds."""
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         hold = policy.predictive.horizon_for(self.tick)
@@ -189,6 +189,8 @@ class ForecastBook:
             raises = self._hold(policy.service, metric)
             forecast = raises.confirm(forecast, metric, values.get(metric.name), now,
                                       self.tick)
+            if found.contradicted:
+                forecast = replace(forecast, contradicted=raises.last or 0)
             counted = metric_forecast_count(metric, forecast)
             forecasts[metric.name] = raises.apply(
                 forecast, counted.replicas if counted is not None else None, now, hold)

@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from autoscaler.core.strategies import ABOVE_LOAD
 from autoscaler.predictive.accuracy import smape_term
 from autoscaler.predictive.features import LAGS, feature_row, features
 from autoscaler.predictive.trees import Trees
@@ -83,6 +84,9 @@ class Forecast(NamedTuple):
     with_margin: float | None
     worst_case: float | None
     reason: str | None
+    contradicted: bool = False
+    """The load was under 1 / ABOVE_LOAD of every forecast made for the last horizon: the
+    book lets this one keep the count, not raise it."""
 
 
 def missed_share(actual: float, forecast: float, floor: float) -> float:
@@ -317,6 +321,8 @@ class MetricForecaster:
             else LargestMiss(settings.worst_case_window, settings.limit)
         """The same forecasts' misses, for the worst case (metrics with a limit)."""
         self._naive = NaiveComparison(self._day)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=settings.horizon_steps)
+        """The last horizon's resolved forecasts: (actual, forecast)."""
 
     @property
     def trained(self) -> bool:
@@ -440,6 +446,7 @@ class MetricForecaster:
                 if self._misses is not None:
                     self._misses.add(time, value, forecast)
                 self._smape.append(smape_term(value, forecast))
+                self._recent.append((value, forecast))
                 if naive == naive:
                     self._naive.add(abs(value - forecast), abs(value - math.expm1(naive)))
 
@@ -474,4 +481,6 @@ class MetricForecaster:
         mase = self._naive.mase()
         reason = "ForecastError" if failing \
             else "WorseThanNaive" if mase is not None and mase >= 1 else None
-        return Forecast(point, with_margin, worst_case, reason)
+        contradicted = len(self._recent) == self._recent.maxlen \
+            and all(actual * ABOVE_LOAD < forecast for actual, forecast in self._recent)
+        return Forecast(point, with_margin, worst_case, reason, contradicted)

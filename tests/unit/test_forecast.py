@@ -24,6 +24,7 @@ from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.features import feature_row, features
 from autoscaler.predictive.forecaster import (
     MAX_TRAINING_ROWS,
+    Forecast,
     ForecastSettings,
     LargestMiss,
     MetricForecaster,
@@ -110,7 +111,7 @@ def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None
     for index in range(history, history + 600):
         now = START + index * STEP
         forecaster.observe(now, load[index])
-        point, with_margin, _, reason = forecaster.forecast(now)
+        point, with_margin, _, reason = forecaster.forecast(now)[:4]
         assert reason is None and point is not None and with_margin is not None
         assert with_margin >= point
         actual = load[index + 5]
@@ -180,7 +181,7 @@ def test_the_margin_seeded_at_training_scores_the_forecasts_floored_at_zero() ->
     now = START + len(load) * STEP
     forecaster.observe(now, 0.0)
 
-    point, with_margin, _, _ = forecaster.forecast(now)
+    point, with_margin, _, _ = forecaster.forecast(now)[:4]
 
     assert point is not None and with_margin == point
 
@@ -195,7 +196,7 @@ def test_too_little_history_falls_back(days: float, reason: str) -> None:
 
     assert forecaster.train([START + i * STEP for i in range(steps)], daily(1)[:steps]) == reason
     forecaster.observe(START + steps * STEP, 500.0)
-    assert forecaster.forecast(START + steps * STEP) == (None, None, None, reason)
+    assert forecaster.forecast(START + steps * STEP) == Forecast(None, None, None, reason)
 
 
 def test_a_bad_recent_error_falls_back() -> None:
@@ -250,7 +251,7 @@ def served_after_nine_days(load: list[float], seen: list[float], margin_window: 
     for index, value in enumerate(seen, start=NINE_DAYS):
         now = START + index * STEP
         forecaster.observe(now, value)
-        point, with_margin, _, _ = forecaster.forecast(now)
+        point, with_margin, _, _ = forecaster.forecast(now)[:4]
         assert point is not None and with_margin is not None
         served.append((point, with_margin))
     return served
@@ -353,7 +354,7 @@ def test_a_training_that_finds_too_little_history_keeps_the_model_it_has() -> No
         == "InsufficientHistory"
     now = START + history * STEP
     forecaster.observe(now, load[history])
-    point, _, _, reason = forecaster.forecast(now)
+    point, _, _, reason = forecaster.forecast(now)[:4]
     assert reason is None and point is not None and point > 0
 
 
@@ -545,7 +546,7 @@ def test_a_training_after_a_silence_longer_than_the_window_starts_it_again() -> 
     forecaster.train([START + i * STEP for i in range(later)], load[:later])
     forecaster.observe(START + later * STEP, load[later])
 
-    point, _, worst, _ = forecaster.forecast(START + later * STEP)
+    point, _, worst, _ = forecaster.forecast(START + later * STEP)[:4]
 
     assert point is not None and worst is not None and 1.01 * point < worst < 1.5 * point
 
@@ -570,7 +571,7 @@ def test_no_limit_no_worst_case_and_a_worst_case_from_the_first_training() -> No
         forecaster.observe(now, load[history])
 
     assert plain.forecast(now).worst_case is None
-    point, _, worst, _ = limited.forecast(now)
+    point, _, worst, _ = limited.forecast(now)[:4]
     assert point is not None and worst is not None and 1.02 * point < worst <= 2 * point
 
 
@@ -605,7 +606,7 @@ def test_the_worst_case_remembers_a_miss_for_its_window_across_trainings() -> No
             gap = [None if i in surge else v for i, v in enumerate(seen[:index])]
             assert forecaster.train([START + i * STEP for i in range(index)], gap) is None
         forecaster.observe(now, seen[index])
-        point, _, worst, _ = forecaster.forecast(now)
+        point, _, worst, _ = forecaster.forecast(now)[:4]
         assert point is not None and worst is not None
         ratios[index - history] = worst / point
 
@@ -852,7 +853,7 @@ def test_one_missed_minute_does_not_raise_the_worst_case_for_its_window() -> Non
     ratios = {}
     for index in range(history, history + 120):
         forecaster.observe(START + index * STEP, seen[index])
-        point, _, worst, _ = forecaster.forecast(START + index * STEP)
+        point, _, worst, _ = forecaster.forecast(START + index * STEP)[:4]
         assert point is not None and worst is not None
         ratios[index - history] = worst / point
 
@@ -869,3 +870,26 @@ def test_the_target_alone_run_keeps_an_earlier_raise_when_this_tick_changed_noth
     assert raise_held_to(memory, 6, earlier) is memory
     cut = raise_held_to(memory, 6, START - 10 * STEP)
     assert (cut.shadow, cut.changes, cut.last_change_at) == (6, ((earlier, 1),), earlier)
+
+
+def test_a_forecast_the_load_contradicts_for_a_horizon_says_so_until_the_load_comes_back(
+) -> None:
+    """An outage of 20 minutes at midday on a daily load: the forecasts made before it are
+    resolved against nothing, so a horizon (5 steps) into it every forecast of the last
+    horizon was more than twice the load; the first value back resolves one that was not."""
+    load = daily(9)
+    history = 8 * 1440
+    outage = range(history + 360, history + 380)
+    for index in outage:
+        load[index] = 0.0
+    forecaster = MetricForecaster(settings(max_error_pct=200.0))
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    contradicted = {}
+    for index in range(history, history + 400):
+        now = START + index * STEP
+        forecaster.observe(now, load[index])
+        contradicted[index - history] = forecaster.forecast(now).contradicted
+
+    assert not any(contradicted[i] for i in range(360 + 4)), "before a horizon of misses"
+    assert all(contradicted[i] for i in range(360 + 4, 380))
+    assert not any(contradicted[i] for i in range(380, 400)), "the load came back"

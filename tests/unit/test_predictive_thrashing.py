@@ -397,3 +397,59 @@ def test_a_forecast_a_limit_brought_under_the_rule_is_still_said(
         assert "forecast" not in outcome.message
     else:
         assert note in outcome.message and outcome.message.endswith("the target rule's 5 stands")
+
+
+@pytest.mark.parametrize(
+    ("contradicted", "expected", "note"),
+    [
+        pytest.param(None, 9, None, id="not-contradicted"),
+        pytest.param(6, 6, "no raise above 6 while the load is under 1/2 of every forecast "
+                     "made for the last horizon", id="no-raise-above-the-last-count"),
+        pytest.param(0, 0, "no raise above 0", id="none-the-tick-before"),
+        pytest.param(12, 9, None, id="a-fall-is-let-through"),
+    ],
+)
+def test_a_forecast_the_load_contradicts_raises_nothing(
+    contradicted: int | None, expected: int, note: str | None,
+) -> None:
+    forecast = MetricForecast(880, 900, contradicted=contradicted)
+    count = forecast_count(
+        build_policy(strategy="predictive", metrics=[RPS_WITHOUT_LIMIT], max_replicas=1000),
+        {"rps": forecast})
+
+    assert count is not None and count.replicas == expected
+    assert (note in count.explanation) if note else ("no raise" not in count.explanation)
+
+
+class OutageBook(ForecastBook):
+    """A book whose forecasters forecast 500 and 400 in turn, with no margin, contradicted
+    by the load from the third tick on (an outage the time of day does not foresee)."""
+
+    def __init__(self) -> None:
+        super().__init__(MINUTE)
+        self.ticks = 0
+
+    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
+                        now: datetime) -> Forecast:
+        self.ticks += 1
+        point = 400.0 + 100 * (self.ticks % 2)
+        return Forecast(point, point, None, None, contradicted=self.ticks >= 3)
+
+
+def test_through_an_outage_the_forecast_keeps_its_count_and_raises_it_no_more() -> None:
+    """The forecast jitters between 5 and 4 replicas' worth. Before the outage it raises
+    the count to 5, held for the horizon (2 minutes); contradicted, it asks for at most its
+    count of the tick before, so once it fell to 4 it stays there, where it would have
+    raised the count to 5 again every other tick."""
+    policy = build_policy(strategy="predictive", metrics=[RPS_WITHOUT_LIMIT], max_replicas=1000,
+                          predictive={"startup": "1m"})
+    book = OutageBook()
+    counts = []
+    for minute in range(8):
+        now = NOW + minute * MINUTE
+        found = forecast_count(policy, book.forecast(policy, {"rps": 0.0}, now)[0])
+        assert found is not None
+        book.settled("web", found.replicas)
+        counts.append(found.replicas)
+
+    assert counts == [5, 5, 5, 4, 4, 4, 4, 4]
