@@ -321,8 +321,11 @@ class MetricForecaster:
             else LargestMiss(settings.worst_case_window, settings.limit)
         """The same forecasts' misses, for the worst case (metrics with a limit)."""
         self._naive = NaiveComparison(self._day)
-        self._recent: deque[tuple[float, float]] = deque(maxlen=settings.horizon_steps)
-        """The last horizon's resolved forecasts: (actual, forecast)."""
+        self._recent: deque[tuple[datetime, float, float]] = \
+            deque(maxlen=settings.horizon_steps)
+        """The last resolved forecasts, a horizon's worth: (resolved at, actual, forecast).
+        Only those of the last horizon's every step say the load contradicts the forecast:
+        older ones, left in by a gap of the metric or a skipped tick, say nothing of it."""
 
     @property
     def trained(self) -> bool:
@@ -418,6 +421,7 @@ class MetricForecaster:
             self._start = time - len(self._logged) * self.settings.step
             index = len(self._logged)
             self._pending.clear()
+            self._recent.clear()
         if index < len(self._logged):
             if index >= 0:
                 self._logged[index] = logged
@@ -446,7 +450,7 @@ class MetricForecaster:
                 if self._misses is not None:
                     self._misses.add(time, value, forecast)
                 self._smape.append(smape_term(value, forecast))
-                self._recent.append((value, forecast))
+                self._recent.append((time, value, forecast))
                 if naive == naive:
                     self._naive.add(abs(value - forecast), abs(value - math.expm1(naive)))
 
@@ -481,6 +485,11 @@ class MetricForecaster:
         mase = self._naive.mase()
         reason = "ForecastError" if failing \
             else "WorseThanNaive" if mase is not None and mase >= 1 else None
-        contradicted = len(self._recent) == self._recent.maxlen \
-            and all(actual * ABOVE_LOAD < forecast for actual, forecast in self._recent)
+        # Every step of the last horizon resolved a forecast (the oldest of them within
+        # horizon - 1 steps, half a step's leeway for a late tick), and the load came in under
+        # 1 / ABOVE_LOAD of each.
+        horizon = self.settings.horizon_steps
+        contradicted = len(self._recent) == horizon \
+            and now - self._recent[0][0] < (horizon - 0.5) * self.settings.step \
+            and all(actual * ABOVE_LOAD < forecast for _, actual, forecast in self._recent)
         return Forecast(point, with_margin, worst_case, reason, contradicted)

@@ -893,3 +893,41 @@ def test_a_forecast_the_load_contradicts_for_a_horizon_says_so_until_the_load_co
     assert not any(contradicted[i] for i in range(360 + 4)), "before a horizon of misses"
     assert all(contradicted[i] for i in range(360 + 4, 380))
     assert not any(contradicted[i] for i in range(380, 400)), "the load came back"
+
+
+@pytest.mark.parametrize("break_kind", ["metric-gap", "clock-set-back"])
+def test_a_contradiction_is_not_carried_over_a_horizon_with_nothing_resolved(
+    break_kind: str,
+) -> None:
+    """An outage contradicts the forecasts; then the metric is missing for half an hour (or
+    the clock is set back an hour) and comes back at the usual load. No forecast was resolved
+    over the horizon just after (the ones made before were for the gap, or for the old
+    clock's times): the resolutions from before the break say nothing of the last horizon,
+    and must not keep the forecast from raising the count when the load comes back."""
+    load = daily(9)
+    history = 8 * 1440
+    outage = range(history + 360, history + 380)
+    for index in outage:
+        load[index] = 0.0
+    forecaster = MetricForecaster(settings(max_error_pct=200.0))
+    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    for index in range(history, outage[-1] + 1):
+        now = START + index * STEP
+        forecaster.observe(now, load[index])
+        forecaster.forecast(now)
+    assert forecaster.forecast(now).contradicted, "the outage contradicts the forecast"
+    if break_kind == "metric-gap":
+        for index in range(outage[-1] + 1, outage[-1] + 31):
+            forecaster.observe(START + index * STEP, None)
+        back = outage[-1] + 31
+        when = START + back * STEP
+    else:
+        back = outage[-1] + 1
+        when = START + (back - 60) * STEP
+    contradicted = []
+    for offset in range(4):  # within a horizon (5 steps) of the break: nothing resolved yet
+        now = when + offset * STEP
+        forecaster.observe(now, load[back + offset])
+        contradicted.append(forecaster.forecast(now).contradicted)
+
+    assert contradicted == [False] * 4
