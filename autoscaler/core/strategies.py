@@ -219,7 +219,8 @@ class MetricCount:
 
     replicas: int
     unrounded: float
-    """The same count before its rounding: the ask before `ceil`, the cap before `floor`."""
+    """The same count before its rounding: the ask before `ceil`, the cap before `floor`
+    (what `contradicted` holds back left out)."""
     explanation: str
 
 
@@ -288,12 +289,13 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
             note += (f", {count} until the next tick asks for more too (a raise beyond "
                      f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
                      "two ticks running)")
-    if forecast.contradicted is not None:
-        unrounded = min(unrounded, forecast.contradicted)
-        if count > forecast.contradicted:
-            count = forecast.contradicted
-            note += (f", no raise above {count} while the load is under 1/{ABOVE_LOAD:g} of "
-                     "every forecast made for the last horizon")
+    # Not on `unrounded`: a contradiction holds back raises, not releases, and the band
+    # reads the count with its cap rounded up whether the forecast may raise or not.
+    if forecast.contradicted is not None and count > forecast.contradicted:
+        count = forecast.contradicted
+        limit = f"above {count} " if count else ""
+        note += (f", no raise {limit}while the load is under 1/{ABOVE_LOAD:g} of every "
+                 "forecast made for the last horizon")
     return MetricCount(count, unrounded, note)
 
 

@@ -405,7 +405,7 @@ def test_a_forecast_a_limit_brought_under_the_rule_is_still_said(
         pytest.param(None, 9, None, id="not-contradicted"),
         pytest.param(6, 6, "no raise above 6 while the load is under 1/2 of every forecast "
                      "made for the last horizon", id="no-raise-above-the-last-count"),
-        pytest.param(0, 0, "no raise above 0", id="none-the-tick-before"),
+        pytest.param(0, 0, ", no raise while the load", id="none-the-tick-before"),
         pytest.param(12, 9, None, id="a-fall-is-let-through"),
     ],
 )
@@ -453,3 +453,20 @@ def test_through_an_outage_the_forecast_keeps_its_count_and_raises_it_no_more() 
         counts.append(found.replicas)
 
     assert counts == [5, 5, 5, 4, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("contradicted", [8, 5])
+def test_a_contradicted_forecast_holds_back_raises_not_the_band(contradicted: int) -> None:
+    """As in the band's test above: at 9 replicas, a forecast capped at 8 (9 with its cap
+    rounded up) keeps 9. Contradicted, it may raise no count, but what it asks for is the
+    same, and the band keeps 9 as before: a contradiction that came and went would
+    otherwise let the count fall and rise again."""
+    policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
+    forecast = MetricForecast(710.0, 710.0, 1300.0, cap_base=710.0, contradicted=contradicted)
+    outcome = decide(policy, current=9, metrics={"rps": 500.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": forecast})
+
+    assert outcome.desired == 9
+    assert ("no raise above 5 while the load" in outcome.message) == (contradicted == 5), \
+        "said only where it held back the capped count, 8"
