@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -17,6 +18,7 @@ from autoscaler.adapters.decision_log import LOG_HOLDS
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.console import reader_may_leave
 from autoscaler.core.durations import format_duration, parse_duration
+from autoscaler.exit_codes import EXIT_INTERRUPTED
 from autoscaler.offline.traces import FILLS, CsvOptions, parse_time
 from autoscaler.runtime.logs import LOG_FORMATS
 from autoscaler.runtime.settings import ENVIRONMENT, Settings
@@ -140,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         "decision as one JSON line.",
         epilog="Exit codes: 0 done; 1 a --once tick got no answer from Prometheus (every query "
         "failed) or from Docker; 2 bad input (usage, an invalid policy for validate, backtest "
-        "and tune, or a port already in use for run). "
+        "and tune, or a port already in use for run); 130 an offline command or validate "
+        "stopped by Ctrl-C. "
         "Run 'autoscaler COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -584,13 +587,17 @@ OFFLINE_COMMANDS = ("backtest", "report", "demo", "tune")
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     parser = arguments.command_parser
-    if arguments.command in OFFLINE_COMMANDS:
-        with reader_may_leave():
-            return _offline(arguments, parser)
-    if arguments.command == "validate":
-        from autoscaler.runtime.commands import validate
+    try:
+        if arguments.command in OFFLINE_COMMANDS:
+            with reader_may_leave():
+                return _offline(arguments, parser)
+        if arguments.command == "validate":
+            from autoscaler.runtime.commands import validate
 
-        with reader_may_leave():
-            return validate(arguments.paths or [arguments.policies],
-                            alternatives=arguments.alternatives)
+            with reader_may_leave():
+                return validate(arguments.paths or [arguments.policies],
+                                alternatives=arguments.alternatives)
+    except KeyboardInterrupt:  # the agent handles SIGINT itself; these just stop, no trace
+        print("autoscaler: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return _run(arguments, parser)

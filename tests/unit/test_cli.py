@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -278,3 +282,18 @@ def test_a_sighup_while_the_agent_starts_does_not_end_it(
     finally:
         signal.signal(signal.SIGHUP, before)
     assert seen == [signal.SIG_IGN]
+
+
+def test_ctrl_c_stops_an_offline_command_with_a_line_not_a_traceback(tmp_path: Path) -> None:
+    """The demo replays three weeks for several seconds: SIGINT a second in, as Ctrl-C in a
+    terminal would, stops it with exit 130 and one line on stderr."""
+    command = [sys.executable, "-m", "autoscaler", "demo", "--out", str(tmp_path / "demo")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert err.strip().endswith("autoscaler: interrupted")
