@@ -10,11 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.core.decide import decide
+from autoscaler.core.decide import decide, rule_raise_capped
 from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.model import Reason
 from autoscaler.core.spec import MetricSpec, Policy
-from autoscaler.core.strategies import HeldCount, MetricForecast, forecast_count
+from autoscaler.core.strategies import (
+    ForecastCount,
+    HeldCount,
+    MetricForecast,
+    Recommendation,
+    forecast_count,
+)
 from autoscaler.predictive.book import ForecastBook, RaiseHold
 from autoscaler.predictive.forecaster import Forecast
 from autoscaler.predictive.planner import PredictivePlanner
@@ -470,3 +476,42 @@ def test_a_contradicted_forecast_holds_back_raises_not_the_band(contradicted: in
     assert outcome.desired == 9
     assert ("no raise above 5 while the load" in outcome.message) == (contradicted == 5), \
         "said only where it held back the capped count, 8"
+
+
+@pytest.mark.parametrize(
+    ("rule", "current", "alone", "forecast", "expected"),
+    [
+        pytest.param(80, 12, 5, 11, 12, id="no-further-than-the-current-count"),
+        pytest.param(80, 12, 5, 18, 18, id="as-far-as-the-forecast"),
+        pytest.param(80, 12, 40, 18, 40, id="as-far-as-target-alone"),
+        pytest.param(80, 12, 5, None, 12, id="in-fall-back-as-far-as-target-alone-or-current"),
+        pytest.param(20, 12, 5, 25, 20, id="a-raise-under-the-cap-stands"),
+        pytest.param(8, 12, 5, 3, 8, id="a-drop-is-not-this-limits"),
+        pytest.param(80, 12, None, 11, 80, id="not-a-predictive-policy"),
+    ],
+)
+def test_the_target_rules_raise_goes_no_further_than_target_alone_or_the_forecast(
+    rule: int, current: int, alone: int | None, forecast: int | None, expected: int,
+) -> None:
+    recommended = Recommendation(rule, False, False, "rps -> rule")
+    found = ForecastCount(forecast, "forecast") if forecast is not None else None
+
+    capped = rule_raise_capped(recommended, current=current, target_alone=alone,
+                               forecast=found)
+
+    assert capped.replicas == expected
+    assert ("goes no further than" in capped.explanation) == (expected != rule)
+
+
+def test_one_request_over_a_count_the_forecast_held_up_raises_no_further_than_target() -> None:
+    """The forecast held the count at 12 where `target` alone, from its own count of 4,
+    doubles to 8 on a minute of 2,000 requests. The rule, on 12, asks for 20 and its rate
+    limit would let it double too; it goes no further than the current count."""
+    policy = predictive()
+    outcome = decide(policy, current=12, metrics={"rps": 2000.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(1100.0, 1100.0)}, target_alone=8)
+
+    assert outcome.desired == 12
+    assert "the target rule's raise goes no further than 12, the most of the current count " \
+        "12, `target` alone's 8 and the forecast's 11" in outcome.message
