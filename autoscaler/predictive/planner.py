@@ -131,6 +131,12 @@ def target_alone_step(
     (not matching `seen_spec`, which `settle` sets after the apply) resets its count."""
     alone = as_of(synced_shadow(
         memory or ServiceMemory.first_seen(replicas=spec, now=now, seeded=seeded), spec), now)
+    if alone.shadow == 0 < spec and policy.min_replicas > 0:
+        # Its own scale to 0 (under a min of 0 then) would hold it at 0 for good now, as a
+        # service at 0 is left alone, while the service is not at 0: `decide` would read
+        # that 0 as `target` alone's count and hold back every raise of the target rule. It
+        # starts again from the spec, as after a change by someone else.
+        alone = replace(alone, shadow=spec)
     outcome = decide(policy.model_copy(update={"strategy": "target"}), current=alone.shadow,
                      metrics=metrics, memory=alone, last_change_at=alone.last_change_at,
                      now=now)

@@ -931,3 +931,22 @@ def test_a_contradiction_is_not_carried_over_a_horizon_with_nothing_resolved(
         contradicted.append(forecaster.forecast(now).contradicted)
 
     assert contradicted == [False] * 4
+
+
+def test_a_target_alone_run_at_0_when_the_min_is_raised_starts_again_from_the_spec() -> None:
+    """The run scaled to 0 under a min of 0 while a forecast held the service at 3; the min is
+    then raised to 1. A service at 0 with a min above is left alone, so the run would stay at
+    0 for good, and `decide` would hold back every raise of the target rule at 3 (the count
+    the rule's raise goes no further than); it starts again from the spec instead."""
+    policy = build_policy(strategy="predictive", min_replicas=1, max_replicas=50,
+                          metrics=[{"name": "rps", "query": "q", "target": 100}])
+    at_zero = ServiceMemory(seed=None, shadow=0, seen_spec=3)
+
+    count, alone = target_alone_step(policy, at_zero, spec=3, metrics={"rps": 2000.0},
+                                     now=START, seeded=False, keep=timedelta(minutes=5))
+    outcome = decide(policy, current=3, metrics={"rps": 2000.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=START,
+                     forecasts=None, target_alone=count)
+
+    assert count > 3 and alone.shadow == count
+    assert outcome.desired == count
