@@ -26,9 +26,10 @@ from autoscaler.core.strategies import (
 @dataclass(frozen=True)
 class Outcome:
     """`recommended` is the strategy's count; `rule_count` is the target (or threshold) rule's
-    count, without the forecast: what the stabilization windows remember. `from_metrics` is
-    False when the rule's count is only a hold (all metrics missing, a missing one blocking a
-    decrease, a service scaled to zero), which the windows must not remember."""
+    count, without the forecast (in a predictive policy, a raise no further than
+    `rule_raise_capped` lets it go): what the stabilization windows remember. `from_metrics`
+    is False when the rule's count is only a hold (all metrics missing, a missing one
+    blocking a decrease, a service scaled to zero), which the windows must not remember."""
 
     recommended: int
     desired: int
