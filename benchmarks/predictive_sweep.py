@@ -6,8 +6,8 @@ strategy scales.
         [--only NAME ...] [--target-cache FILE]
 
 The shared traces are looked for in `../shared/traces` next to this repository, or next to
-the one it was cloned from; the others ship in `benchmarks/data/` or are made here
-(benchmarks/README.md says which, their source and licence).
+the one it was cloned from; the others ship in `benchmarks/data/` or are made here from a
+seed (benchmarks/README.md says which, their source and licence).
 
 For each trace: capacity = the trace's 99th percentile per step / 20, max_replicas 1000, and
 `target` = u x capacity for u = 0.05 .. 0.95 by 0.05, for the `target` and `predictive`
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from autoscaler.core.spec import Policy, parse_policy
@@ -52,7 +53,8 @@ STRATEGIES = ("target", "predictive")
 CHOSEN_ON = ("WorldCup98", "NASA")
 """The traces whose first halves the settings were chosen on; the others are held out."""
 COMPARED_ON = {"bursty": "the margin's window and the limits against thrashing were compared "
-                         "on its scored half"}
+                         "on its scored half",
+               "quiet": "the cap on the target rule's raise was made for its needless raises"}
 """Held-out traces that later choices were nonetheless compared on, and which."""
 
 
@@ -64,17 +66,106 @@ def role_of(trace: str) -> str:
     return f"held out, but {COMPARED_ON[trace]}" if trace in COMPARED_ON else "held out"
 
 
-def bursty(seed: int = 19, days: int = 14) -> Trace:
-    """A bursty request trace, made here (seeded): a daily cycle of 100 to 300 requests a
-    minute with Poisson noise, and about six bursts a day of 2 to 20 minutes at 2 to 8 times
-    the load, starting at once."""
+DAYS = 14
+START = datetime(2026, 1, 5, tzinfo=UTC)
+"""A Monday: days 5, 6, 12 and 13 are the weekends."""
+MINUTE = timedelta(minutes=1)
+
+
+def daily(minutes: NDArray[np.int64], low: float, high: float,
+          peak_hour: float = 14.0) -> NDArray[np.float64]:
+    """A smooth daily cycle from `low`, twelve hours off the peak, to `high` at `peak_hour`."""
+    phase = 2 * np.pi * ((minutes % 1440) / 1440 - peak_hour / 24)
+    return low + (high - low) * (1 + np.cos(phase)) / 2
+
+
+def ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> NDArray[np.float64]:
+    """An AR(1) series of `n` points from 0, with shocks of standard deviation `sd`."""
+    shocks = rng.normal(0, sd, n)
+    out = np.zeros(n)
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + shocks[t]
+    return out
+
+
+def requests(rate: NDArray[np.float64], rng: np.random.Generator, name: str) -> Trace:
+    """Requests a minute at `rate`, with Poisson noise."""
+    counts = rng.poisson(np.maximum(rate, 0.0)).astype(float).tolist()
+    return Trace(START, MINUTE, counts, name)
+
+
+def bursty(seed: int = 19) -> Trace:
+    """A daily cycle of 100 to 300 requests a minute, and about six bursts a day of 2 to 20
+    minutes at 2 to 8 times the load, starting at once."""
     rng = np.random.default_rng(seed)
-    minutes = np.arange(days * 1440)
+    minutes = np.arange(DAYS * 1440)
     rate = 200 + 100 * np.sin(2 * np.pi * (minutes % 1440) / 1440 - np.pi / 2)
-    for start in rng.integers(0, len(minutes) - 20, size=6 * days):
+    for start in rng.integers(0, len(minutes) - 20, size=6 * DAYS):
         rate[start:start + rng.integers(2, 21)] *= rng.uniform(2, 8)
-    values = rng.poisson(rate).astype(float).tolist()
-    return Trace(datetime(2026, 1, 5, tzinfo=UTC), timedelta(minutes=1), values, "bursty")
+    return requests(rate, rng, "bursty")
+
+
+def cpu(seed: int = 101) -> Trace:
+    """A service's CPU % at 5-minute points: 15 to 55 % through a weekday, 10 to 35 % at
+    weekends, AR(1) noise, and three batch jobs a week at random times, 20 to 40 minutes at
+    15 to 25 points more."""
+    rng = np.random.default_rng(seed)
+    n = DAYS * 288
+    minutes = np.arange(n) * 5
+    weekend = (minutes // 1440) % 7 >= 5
+    values = np.where(weekend, daily(minutes, 10, 35), daily(minutes, 15, 55))
+    values += ar1(rng, n, 0.8, 2.5)
+    for start in rng.integers(0, n - 8, size=3 * DAYS // 7):
+        values[start:start + int(rng.integers(4, 9))] += rng.uniform(15, 25)
+    return Trace(START, 5 * MINUTE, np.clip(values, 2, 100).round(2).tolist(), "cpu")
+
+
+def level_shift(seed: int = 102) -> Trace:
+    """A daily cycle of 200 to 600 requests a minute that drops to 40 % for days 9 and 10
+    (traffic moved to another region) and comes back: both inside the scored half."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    rate = daily(minutes, 200, 600)
+    rate[8 * 1440:10 * 1440] *= 0.4
+    return requests(rate, rng, "level-shift")
+
+
+def hourly_job(seed: int = 103) -> Trace:
+    """About 150 requests a minute, and five times as many for the first five minutes of
+    every hour (a periodic job): a spike the load's own history foretells."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    rate = np.where(minutes % 60 < 5, 750.0, 150.0)
+    return requests(rate, rng, "hourly-job")
+
+
+def random_walk(seed: int = 104) -> Trace:
+    """About 300 requests a minute that follow no clock: a geometric random walk (steps of
+    0.8 % a minute), pulled back towards 300 over about a day."""
+    rng = np.random.default_rng(seed)
+    n = DAYS * 1440
+    steps = rng.normal(0, 0.008, n)
+    logged = np.empty(n)
+    logged[0] = np.log(300)
+    for t in range(1, n):
+        logged[t] = logged[t - 1] + (np.log(300) - logged[t - 1]) / 1440 + steps[t]
+    return requests(np.exp(logged), rng, "random-walk")
+
+
+def growth(seed: int = 105) -> Trace:
+    """A daily cycle of 100 to 300 requests a minute on the first day, growing 4 % a day, with
+    slow wobbles of about 5 %."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    wobble = ar1(rng, len(minutes), 0.95, 0.05 * np.sqrt(1 - 0.95 ** 2))
+    rate = daily(minutes, 100, 300) * 1.04 ** (minutes / 1440) * (1 + wobble)
+    return requests(rate, rng, "growth")
+
+
+def quiet(seed: int = 106) -> Trace:
+    """A quiet service: 0.5 to 6 requests a minute through the day, many minutes with none."""
+    rng = np.random.default_rng(seed)
+    return requests(daily(np.arange(DAYS * 1440), 0.5, 6), rng, "quiet")
 
 
 def averaged(trace: Trace, steps: int, name: str) -> Trace:
@@ -111,6 +202,12 @@ SOURCES = [
     Source("taylor", lambda _: load_csv(DATA / "taylor-electricity-half-hourly.csv"),
            (timedelta(minutes=30),), shared=False),
     Source("bursty", lambda _: bursty(), (timedelta(minutes=2),), shared=False),
+    Source("cpu", lambda _: cpu(), (timedelta(minutes=5),), shared=False),
+    Source("level-shift", lambda _: level_shift(), (timedelta(minutes=2),), shared=False),
+    Source("hourly-job", lambda _: hourly_job(), (timedelta(minutes=1),), shared=False),
+    Source("random-walk", lambda _: random_walk(), (timedelta(minutes=2),), shared=False),
+    Source("growth", lambda _: growth(), (timedelta(minutes=5),), shared=False),
+    Source("quiet", lambda _: quiet(), (timedelta(minutes=1),), shared=False),
 ]
 
 
@@ -382,7 +479,7 @@ def planned(argv: list[str] | None = None
     parser.add_argument("--traces", type=Path, default=None,
                         help="the directory of the shared traces (default: ../shared/traces "
                              "next to this repository, or to the one it was cloned from); "
-                             "taylor and bursty run without it")
+                             "taylor and the generated traces run without it")
     parser.add_argument("--budget", type=float, default=0.1,
                         help="SLO budget, %% of steps in violation (default 0.1)")
     parser.add_argument("--only", nargs="+", default=None, choices=names, metavar="NAME",
