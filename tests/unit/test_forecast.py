@@ -872,11 +872,9 @@ def test_the_target_alone_run_keeps_an_earlier_raise_when_this_tick_changed_noth
     assert (cut.shadow, cut.changes, cut.last_change_at) == (6, ((earlier, 1),), earlier)
 
 
-def test_a_forecast_the_load_contradicts_for_a_horizon_says_so_until_the_load_comes_back(
-) -> None:
-    """An outage of 20 minutes at midday on a daily load: the forecasts made before it are
-    resolved against nothing, so a horizon (5 steps) into it every forecast of the last
-    horizon was more than twice the load; the first value back resolves one that was not."""
+def trained_before_an_outage() -> tuple[list[float], int, range, MetricForecaster]:
+    """A daily load with 20 minutes at 0 at midday of its ninth day, and a forecaster trained
+    on its first eight: (load, history length, the outage's indices, forecaster)."""
     load = daily(9)
     history = 8 * 1440
     outage = range(history + 360, history + 380)
@@ -884,6 +882,15 @@ def test_a_forecast_the_load_contradicts_for_a_horizon_says_so_until_the_load_co
         load[index] = 0.0
     forecaster = MetricForecaster(settings(max_error_pct=200.0))
     forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    return load, history, outage, forecaster
+
+
+def test_a_forecast_the_load_contradicts_for_a_horizon_says_so_until_the_load_comes_back(
+) -> None:
+    """An outage of 20 minutes at midday on a daily load: the forecasts made before it are
+    resolved against nothing, so a horizon (5 steps) into it every forecast of the last
+    horizon was more than twice the load; the first value back resolves one that was not."""
+    load, history, _, forecaster = trained_before_an_outage()
     contradicted = {}
     for index in range(history, history + 400):
         now = START + index * STEP
@@ -904,13 +911,7 @@ def test_a_contradiction_is_not_carried_over_a_horizon_with_nothing_resolved(
     over the horizon just after (the ones made before were for the gap, or for the old
     clock's times): the resolutions from before the break say nothing of the last horizon,
     and must not keep the forecast from raising the count when the load comes back."""
-    load = daily(9)
-    history = 8 * 1440
-    outage = range(history + 360, history + 380)
-    for index in outage:
-        load[index] = 0.0
-    forecaster = MetricForecaster(settings(max_error_pct=200.0))
-    forecaster.train([START + i * STEP for i in range(history)], load[:history])
+    load, history, outage, forecaster = trained_before_an_outage()
     for index in range(history, outage[-1] + 1):
         now = START + index * STEP
         forecaster.observe(now, load[index])
