@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
@@ -38,9 +39,9 @@ TRAINING_THREADS = 1
 busy processes (the agent shares its manager node with Swarm's own work) more threads train
 slower, and on an idle machine they train no faster."""
 MAX_TRAINING_ROWS = 10_000
-"""Longer histories are trained on every k-th forecast time, the newest kept: at one point a
-minute, neighbouring rows nearly repeat each other, so leaving some out saves training time
-at no cost in accuracy."""
+"""Longer histories are trained on a sample of their forecast times (`rows_to_fit`): at one
+point a minute, neighbouring rows nearly repeat each other, so leaving some out saves
+training time at no cost in accuracy."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,18 @@ class ForecastSettings:
 
 
 LARGEST_LOG1P = math.log1p(sys.float_info.max)
+
+
+def rows_to_fit(count: int) -> NDArray[np.int64]:
+    """Which of `count` training rows (oldest first) a model is fitted on: all of them, or
+    above MAX_TRAINING_ROWS a sample of that many, the newest kept. The sample is drawn at
+    random (seeded by `count`, so that a replay repeats): every k-th row would leave out the
+    same times of day every day when k divides the day (k = 2 at one point a minute), and a
+    job at those minutes would never be learnt."""
+    if count <= MAX_TRAINING_ROWS:
+        return np.arange(count, dtype=np.int64)
+    older = np.random.default_rng(count).choice(count - 1, MAX_TRAINING_ROWS - 1, replace=False)
+    return np.append(np.sort(older), count - 1).astype(np.int64)
 
 
 def expm1_capped(logged: float) -> float:
@@ -365,8 +378,7 @@ class MetricForecaster:
                 seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
         usable_ends, usable_targets = ends[usable], targets[usable]
         count = len(usable_ends)
-        stride = math.ceil(count / MAX_TRAINING_ROWS)
-        fitted = np.arange((count - 1) % stride, count, stride)
+        fitted = rows_to_fit(count)
         recent = np.arange(count - min(count, seeded), count)
         # Rows are made only for the forecast times fitted or seeded: a long history's
         # every row would take memory in proportion to it.

@@ -32,6 +32,7 @@ from autoscaler.predictive.forecaster import (
     RecentValues,
     WindowTop,
     missed_share,
+    rows_to_fit,
 )
 from autoscaler.predictive.planner import raise_held_to, target_alone_step
 from autoscaler.predictive.trees import Trees
@@ -140,6 +141,39 @@ def test_a_long_history_is_fitted_on_at_most_the_row_budget_the_newest_kept(
     [(rows, newest_target)] = fitted
     assert MAX_TRAINING_ROWS // 2 < rows <= MAX_TRAINING_ROWS
     assert newest_target == pytest.approx(np.log1p(load[-1]) - np.log1p(load[-1 - horizon]))
+
+
+@pytest.mark.parametrize("count", [2 * MAX_TRAINING_ROWS, 2 * MAX_TRAINING_ROWS + 1,
+                                   3 * MAX_TRAINING_ROWS, 14 * 1440])
+def test_a_sample_of_a_long_history_leaves_out_no_time_of_day_for_good(count: int) -> None:
+    fitted = rows_to_fit(count)
+
+    assert len(fitted) == MAX_TRAINING_ROWS == len(set(fitted.tolist()))
+    assert fitted[-1] == count - 1 and (np.diff(fitted) > 0).all()
+    for period in (2, 3, 5, 60, 1440):
+        assert set((fitted % period).tolist()) == set(range(period)), period
+    assert (rows_to_fit(count) == fitted).all()
+    assert (rows_to_fit(MAX_TRAINING_ROWS) == np.arange(MAX_TRAINING_ROWS)).all()
+
+
+def test_a_job_at_the_same_minutes_of_every_hour_is_forecast_better_than_the_day_before(
+) -> None:
+    """150 requests a minute, and 750 in the first five minutes of each hour: a history of
+    more rows than MAX_TRAINING_ROWS must still teach the model both edges of the job."""
+    rng = np.random.default_rng(3)
+    minutes = np.arange(16 * 1440)
+    load = rng.poisson(np.where(minutes % 60 < 5, 750.0, 150.0)).astype(float).tolist()
+    forecaster = MetricForecaster(settings(horizon_steps=2))
+    history = 14 * 1440
+    assert forecaster.train([START + i * STEP for i in range(history)], load[:history]) is None
+
+    reasons = []
+    for index in range(history, len(load)):
+        now = START + index * STEP
+        forecaster.observe(now, load[index])
+        reasons.append(forecaster.forecast(now).reason)
+
+    assert reasons[1440:] == [None] * 1440
 
 
 def daylight(days: int) -> list[float]:
