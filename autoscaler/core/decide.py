@@ -20,6 +20,7 @@ from autoscaler.core.strategies import (
     forecast_count,
     recommend,
     with_forecast,
+    within_raise_band,
 )
 
 
@@ -114,8 +115,9 @@ def decide(
                        rule_count=0, bounds=bounds, from_metrics=False)
     forecast = forecast_count(policy, forecasts) if forecasts else None
     rule = rule_raise_capped(recommend(policy, current, metrics), current=current,
-                             target_alone=target_alone, forecast=forecast)
-    recommendation = with_forecast(rule, forecast)
+                             target_alone=target_alone, forecast=forecast,
+                             tolerance=policy.tolerance)
+    recommendation = with_forecast(rule, forecast, current=current, tolerance=policy.tolerance)
     if recommendation.missing_blocked:
         reason = Reason.METRICS_MISSING
     elif recommendation.within_tolerance:
@@ -171,7 +173,7 @@ def decide(
 
 
 def rule_raise_capped(rule: Recommendation, *, current: int, target_alone: int | None,
-                      forecast: ForecastCount | None) -> Recommendation:
+                      forecast: ForecastCount | None, tolerance: float = 0.0) -> Recommendation:
     """In a predictive policy (`target_alone` given), the target rule's raise goes no further
     than the most of the current count, `target` alone's and the forecast's. The rule works
     on the current count, which a forecast may have raised, and a raise's rate limits are
@@ -181,12 +183,14 @@ def rule_raise_capped(rule: Recommendation, *, current: int, target_alone: int |
     if target_alone is None or rule.replicas <= current:
         return rule
     asked = forecast.replicas if forecast is not None else 0
-    cap = max(current, target_alone, asked)
+    banded = forecast is not None and within_raise_band(forecast, current, tolerance)
+    cap = max(current, target_alone, 0 if banded else asked)
     if rule.replicas <= cap:
         return rule
     counts = [f"the current count {current}", f"`target` alone's {target_alone}"]
     if forecast is not None:
-        counts.append(f"the forecast's {asked}")
+        counts.append(f"the forecast's {asked} (within tolerance of the current count: no "
+                      "raise)" if banded else f"the forecast's {asked}")
     return replace(rule, replicas=cap, explanation=(
         f"{rule.explanation}; the target rule's raise goes no further than {cap}, the most of "
         f"{', '.join(counts[:-1])} and {counts[-1]}"))
@@ -232,6 +236,9 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
                        "tolerance of it")
     if wanted <= stabilized:
         return Limited(stabilized)
+    if stabilized <= current and within_raise_band(forecast, current, tolerance):
+        return Limited(current, Reason.PREDICTED_LOAD,
+                       f"{current}: kept, the forecast's count {wanted} is within tolerance of it")
     return Limited(wanted, Reason.PREDICTED_LOAD,
                    f"{wanted}: the forecast's count, a floor")
 

@@ -206,6 +206,10 @@ class ForecastCount:
     asked: int | None = None
     """The largest count a metric's forecast asked for before the cap and the confirmation
     (None: as `replicas`)."""
+    at_limit: int = 0
+    """The largest count that a metric's margin or worst case at its `limit` set, after the
+    same limits (0: none did): a raise to it is made whatever the tolerance, as the current
+    count would carry the forecast's misses past the SLO line."""
     releasing_at: int | None = None
     """`replicas` with each metric's cap rounded up rather than down (None: as `replicas`):
     what `decide`'s release band reads. The cap rounds down as a limit on a raise; read the
@@ -222,6 +226,9 @@ class MetricCount:
     """The same count before its rounding: the ask before `ceil`, the cap before `floor`
     (what `contradicted` holds back left out)."""
     explanation: str
+    at_limit: int = 0
+    """The part of `replicas` that the margin or the worst case at the metric's `limit` set
+    (0: none, or no `limit`)."""
 
 
 def margin_count(metric: MetricSpec, forecast: MetricForecast) -> MetricCount:
@@ -244,7 +251,7 @@ def margin_count(metric: MetricSpec, forecast: MetricForecast) -> MetricCount:
         max(at_target, at_limit),
         max(forecast.value / metric.target, forecast.with_margin / metric.limit),
         f"{metric.name} {forecast.value:g} -> {at_target}, with margin {forecast.with_margin:g} "
-        f"at limit {metric.limit:g} each -> {at_limit}")
+        f"at limit {metric.limit:g} each -> {at_limit}", at_limit)
 
 
 def asked_count(metric: MetricSpec, forecast: MetricForecast) -> int:
@@ -266,9 +273,11 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
         return None
     asked = margin_count(metric, forecast)
     count, unrounded, note = asked.replicas, asked.unrounded, asked.explanation
+    at_limit = asked.at_limit
     if metric.limit and forecast.worst_case is not None:
         unrounded = max(unrounded, forecast.worst_case / metric.limit)
         worst = ceil_slack(forecast.worst_case / metric.limit)
+        at_limit = max(at_limit, worst)
         if worst > count:
             count = worst
             note += (f", worst case {forecast.worst_case:g} at limit {metric.limit:g} "
@@ -296,7 +305,7 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
         limit = f"above {count} " if count else ""
         note += (f", no raise {limit}while the load is under 1/{ABOVE_LOAD:g} of every "
                  "forecast made for the last horizon")
-    return MetricCount(count, unrounded, note)
+    return MetricCount(count, unrounded, note, min(at_limit, count))
 
 
 def forecast_count(
@@ -304,16 +313,17 @@ def forecast_count(
 ) -> ForecastCount | None:
     """The forecasts' count; None when no metric has a forecast.
 
-    No tolerance applies to a forecast's raise: tolerance keeps noise around the current
-    value from moving the count, but a forecast that the current count cannot carry is the
-    signal the predictive strategy exists for (`decide` keeps the current count against a
-    forecast's release within tolerance). Each metric's count is capped (`cap_base`), waits for a
+    Tolerance applies to a forecast's raise only where the current count carries the
+    margins and worst cases at the `limit` (`within_raise_band`): a forecast that the
+    current count cannot carry is the signal the predictive strategy exists for (`decide`
+    keeps the current count against a forecast's release within tolerance). Each metric's
+    count is capped (`cap_base`), waits for a
     second tick above a prompt share (`unconfirmed`), and is raised to a raise of the last
     horizon (`held`): released the next tick, that raise would be undone minutes after it
     was made, an action each way, when the forecast jitters. The book sets all three.
     """
     counts: dict[str, int] = {}
-    asked = releasing_at = 0
+    asked = releasing_at = at_limit = 0
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
@@ -329,19 +339,38 @@ def forecast_count(
         counts[metric.name] = count
         asked = max(asked, count, asked_count(metric, forecast))
         releasing_at = max(releasing_at, count, ceil_slack(found.unrounded))
+        at_limit = max(at_limit, found.at_limit)
         notes.append(note)
     if not counts:
         return None
     return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}",
-                         asked, releasing_at)
+                         asked, at_limit, releasing_at)
 
 
-def with_forecast(reactive: Recommendation, forecast: ForecastCount | None) -> Recommendation:
+def within_raise_band(forecast: ForecastCount, current: int, tolerance: float) -> bool:
+    """Whether the forecasts' count is a raise of the current count by no more than
+    `tolerance` (the policy's), and the current count carries what their margins and worst
+    cases ask for at the `limit`: such a raise follows the noise of a point forecast around
+    the current count, which the target rule's tolerance keeps from moving it too. On a
+    quiet service, whose point forecast wanders a few replicas about the count, these raises
+    were most of its needless ones (docs/predictive.md)."""
+    return current < forecast.replicas <= current * (1.0 + tolerance) + SLACK \
+        and forecast.at_limit <= current
+
+
+def with_forecast(reactive: Recommendation, forecast: ForecastCount | None, *,
+                  current: int, tolerance: float) -> Recommendation:
     """The larger of the target rule's count and the forecasts': a forecast can raise the
-    count, never lower it. A forecast the cap or the confirmation brought to the rule's
-    count or under it, from above, is still said: a limit decided the count."""
+    count, never lower it, and raises it by no more than `tolerance` only where the current
+    count cannot carry its margin or worst case at the `limit` (`within_raise_band`). A
+    forecast the cap or the confirmation brought to the rule's count or under it, from
+    above, is still said: a limit decided the count."""
     if forecast is None:
         return reactive
+    if reactive.replicas <= current and within_raise_band(forecast, current, tolerance):
+        return replace(reactive, explanation=(
+            f"{reactive.explanation}; {forecast.explanation}: {forecast.replicas} is within "
+            f"tolerance of the current count {current}, which carries it: no raise"))
     if forecast.replicas <= reactive.replicas:
         if forecast.asked is None or forecast.asked <= reactive.replicas:
             return reactive

@@ -515,3 +515,67 @@ def test_one_request_over_a_count_the_forecast_held_up_raises_no_further_than_ta
     assert outcome.desired == 12
     assert "the target rule's raise goes no further than 12, the most of the current count " \
         "12, `target` alone's 8 and the forecast's 11" in outcome.message
+
+
+@pytest.mark.parametrize(
+    ("with_margin", "worst_case", "point", "expected", "reason", "note"),
+    [
+        pytest.param(2100.0, None, 2100.0, 20, Reason.WITHIN_TOLERANCE,
+                     ": 21 is within tolerance of the current count 20, which carries it: no "
+                     "raise", id="a-replica-more-kept"),
+        pytest.param(2200.0, None, 2200.0, 20, Reason.WITHIN_TOLERANCE,
+                     ": 22 is within tolerance of the current count 20, which carries it: no "
+                     "raise", id="a-tolerance-more-kept"),
+        pytest.param(2300.0, None, 2300.0, 23, Reason.PREDICTED_LOAD,
+                     "23: the forecast's count, a floor", id="more-raised"),
+        pytest.param(3100.0, None, 2100.0, 21, Reason.PREDICTED_LOAD,
+                     "21: the forecast's count, a floor",
+                     id="a-margin-the-count-cannot-carry-at-the-limit-raised"),
+        pytest.param(2100.0, 3100.0, 2100.0, 21, Reason.PREDICTED_LOAD,
+                     "21: the forecast's count, a floor",
+                     id="a-worst-case-the-count-cannot-carry-at-the-limit-raised"),
+    ],
+)
+def test_a_forecasts_raise_within_tolerance_that_the_count_carries_is_not_made(
+    with_margin: float, worst_case: float | None, point: float, expected: int, reason: Reason,
+    note: str,
+) -> None:
+    """At 20 replicas (tolerance 0.1, target 100, limit 150) and a load the rule keeps at 20,
+    a forecast whose point asks for 21 or 22 follows its noise, and the count carries its
+    margin and worst case at the limit (20 x 150 = 3,000): no raise. A margin or worst case
+    past what the count carries at the limit raises it at once."""
+    policy = predictive()
+    outcome = decide(policy, current=20, metrics={"rps": 2000.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(point, with_margin, worst_case)})
+
+    assert (outcome.desired, outcome.reason) == (expected, reason)
+    assert note in outcome.message
+
+
+def test_a_drop_the_rule_asks_for_is_held_by_a_forecast_within_tolerance_above() -> None:
+    """The load asks the rule for 15 at 20 replicas (no down-window); the forecast asks for
+    21, within tolerance and carried at the limit: it raises nothing, but the count it
+    needs is not given up either."""
+    policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
+    outcome = decide(policy, current=20, metrics={"rps": 1500.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(2100.0, 2100.0)})
+
+    assert (outcome.desired, outcome.reason) == (20, Reason.PREDICTED_LOAD)
+    assert "20: kept, the forecast's count 21 is within tolerance of it" in outcome.message
+
+
+def test_the_rules_raise_goes_no_further_than_a_forecast_within_tolerance() -> None:
+    """The forecast asks for 16 at 15 replicas, within tolerance and carried at the limit; a
+    request over the count makes the rule ask for 40, `target` alone for 5. The forecast's 16
+    raises nothing, so neither does the rule: the count stays at 15."""
+    policy = predictive()
+    outcome = decide(policy, current=15, metrics={"rps": 4000.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(1600.0, 1600.0)}, target_alone=5)
+
+    assert outcome.desired == 15
+    assert "goes no further than 15, the most of the current count 15, `target` alone's 5 " \
+        "and the forecast's 16 (within tolerance of the current count: no raise)" \
+        in outcome.message
