@@ -179,11 +179,15 @@ def rule_raise_capped(rule: Recommendation, *, current: int, target_alone: int |
     on the current count, which a forecast may have raised, and a raise's rate limits are
     shares of that count: at a few requests a minute, one request over a count the forecast
     held up doubled it (NASA's trace), where `target` alone, from its own count, went less
-    far. The guarantee is `target` alone's count, which the cap lets through."""
+    far. The guarantee is `target` alone's count, which the cap lets through. A forecast
+    within the raise band (`within_raise_band`) raises the cap no further, unless `target`
+    alone's raise moves the count anyway: the forecast's count is then a floor over the
+    rule's raise (`forecast_floor`), which a cap under it would only contradict."""
     if target_alone is None or rule.replicas <= current:
         return rule
     asked = forecast.replicas if forecast is not None else 0
-    banded = forecast is not None and within_raise_band(forecast, current, tolerance)
+    banded = forecast is not None and target_alone <= current \
+        and within_raise_band(forecast, current, tolerance)
     cap = max(current, target_alone, 0 if banded else asked)
     if rule.replicas <= cap:
         return rule
@@ -222,8 +226,11 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     raise, and a point forecast jittering across its rounding line would otherwise move the
     count a replica down and up again every few minutes. Where the cap binds, the count can
     so stay a replica more above the rule's (at 10 replicas and 0.1, while rule and capped
-    forecast ask for 8 and the cap rounded up for 9). A raise is never held back, and the
-    count follows a forecast that falls further, or a forecast no longer in use."""
+    forecast ask for 8 and the cap rounded up for 9). The band never holds back a raise, and
+    the count follows a forecast that falls further, or a forecast no longer in use. A
+    forecast's raise is held back only by the raise band (`within_raise_band`), where
+    nothing else raises the count: a raise by no more than `tolerance` that the current
+    count carries at the `limit` keeps the current count."""
     if forecast is None:
         return Limited(stabilized)
     wanted = forecast.replicas

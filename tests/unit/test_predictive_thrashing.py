@@ -579,3 +579,19 @@ def test_the_rules_raise_goes_no_further_than_a_forecast_within_tolerance() -> N
     assert "goes no further than 15, the most of the current count 15, `target` alone's 5 " \
         "and the forecast's 16 (within tolerance of the current count: no raise)" \
         in outcome.message
+
+
+def test_a_forecast_within_tolerance_caps_the_rules_raise_only_where_the_count_stays() -> None:
+    """At 20 replicas the rule asks for 30 and `target` alone raises to 21: the count moves
+    anyway, and the forecast's 22 (within tolerance of 20, carried at the limit) is the
+    floor over that raise, as before the raise band. The rule's raise goes as far as it,
+    and the message does not say the forecast raises nothing before it raises the count."""
+    policy = predictive()
+    outcome = decide(policy, current=20, metrics={"rps": 3000.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": MetricForecast(2150.0, 2150.0)}, target_alone=21)
+
+    assert (outcome.desired, outcome.rule_count) == (22, 22)
+    assert "no raise" not in outcome.message
+    assert "the target rule's raise goes no further than 22, the most of the current count " \
+        "20, `target` alone's 21 and the forecast's 22" in outcome.message
