@@ -76,7 +76,9 @@ def rows_to_fit(count: int) -> NDArray[np.int64]:
     above MAX_TRAINING_ROWS a sample of that many, the newest kept. The sample is drawn at
     random (seeded by `count`, so that a replay repeats): every k-th row would leave out the
     same times of day every day when k divides the day (k = 2 at one point a minute), and a
-    job at those minutes would never be learnt."""
+    job at those minutes would never be learnt. Histories of the same length are sampled at
+    the same rows: a time of day a draw misses (about one length in eleven near 14 days of
+    minutes, none at 20,099 rows) is missed by every training made at that time of day."""
     if count <= MAX_TRAINING_ROWS:
         return np.arange(count, dtype=np.int64)
     older = np.random.default_rng(count).choice(count - 1, MAX_TRAINING_ROWS - 1, replace=False)

@@ -143,7 +143,8 @@ def test_a_long_history_is_fitted_on_at_most_the_row_budget_the_newest_kept(
     assert newest_target == pytest.approx(np.log1p(load[-1]) - np.log1p(load[-1 - horizon]))
 
 
-@pytest.mark.parametrize("count", [2 * MAX_TRAINING_ROWS, 2 * MAX_TRAINING_ROWS + 1,
+@pytest.mark.parametrize("count", [MAX_TRAINING_ROWS + 1, 2 * MAX_TRAINING_ROWS,
+                                   2 * MAX_TRAINING_ROWS + 1,
                                    3 * MAX_TRAINING_ROWS, 14 * 1440])
 def test_a_sample_of_a_long_history_leaves_out_no_time_of_day_for_good(count: int) -> None:
     fitted = rows_to_fit(count)
