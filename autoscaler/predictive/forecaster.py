@@ -71,18 +71,25 @@ class ForecastSettings:
 LARGEST_LOG1P = math.log1p(sys.float_info.max)
 
 
-def rows_to_fit(count: int) -> NDArray[np.int64]:
-    """Which of `count` training rows (oldest first) a model is fitted on: all of them, or
-    above MAX_TRAINING_ROWS a sample of that many, the newest kept. The sample is drawn at
-    random (seeded by `count`, so that a replay repeats): every k-th row would leave out the
-    same times of day every day when k divides the day (k = 2 at one point a minute), and a
-    job at those minutes would never be learnt. Histories of the same length are sampled at
-    the same rows: a time of day a draw misses (about one length in eleven near 14 days of
-    minutes, none at 20,099 rows) is missed by every training made at that time of day."""
+def rows_to_fit(slots: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Which training rows (oldest first; `slots[i]` the time of day of row i, in steps) a
+    model is fitted on: all of them, or above MAX_TRAINING_ROWS a sample of that many, the
+    newest kept. The sample takes every time of day once, at a random one of its days,
+    before it takes any twice (seeded by the number of rows, so that a replay repeats):
+    every k-th row left out the same times of day every day when k divides the day (k = 2
+    at one point a minute), and a job at those minutes was never learnt; a plain random
+    sample of a fixed-length history misses a few times of day at every training."""
+    count = len(slots)
     if count <= MAX_TRAINING_ROWS:
         return np.arange(count, dtype=np.int64)
-    older = np.random.default_rng(count).choice(count - 1, MAX_TRAINING_ROWS - 1, replace=False)
-    return np.append(np.sort(older), count - 1).astype(np.int64)
+    older = slots[:-1]
+    key = np.random.default_rng(count).random(count - 1)
+    by_slot = np.lexsort((key, older))
+    first = np.searchsorted(older[by_slot], older[by_slot], side="left")
+    round_of = np.empty(count - 1, dtype=np.int64)
+    round_of[by_slot] = np.arange(count - 1) - first
+    chosen = np.lexsort((key, round_of))[:MAX_TRAINING_ROWS - 1]
+    return np.append(np.sort(chosen), count - 1).astype(np.int64)
 
 
 def expm1_capped(logged: float) -> float:
@@ -380,7 +387,7 @@ class MetricForecaster:
                 seeded = max(seeded, math.ceil(self._misses.window / self.settings.step))
         usable_ends, usable_targets = ends[usable], targets[usable]
         count = len(usable_ends)
-        fitted = rows_to_fit(count)
+        fitted = rows_to_fit(usable_ends % self._day)
         recent = np.arange(count - min(count, seeded), count)
         # Rows are made only for the forecast times fitted or seeded: a long history's
         # every row would take memory in proportion to it.

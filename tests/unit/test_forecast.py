@@ -143,18 +143,33 @@ def test_a_long_history_is_fitted_on_at_most_the_row_budget_the_newest_kept(
     assert newest_target == pytest.approx(np.log1p(load[-1]) - np.log1p(load[-1 - horizon]))
 
 
-@pytest.mark.parametrize("count", [MAX_TRAINING_ROWS + 1, 2 * MAX_TRAINING_ROWS,
-                                   2 * MAX_TRAINING_ROWS + 1,
-                                   3 * MAX_TRAINING_ROWS, 14 * 1440])
-def test_a_sample_of_a_long_history_leaves_out_no_time_of_day_for_good(count: int) -> None:
-    fitted = rows_to_fit(count)
+@pytest.mark.parametrize(("count", "day"), [
+    (MAX_TRAINING_ROWS + 1, 1440), (2 * MAX_TRAINING_ROWS, 1440),
+    (2 * MAX_TRAINING_ROWS + 1, 1440), (3 * MAX_TRAINING_ROWS, 1440), (20_096, 1440),
+    (14 * 1440, 1440), (80_576, 5760), (14 * 288, 288),
+])
+def test_a_sample_of_a_long_history_fits_on_every_time_of_day(count: int, day: int) -> None:
+    """Every time of day at least once, whatever the history's length (one a day longer or
+    shorter, or a day of 5,760 ticks of 15 s), the newest row kept; the same rows again for
+    the same history."""
+    slots = np.arange(count, dtype=np.int64) % day
+    fitted = rows_to_fit(slots)
 
-    assert len(fitted) == MAX_TRAINING_ROWS == len(set(fitted.tolist()))
+    assert len(fitted) == min(count, MAX_TRAINING_ROWS) == len(set(fitted.tolist()))
     assert fitted[-1] == count - 1 and (np.diff(fitted) > 0).all()
-    for period in (2, 3, 5, 60, 1440):
-        assert set((fitted % period).tolist()) == set(range(period)), period
-    assert (rows_to_fit(count) == fitted).all()
-    assert (rows_to_fit(MAX_TRAINING_ROWS) == np.arange(MAX_TRAINING_ROWS)).all()
+    assert set(slots[fitted].tolist()) == set(range(day))
+    assert (rows_to_fit(slots) == fitted).all()
+
+
+@pytest.mark.parametrize("day", [1440, 4000, 6000])
+def test_a_sample_takes_each_time_of_day_once_before_any_twice(day: int) -> None:
+    """Of the rows but the newest (kept anyway), no time of day is taken twice more than
+    another."""
+    slots = np.arange(2 * MAX_TRAINING_ROWS + 17, dtype=np.int64) % day
+    older = rows_to_fit(slots)[:-1]
+    taken = np.bincount(slots[older], minlength=day)
+
+    assert taken.max() - taken.min() <= 1 and taken.sum() == MAX_TRAINING_ROWS - 1
 
 
 def test_a_job_at_the_same_minutes_of_every_hour_is_forecast_better_than_the_day_before(
