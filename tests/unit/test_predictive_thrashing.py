@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.core.decide import decide, rule_raise_capped
+from autoscaler.core.decide import Outcome, decide, rule_raise_capped
 from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.model import Reason
 from autoscaler.core.spec import MetricSpec, Policy
@@ -38,6 +38,14 @@ can set that count with the forecast with margin alone."""
 
 def predictive(**keys: object) -> Policy:
     return build_policy(strategy="predictive", metrics=[RPS], max_replicas=1000, **keys)
+
+
+def decide_fresh(policy: Policy, *, current: int, load: float, forecast: MetricForecast,
+                 target_alone: int | None = None) -> Outcome:
+    """`decide` at NOW on the metric `rps`, with no memory and no change yet."""
+    return decide(policy, current=current, metrics={"rps": load},
+                  memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                  forecasts={"rps": forecast}, target_alone=target_alone)
 
 
 @pytest.mark.parametrize(
@@ -192,9 +200,7 @@ def test_a_forecasts_count_within_tolerance_under_the_current_count_keeps_it(
                                                            "target": 100}],
                           max_replicas=1000, behavior={"scale_down": {"stabilization": "0s"}})
     point = forecast_asks * 100.0
-    outcome = decide(policy, current=current, metrics={"rps": 300},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(point, point)})
+    outcome = decide_fresh(policy, current=current, load=300, forecast=MetricForecast(point, point))
 
     assert (outcome.desired, outcome.reason) == (expected, Reason.PREDICTED_LOAD)
     assert note in outcome.message
@@ -217,9 +223,8 @@ def test_the_band_reads_the_cap_rounded_up(point: float, expected: int, note: st
     is kept, since the cap rounded up is 9; a cap of 6 (5.6 worth: 6.72, 7 rounded up) is
     under the band."""
     policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
-    outcome = decide(policy, current=9, metrics={"rps": 500.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(point, point, 1300.0, cap_base=point)})
+    outcome = decide_fresh(policy, current=9, load=500.0,
+                           forecast=MetricForecast(point, point, 1300.0, cap_base=point))
 
     assert (outcome.desired, outcome.reason) == (expected, Reason.PREDICTED_LOAD)
     assert note in outcome.message
@@ -231,9 +236,8 @@ def test_the_band_can_keep_a_tolerance_above_the_cap_rounded_up() -> None:
     the rule's where the cap binds. At 710 (7.1 replicas' worth) the rule and the capped
     forecast ask for 8, the cap rounded up for 9, and 9 is within 0.1 of 10: 10 is kept."""
     policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
-    outcome = decide(policy, current=10, metrics={"rps": 710.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(710.0, 710.0, 1300.0, cap_base=710.0)})
+    outcome = decide_fresh(policy, current=10, load=710.0,
+                           forecast=MetricForecast(710.0, 710.0, 1300.0, cap_base=710.0))
 
     assert (outcome.rule_count, outcome.desired) == (8, 10)
     assert "10: kept, the forecast's count 8 (9 with its cap rounded up)" in outcome.message
@@ -253,9 +257,7 @@ def test_the_band_holds_the_rules_own_drop_by_at_most_a_tolerance(load: float,
     policy = build_policy(strategy="predictive", metrics=[{"name": "rps", "query": "q",
                                                            "target": 100}],
                           max_replicas=1000, behavior={"scale_down": {"stabilization": "0s"}})
-    outcome = decide(policy, current=10, metrics={"rps": load},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(load, load)})
+    outcome = decide_fresh(policy, current=10, load=load, forecast=MetricForecast(load, load))
 
     assert outcome.desired == expected
 
@@ -469,9 +471,7 @@ def test_a_contradicted_forecast_holds_back_raises_not_the_band(contradicted: in
     otherwise let the count fall and rise again."""
     policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
     forecast = MetricForecast(710.0, 710.0, 1300.0, cap_base=710.0, contradicted=contradicted)
-    outcome = decide(policy, current=9, metrics={"rps": 500.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": forecast})
+    outcome = decide_fresh(policy, current=9, load=500.0, forecast=forecast)
 
     assert outcome.desired == 9
     assert ("no raise above 5 while the load" in outcome.message) == (contradicted == 5), \
@@ -497,7 +497,7 @@ def test_the_target_rules_raise_goes_no_further_than_target_alone_or_the_forecas
     found = ForecastCount(forecast, "forecast") if forecast is not None else None
 
     capped = rule_raise_capped(recommended, current=current, target_alone=alone,
-                               forecast=found)
+                               forecast=found, tolerance=0.1)
 
     assert capped.replicas == expected
     assert ("goes no further than" in capped.explanation) == (expected != rule)
@@ -508,9 +508,8 @@ def test_one_request_over_a_count_the_forecast_held_up_raises_no_further_than_ta
     doubles to 8 on a minute of 2,000 requests. The rule, on 12, asks for 20 and its rate
     limit would let it double too; it goes no further than the current count."""
     policy = predictive()
-    outcome = decide(policy, current=12, metrics={"rps": 2000.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(1100.0, 1100.0)}, target_alone=8)
+    outcome = decide_fresh(policy, current=12, load=2000.0,
+                           forecast=MetricForecast(1100.0, 1100.0), target_alone=8)
 
     assert outcome.desired == 12
     assert "the target rule's raise goes no further than 12, the most of the current count " \
@@ -545,9 +544,8 @@ def test_a_forecasts_raise_within_tolerance_that_the_count_carries_is_not_made(
     margin and worst case at the limit (20 x 150 = 3,000): no raise. A margin or worst case
     past what the count carries at the limit raises it at once."""
     policy = predictive()
-    outcome = decide(policy, current=20, metrics={"rps": 2000.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(point, with_margin, worst_case)})
+    outcome = decide_fresh(policy, current=20, load=2000.0,
+                           forecast=MetricForecast(point, with_margin, worst_case))
 
     assert (outcome.desired, outcome.reason) == (expected, reason)
     assert note in outcome.message
@@ -558,9 +556,7 @@ def test_a_drop_the_rule_asks_for_is_held_by_a_forecast_within_tolerance_above()
     21, within tolerance and carried at the limit: it raises nothing, but the count it
     needs is not given up either."""
     policy = predictive(behavior={"scale_down": {"stabilization": "0s"}})
-    outcome = decide(policy, current=20, metrics={"rps": 1500.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(2100.0, 2100.0)})
+    outcome = decide_fresh(policy, current=20, load=1500.0, forecast=MetricForecast(2100.0, 2100.0))
 
     assert (outcome.desired, outcome.reason) == (20, Reason.PREDICTED_LOAD)
     assert "20: kept, the forecast's count 21 is within tolerance of it" in outcome.message
@@ -571,9 +567,8 @@ def test_the_rules_raise_goes_no_further_than_a_forecast_within_tolerance() -> N
     request over the count makes the rule ask for 40, `target` alone for 5. The forecast's 16
     raises nothing, so neither does the rule: the count stays at 15."""
     policy = predictive()
-    outcome = decide(policy, current=15, metrics={"rps": 4000.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(1600.0, 1600.0)}, target_alone=5)
+    outcome = decide_fresh(policy, current=15, load=4000.0,
+                           forecast=MetricForecast(1600.0, 1600.0), target_alone=5)
 
     assert outcome.desired == 15
     assert "goes no further than 15, the most of the current count 15, `target` alone's 5 " \
@@ -587,9 +582,8 @@ def test_a_forecast_within_tolerance_caps_the_rules_raise_only_where_the_count_s
     floor over that raise, as before the raise band. The rule's raise goes as far as it,
     and the message does not say the forecast raises nothing before it raises the count."""
     policy = predictive()
-    outcome = decide(policy, current=20, metrics={"rps": 3000.0},
-                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
-                     forecasts={"rps": MetricForecast(2150.0, 2150.0)}, target_alone=21)
+    outcome = decide_fresh(policy, current=20, load=3000.0,
+                           forecast=MetricForecast(2150.0, 2150.0), target_alone=21)
 
     assert (outcome.desired, outcome.rule_count) == (22, 22)
     assert "no raise" not in outcome.message
