@@ -173,7 +173,7 @@ def decide(
 
 
 def rule_raise_capped(rule: Recommendation, *, current: int, target_alone: int | None,
-                      forecast: ForecastCount | None, tolerance: float = 0.0) -> Recommendation:
+                      forecast: ForecastCount | None, tolerance: float) -> Recommendation:
     """In a predictive policy (`target_alone` given), the target rule's raise goes no further
     than the most of the current count, `target` alone's and the forecast's. The rule works
     on the current count, which a forecast may have raised, and a raise's rate limits are
@@ -226,11 +226,10 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     raise, and a point forecast jittering across its rounding line would otherwise move the
     count a replica down and up again every few minutes. Where the cap binds, the count can
     so stay a replica more above the rule's (at 10 replicas and 0.1, while rule and capped
-    forecast ask for 8 and the cap rounded up for 9). The band never holds back a raise, and
-    the count follows a forecast that falls further, or a forecast no longer in use. A
-    forecast's raise is held back only by the raise band (`within_raise_band`), where
-    nothing else raises the count: a raise by no more than `tolerance` that the current
-    count carries at the `limit` keeps the current count."""
+    forecast ask for 8 and the cap rounded up for 9). The count follows a forecast that
+    falls further, or a forecast no longer in use. A forecast's raise is held back only by
+    the raise band (`within_raise_band`), where nothing else raises the count: a raise by
+    no more than `tolerance` that the current count carries at the `limit` keeps it."""
     if forecast is None:
         return Limited(stabilized)
     wanted = forecast.replicas

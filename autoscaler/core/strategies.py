@@ -317,10 +317,10 @@ def forecast_count(
     margins and worst cases at the `limit` (`within_raise_band`): a forecast that the
     current count cannot carry is the signal the predictive strategy exists for (`decide`
     keeps the current count against a forecast's release within tolerance). Each metric's
-    count is capped (`cap_base`), waits for a
-    second tick above a prompt share (`unconfirmed`), and is raised to a raise of the last
-    horizon (`held`): released the next tick, that raise would be undone minutes after it
-    was made, an action each way, when the forecast jitters. The book sets all three.
+    count is capped (`cap_base`), waits for a second tick above a prompt share
+    (`unconfirmed`), and is raised to a raise of the last horizon (`held`): released the
+    next tick, that raise would be undone minutes after it was made, an action each way,
+    when the forecast jitters. The book sets all three.
     """
     counts: dict[str, int] = {}
     asked = releasing_at = at_limit = 0
