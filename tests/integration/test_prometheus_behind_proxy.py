@@ -45,6 +45,8 @@ CONFIG = """\
 global
     log stdout format raw local0 info
     maxconn 64
+    # One thread, so that no log line is dropped on a collision between threads.
+    nbthread 1
     # Room for the whole request line of a long GET: the deny rule below decides, not
     # haproxy's buffer (which would answer 400, counting every header).
     tune.bufsize 65536
