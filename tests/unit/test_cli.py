@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
+import selectors
 import signal
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -285,17 +285,24 @@ def test_a_sighup_while_the_agent_starts_does_not_end_it(
 
 
 def test_ctrl_c_stops_an_offline_command_with_a_line_not_a_traceback(tmp_path: Path) -> None:
-    """The demo replays three weeks for several seconds: SIGINT a second in, as Ctrl-C in a
-    terminal would, stops it with exit 130 and one line on stderr."""
-    command = [sys.executable, "-m", "autoscaler", "demo", "--out", str(tmp_path / "demo")]
+    """The demo replays three weeks for several seconds: SIGINT once it has said what it
+    replays, as Ctrl-C in a terminal would, stops it with exit 130 and one line on stderr.
+    The signal waits for that line, not for a time: on a loaded machine the imports alone
+    can take longer than any fixed wait."""
+    command = [sys.executable, "-u", "-m", "autoscaler", "demo", "--out", str(tmp_path / "demo")]
     # A job a shell started in the background ignores SIGINT, and its children inherit that
     # (Python then raises no KeyboardInterrupt): the demo gets the terminal's default.
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
                           ) as process:
-        time.sleep(1.5)
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=60), "the demo said nothing in 60 s"
+        first = process.stdout.readline()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
+        out = first + out
 
     assert process.returncode == 130, (out, err)
     assert "Traceback" not in err
