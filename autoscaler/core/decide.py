@@ -18,6 +18,7 @@ from autoscaler.core.strategies import (
     MetricForecast,
     Recommendation,
     forecast_count,
+    raise_band,
     recommend,
     with_forecast,
     within_raise_band,
@@ -193,8 +194,9 @@ def rule_raise_capped(rule: Recommendation, *, current: int, target_alone: int |
         return rule
     counts = [f"the current count {current}", f"`target` alone's {target_alone}"]
     if forecast is not None:
-        counts.append(f"the forecast's {asked} (within tolerance of the current count: no "
-                      "raise)" if banded else f"the forecast's {asked}")
+        band = raise_band(forecast, tolerance)[1] if banded else ""
+        counts.append(f"the forecast's {asked} (within {band} of the current count: no raise)"
+                      if banded else f"the forecast's {asked}")
     return replace(rule, replicas=cap, explanation=(
         f"{rule.explanation}; the target rule's raise goes no further than {cap}, the most of "
         f"{', '.join(counts[:-1])} and {counts[-1]}"))
@@ -229,7 +231,8 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     forecast ask for 8 and the cap rounded up for 9). The count follows a forecast that
     falls further, or a forecast no longer in use. A forecast's raise is held back only by
     the raise band (`within_raise_band`), where nothing else raises the count: a raise by
-    no more than `tolerance` that the current count carries at the `limit` keeps it."""
+    no more than `tolerance`, or the forecast's typical miss where wider, that the current
+    count carries at the `limit` keeps it."""
     if forecast is None:
         return Limited(stabilized)
     wanted = forecast.replicas
@@ -243,8 +246,9 @@ def forecast_floor(stabilized: int, forecast: ForecastCount | None, *, current: 
     if wanted <= stabilized:
         return Limited(stabilized)
     if stabilized <= current and within_raise_band(forecast, current, tolerance):
+        _, band = raise_band(forecast, tolerance)
         return Limited(current, Reason.PREDICTED_LOAD,
-                       f"{current}: kept, the forecast's count {wanted} is within tolerance of it")
+                       f"{current}: kept, the forecast's count {wanted} is within {band} of it")
     return Limited(wanted, Reason.PREDICTED_LOAD,
                    f"{wanted}: the forecast's count, a floor")
 

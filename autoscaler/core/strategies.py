@@ -192,6 +192,9 @@ class MetricForecast:
     contradicted: int | None = None
     """The most this forecast may ask for while the load contradicts it (`ABOVE_LOAD`): its
     count of the tick before, 0 if it had none (None: not contradicted)."""
+    spread: float = 0.0
+    """How far the forecast typically misses, as a share of `value`: the raise band's width
+    where that is wider than the policy's `tolerance` (`within_raise_band`)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ class ForecastCount:
     what `decide`'s release band reads. The cap rounds down as a limit on a raise; read the
     same way on a release, a point forecast that jitters across the cap's rounding line
     lowers the count and raises it again every few minutes (docs/predictive.md)."""
+    spread: float = 0.0
+    """The largest of the metrics' `MetricForecast.spread`."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +329,7 @@ def forecast_count(
     """
     counts: dict[str, int] = {}
     asked = releasing_at = at_limit = 0
+    spread = 0.0
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
@@ -340,21 +346,33 @@ def forecast_count(
         asked = max(asked, count, asked_count(metric, forecast))
         releasing_at = max(releasing_at, count, ceil_slack(found.unrounded))
         at_limit = max(at_limit, found.at_limit)
+        spread = max(spread, forecast.spread)
         notes.append(note)
     if not counts:
         return None
     return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}",
-                         asked, at_limit, releasing_at)
+                         asked, at_limit, releasing_at, spread)
+
+
+def raise_band(forecast: ForecastCount, tolerance: float) -> tuple[float, str]:
+    """The raise band's width and its name: the policy's `tolerance`, or the forecast's
+    typical miss (`spread`) where that is wider."""
+    if forecast.spread > tolerance:
+        return forecast.spread, f"the forecast's typical miss ({forecast.spread:.0%})"
+    return tolerance, "tolerance"
 
 
 def within_raise_band(forecast: ForecastCount, current: int, tolerance: float) -> bool:
     """Whether the forecasts' count is a raise of the current count by no more than
-    `tolerance` (the policy's), and the current count carries what their margins and worst
-    cases ask for at the `limit`: such a raise follows the noise of a point forecast around
-    the current count, which the target rule's tolerance keeps from moving it too. On a
-    quiet service, whose point forecast wanders a few replicas about the count, these raises
-    were most of its needless ones (docs/predictive.md)."""
-    return current < forecast.replicas <= current * (1.0 + tolerance) + SLACK \
+    `raise_band`'s width, and the current count carries what their margins and worst cases
+    ask for at the `limit`: such a raise follows the noise of a point forecast around the
+    current count, which the target rule's tolerance keeps from moving it too. On a quiet
+    service, whose point forecast wanders a few replicas about the count, these raises were
+    most of its needless ones; the policy's tolerance alone left half of them, as a forecast
+    of a request or two a minute moves by a third from one minute to the next
+    (docs/predictive.md)."""
+    width, _ = raise_band(forecast, tolerance)
+    return current < forecast.replicas <= current * (1.0 + width) + SLACK \
         and forecast.at_limit <= current
 
 
@@ -368,9 +386,10 @@ def with_forecast(reactive: Recommendation, forecast: ForecastCount | None, *,
     if forecast is None:
         return reactive
     if reactive.replicas <= current and within_raise_band(forecast, current, tolerance):
+        _, band = raise_band(forecast, tolerance)
         return replace(reactive, explanation=(
             f"{reactive.explanation}; {forecast.explanation}: {forecast.replicas} is within "
-            f"tolerance of the current count {current}, which carries it: no raise"))
+            f"{band} of the current count {current}, which carries it: no raise"))
     if forecast.replicas <= reactive.replicas:
         if forecast.asked is None or forecast.asked <= reactive.replicas:
             return reactive

@@ -185,7 +185,8 @@ class ForecastBook:
             found = self.forecast_metric(policy, metric, values.get(metric.name), now)
             forecast = MetricForecast(
                 found.point, None if found.reason else found.with_margin,
-                None if found.reason else found.worst_case, cap_base=found.point)
+                None if found.reason else found.worst_case, cap_base=found.point,
+                spread=found.spread)
             raises = self._hold(policy.service, metric)
             forecast = raises.confirm(forecast, metric, values.get(metric.name), now,
                                       self.tick)

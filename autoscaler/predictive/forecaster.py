@@ -109,6 +109,8 @@ class Forecast(NamedTuple):
     contradicted: bool = False
     """The load was under 1 / ABOVE_LOAD of every forecast made for the last horizon: the
     book lets this one keep the count, not raise it."""
+    spread: float = 0.0
+    """How far the forecast typically misses, as a share of `point` (`typical_miss`)."""
 
 
 def missed_share(actual: float, forecast: float, floor: float) -> float:
@@ -309,6 +311,19 @@ class RecentValues:
         high = min(low + 1, len(self._sorted) - 1)
         a, b, share = self._sorted[low], self._sorted[high], position - low
         return b - (b - a) * (1 - share) if share >= 0.5 else a + (b - a) * share
+
+
+def typical_miss(errors: RecentValues, logged_point: float) -> float:
+    """Half the interquartile range of the recent errors (log1p terms), as a share of the
+    point forecast (`logged_point` in log1p terms): half the forecasts missed by less, either
+    way. The share is larger at a low level, where a request more or less is much of the
+    load (a point of 0.4 requests a minute and errors of a request either way: about 1.5).
+    0 for a point of 0."""
+    point = expm1_capped(logged_point)
+    if point <= 0:
+        return 0.0
+    half = (errors.quantile(0.75) - errors.quantile(0.25)) / 2
+    return (expm1_capped(logged_point + half) - point) / point
 
 
 class MetricForecaster:
@@ -513,4 +528,5 @@ class MetricForecaster:
         contradicted = len(self._recent) == horizon \
             and now - self._recent[0][0] < (horizon - 0.5) * self.settings.step \
             and all(actual * ABOVE_LOAD < forecast for _, actual, forecast in self._recent)
-        return Forecast(point, with_margin, worst_case, reason, contradicted)
+        spread = typical_miss(self._errors, level + change) if self._errors else 0.0
+        return Forecast(point, with_margin, worst_case, reason, contradicted, spread)

@@ -33,6 +33,7 @@ from autoscaler.predictive.forecaster import (
     WindowTop,
     missed_share,
     rows_to_fit,
+    typical_miss,
 )
 from autoscaler.predictive.planner import raise_held_to, target_alone_step
 from autoscaler.predictive.trees import Trees
@@ -463,6 +464,58 @@ def test_the_quantile_of_recent_values_is_numpys_over_the_window(q: float) -> No
         window = added[max(0, count - 60):count]
         assert kept.quantile(q) == pytest.approx(float(np.quantile(window, q)), abs=1e-12)
         assert kept.largest() == window.max()
+
+
+def log_misses(point: float, actuals: list[float]) -> RecentValues:
+    """The errors (log1p terms) of forecasts of `point` that saw `actuals`."""
+    kept = RecentValues(len(actuals))
+    for actual in actuals:
+        kept.append(math.log1p(actual) - math.log1p(point))
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("point", "actuals", "share"),
+    [
+        pytest.param(1000.0, [900.0, 950.0, 1000.0, 1050.0, 1100.0], 0.051,
+                     id="a-busy-service-a-share-of-its-misses"),
+        pytest.param(0.4, [0.0, 0.0, 1.0, 1.0, 2.0], 1.45,
+                     id="a-quiet-service-a-request-either-way-is-more-than-its-point"),
+        pytest.param(0.0, [0.0, 1.0, 3.0], 0.0, id="none-for-a-point-of-nothing"),
+        pytest.param(500.0, [500.0] * 5, 0.0, id="none-for-a-forecast-that-never-missed"),
+    ],
+)
+def test_the_typical_miss_is_half_the_errors_interquartile_range_a_share_of_the_point(
+    point: float, actuals: list[float], share: float,
+) -> None:
+    """Half the forecasts missed by less, either way: the quartiles of the errors, half
+    their distance above the point, read back as a share of it."""
+    assert typical_miss(log_misses(point, actuals), math.log1p(point)) == pytest.approx(
+        share, abs=0.005)
+
+
+def typical_miss_after(load: list[float], history: int, ticks: int) -> float:
+    """A forecaster trained on `history` steps of `load`, then fed `ticks` more: its forecast's
+    typical miss."""
+    forecaster = MetricForecaster(settings())
+    assert forecaster.train([START + i * STEP for i in range(history)], load[:history]) is None
+    for index in range(history, history + ticks):
+        forecaster.observe(START + index * STEP, load[index])
+        forecaster.forecast(START + index * STEP)
+    return forecaster.forecast(START + (history + ticks) * STEP).spread
+
+
+def test_the_typical_miss_is_narrow_on_a_busy_cycle_and_wide_on_a_few_requests() -> None:
+    """A busy daily cycle with 5 % noise misses by less than the default tolerance (0.1),
+    which then stays the raise band; a service of half a request a minute misses by more
+    than its forecast, a request either way."""
+    busy = typical_miss_after(daily(10), 9 * 1440, 600)
+    rng = np.random.default_rng(3)
+    quiet = rng.poisson(0.5, 10 * 1440).astype(float).tolist()
+    few = typical_miss_after(quiet, 9 * 1440, 600)
+
+    assert 0.0 < busy < 0.1
+    assert few > 1.0
 
 
 @pytest.mark.parametrize(

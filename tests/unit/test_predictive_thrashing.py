@@ -551,6 +551,54 @@ def test_a_forecasts_raise_within_tolerance_that_the_count_carries_is_not_made(
     assert note in outcome.message
 
 
+@pytest.mark.parametrize(
+    ("spread", "expected", "note"),
+    [
+        pytest.param(0.0, 19, "19: the forecast's count, a floor", id="tolerance-alone-raises"),
+        pytest.param(0.2, 19, "19: the forecast's count, a floor", id="a-narrower-miss-raises"),
+        pytest.param(0.3, 15, ": 19 is within the forecast's typical miss (30%) of the current "
+                     "count 15, which carries it: no raise", id="within-its-typical-miss-kept"),
+        pytest.param(0.05, 19, "19: the forecast's count, a floor",
+                     id="a-miss-under-tolerance-is-tolerance"),
+    ],
+)
+def test_a_forecasts_raise_within_its_typical_miss_is_not_made(
+    spread: float, expected: int, note: str,
+) -> None:
+    """At 15 replicas (tolerance 0.1, target 100, limit 150), a point forecast asking for 19
+    is a raise of 27 %: past the tolerance, but within a typical miss of 30 % it is the
+    forecast's noise, and the count carries its margin at the limit (15 x 150 = 2,250)."""
+    policy = predictive()
+    outcome = decide_fresh(policy, current=15, load=1500.0,
+                           forecast=MetricForecast(1900.0, 1900.0, spread=spread))
+
+    assert outcome.desired == expected
+    assert note in outcome.message
+
+
+def test_a_margin_the_count_cannot_carry_is_raised_whatever_the_typical_miss() -> None:
+    """The band, however wide, is only for what the count carries at the limit: a margin past
+    15 x 150 raises the count at once."""
+    policy = predictive()
+    outcome = decide_fresh(policy, current=15, load=1500.0,
+                           forecast=MetricForecast(1900.0, 2400.0, spread=2.0))
+
+    assert (outcome.desired, outcome.reason) == (19, Reason.PREDICTED_LOAD)
+
+
+def test_the_rules_raise_is_capped_by_a_forecast_within_its_typical_miss() -> None:
+    """A request over the count makes the rule ask for 40 at 15 replicas, `target` alone for
+    5; the forecast asks for 19, within its typical miss: the count stays, and says why."""
+    policy = predictive()
+    outcome = decide_fresh(policy, current=15, load=4000.0,
+                           forecast=MetricForecast(1900.0, 1900.0, spread=0.4),
+                           target_alone=5)
+
+    assert outcome.desired == 15
+    assert "the forecast's 19 (within the forecast's typical miss (40%) of the current count: " \
+        "no raise)" in outcome.message
+
+
 def test_a_drop_the_rule_asks_for_is_held_by_a_forecast_within_tolerance_above() -> None:
     """The load asks the rule for 15 at 20 replicas (no down-window); the forecast asks for
     21, within tolerance and carried at the limit: it raises nothing, but the count it
