@@ -54,7 +54,8 @@ CHOSEN_ON = ("WorldCup98", "NASA")
 """The traces whose first halves the settings were chosen on; the others are held out."""
 COMPARED_ON = {"bursty": "the margin's window and the limits against thrashing were compared "
                          "on its scored half",
-               "quiet": "the cap on the target rule's raise was made for its needless raises"}
+               "quiet": "the cap on the target rule's raise and the raise band were made for its "
+                        "needless raises"}
 """Held-out traces that later choices were nonetheless compared on, and which."""
 
 
