@@ -219,7 +219,12 @@ class ForecastCount:
     same way on a release, a point forecast that jitters across the cap's rounding line
     lowers the count and raises it again every few minutes (docs/predictive.md)."""
     spread: float = 0.0
-    """The largest of the metrics' `MetricForecast.spread`."""
+    """The typical miss (`MetricForecast.spread`) of the metric whose count is `replicas`,
+    the smallest of those tied: the raise band's width where wider than `tolerance`."""
+    counts: tuple[tuple[int, float], ...] = ()
+    """Each metric's count and its forecast's typical miss: each count above the current one
+    must be within its own metric's band (`within_raise_band`). A quiet metric's wide miss
+    says nothing of another metric's raise."""
 
 
 @dataclass(frozen=True)
@@ -329,7 +334,7 @@ def forecast_count(
     """
     counts: dict[str, int] = {}
     asked = releasing_at = at_limit = 0
-    spread = 0.0
+    spreads: list[tuple[int, float]] = []
     notes = []
     for metric in policy.metrics:
         forecast = forecasts.get(metric.name)
@@ -346,12 +351,14 @@ def forecast_count(
         asked = max(asked, count, asked_count(metric, forecast))
         releasing_at = max(releasing_at, count, ceil_slack(found.unrounded))
         at_limit = max(at_limit, found.at_limit)
-        spread = max(spread, forecast.spread)
+        spreads.append((count, forecast.spread))
         notes.append(note)
     if not counts:
         return None
-    return ForecastCount(max(counts.values()), f"forecast with margin: {', '.join(notes)}",
-                         asked, at_limit, releasing_at, spread)
+    replicas = max(counts.values())
+    spread = min(miss for count, miss in spreads if count == replicas)
+    return ForecastCount(replicas, f"forecast with margin: {', '.join(notes)}",
+                         asked, at_limit, releasing_at, spread, tuple(spreads))
 
 
 def raise_band(forecast: ForecastCount, tolerance: float) -> tuple[float, str]:
@@ -364,16 +371,19 @@ def raise_band(forecast: ForecastCount, tolerance: float) -> tuple[float, str]:
 
 def within_raise_band(forecast: ForecastCount, current: int, tolerance: float) -> bool:
     """Whether the forecasts' count is a raise of the current count by no more than
-    `raise_band`'s width, and the current count carries what their margins and worst cases
-    ask for at the `limit`: such a raise follows the noise of a point forecast around the
-    current count, which the target rule's tolerance keeps from moving it too. On a quiet
-    service, whose point forecast wanders a few replicas about the count, these raises were
-    most of its needless ones; the policy's tolerance alone left half of them, as a forecast
-    of a request or two a minute moves by a third from one minute to the next
-    (docs/predictive.md)."""
+    `raise_band`'s width, each metric's count by no more than its own (the wider of
+    `tolerance` and its forecast's typical miss), and the current count carries what their
+    margins and worst cases ask for at the `limit`: such a raise follows the noise of a
+    point forecast around the current count, which the target rule's tolerance keeps from
+    moving it too. On a quiet service, whose point forecast wanders a few replicas about the
+    count, these raises were most of its needless ones; the policy's tolerance alone left
+    half of them, as a forecast of a request or two a minute moves by a third from one
+    minute to the next (docs/predictive.md)."""
     width, _ = raise_band(forecast, tolerance)
     return current < forecast.replicas <= current * (1.0 + width) + SLACK \
-        and forecast.at_limit <= current
+        and forecast.at_limit <= current \
+        and all(count <= current * (1.0 + max(tolerance, miss)) + SLACK
+                for count, miss in forecast.counts)
 
 
 def with_forecast(reactive: Recommendation, forecast: ForecastCount | None, *,

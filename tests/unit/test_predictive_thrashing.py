@@ -599,6 +599,42 @@ def test_the_rules_raise_is_capped_by_a_forecast_within_its_typical_miss() -> No
         "no raise)" in outcome.message
 
 
+JOBS = {"name": "jobs", "query": "q2", "target": 10, "limit": 15}
+
+
+@pytest.mark.parametrize(
+    ("rps", "jobs", "expected", "note"),
+    [
+        pytest.param(MetricForecast(1900.0, 1900.0, spread=0.05),
+                     MetricForecast(0.4, 0.4, spread=1.5), 19,
+                     "19: the forecast's count, a floor",
+                     id="a-quiet-metrics-miss-widens-no-other"),
+        pytest.param(MetricForecast(1900.0, 1900.0, spread=0.3),
+                     MetricForecast(180.0, 180.0, spread=0.05), 19,
+                     "19: the forecast's count, a floor",
+                     id="each-count-within-its-own-band"),
+        pytest.param(MetricForecast(1900.0, 1900.0, spread=0.3),
+                     MetricForecast(160.0, 160.0, spread=0.05), 15,
+                     ": 19 is within the forecast's typical miss (30%) of the current count 15",
+                     id="the-driving-metrics-miss-names-the-band"),
+    ],
+)
+def test_each_metrics_raise_is_within_its_own_typical_miss(
+    rps: MetricForecast, jobs: MetricForecast, expected: int, note: str,
+) -> None:
+    """At 15 replicas, a metric whose forecast misses by 5 % asking for 19 is a real raise,
+    whatever another metric's forecast, at a request or so, misses by; and a count within the
+    driving metric's typical miss (19 within 30 %) is still raised where another metric asks
+    for more than its own band (its 18 past 15 x 1.1; its 16 within it)."""
+    policy = build_policy(strategy="predictive", metrics=[RPS, JOBS], max_replicas=1000)
+    outcome = decide(policy, current=15, metrics={"rps": 1500.0, "jobs": 100.0},
+                     memory=ServiceMemory(seed=None), last_change_at=None, now=NOW,
+                     forecasts={"rps": rps, "jobs": jobs})
+
+    assert outcome.desired == expected
+    assert note in outcome.message
+
+
 def test_a_drop_the_rule_asks_for_is_held_by_a_forecast_within_tolerance_above() -> None:
     """The load asks the rule for 15 at 20 replicas (no down-window); the forecast asks for
     21, within tolerance and carried at the limit: it raises nothing, but the count it
