@@ -194,7 +194,8 @@ class MetricForecast:
     count of the tick before, 0 if it had none (None: not contradicted)."""
     spread: float = 0.0
     """How far the forecast typically misses, as a share of `value`: the raise band's width
-    where that is wider than the policy's `tolerance` (`within_raise_band`)."""
+    where that is wider than the policy's `tolerance` and the metric has a `limit`
+    (`within_raise_band`)."""
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,9 @@ def forecast_count(
         asked = max(asked, count, asked_count(metric, forecast))
         releasing_at = max(releasing_at, count, ceil_slack(found.unrounded))
         at_limit = max(at_limit, found.at_limit)
-        spreads.append((count, forecast.spread))
+        # Without a `limit` nothing checks that the count carries the margin at the SLO
+        # line, so only the tolerance, never a wider miss, keeps such a metric's raise.
+        spreads.append((count, forecast.spread if metric.limit else 0.0))
         notes.append(note)
     if not counts:
         return None

@@ -315,10 +315,10 @@ class RecentValues:
 
 def typical_miss(errors: RecentValues, logged_point: float) -> float:
     """Half the interquartile range of the recent errors (log1p terms), as a share of the
-    point forecast (`logged_point` in log1p terms): half the forecasts missed by less, either
-    way. The share is larger at a low level, where a request more or less is much of the
-    load (a point of 0.4 requests a minute and errors of a request either way: about 1.5).
-    0 for a point of 0."""
+    point forecast (`logged_point` in log1p terms): how far the forecasts spread about their
+    usual error, half of them within it. The share is larger at a low level, where a request
+    more or less is much of the load (a point of 0.4 requests a minute and errors of a
+    request either way: about 1.5). 0 for a point of 0."""
     point = expm1_capped(logged_point)
     if point <= 0:
         return 0.0

@@ -635,6 +635,16 @@ def test_each_metrics_raise_is_within_its_own_typical_miss(
     assert note in outcome.message
 
 
+def test_a_metric_without_a_limit_keeps_the_tolerance_band_whatever_its_miss() -> None:
+    """Without a `limit` nothing checks that the count carries the margin at the SLO line:
+    a forecast's raise from 15 to 19 is made, however widely the forecast misses."""
+    policy = build_policy(strategy="predictive", metrics=[RPS_WITHOUT_LIMIT], max_replicas=1000)
+    outcome = decide_fresh(policy, current=15, load=1500.0,
+                           forecast=MetricForecast(1900.0, 1900.0, spread=1.5))
+
+    assert (outcome.desired, outcome.reason) == (19, Reason.PREDICTED_LOAD)
+
+
 def test_a_drop_the_rule_asks_for_is_held_by_a_forecast_within_tolerance_above() -> None:
     """The load asks the rule for 15 at 20 replicas (no down-window); the forecast asks for
     21, within tolerance and carried at the limit: it raises nothing, but the count it
