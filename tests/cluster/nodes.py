@@ -68,6 +68,16 @@ exec "$@"
 """
 
 
+def _answers(node: Node) -> bool:
+    """Whether the node's dockerd answers `docker version` within 10 s. A dockerd that
+    restarts after a SIGKILL can take its socket before it serves, and the probe then waits:
+    that is not an answer yet, and the launch's own deadline decides."""
+    try:
+        return node.docker("version", check=False, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 class ClusterError(AssertionError):
     """The multi-node Swarm could not be built, or a node misbehaved."""
 
@@ -249,8 +259,7 @@ class Cluster:
         while True:
             if not node.alive():
                 raise ClusterError(f"dockerd of {node.name} exited:\n{node.log_tail()}")
-            if node.socket.exists() and node.docker("version", check=False,
-                                                    timeout=10).returncode == 0:
+            if node.socket.exists() and _answers(node):
                 return
             if time.monotonic() > deadline:
                 raise ClusterError(f"dockerd of {node.name} did not answer within "
