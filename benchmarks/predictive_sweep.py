@@ -3,7 +3,7 @@ cost and SLO violations, the saving at an SLO budget, the forecast's MASE and ho
 strategy scales.
 
     .venv/bin/python benchmarks/predictive_sweep.py [--traces DIR] [--budget 0.1]
-        [--only NAME ...] [--target-cache FILE]
+        [--only NAME ...] [--target-cache FILE] [--trace CSV ... [--fill HOW]]
 
 The shared traces are looked for in `../shared/traces` next to this repository, or next to
 the one it was cloned from; the others ship in `benchmarks/data/` or are made here from a
@@ -14,7 +14,9 @@ For each trace: capacity = the trace's 99th percentile per step / 20, max_replic
 strategies; predictive's `limit` is the SLO line, 0.9 x capacity, and its other keys but
 `startup` are the policy's defaults, what an operator gets. The first half of each
 trace is history only; the sweep is scored on the second half. Settings were chosen on the
-first halves of the CHOSEN_ON traces; the others are held out.
+first halves of the CHOSEN_ON traces; the others are held out. `--trace CSV` adds any trace
+in the backtest's CSV form (held out, named by its file), at a start-up of one of its
+steps (at least a minute) unless `--startup` says otherwise.
 Everything runs through `autoscaler.offline.replay.replay`, the agent's own engine. Prints
 the trade-off table and, per trace and start-up: the ratio of the best predictive setting's
 replica-hours to the best reactive one's at the SLO budget (share of steps in violation,
@@ -45,7 +47,7 @@ from autoscaler.core.spec import Policy, parse_policy
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay, startup_steps
 from autoscaler.offline.scoring import NEEDLESS, needless_raises
-from autoscaler.offline.traces import Trace, load_csv
+from autoscaler.offline.traces import FILLS, CsvOptions, Trace, TraceError, load_csv
 
 DATA = Path(__file__).resolve().parent / "data"
 UTILISATIONS = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -185,6 +187,31 @@ class Source:
     """Read from the shared traces' directory (the others ship here or are made here)."""
 
 
+GIVEN_SHORTEST = timedelta(days=4)
+"""The shortest trace `--trace` takes: its first half, history only, must hold a day for the
+model's first training and a day of its errors, and the scored half a day to compare the
+forecast with the one-day seasonal naive one (MASE)."""
+
+
+def given(file: Path, fill: str | None) -> Source:
+    """A trace from the command line (`--trace`), named by its file and held out; its
+    start-up one step of the trace, at least a minute (`startups` as loaded)."""
+    name = file.name.removesuffix(".gz").removesuffix(".csv")
+    trace = load_given(file, fill)
+    return Source(name, lambda _: load_given(file, fill),
+                  (max(trace.step, timedelta(minutes=1)),), shared=False)
+
+
+def load_given(file: Path, fill: str | None) -> Trace:
+    loaded = load_csv(file, CsvOptions(fill=fill))  # type: ignore[arg-type]
+    if len(loaded) * loaded.step < GIVEN_SHORTEST:
+        days = len(loaded) * loaded.step / timedelta(days=1)
+        raise TraceError(f"{file}: {days:.1f} days of load; the sweep needs at "
+                         f"least {GIVEN_SHORTEST.days} days (history for the model in the "
+                         "first half, a day scored in the second)")
+    return loaded
+
+
 def _shared(file: str) -> Callable[[Path], Trace]:
     return lambda directory: load_csv(directory / file)
 
@@ -275,23 +302,34 @@ def policy(strategy: str, u: float, settings: BacktestSettings) -> Policy:
     return parsed
 
 
-Job = tuple[str, Path, int, dict[str, dict[str, object]]]
+@dataclass(frozen=True)
+class Job:
+    """One trace at one start-up; `file` and `fill` for a trace given with `--trace`."""
+
+    name: str
+    directory: Path
+    startup_seconds: int
+    cached: dict[str, dict[str, object]]
+    file: Path | None = None
+    fill: str | None = None
 
 
 def sweep(job: Job) -> list[Row]:
-    """One trace's rows at one start-up (`job`: name, traces directory, start-up in
-    seconds, cached `target` rows). One OpenMP thread for the model's training: the two
+    """One trace's rows at one start-up. One OpenMP thread for the model's training: the two
     processes already fill two cores, and more threads than cores made training many times
     slower."""
-    name, directory, seconds, cached = job
     with threadpool_limits(limits=1):
-        return sweep_trace(name, directory, timedelta(seconds=seconds), cached)
+        if job.file is not None:
+            trace = load_given(job.file, job.fill)
+        else:
+            trace = next(s for s in SOURCES if s.name == job.name).load(job.directory)
+        return sweep_trace(job.name, trace, timedelta(seconds=job.startup_seconds),
+                           job.cached)
 
 
-def sweep_trace(name: str, directory: Path, startup: timedelta,
+def sweep_trace(name: str, trace: Trace, startup: timedelta,
                 cached: dict[str, dict[str, object]]) -> list[Row]:
-    source = next(s for s in SOURCES if s.name == name)
-    trace = source.load(directory)
+    """`cached`: the `target` rows already replayed, by trace, start-up and u."""
     capacity = capacity_of(trace)
     warmup = (len(trace) // 2) * trace.step
     rows = []
@@ -473,8 +511,9 @@ def planned(argv: list[str] | None = None
             ) -> tuple[argparse.Namespace, dict[str, dict[str, object]], list[Job]]:
     """The options (`traces` resolved), the cached `target` rows and the sweeps to run.
     Refused as usage errors, before anything runs: a name no trace has and a start-up no
-    chosen trace is run at (either ran nothing and printed "Every bar holds."), and shared
-    traces missing from the directory (the traces that ship here run without them)."""
+    chosen trace is run at (either ran nothing and printed "Every bar holds."), shared
+    traces missing from the directory (the traces that ship here run without them), and a
+    `--trace` that cannot be read, is too short, or has another trace's name."""
     names = [s.name for s in SOURCES]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=Path, default=None,
@@ -490,20 +529,46 @@ def planned(argv: list[str] | None = None
                              "not depend on the forecast, so iterating on predictive needs "
                              "them once")
     parser.add_argument("--startup", type=int, default=None,
-                        help="this start-up only, in minutes")
+                        help="this start-up only, in minutes (a --trace's start-up)")
+    parser.add_argument("--trace", type=Path, action="append", default=[], metavar="CSV",
+                        help="also sweep this trace, a CSV as `autoscaler backtest --trace` "
+                             "reads (at least 4 days; held out, named by its file, at a "
+                             "start-up of one of its steps unless --startup says otherwise); "
+                             "repeat for several. With --trace, the traces above run only "
+                             "if --only names them")
+    parser.add_argument("--fill", choices=FILLS, default=None,
+                        help="with --trace: fill missing steps with 0, the value before, or "
+                             "interpolated (default: a gap is an error)")
     arguments = parser.parse_args(argv)
     arguments.traces = arguments.traces or default_traces()
-    chosen = [s for s in SOURCES if arguments.only is None or s.name in arguments.only]
+    names_chosen = arguments.only if arguments.only is not None \
+        else [] if arguments.trace else names
+    chosen = [s for s in SOURCES if s.name in names_chosen]
     cache_file = arguments.target_cache
     cached = json.loads(cache_file.read_text()) if cache_file and cache_file.is_file() else {}
-    jobs = [(s.name, arguments.traces, int(startup.total_seconds()), cached)
+    jobs = [Job(s.name, arguments.traces, int(startup.total_seconds()), cached)
             for s in chosen for startup in s.startups
             if arguments.startup is None or startup.total_seconds() == 60 * arguments.startup]
+    taken = {s.name for s in SOURCES}
+    for file in arguments.trace:
+        try:
+            source = given(file, arguments.fill)
+        except TraceError as error:
+            parser.error(f"--trace: {error}")
+        if source.name in taken:
+            parser.error(f"--trace {file}: another trace is named {source.name}: rename the "
+                         "file")
+        taken.add(source.name)
+        startup = timedelta(minutes=arguments.startup) if arguments.startup is not None \
+            else source.startups[0]
+        # Never the cache: another file of the same name would read this one's rows.
+        jobs.append(Job(source.name, arguments.traces, int(startup.total_seconds()), {},
+                        file, arguments.fill))
     if not jobs:
         parser.error(f"--startup {arguments.startup}: no trace chosen runs at it (" + "; ".join(
             f"{s.name}: {', '.join(str(t // timedelta(minutes=1)) for t in s.startups)}"
             for s in chosen) + ")")
-    shared = [s.name for s in chosen if s.shared and any(job[0] == s.name for job in jobs)]
+    shared = [s.name for s in chosen if s.shared and any(job.name == s.name for job in jobs)]
     if shared and not (arguments.traces / "worldcup98-requests-per-minute.csv").is_file():
         parser.error(f"{arguments.traces} lacks the shared traces ({', '.join(shared)}): "
                      "pass --traces DIR, or --only taylor bursty")
@@ -518,8 +583,9 @@ def main() -> None:
         parts = list(pool.map(sweep, jobs))
     rows = [row for part in parts for row in part]
     if arguments.target_cache:
+        given = {job.name for job in jobs if job.file is not None}
         cached.update({f"{r.trace}|{r.startup_min}|{r.u}": asdict(r)
-                       for r in rows if r.strategy == "target"})
+                       for r in rows if r.strategy == "target" and r.trace not in given})
         arguments.target_cache.write_text(json.dumps(cached))
     missed = report(rows, arguments.budget)
     print("\nBars missed:" if missed else "\nEvery bar holds.")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from benchmarks.predictive_sweep import DAYS, SOURCES, Source, planned
+from benchmarks.predictive_sweep import (
+    DAYS,
+    SOURCES,
+    STRATEGIES,
+    UTILISATIONS,
+    Source,
+    planned,
+    sweep,
+)
 
 
 @pytest.mark.parametrize("argv, refusal", [
@@ -33,7 +44,7 @@ def test_the_traces_that_ship_here_run_without_the_shared_ones(tmp_path: Path) -
                                   "cpu"])
 
     assert arguments.traces == tmp_path
-    assert [(name, seconds) for name, _, seconds, _ in jobs] == [("taylor", 1800),
+    assert [(job.name, job.startup_seconds) for job in jobs] == [("taylor", 1800),
                                                                 ("bursty", 120), ("cpu", 300)]
 
 
@@ -48,3 +59,98 @@ def test_a_generated_trace_is_two_weeks_of_load_the_same_each_run(source: Source
     assert made.values == source.load(Path(".")).values
     assert len(made) * made.step == timedelta(days=DAYS)
     assert min(made.values) >= 0 and max(made.values) > 0
+
+
+def write_trace(path: Path, days: float, step: timedelta, *, skip: int | None = None) -> Path:
+    """A daily cycle of 100 to 300 requests a step, `days` long; `skip`: a step left out."""
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    steps = int(timedelta(days=days) / step)
+    lines = ["time,requests"]
+    for i in range(steps):
+        if i != skip:
+            at = start + i * step
+            rate = 200 - 100 * math.cos(2 * math.pi * (at.hour * 60 + at.minute) / 1440)
+            lines.append(f"{at.isoformat()},{rate + 10 * math.sin(i):.1f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_trace_given_on_the_command_line_is_swept_alone_at_one_of_its_steps(
+        tmp_path: Path) -> None:
+    five = write_trace(tmp_path / "shop.csv", 4, timedelta(minutes=5))
+    half = write_trace(tmp_path / "api.csv", 4, timedelta(seconds=30))
+
+    cache = tmp_path / "cache.json"
+    cache.write_text(json.dumps({"shop|5|0.5": {"trace": "shop"}}))
+
+    _, cached, jobs = planned(["--traces", str(tmp_path), "--trace", str(five),
+                               "--trace", str(half), "--target-cache", str(cache)])
+
+    assert [(job.name, job.startup_seconds, job.file) for job in jobs] == [
+        ("shop", 300, five), ("api", 60, half)]
+    assert "shop|5|0.5" in cached
+    assert all(job.cached == {} for job in jobs), "another file named shop.csv made that row"
+
+
+def test_a_given_trace_runs_beside_the_traces_only_names_and_at_the_startup_asked(
+        tmp_path: Path) -> None:
+    mine = write_trace(tmp_path / "mine.csv", 4, timedelta(minutes=1))
+
+    _, _, jobs = planned(["--traces", str(tmp_path), "--only", "cpu", "--trace", str(mine),
+                          "--startup", "5"])
+
+    assert [(job.name, job.startup_seconds) for job in jobs] == [("cpu", 300), ("mine", 300)]
+
+
+def test_a_given_traces_gap_is_filled_as_fill_says(tmp_path: Path) -> None:
+    gap = write_trace(tmp_path / "gap.csv", 4, timedelta(minutes=5), skip=100)
+
+    _, _, jobs = planned(["--traces", str(tmp_path), "--trace", str(gap), "--fill",
+                          "interpolate"])
+
+    assert [(job.name, job.fill) for job in jobs] == [("gap", "interpolate")]
+
+
+@pytest.mark.parametrize("make, refusal", [
+    pytest.param(lambda d: write_trace(d / "short.csv", 3.9, timedelta(minutes=5)),
+                 "3.9 days of load; the sweep needs at least 4 days", id="under-four-days"),
+    pytest.param(lambda d: d / "absent.csv", "cannot read the trace", id="no-such-file"),
+    pytest.param(lambda d: write_trace(d / "gap.csv", 4, timedelta(minutes=5), skip=100),
+                 "gap", id="a-gap-without-fill"),
+    pytest.param(lambda d: write_trace(d / "bursty.csv", 4, timedelta(minutes=5)),
+                 "another trace is named bursty: rename the file", id="a-built-in-name"),
+])
+def test_a_given_trace_the_sweep_cannot_use_is_refused_before_anything_runs(
+        make: Callable[[Path], Path], refusal: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        planned(["--traces", str(tmp_path), "--trace", str(make(tmp_path))])
+
+    assert exited.value.code == 2
+    assert refusal in capsys.readouterr().err
+
+
+def test_two_given_traces_of_one_name_are_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_trace(tmp_path / "a" / "web.csv", 4, timedelta(minutes=5))
+    second = write_trace(tmp_path / "b" / "web.csv", 4, timedelta(minutes=5))
+
+    with pytest.raises(SystemExit):
+        planned(["--traces", str(tmp_path), "--trace", str(first), "--trace", str(second)])
+
+    assert "another trace is named web" in capsys.readouterr().err
+
+
+def test_a_given_trace_is_swept_for_both_strategies_at_every_u(tmp_path: Path) -> None:
+    mine = write_trace(tmp_path / "mine.csv", 4, timedelta(minutes=5))
+    _, _, jobs = planned(["--traces", str(tmp_path), "--trace", str(mine)])
+
+    rows = sweep(jobs[0])
+
+    assert {(row.trace, row.startup_min) for row in rows} == {("mine", 5)}
+    assert sorted((row.strategy, row.u) for row in rows) == sorted(
+        (strategy, u) for strategy in STRATEGIES for u in UTILISATIONS)
+    assert all(row.replica_hours > 0 for row in rows)
+    assert any(row.mase is not None for row in rows if row.strategy == "predictive")
