@@ -31,10 +31,11 @@ import argparse
 import json
 import math
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,11 +44,13 @@ import yaml
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from autoscaler.core.durations import parse_duration
 from autoscaler.core.spec import Policy, parse_policy
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay, startup_steps
 from autoscaler.offline.scoring import NEEDLESS, needless_raises
 from autoscaler.offline.traces import FILLS, CsvOptions, Trace, TraceError, load_csv
+from autoscaler.predictive.features import LAGS
 
 DATA = Path(__file__).resolve().parent / "data"
 UTILISATIONS = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -171,6 +174,58 @@ def quiet(seed: int = 106) -> Trace:
     return requests(daily(np.arange(DAYS * 1440), 0.5, 6), rng, "quiet")
 
 
+def lognormal(seed: int = 107) -> Trace:
+    """A daily cycle of 50 to 250 requests a minute under heavy noise: each minute's rate
+    the cycle's times a lognormal factor (sigma 0.3), as an API whose callers batch."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    rate = daily(minutes, 50, 250) * np.exp(rng.normal(0, 0.3, len(minutes)))
+    return requests(rate, rng, "lognormal")
+
+
+def sawtooth(seed: int = 108) -> Trace:
+    """A backlog drained every six hours: 50 requests a minute rising steadily to 450, then
+    back to 50 at once, four times a day."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    return requests(50 + 400 * (minutes % 360) / 360, rng, "sawtooth")
+
+
+def weekend_off(seed: int = 109) -> Trace:
+    """A business application: a daily cycle of 100 to 500 requests a minute on weekdays,
+    a tenth of it at weekends."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    weekend = (minutes // 1440) % 7 >= 5
+    rate = daily(minutes, 100, 500) * np.where(weekend, 0.1, 1.0)
+    return requests(rate, rng, "weekend-off")
+
+
+def spikes(seed: int = 110) -> Trace:
+    """About 50 requests a minute (20 to 80 over the day), and spikes of a single minute at
+    random, four a day on average, each adding 250 requests or more (Pareto of shape 1.5:
+    half of them over 400, one in a hundred over 5,000)."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(DAYS * 1440)
+    rate = 50 + 30 * np.sin(2 * np.pi * (minutes % 1440) / 1440)
+    at = rng.choice(len(minutes), 4 * DAYS, replace=False)
+    rate[at] += 250 * (rng.pareto(1.5, len(at)) + 1)
+    return requests(rate, rng, "spikes")
+
+
+def batch_windows(seed: int = 111) -> Trace:
+    """A service that is off or on: 5 requests a minute, and 500 during four batch windows
+    a day of 40 to 90 minutes, each starting up to half an hour from its usual time (2:00,
+    9:00, 14:00, 20:00)."""
+    rng = np.random.default_rng(seed)
+    rate = np.full(DAYS * 1440, 5.0)
+    for day in range(DAYS):
+        for hour in (2, 9, 14, 20):
+            begin = day * 1440 + hour * 60 + int(rng.integers(-30, 31))
+            rate[begin:begin + int(rng.integers(40, 91))] = 500.0
+    return requests(rate, rng, "batch-windows")
+
+
 def averaged(trace: Trace, steps: int, name: str) -> Trace:
     """The trace's mean over each `steps` steps: a coarser metric of the same load."""
     whole = len(trace) // steps * steps
@@ -192,24 +247,49 @@ GIVEN_SHORTEST = timedelta(days=4)
 model's first training and a day of its errors, and the scored half a day to compare the
 forecast with the one-day seasonal naive one (MASE)."""
 
-
-def given(file: Path, fill: str | None) -> Source:
-    """A trace from the command line (`--trace`), named by its file and held out; its
-    start-up one step of the trace, at least a minute (`startups` as loaded)."""
-    name = file.name.removesuffix(".gz").removesuffix(".csv")
-    trace = load_given(file, fill)
-    return Source(name, lambda _: load_given(file, fill),
-                  (max(trace.step, timedelta(minutes=1)),), shared=False)
+TRAINING_ROWS = 100
+"""The fewest rows the model trains on (`MetricForecaster.train`): a trace's first half must
+hold them beyond the longest lag and the horizon, or predictive never forecasts."""
 
 
-def load_given(file: Path, fill: str | None) -> Trace:
-    loaded = load_csv(file, CsvOptions(fill=fill))  # type: ignore[arg-type]
+def given_name(file: Path) -> str:
+    """A `--trace`'s name in the tables: its file's, without `.csv` or `.csv.gz`."""
+    return file.name.removesuffix(".gz").removesuffix(".csv")
+
+
+def default_startup(step: timedelta) -> timedelta:
+    """A given trace's start-up: the fewest whole steps that make at least a minute and a
+    whole number of minutes, as the tables count start-ups in minutes."""
+    steps = 1
+    while steps * step < MINUTE or (steps * step) % MINUTE:
+        steps += 1
+    return steps * step
+
+
+def load_given(file: Path, options: CsvOptions) -> Trace:
+    """A `--trace`, refused (TraceError) where the sweep could not score it."""
+    loaded = load_csv(file, options)
     if len(loaded) * loaded.step < GIVEN_SHORTEST:
         days = len(loaded) * loaded.step / timedelta(days=1)
         raise TraceError(f"{file}: {days:.1f} days of load; the sweep needs at "
                          f"least {GIVEN_SHORTEST.days} days (history for the model in the "
                          "first half, a day scored in the second)")
+    if capacity_of(loaded) <= 0:
+        raise TraceError(f"{file}: the load's 99th percentile is 0, so a replica's capacity "
+                         "(a twentieth of it) would be 0: nothing to scale")
     return loaded
+
+
+def given_startup_refusal(trace: Trace, startup: timedelta) -> str | None:
+    """Why `startup` cannot be swept on `trace`, or None."""
+    if startup < MINUTE or startup % trace.step:
+        return (f"a start-up of {startup} is not a whole number of the trace's steps "
+                f"({trace.step}) of at least a minute")
+    needed = max(LAGS) + startup_steps(startup, trace.step) + 1 + TRAINING_ROWS
+    if len(trace) // 2 < needed:
+        return (f"its first half holds {len(trace) // 2} steps; at a start-up of {startup} "
+                f"the model needs {needed} to train on (longer history, or a finer step)")
+    return None
 
 
 def _shared(file: str) -> Callable[[Path], Trace]:
@@ -236,6 +316,11 @@ SOURCES = [
     Source("random-walk", lambda _: random_walk(), (timedelta(minutes=2),), shared=False),
     Source("growth", lambda _: growth(), (timedelta(minutes=5),), shared=False),
     Source("quiet", lambda _: quiet(), (timedelta(minutes=1),), shared=False),
+    Source("lognormal", lambda _: lognormal(), (timedelta(minutes=1),), shared=False),
+    Source("sawtooth", lambda _: sawtooth(), (timedelta(minutes=2),), shared=False),
+    Source("weekend-off", lambda _: weekend_off(), (timedelta(minutes=5),), shared=False),
+    Source("spikes", lambda _: spikes(), (timedelta(minutes=1),), shared=False),
+    Source("batch-windows", lambda _: batch_windows(), (timedelta(minutes=1),), shared=False),
 ]
 
 
@@ -304,14 +389,15 @@ def policy(strategy: str, u: float, settings: BacktestSettings) -> Policy:
 
 @dataclass(frozen=True)
 class Job:
-    """One trace at one start-up; `file` and `fill` for a trace given with `--trace`."""
+    """One trace at one start-up; `file` and how to read it for a trace given with
+    `--trace`."""
 
     name: str
     directory: Path
     startup_seconds: int
     cached: dict[str, dict[str, object]]
     file: Path | None = None
-    fill: str | None = None
+    options: CsvOptions = field(default_factory=CsvOptions)
 
 
 def sweep(job: Job) -> list[Row]:
@@ -320,7 +406,7 @@ def sweep(job: Job) -> list[Row]:
     slower."""
     with threadpool_limits(limits=1):
         if job.file is not None:
-            trace = load_given(job.file, job.fill)
+            trace = load_given(job.file, job.options)
         else:
             trace = next(s for s in SOURCES if s.name == job.name).load(job.directory)
         return sweep_trace(job.name, trace, timedelta(seconds=job.startup_seconds),
@@ -507,6 +593,46 @@ def by_u_pair(group: list[Row], u: float) -> tuple[Row, Row]:
     return same["target"], same["predictive"]
 
 
+def duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def given_jobs(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> list[Job]:
+    """A job for each `--trace`, refused as a usage error where the sweep could not score
+    it; what reading it assumed or repaired is said on stderr. Never the cache: another file
+    of the same name would read this one's rows."""
+    options = CsvOptions(fill=arguments.fill, resample=arguments.resample,
+                         column=arguments.column)
+    if not arguments.trace and options != CsvOptions():
+        parser.error("--fill, --resample and --column say how to read a --trace: give one")
+    jobs: list[Job] = []
+    taken = {s.name for s in SOURCES}
+    for file in arguments.trace:
+        name = given_name(file)
+        if any(job.file is not None and job.file.resolve() == file.resolve() for job in jobs):
+            parser.error(f"--trace {file}: given twice")
+        if name in taken:
+            parser.error(f"--trace {file}: another trace is named {name}: rename the file")
+        taken.add(name)
+        try:
+            trace = load_given(file, options)
+        except TraceError as error:
+            parser.error(f"--trace: {error}")
+        startup = timedelta(minutes=arguments.startup) if arguments.startup is not None \
+            else default_startup(trace.step)
+        refusal = given_startup_refusal(trace, startup)
+        if refusal is not None:
+            parser.error(f"--trace {file}: {refusal}")
+        for said in (*trace.notes, *trace.warnings):
+            print(f"--trace {file}: {said}", file=sys.stderr)
+        jobs.append(Job(name, arguments.traces, int(startup.total_seconds()), {}, file,
+                        options))
+    return jobs
+
+
 def planned(argv: list[str] | None = None
             ) -> tuple[argparse.Namespace, dict[str, dict[str, object]], list[Job]]:
     """The options (`traces` resolved), the cached `target` rows and the sweeps to run.
@@ -533,12 +659,18 @@ def planned(argv: list[str] | None = None
     parser.add_argument("--trace", type=Path, action="append", default=[], metavar="CSV",
                         help="also sweep this trace, a CSV as `autoscaler backtest --trace` "
                              "reads (at least 4 days; held out, named by its file, at a "
-                             "start-up of one of its steps unless --startup says otherwise); "
-                             "repeat for several. With --trace, the traces above run only "
-                             "if --only names them")
+                             "start-up of the fewest whole steps that make whole minutes, at "
+                             "least one, unless --startup says otherwise); repeat for several. "
+                             "With --trace, the traces above run only if --only names them")
     parser.add_argument("--fill", choices=FILLS, default=None,
                         help="with --trace: fill missing steps with 0, the value before, or "
                              "interpolated (default: a gap is an error)")
+    parser.add_argument("--resample", type=duration, default=None, metavar="DURATION",
+                        help="with --trace: put the rows on this step, e.g. 1m (each step the "
+                             "mean of its rows)")
+    parser.add_argument("--column", default=None, metavar="NAME",
+                        help="with --trace: the header of the value column (default: one "
+                             "named like value or requests, else the second)")
     arguments = parser.parse_args(argv)
     arguments.traces = arguments.traces or default_traces()
     names_chosen = arguments.only if arguments.only is not None \
@@ -549,21 +681,7 @@ def planned(argv: list[str] | None = None
     jobs = [Job(s.name, arguments.traces, int(startup.total_seconds()), cached)
             for s in chosen for startup in s.startups
             if arguments.startup is None or startup.total_seconds() == 60 * arguments.startup]
-    taken = {s.name for s in SOURCES}
-    for file in arguments.trace:
-        try:
-            source = given(file, arguments.fill)
-        except TraceError as error:
-            parser.error(f"--trace: {error}")
-        if source.name in taken:
-            parser.error(f"--trace {file}: another trace is named {source.name}: rename the "
-                         "file")
-        taken.add(source.name)
-        startup = timedelta(minutes=arguments.startup) if arguments.startup is not None \
-            else source.startups[0]
-        # Never the cache: another file of the same name would read this one's rows.
-        jobs.append(Job(source.name, arguments.traces, int(startup.total_seconds()), {},
-                        file, arguments.fill))
+    jobs += given_jobs(parser, arguments)
     if not jobs:
         parser.error(f"--startup {arguments.startup}: no trace chosen runs at it (" + "; ".join(
             f"{s.name}: {', '.join(str(t // timedelta(minutes=1)) for t in s.startups)}"
@@ -575,6 +693,14 @@ def planned(argv: list[str] | None = None
     return arguments, cached, jobs
 
 
+def target_rows_to_cache(rows: list[Row], jobs: list[Job]) -> dict[str, dict[str, object]]:
+    """The `target` rows to keep in `--target-cache`, by trace, start-up and u: never a
+    given trace's, as another file of the same name would read them."""
+    given_names = {job.name for job in jobs if job.file is not None}
+    return {f"{r.trace}|{r.startup_min}|{r.u}": asdict(r)
+            for r in rows if r.strategy == "target" and r.trace not in given_names}
+
+
 def main() -> None:
     arguments, cached, jobs = planned()
     print(f"traces: {arguments.traces}", flush=True)
@@ -583,9 +709,7 @@ def main() -> None:
         parts = list(pool.map(sweep, jobs))
     rows = [row for part in parts for row in part]
     if arguments.target_cache:
-        given = {job.name for job in jobs if job.file is not None}
-        cached.update({f"{r.trace}|{r.startup_min}|{r.u}": asdict(r)
-                       for r in rows if r.strategy == "target" and r.trace not in given})
+        cached.update(target_rows_to_cache(rows, jobs))
         arguments.target_cache.write_text(json.dumps(cached))
     missed = report(rows, arguments.budget)
     print("\nBars missed:" if missed else "\nEvery bar holds.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Callable
@@ -15,9 +16,13 @@ from benchmarks.predictive_sweep import (
     SOURCES,
     STRATEGIES,
     UTILISATIONS,
+    Job,
+    Row,
     Source,
+    default_startup,
     planned,
     sweep,
+    target_rows_to_cache,
 )
 
 
@@ -61,8 +66,10 @@ def test_a_generated_trace_is_two_weeks_of_load_the_same_each_run(source: Source
     assert min(made.values) >= 0 and max(made.values) > 0
 
 
-def write_trace(path: Path, days: float, step: timedelta, *, skip: int | None = None) -> Path:
-    """A daily cycle of 100 to 300 requests a step, `days` long; `skip`: a step left out."""
+def write_trace(path: Path, days: float, step: timedelta, *, skip: int | None = None,
+                scale: float = 1.0) -> Path:
+    """A daily cycle of 100 to 300 requests a step, `days` long, times `scale`; `skip`: a
+    step left out."""
     start = datetime(2026, 3, 2, tzinfo=UTC)
     steps = int(timedelta(days=days) / step)
     lines = ["time,requests"]
@@ -70,7 +77,7 @@ def write_trace(path: Path, days: float, step: timedelta, *, skip: int | None = 
         if i != skip:
             at = start + i * step
             rate = 200 - 100 * math.cos(2 * math.pi * (at.hour * 60 + at.minute) / 1440)
-            lines.append(f"{at.isoformat()},{rate + 10 * math.sin(i):.1f}")
+            lines.append(f"{at.isoformat()},{scale * (rate + 10 * math.sin(i)):.1f}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -102,13 +109,47 @@ def test_a_given_trace_runs_beside_the_traces_only_names_and_at_the_startup_aske
     assert [(job.name, job.startup_seconds) for job in jobs] == [("cpu", 300), ("mine", 300)]
 
 
-def test_a_given_traces_gap_is_filled_as_fill_says(tmp_path: Path) -> None:
+def test_a_given_traces_gap_is_filled_as_fill_says_and_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gap = write_trace(tmp_path / "gap.csv", 4, timedelta(minutes=5), skip=100)
 
     _, _, jobs = planned(["--traces", str(tmp_path), "--trace", str(gap), "--fill",
                           "interpolate"])
 
-    assert [(job.name, job.fill) for job in jobs] == [("gap", "interpolate")]
+    assert [(job.name, job.options.fill) for job in jobs] == [("gap", "interpolate")]
+    assert f"--trace {gap}: " in capsys.readouterr().err
+
+
+def test_a_gzipped_trace_is_named_without_its_suffixes(tmp_path: Path) -> None:
+    plain = write_trace(tmp_path / "plain.csv", 4, timedelta(minutes=5))
+    packed = tmp_path / "edge.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+
+    _, _, jobs = planned(["--traces", str(tmp_path), "--trace", str(packed)])
+
+    assert [(job.name, job.startup_seconds) for job in jobs] == [("edge", 300)]
+
+
+@pytest.mark.parametrize("step, startup", [
+    (timedelta(seconds=30), timedelta(minutes=1)),
+    (timedelta(seconds=90), timedelta(minutes=3)),
+    (timedelta(minutes=1), timedelta(minutes=1)),
+    (timedelta(minutes=7), timedelta(minutes=7)),
+])
+def test_a_given_traces_startup_is_the_fewest_steps_that_make_whole_minutes(
+        step: timedelta, startup: timedelta) -> None:
+    assert default_startup(step) == startup
+
+
+def test_given_traces_target_rows_stay_out_of_the_cache() -> None:
+    jobs = [Job("cpu", Path("."), 300, {}), Job("mine", Path("."), 300, {}, Path("mine.csv"))]
+    row = {"strategy": "target", "startup_min": 5, "u": 0.5, "cost_ratio": 1.0,
+           "replica_hours": 1.0, "slo_violation_pct": 0.0, "under_time_pct": 0.0,
+           "actions_per_hour": 1.0, "smape_pct": None, "mase": None, "needless_per_day": 0.0,
+           "unused": (0, 0, 0, 0)}
+    rows = [Row(trace=name, **row) for name in ("cpu", "mine")]  # type: ignore[arg-type]
+
+    assert list(target_rows_to_cache(rows, jobs)) == ["cpu|5|0.5"]
 
 
 @pytest.mark.parametrize("make, refusal", [
@@ -119,6 +160,11 @@ def test_a_given_traces_gap_is_filled_as_fill_says(tmp_path: Path) -> None:
                  "gap", id="a-gap-without-fill"),
     pytest.param(lambda d: write_trace(d / "bursty.csv", 4, timedelta(minutes=5)),
                  "another trace is named bursty: rename the file", id="a-built-in-name"),
+    pytest.param(lambda d: write_trace(d / "coarse.csv", 4, timedelta(minutes=30)),
+                 "its first half holds 96 steps; at a start-up of 0:30:00 the model needs 162",
+                 id="too-few-steps-to-train-on"),
+    pytest.param(lambda d: write_trace(d / "idle.csv", 4, timedelta(minutes=5), scale=0),
+                 "the load's 99th percentile is 0", id="no-load"),
 ])
 def test_a_given_trace_the_sweep_cannot_use_is_refused_before_anything_runs(
         make: Callable[[Path], Path], refusal: str, tmp_path: Path,
@@ -128,6 +174,43 @@ def test_a_given_trace_the_sweep_cannot_use_is_refused_before_anything_runs(
 
     assert exited.value.code == 2
     assert refusal in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, refusal", [
+    pytest.param(["--startup", "0"], "a start-up of 0:00:00 is not a whole number",
+                 id="no-startup"),
+    pytest.param(["--startup", "7"], "a start-up of 0:07:00 is not a whole number of the "
+                 "trace's steps (0:05:00)", id="not-whole-steps"),
+])
+def test_a_startup_a_given_trace_cannot_run_at_is_refused(
+        argv: list[str], refusal: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    mine = write_trace(tmp_path / "mine.csv", 4, timedelta(minutes=5))
+
+    with pytest.raises(SystemExit):
+        planned(["--traces", str(tmp_path), "--trace", str(mine), *argv])
+
+    assert refusal in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--fill", "zero"], ["--resample", "5m"],
+                                  ["--column", "requests"]], ids=lambda a: a[0])
+def test_how_to_read_a_trace_without_one_is_refused(
+        argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        planned(["--traces", str(tmp_path), "--only", "cpu", *argv])
+
+    assert "say how to read a --trace: give one" in capsys.readouterr().err
+
+
+def test_one_file_given_twice_is_refused(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    mine = write_trace(tmp_path / "mine.csv", 4, timedelta(minutes=5))
+
+    with pytest.raises(SystemExit):
+        planned(["--traces", str(tmp_path), "--trace", str(mine), "--trace", str(mine)])
+
+    assert "given twice" in capsys.readouterr().err
 
 
 def test_two_given_traces_of_one_name_are_refused(tmp_path: Path,
