@@ -661,7 +661,7 @@ def planned(argv: list[str] | None = None
                              "reads (at least 4 days; held out, named by its file, at a "
                              "start-up of the fewest whole steps that make whole minutes, at "
                              "least one, unless --startup says otherwise); repeat for several. "
-                             "With --trace, the traces above run only if --only names them")
+                             "With --trace, the built-in traces run only if --only names them")
     parser.add_argument("--fill", choices=FILLS, default=None,
                         help="with --trace: fill missing steps with 0, the value before, or "
                              "interpolated (default: a gap is an error)")
