@@ -250,7 +250,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _duration(text: str) -> timedelta:
+def duration_argument(text: str) -> timedelta:
+    """A duration option's value (`parse_duration`), or argparse's usage error."""
     try:
         return parse_duration(text)
     except ValueError as error:
@@ -293,13 +294,13 @@ def _add_offline_commands(commands: Any) -> None:
     backtest.add_argument("--capacity", type=_positive_number,
                           help="what one replica carries at 100 %%, in the trace's unit "
                           "(default: the first target among the policies / 0.7)")
-    backtest.add_argument("--startup", type=_duration, metavar="DURATION",
+    backtest.add_argument("--startup", type=duration_argument, metavar="DURATION",
                           help="time until a new replica is ready, in whole steps of the "
                           "trace (default: the start-up the predictive policies set, else 1m)")
     backtest.add_argument("--slo-utilisation", type=_fraction, default=0.9, metavar="U",
                           help="share of capacity a replica may run at within the SLO "
                           "(default 0.9)")
-    backtest.add_argument("--warmup", type=_duration, default=timedelta(days=8),
+    backtest.add_argument("--warmup", type=duration_argument, default=timedelta(days=8),
                           metavar="DURATION", help="history before the scored steps, never "
                           "scored (default 8d)")
     backtest.add_argument("--metric", metavar="NAME",
@@ -448,13 +449,13 @@ def _add_tune_command(commands: Any) -> None:
                       help="what one replica carries at 100 %%, in the trace's unit, the same "
                       "for every candidate (default: the first target among the policies / "
                       "0.7)")
-    tune.add_argument("--startup", type=_duration, metavar="DURATION",
+    tune.add_argument("--startup", type=duration_argument, metavar="DURATION",
                       help="time until a new replica is ready (default: the start-up the "
                       "predictive policies set, else 1m)")
     tune.add_argument("--slo-utilisation", type=_fraction, default=0.9, metavar="U",
                       help="share of capacity a replica may run at within the SLO "
                       "(default 0.9)")
-    tune.add_argument("--warmup", type=_duration, default=timedelta(days=8),
+    tune.add_argument("--warmup", type=duration_argument, default=timedelta(days=8),
                       metavar="DURATION", help="history before the scored steps, never "
                       "scored (default 8d)")
     tune.add_argument("--metric", metavar="NAME",

@@ -15,8 +15,8 @@ strategies; predictive's `limit` is the SLO line, 0.9 x capacity, and its other 
 `startup` are the policy's defaults, what an operator gets. The first half of each
 trace is history only; the sweep is scored on the second half. Settings were chosen on the
 first halves of the CHOSEN_ON traces; the others are held out. `--trace CSV` adds any trace
-in the backtest's CSV form (held out, named by its file), at a start-up of one of its
-steps (at least a minute) unless `--startup` says otherwise.
+in the backtest's CSV form (held out, named by its file), at a start-up of the fewest whole
+steps that make whole minutes, at least one, unless `--startup` says otherwise.
 Everything runs through `autoscaler.offline.replay.replay`, the agent's own engine. Prints
 the trade-off table and, per trace and start-up: the ratio of the best predictive setting's
 replica-hours to the best reactive one's at the SLO budget (share of steps in violation,
@@ -44,13 +44,14 @@ import yaml
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from autoscaler.core.durations import parse_duration
+from autoscaler.cli import duration_argument
 from autoscaler.core.spec import Policy, parse_policy
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay, startup_steps
 from autoscaler.offline.scoring import NEEDLESS, needless_raises
 from autoscaler.offline.traces import FILLS, CsvOptions, Trace, TraceError, load_csv
 from autoscaler.predictive.features import LAGS
+from autoscaler.predictive.forecaster import MIN_TRAINING_ROWS
 
 DATA = Path(__file__).resolve().parent / "data"
 UTILISATIONS = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -247,11 +248,6 @@ GIVEN_SHORTEST = timedelta(days=4)
 model's first training and a day of its errors, and the scored half a day to compare the
 forecast with the one-day seasonal naive one (MASE)."""
 
-TRAINING_ROWS = 100
-"""The fewest rows the model trains on (`MetricForecaster.train`): a trace's first half must
-hold them beyond the longest lag and the horizon, or predictive never forecasts."""
-
-
 def given_name(file: Path) -> str:
     """A `--trace`'s name in the tables: its file's, without `.csv` or `.csv.gz`."""
     return file.name.removesuffix(".gz").removesuffix(".csv")
@@ -285,7 +281,8 @@ def given_startup_refusal(trace: Trace, startup: timedelta) -> str | None:
     if startup < MINUTE or startup % trace.step:
         return (f"a start-up of {startup} is not a whole number of the trace's steps "
                 f"({trace.step}) of at least a minute")
-    needed = max(LAGS) + startup_steps(startup, trace.step) + 1 + TRAINING_ROWS
+    # The model's rows need the longest lag before them and the horizon after them.
+    needed = max(LAGS) + startup_steps(startup, trace.step) + 1 + MIN_TRAINING_ROWS
     if len(trace) // 2 < needed:
         return (f"its first half holds {len(trace) // 2} steps; at a start-up of {startup} "
                 f"the model needs {needed} to train on (longer history, or a finer step)")
@@ -593,13 +590,6 @@ def by_u_pair(group: list[Row], u: float) -> tuple[Row, Row]:
     return same["target"], same["predictive"]
 
 
-def duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def given_jobs(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> list[Job]:
     """A job for each `--trace`, refused as a usage error where the sweep could not score
     it; what reading it assumed or repaired is said on stderr. Never the cache: another file
@@ -665,7 +655,7 @@ def planned(argv: list[str] | None = None
     parser.add_argument("--fill", choices=FILLS, default=None,
                         help="with --trace: fill missing steps with 0, the value before, or "
                              "interpolated (default: a gap is an error)")
-    parser.add_argument("--resample", type=duration, default=None, metavar="DURATION",
+    parser.add_argument("--resample", type=duration_argument, default=None, metavar="DURATION",
                         help="with --trace: put the rows on this step, e.g. 1m (each step the "
                              "mean of its rows)")
     parser.add_argument("--column", default=None, metavar="NAME",

@@ -92,6 +92,11 @@ def rows_to_fit(slots: NDArray[np.int64]) -> NDArray[np.int64]:
     return np.append(np.sort(chosen), count - 1).astype(np.int64)
 
 
+MIN_TRAINING_ROWS = 100
+"""The fewest rows (a forecast time with its lags and the value a horizon later) the model
+trains on; with fewer there is no model (`InsufficientHistory`)."""
+
+
 def expm1_capped(logged: float) -> float:
     """expm1, at most the largest float: a metric at an exporter's "unlimited" (about 1.8e308)
     forecast to grow would overflow `math.expm1`."""
@@ -386,7 +391,7 @@ class MetricForecaster:
         ends = np.arange(max(LAGS), size - horizon, dtype=np.int64)
         targets = logged[ends + horizon] - logged[ends]
         usable = np.isfinite(targets) & np.isfinite(logged[ends])
-        if usable.sum() < 100:
+        if usable.sum() < MIN_TRAINING_ROWS:
             return self._not_trained("InsufficientHistory")
         # The windows of errors are seeded with the errors of the history's last forecasts
         # only while empty (at the first training): a later training would put the new
