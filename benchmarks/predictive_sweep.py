@@ -46,9 +46,10 @@ from threadpoolctl import threadpool_limits
 
 from autoscaler.cli import duration_argument
 from autoscaler.core.spec import Policy, parse_policy
+from autoscaler.core.strategies import NEEDLESS
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay, startup_steps
-from autoscaler.offline.scoring import NEEDLESS, needless_raises
+from autoscaler.offline.scoring import needless_raises
 from autoscaler.offline.traces import FILLS, CsvOptions, Trace, TraceError, load_csv
 from autoscaler.predictive.features import LAGS
 from autoscaler.predictive.forecaster import MIN_TRAINING_ROWS

@@ -154,6 +154,17 @@ at a few replicas raised it a replica again every few minutes: on NASA's trace m
 needless raises (docs/predictive.md)."""
 
 
+NEEDLESS = 1.5
+"""How far above what the load of the following horizon needs a raise is needless (issue
+19's bound: at most one such raise a simulated day)."""
+
+
+def is_needless(replicas: int, peak: float, target: float) -> bool:
+    """Whether a raise to `replicas` is more than NEEDLESS x what `peak`, the largest load
+    of the horizon after it, needs at `target`."""
+    return replicas > NEEDLESS * ceil_slack(peak / target)
+
+
 @dataclass(frozen=True)
 class HeldCount:
     """The largest raise of a metric's forecast count within the last horizon (a count above
@@ -192,6 +203,10 @@ class MetricForecast:
     contradicted: int | None = None
     """The most this forecast may ask for while the load contradicts it (`ABOVE_LOAD`): its
     count of the tick before, 0 if it had none (None: not contradicted)."""
+    after_needless: int | None = None
+    """The most this forecast may ask for while its needless raises limit it
+    (`NeedlessRaises`, a day for each): NEEDLESS x what the lower of the last two values
+    needs, or its count of the tick before if more (None: no such limit)."""
     spread: float = 0.0
     """How far the forecast typically misses, as a share of `value`: the raise band's width
     where that is wider than the policy's `tolerance` and the metric has a `limit`
@@ -202,8 +217,8 @@ class MetricForecast:
 class ForecastCount:
     """What the forecasts ask for: the largest over the metrics of each one's count,
     `margin_count` or `ceil(worst case / limit)` where the metric sets a `limit` and that is
-    more, capped (`cap_base`), at most `unconfirmed`, and raised
-    to its `held` raise (`metric_forecast_count`, `forecast_count`)."""
+    more, capped (`cap_base`), at most `unconfirmed`, `after_needless` and `contradicted`,
+    and raised to its `held` raise (`metric_forecast_count`, `forecast_count`)."""
 
     replicas: int
     explanation: str
@@ -235,7 +250,7 @@ class MetricCount:
     replicas: int
     unrounded: float
     """The same count before its rounding: the ask before `ceil`, the cap before `floor`
-    (what `contradicted` holds back left out)."""
+    (what `after_needless` and `contradicted` hold back left out)."""
     explanation: str
     at_limit: int = 0
     """The part of `replicas` that the margin or the worst case at the metric's `limit` set
@@ -278,8 +293,8 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
                           ) -> MetricCount | None:
     """One metric's count and how it was reached, before any hold: `margin_count`,
     `ceil(worst case / limit)` where the metric sets a `limit` and that is more, at most
-    FORECAST_CAP x the replicas' worth of `cap_base` at `target`, at most `unconfirmed` and
-    at most `contradicted`; None without a forecast in use."""
+    FORECAST_CAP x the replicas' worth of `cap_base` at `target`, at most `unconfirmed`,
+    `after_needless` and `contradicted`; None without a forecast in use."""
     if forecast is None or forecast.with_margin is None or not metric.target:
         return None
     asked = margin_count(metric, forecast)
@@ -309,8 +324,13 @@ def metric_forecast_count(metric: MetricSpec, forecast: MetricForecast | None
             note += (f", {count} until the next tick asks for more too (a raise beyond "
                      f"{CONFIRM_ABOVE:g} x what the load or the point forecast needs is asked "
                      "two ticks running)")
-    # Not on `unrounded`: a contradiction holds back raises, not releases, and the band
-    # reads the count with its cap rounded up whether the forecast may raise or not.
+    # Not on `unrounded`: these two hold back raises, not releases, and the band reads the
+    # count with its cap rounded up whether the forecast may raise or not.
+    if forecast.after_needless is not None and count > forecast.after_needless:
+        count = forecast.after_needless
+        note += (f", at most {count} after a raise the load never used ({NEEDLESS:g} x "
+                 "what the load needs, or the count of the tick before, for a day per such "
+                 "raise)")
     if forecast.contradicted is not None and count > forecast.contradicted:
         count = forecast.contradicted
         limit = f"above {count} " if count else ""
@@ -331,7 +351,9 @@ def forecast_count(
     count is capped (`cap_base`), waits for a second tick above a prompt share
     (`unconfirmed`), and is raised to a raise of the last horizon (`held`): released the
     next tick, that raise would be undone minutes after it was made, an action each way,
-    when the forecast jitters. The book sets all three.
+    when the forecast jitters. The book sets them, and the limits while the load
+    contradicts the forecast (`contradicted`) and after a raise went unused
+    (`after_needless`).
     """
     counts: dict[str, int] = {}
     asked = releasing_at = at_limit = 0

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autoscaler.core.strategies import is_needless
 from autoscaler.predictive.accuracy import smape_term
 
 
@@ -35,10 +36,6 @@ class Scores:
     scaling_actions_per_hour: float
 
 
-NEEDLESS = 1.5
-"""How far above what the load of the following horizon needs a raise is needless."""
-
-
 def needless_raises(
     billed: Sequence[int], load: Sequence[float], *, target: float, horizon: int,
     reference: Sequence[int] | None = None,
@@ -50,8 +47,7 @@ def needless_raises(
     for t in range(1, len(billed)):
         if billed[t] <= billed[t - 1] or (reference is not None and billed[t] <= reference[t]):
             continue
-        peak = max(load[t:t + horizon + 1])
-        if billed[t] > NEEDLESS * math.ceil(peak / target - 1e-9):
+        if is_needless(billed[t], max(load[t:t + horizon + 1]), target):
             found.append(t)
     return found
 

@@ -1,7 +1,8 @@
 """The forecasters of the predictive policies: one per (service, metric), trained when due,
 and the forecasts they serve, with what keeps their count from thrashing: the cap's base
-(the point forecast), the confirmation a large raise waits for, and the raise held for a
-horizon (`RaiseHold`; `autoscaler.core.strategies` applies them).
+(the point forecast), the confirmation a large raise waits for, the raise held for a
+horizon (`RaiseHold`), and the limit that needless raises set (`NeedlessRaises`);
+`autoscaler.core.strategies` applies them.
 
 The forecaster module (numpy, scikit-learn) is imported when the book first needs it, at a
 predictive policy's first forecast or training: an agent without one never loads them.
@@ -24,6 +25,7 @@ from autoscaler.core.strategies import (
     ceil_slack,
     metric_forecast_count,
 )
+from autoscaler.predictive.needless import NeedlessRaises
 
 if TYPE_CHECKING:
     from autoscaler.predictive.forecaster import Forecast, ForecastSettings, MetricForecaster
@@ -105,17 +107,21 @@ class RaiseHold:
         self.last = max(count, held.replicas if held is not None else 0)
         return forecast if held is None else replace(forecast, held=held)
 
-    def settle(self, in_force: int) -> None:
+    def settle(self, in_force: int) -> int | None:
         """The count in force after this tick (`in_force`: the spec after the apply, or a
         dry run's shadow count): the raise made this tick, and the count in force, are at
         most that much. A raise the rate limits or the bounds held back is held only as far
-        as it was made, never raised further after the forecast fell."""
+        as it was made, never raised further after the forecast fell. The raise made this
+        tick, as far as it was made (None: none)."""
+        made = None
         if self.unsettled and self.raises:
             at, replicas = self.raises[-1]
-            self.raises[-1] = (at, min(replicas, in_force))
+            made = min(replicas, in_force)
+            self.raises[-1] = (at, made)
         self.unsettled = False
         if self.last is not None:
             self.last = min(self.last, in_force)
+        return made
 
 
 class ForecastBook:
@@ -130,8 +136,13 @@ class ForecastBook:
         self._next_training: dict[str, datetime] = {}
         self._holds: dict[tuple[str, str], RaiseHold] = {}
         """Per (service, metric): its recent raises and what it asked for last."""
-        self._unsettled: dict[str, list[RaiseHold]] = {}
-        """Per service: the raises of this tick's forecasts, until `settled`."""
+        self._unsettled: dict[str, list[tuple[RaiseHold, NeedlessRaises | None, datetime]]] \
+            = {}
+        """Per service: the raises of this tick's forecasts, and when it was, until
+        `settled`."""
+        self._needless: dict[tuple[str, str], NeedlessRaises] = {}
+        """Per (service, metric): its raises awaiting a verdict, and the limit the needless
+        ones set. Kept over a release, as it judges the forecaster, which is kept too."""
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
@@ -175,8 +186,9 @@ class ForecastBook:
     def forecast(self, policy: Policy, values: Mapping[str, float | None], now: datetime
                  ) -> tuple[dict[str, MetricForecast], str | None]:
         """Feed this tick's values and forecast each metric; the first fall-back reason. Each
-        forecast carries its cap's base, the most it may ask for unconfirmed, and while the
-        load contradicts it, and the raise it holds."""
+        forecast carries its cap's base, the most it may ask for unconfirmed, while its
+        needless raises limit it and while the load contradicts it, and the raise it
+        holds."""
         forecasts: dict[str, MetricForecast] = {}
         reasons = []
         hold = policy.predictive.horizon_for(self.tick)
@@ -190,34 +202,43 @@ class ForecastBook:
             raises = self._hold(policy.service, metric)
             forecast = raises.confirm(forecast, metric, values.get(metric.name), now,
                                       self.tick)
+            needless = self._needless_raises(policy.service, metric)
+            if needless is not None:
+                needless.observe(values.get(metric.name), now, hold, self.tick)
+                forecast = replace(forecast, after_needless=needless.limit(raises.last))
             if found.contradicted:
                 forecast = replace(forecast, contradicted=raises.last or 0)
             counted = metric_forecast_count(metric, forecast)
             forecasts[metric.name] = raises.apply(
                 forecast, counted.replicas if counted is not None else None, now, hold)
-            unsettled.append(raises)
+            unsettled.append((raises, needless, now))
             if found.reason:
                 reasons.append(found.reason)
         return forecasts, (reasons[0] if reasons else None)
 
-    def settled(self, service: str, in_force: int) -> None:
+    def settled(self, service: str, in_force: int, *, alone: int | None = None) -> None:
         """The service's count in force after this tick (`in_force`: the spec after the
-        apply, or a dry run's shadow count): no raise of its forecasts is held above it."""
-        for raises in self._unsettled.pop(service, ()):
-            raises.settle(in_force)
+        apply, or a dry run's shadow count): no raise of its forecasts is held above it. A
+        raise above the count in force before and the target rule's alone count (`alone`)
+        is judged once its horizon has passed."""
+        for raises, needless, at in self._unsettled.pop(service, ()):
+            made = raises.settle(in_force)
+            if needless is not None:
+                needless.settled(at, made, in_force, alone)
 
     def forget_all_but(self, services: Collection[str]) -> None:
         """Drop the forecasters, raises and training times of services not managed any
         more."""
         known = {service for service, _ in self._forecasters} | set(self._next_training) \
-            | {service for service, _ in self._holds} | set(self._unsettled)
+            | {service for service, _ in self._holds} | set(self._unsettled) \
+            | {service for service, _ in self._needless}
         for service in known.difference(services):
             self.forget(service)
 
     def forget(self, service: str) -> None:
-        """Drop one service's forecasters, raises and training time: a service made again
-        under the same name starts afresh."""
-        for keyed in (self._forecasters, self._settings):
+        """Drop one service's forecasters, raises (needless ones too) and training time: a
+        service made again under the same name starts afresh."""
+        for keyed in (self._forecasters, self._settings, self._needless):
             for key in [key for key in keyed if key[0] == service]:
                 del keyed[key]
         self.release(service)
@@ -231,6 +252,16 @@ class ForecastBook:
         for key in [key for key in self._holds if key[0] == service]:
             del self._holds[key]
         self._unsettled.pop(service, None)
+
+    def _needless_raises(self, service: str, metric: MetricSpec) -> NeedlessRaises | None:
+        """The metric's needless raises, counted at its present target (None: no target)."""
+        if not metric.target:
+            return None
+        key = (service, metric.name)
+        found = self._needless.get(key)
+        if found is None or found.target != metric.target:
+            found = self._needless[key] = NeedlessRaises(metric.target)
+        return found
 
     def _hold(self, service: str, metric: MetricSpec) -> RaiseHold:
         """The metric's raises, counted at its present target and limit."""

@@ -31,9 +31,9 @@ class PredictivePlanner:
         self.book = book
         self._seeded = seeded
         self._alone: dict[str, ServiceMemory] = {}
-        self._pending: dict[str, tuple[ServiceMemory, datetime | None]] = {}
-        """This tick's target-alone memories, and when each run last changed its count
-        before this tick, kept by `settle` once the spec is known."""
+        self._pending: dict[str, tuple[ServiceMemory, datetime | None, int]] = {}
+        """This tick's target-alone memories, when each run last changed its count before
+        this tick, and its count, kept by `settle` once the spec is known."""
 
     def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
              now: datetime, leader: bool) -> Plan:
@@ -56,7 +56,7 @@ class PredictivePlanner:
                                           now=now, seeded=self._seeded,
                                           keep=history_to_keep(policy))
         changed_at = None if previous is None else as_of(previous, now).last_change_at
-        self._pending[policy.service] = (memory, changed_at)
+        self._pending[policy.service] = (memory, changed_at, alone)
         return Plan(forecasts=found, target_alone=alone, target_alone_changed_at=changed_at,
                     record=record, fallback=fallback, note=fallback_note(found, fallback))
 
@@ -67,12 +67,12 @@ class PredictivePlanner:
         raise of this tick is kept only as far as the count in force: a raise that failed
         or was held back (`Unschedulable`) would have failed for `target` alone too, and a
         floor that ran ahead of it would later lift the count past the rate limits."""
-        self.book.settled(service, in_force)
         pending = self._pending.pop(service, None)
+        self.book.settled(service, in_force, alone=pending[2] if pending else None)
         if pending is None:
             self._alone.pop(service, None)
             return
-        memory, changed_before = pending
+        memory, changed_before, _ = pending
         self._alone[service] = replace(raise_held_to(memory, in_force, changed_before),
                                        seen_spec=spec)
 
