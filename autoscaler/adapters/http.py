@@ -29,17 +29,26 @@ as well as the default 9 at a fraction of the CPU."""
 CLIENT_TIMEOUT = 10.0
 """Seconds a connection may stay silent while the agent reads its request."""
 
+MAX_EXCHANGES = 64
+"""Connections served at once, a thread each; one more is closed at once. A flood of them
+would otherwise start a thread each (and hold it up to `CLIENT_TIMEOUT`) until the agent
+ran out of memory, where a scrape or a health check needs one or two."""
+
 
 def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposition,
-          client_timeout: float = CLIENT_TIMEOUT) -> WSGIServer:
+          client_timeout: float = CLIENT_TIMEOUT,
+          max_exchanges: int = MAX_EXCHANGES) -> WSGIServer:
     """Serve the endpoints on `host`:`port` from a daemon thread; OSError when they cannot be
     bound. Stop it with `shutdown()`. A client that connects and then sends nothing (or
     trickles) is cut off after `client_timeout` seconds, rather than hold one of the
-    server's threads for ever."""
+    server's threads for ever; past `max_exchanges` at once, a connection is closed
+    unanswered."""
     checks = {"/healthz": health, "/readyz": ready}
     handler = type("_Handler", (_QuietHandler,),
                    {"deadline": client_timeout, "timeout": client_timeout})
-    server = make_server(host, port, _app(checks, metrics), server_class=_ThreadingServer,
+    server_class: type[_ThreadingServer] = type(
+        "_Server", (_ThreadingServer,), {"max_exchanges": max_exchanges})
+    server: WSGIServer = make_server(host, port, _app(checks, metrics), server_class=server_class,
                          handler_class=handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
@@ -88,6 +97,30 @@ class _Compressed:
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    max_exchanges = MAX_EXCHANGES
+    request_queue_size = 128
+    """Connections the kernel holds until they are taken (5 by default): past it, a flood's
+    connections wait out the kernel's retries rather than being closed at once."""
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_exchanges)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # refused: as many as it serves are under way
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread started to release it
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _QuietHandler(WSGIRequestHandler):
