@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import ipaddress
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -30,24 +31,35 @@ CLIENT_TIMEOUT = 10.0
 """Seconds a connection may stay silent while the agent reads its request."""
 
 MAX_EXCHANGES = 64
-"""Connections served at once, a thread each; one more is closed at once. A flood of them
-would otherwise start a thread each (and hold it up to `CLIENT_TIMEOUT`) until the agent
-ran out of memory, where a scrape or a health check needs one or two."""
+"""Connections served at once from other hosts, two threads each (the exchange and its
+deadline); one more is closed at once. A flood of them would otherwise start threads (each
+held up to `CLIENT_TIMEOUT`) until the agent ran out of memory, where a scrape needs one or
+two."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a client's address is this host's own: the stack's health check runs in the
+    agent's container, on 127.0.0.1, and is served whatever a flood from elsewhere holds."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposition,
-          client_timeout: float = CLIENT_TIMEOUT,
-          max_exchanges: int = MAX_EXCHANGES) -> WSGIServer:
+          client_timeout: float = CLIENT_TIMEOUT, max_exchanges: int = MAX_EXCHANGES,
+          always_served: Callable[[str], bool] = is_loopback) -> WSGIServer:
     """Serve the endpoints on `host`:`port` from a daemon thread; OSError when they cannot be
     bound. Stop it with `shutdown()`. A client that connects and then sends nothing (or
     trickles) is cut off after `client_timeout` seconds, rather than hold one of the
     server's threads for ever; past `max_exchanges` at once, a connection is closed
-    unanswered."""
+    unanswered, unless its address is one `always_served` accepts."""
     checks = {"/healthz": health, "/readyz": ready}
     handler = type("_Handler", (_QuietHandler,),
                    {"deadline": client_timeout, "timeout": client_timeout})
     server_class: type[_ThreadingServer] = type(
-        "_Server", (_ThreadingServer,), {"max_exchanges": max_exchanges})
+        "_Server", (_ThreadingServer,),
+        {"max_exchanges": max_exchanges, "always_served": staticmethod(always_served)})
     server: WSGIServer = make_server(host, port, _app(checks, metrics), server_class=server_class,
                          handler_class=handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
@@ -98,29 +110,36 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
     max_exchanges = MAX_EXCHANGES
+    always_served: Callable[[str], bool] = staticmethod(is_loopback)
     request_queue_size = 128
     """Connections the kernel holds until they are taken (5 by default): past it, a flood's
     connections wait out the kernel's retries rather than being closed at once."""
 
-    def server_activate(self) -> None:
-        super().server_activate()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_exchanges)
+        super().__init__(*args, **kwargs)
+
+    def _counted(self, client_address: Any) -> bool:
+        return not self.always_served(str(client_address[0]))
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        counted = self._counted(client_address)
+        if counted and not self._slots.acquire(blocking=False):
             self.shutdown_request(request)  # refused: as many as it serves are under way
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # no thread started to release it
+            if counted:
+                self._slots.release()  # no thread started to release it
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            if self._counted(client_address):
+                self._slots.release()
 
 
 class _QuietHandler(WSGIRequestHandler):
