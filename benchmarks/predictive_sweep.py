@@ -46,7 +46,7 @@ from threadpoolctl import threadpool_limits
 
 from autoscaler.cli import duration_argument
 from autoscaler.core.spec import Policy, parse_policy
-from autoscaler.core.strategies import NEEDLESS
+from autoscaler.core.strategies import NEEDLESS, ceil_slack
 from autoscaler.offline.memo import ForecastMemo
 from autoscaler.offline.replay import BacktestSettings, replay, startup_steps
 from autoscaler.offline.scoring import needless_raises
@@ -480,7 +480,7 @@ def largest_unused(billed: list[int], load: list[float], *, target: float, horiz
     for t in range(1, len(billed)):
         if billed[t] <= billed[t - 1]:
             continue
-        needed = math.ceil(max(load[t:t + horizon + 1]) / target - 1e-9)
+        needed = ceil_slack(max(load[t:t + horizon + 1]) / target)
         floor = max(billed[t - 1], needed, reference[t] if reference is not None else 0)
         if billed[t] - floor > found[0]:
             found = (billed[t] - floor, billed[t - 1], billed[t], needed)

@@ -248,9 +248,13 @@ class ForecastBook:
         """Drop one service's held raises, and what its forecasts asked for last, but not
         its forecasters: the count they were held at is no longer the one in force (someone
         else set another, or another strategy ran in between), and a raise held from before
-        would lift the count back to it."""
+        would lift the count back to it. The verdicts on its raises stay, as the forecasters
+        do, but not the count in force they were judged against."""
         for key in [key for key in self._holds if key[0] == service]:
             del self._holds[key]
+        for key, needless in self._needless.items():
+            if key[0] == service:
+                needless.in_force = None
         self._unsettled.pop(service, None)
 
     def _needless_raises(self, service: str, metric: MetricSpec) -> NeedlessRaises | None:

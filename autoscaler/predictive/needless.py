@@ -1,13 +1,14 @@
 """A metric's needless forecast raises, and the limit they set on its raises.
 
-A raise of the forecast's count above the count in force before it, and above the target
-rule's alone, is judged once its horizon has passed, on the values seen after it: one to
+A raise of the forecast's count above the count in force before it, and above `target`
+alone's, is judged once its horizon has passed, on the values seen after it: one to
 more than NEEDLESS x what their peak needs at `target` was needless (`is_needless`, the
 backtest's own test). A forecaster that makes such raises forecasts a level the load does
 not take: around a batch window that starts at a varying time, the mean of "still off"
 and "on". For a day per needless raise, counted from the first, its raises go no further
 than NEEDLESS x what the load needs (`MetricForecast.after_needless`): while the load
-holds, such a raise is not needless, so over days they come at about one a day at most.
+holds, such a raise is not needless. A soft limit: the raises made before the first verdict
+count, as does a raise within the limit where the load falls in its horizon.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class NeedlessRaises:
                 alone: int | None) -> None:
         """The count in force after this tick, and the forecast's raise made this tick
         (`raised_to`, at most the count in force; None: none): judged if above the count
-        in force before and the target rule's alone (`alone`; None: not known)."""
+        in force before and `target` alone's (`alone`; None: not known)."""
         if raised_to is not None and self.in_force is not None and raised_to > self.in_force \
                 and (alone is None or raised_to > alone):
             self.pending.append(_Pending(now, raised_to))

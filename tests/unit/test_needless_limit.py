@@ -10,11 +10,14 @@ from itertools import pairwise
 
 import pytest
 
+from autoscaler.core.decide import decide
+from autoscaler.core.memory import ServiceMemory, remember
 from autoscaler.core.spec import MetricSpec, Policy
 from autoscaler.core.strategies import MetricForecast, forecast_count
 from autoscaler.predictive.book import ForecastBook
 from autoscaler.predictive.forecaster import Forecast
 from autoscaler.predictive.needless import MEMORY, NeedlessRaises
+from autoscaler.predictive.planner import PredictivePlanner
 from tests.unit.conftest import build_policy
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -192,3 +195,59 @@ def test_a_release_keeps_the_limit_and_a_new_target_or_service_drops_it() -> Non
 
 def test_raises_the_target_rule_alone_makes_too_are_not_judged() -> None:
     assert raises_through(MixtureBook(), POLICY, range(-1, 62), alone=2) == [0, 60]
+
+
+def test_the_planner_leaves_a_raise_the_target_rule_alone_made_too_unjudged() -> None:
+    """A minute's load of 200 (two replicas of 100) while the forecast asks for 2 as well:
+    `target` alone raises to 2 too, so the raise is not the forecast's to answer for, though
+    the load falls back to 50 at once; the next hour's forecast of 200 raises the count
+    again."""
+    planner = PredictivePlanner(MixtureBook())
+    memory, current, raised = ServiceMemory(seed=None), 1, []
+    for minute in range(-1, 62):
+        now = NOW + minute * MINUTE
+        load = {"rps": 200.0 if minute == 0 else 50.0}
+        plan = planner.plan(POLICY, metrics=load, spec=current, now=now, leader=True)
+        outcome = decide(POLICY, current=current, metrics=load, memory=memory,
+                         last_change_at=None, now=now, forecasts=plan.forecasts,
+                         target_alone=plan.target_alone,
+                         target_alone_changed_at=plan.target_alone_changed_at)
+        memory = remember(memory, now=now, recommended=outcome.remembered,
+                          change=outcome.desired - current, keep=timedelta(hours=1))
+        planner.settle(POLICY.service, spec=outcome.desired, in_force=outcome.desired)
+        if outcome.desired > current:
+            raised.append(minute)
+        current = outcome.desired
+
+    assert raised == [0, 60]
+
+
+class PointsBook(ForecastBook):
+    """A book whose forecasters forecast the given points in turn, without a margin."""
+
+    def __init__(self, points: list[float]) -> None:
+        super().__init__(MINUTE)
+        self.points = iter(points)
+
+    def forecast_metric(self, policy: Policy, metric: MetricSpec, value: float | None,
+                        now: datetime) -> Forecast:
+        point = next(self.points)
+        return Forecast(point, point, None, None)
+
+
+def test_after_a_release_no_raise_is_judged_against_the_count_from_before() -> None:
+    """3 replicas in force; someone else sets 10 (a release of the held raises), while the
+    forecast asks for 6 at a load that needs 3: the count did not rise, so nothing is judged,
+    and a later forecast of 6, asked two ticks running, is made."""
+    book = PointsBook([300, 600, 300, 300, 300, 600, 600])
+    counts = []
+    for minute, in_force in enumerate([3, 10, 10, 10, 10, 10, 10]):
+        found = forecast_count(POLICY, book.forecast(POLICY, {"rps": 300.0},
+                                                     NOW + minute * MINUTE)[0])
+        assert found is not None
+        counts.append(found.replicas)
+        book.settled(POLICY.service, in_force)
+        if minute == 0:
+            book.release(POLICY.service)
+
+    assert counts[-1] == 6
