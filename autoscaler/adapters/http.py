@@ -60,8 +60,8 @@ def serve(port: int, *, host: str, health: Check, ready: Check, metrics: Exposit
     server_class: type[_ThreadingServer] = type(
         "_Server", (_ThreadingServer,),
         {"max_exchanges": max_exchanges, "always_served": staticmethod(always_served)})
-    server: WSGIServer = make_server(host, port, _app(checks, metrics), server_class=server_class,
-                         handler_class=handler)
+    server: WSGIServer = make_server(host, port, _app(checks, metrics),
+                                     server_class=server_class, handler_class=handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 

@@ -219,8 +219,8 @@ class ForecastBook:
     def settled(self, service: str, in_force: int, *, alone: int | None = None) -> None:
         """The service's count in force after this tick (`in_force`: the spec after the
         apply, or a dry run's shadow count): no raise of its forecasts is held above it. A
-        raise above the count in force before and the target rule's alone count (`alone`)
-        is judged once its horizon has passed."""
+        raise above the count in force before and `target` alone's count (`alone`) is
+        judged once its horizon has passed."""
         for raises, needless, at in self._unsettled.pop(service, ()):
             made = raises.settle(in_force)
             if needless is not None:
