@@ -22,12 +22,16 @@ class Spread:
 
 
 def spread(metric: str, loads: Sequence[float]) -> Spread | None:
-    """None with fewer than two tasks or no load at all: nothing to spread."""
-    total = math.fsum(loads)
-    if len(loads) < 2 or total <= 0:
+    """None with fewer than two tasks or no load at all: nothing to spread. Worked out on
+    the loads as shares of the hottest (both figures are ratios), so that loads near the
+    float's limits (1e308 twice; 5e-324 and 0) neither overflow nor divide by zero."""
+    peak = max(loads, default=0.0)
+    if len(loads) < 2 or not 0 < peak < math.inf:
         return None
-    mean = total / len(loads)
-    return Spread(metric, len(loads), statistics.pstdev(loads) / mean, max(loads) / total)
+    shares = [load / peak for load in loads]
+    total = math.fsum(shares)
+    return Spread(metric, len(loads), statistics.pstdev(shares) / (total / len(shares)),
+                  1 / total)
 
 
 def least_even(tasks: Mapping[str, Sequence[float]]) -> Spread | None:

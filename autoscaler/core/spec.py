@@ -699,15 +699,20 @@ def validate_document(document: Document, file: str) -> Policy | list[PolicyProb
         found.extend((_key_path(tuple(d["loc"])), _message(d, tuple(d["loc"])))
                      for d in error.errors())
     found.extend(_cross_key_problems(document))
-    found.sort(key=lambda problem: _in_file_order(problem[0], document))
+    places: dict[int, dict[object, int]] = {}
+    found.sort(key=lambda problem: _in_file_order(problem[0], document, places))
     return [PolicyProblem(file, key, message) for key, message in found] or policy
 
 
-def _in_file_order(key: str, document: Document) -> list[int]:
+def _in_file_order(key: str, document: Document, places: dict[int, dict[object, int]]
+                   ) -> list[int]:
     """Where a problem's key is in the file, step by step down its path (a key's place in
     its mapping, an index in its list: `schedule[2]` before `schedule[10]`), so that each
     check's problems do not come in the order the checks ran. A key not in the file (a
-    required one left out) comes after its mapping's keys; a problem of no key, first."""
+    required one left out) comes after its mapping's keys; a problem of no key, first.
+    `places` keeps each mapping's key places (by the mapping's id) between calls: a file of
+    many unknown keys has as many problems, and finding each key's place anew took time
+    quadratic in them."""
     place: list[int] = []
     here: object = document
     for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", key):
@@ -715,10 +720,15 @@ def _in_file_order(key: str, document: Document) -> list[int]:
             place.append(int(index))
             here = here[int(index)] if isinstance(here, list) and int(index) < len(here) \
                 else None
+        elif isinstance(here, dict):
+            keys = places.get(id(here))
+            if keys is None:
+                keys = places[id(here)] = {k: i for i, k in enumerate(here)}
+            place.append(keys.get(name, len(keys)))
+            here = here.get(name)
         else:
-            keys = list(here) if isinstance(here, dict) else []
-            place.append(keys.index(name) if name in keys else len(keys))
-            here = here.get(name) if isinstance(here, dict) else None
+            place.append(0)
+            here = None
     return place
 
 

@@ -16,6 +16,7 @@ from typing import TextIO
 from autoscaler.adapters.prometheus_access import PrometheusAccess
 from autoscaler.core.durations import format_duration
 from autoscaler.core.spec import Policy, PolicyProblem
+from autoscaler.core.text import printable
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.offline.replay import (
     BacktestError,
@@ -221,14 +222,6 @@ def backtest_prometheus(access: PrometheusAccess, query: str, start: datetime, e
                         step: timedelta, inputs: BacktestInputs) -> int:
     return with_prometheus_range(access, query, start, end, step,
                                  lambda trace: run_backtest(trace, inputs))
-
-
-def printable(text: str) -> str:
-    """`text` holding some from a log (a service name, a reason, an event's name) as the
-    console may show it: a character that is not printable (an escape sequence that would
-    clear the screen or retitle the terminal, a line break, a bidi override) written as its
-    escape, `\\x1b`."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def report_from_log(log: Path, out: Path) -> int:

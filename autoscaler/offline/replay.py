@@ -33,6 +33,10 @@ Progress = Callable[[int, int], None]
 
 DEFAULT_UTILISATION_OF_TARGET = 0.7
 DEFAULT_STARTUP = timedelta(minutes=1)
+MOST_REPLICAS = 10 ** 9
+"""The most replicas a trace's load may need at the SLO line: more is a capacity in
+another unit than the trace's (or a value no service carries), and the replica-hours of
+counts near the float's limits overflow."""
 
 
 class BacktestError(ValueError):
@@ -179,6 +183,18 @@ def scored_range(trace: Trace, warmup: timedelta) -> int:
     return first
 
 
+def check_replicas_needed(trace: Trace, settings: BacktestSettings) -> None:
+    """BacktestError if the trace's largest value needs more than MOST_REPLICAS replicas
+    at the SLO line."""
+    line = settings.capacity * settings.slo_utilisation
+    peak = max(trace.values)
+    if line <= 0 or peak > MOST_REPLICAS * line:
+        raise BacktestError(
+            f"the trace's largest value ({peak:g}) needs more than {MOST_REPLICAS:,} replicas "
+            f"of capacity {settings.capacity:g} at {settings.slo_utilisation:g} of it: give "
+            "the capacity in the trace's unit (--capacity), or check the trace")
+
+
 def replay(
     policy: Policy, file: str, trace: Trace, settings: BacktestSettings,
     progress: Progress | None = None, forecast_memo: ForecastMemo | None = None,
@@ -191,6 +207,7 @@ def replay(
         update["predictive"] = policy.predictive.model_copy(update={"startup": settings.startup})
     traced = policy.model_copy(update=update)
     first = scored_range(trace, settings.warmup)
+    check_replicas_needed(trace, settings)
     demands = [
         demand(load, capacity=settings.capacity, slo_utilisation=settings.slo_utilisation,
                min_replicas=policy.min_replicas)

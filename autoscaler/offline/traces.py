@@ -430,7 +430,9 @@ def _resample(points: list[_Point], step: timedelta, fill: Fill | None, path: Pa
     rows: dict[int, list[float]] = {}
     for point in points:
         rows.setdefault((point.time - start) // step, []).append(point.value)
-    known = {index: sum(values) / len(values) for index, values in rows.items()}
+    # Each value shared out before the sum: two rows near the float's limit (1e308) would
+    # sum past it.
+    known = {index: math.fsum(v / len(values) for v in values) for index, values in rows.items()}
     several = sum(1 for values in rows.values() if len(values) > 1)
     empty = count - len(rows)
     how = fill or "interpolate"

@@ -13,6 +13,7 @@ from typing import TextIO
 from autoscaler.bootstrap import build_live
 from autoscaler.core.labels import DEFAULT_TEMPLATE, ENABLE_LABEL, TEMPLATE_LABEL
 from autoscaler.core.schedule import describe, describe_occurrence, upcoming
+from autoscaler.core.text import printable
 from autoscaler.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE
 from autoscaler.policy_files import (
     PolicySet,
@@ -29,7 +30,7 @@ from autoscaler.runtime.telemetry import Telemetry
 
 def print_problems(policy_set: PolicySet, out: TextIO) -> None:
     for problem in policy_set.problems:
-        print(problem, file=out)
+        print(printable(str(problem)), file=out)
     files = {p.file for p in policy_set.problems}
     count = len(policy_set.problems)
     print(
@@ -56,7 +57,7 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
                  "*.yaml or *.yml (in lower case, not hidden) of its policies folder"
                  for file in passed_over(paths)]
     for note in notes:
-        print(f"note: {note}")
+        print(printable(f"note: {note}"))
     if not policy_set.valid:
         print_problems(policy_set, sys.stdout)
         if any(p.key == "service" and "already has a policy" in p.message
@@ -66,8 +67,8 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
         return EXIT_BAD_INPUT
     now = now or datetime.now(UTC)
     for file, policy in policy_set.policies.items():
-        print(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
-              f"{policy.min_replicas}..{policy.max_replicas} replicas")
+        print(printable(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
+                        f"{policy.min_replicas}..{policy.max_replicas} replicas"))
         for index, window in enumerate(policy.schedule):
             print(f"  {describe(index, window)}")
             windows = upcoming(window, now, NEXT_WINDOWS)
@@ -76,7 +77,7 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
             if not windows:
                 print("    no window to come: it has ended")
     for template in policy_set.templates.values():
-        print(f"ok {template.file}: {_template_use(template.name)}")
+        print(printable(f"ok {template.file}: {_template_use(template.name)}"))
     return EXIT_OK
 
 

@@ -136,6 +136,16 @@ def test_a_trace_no_longer_than_the_warmup_and_a_step_is_refused(
         replay(build_policy(), "p.yaml", trace(1, 2, 3), settings)
 
 
+@pytest.mark.parametrize(("capacity", "peak"), [(10, 1e308), (10, 10.0 ** 10), (5e-324, 30)],
+                         ids=["a-value-near-the-floats-limit", "a-value-in-another-unit",
+                              "a-capacity-near-zero"])
+def test_a_load_that_needs_more_than_a_billion_replicas_is_refused(capacity: float,
+                                                                   peak: float) -> None:
+    settings = BacktestSettings(capacity=capacity, warmup=MINUTE)
+    with pytest.raises(BacktestError, match="needs more than 1,000,000,000 replicas"):
+        replay(build_policy(), "p.yaml", trace(30, peak, 30), settings)
+
+
 def test_several_metrics_the_trace_feeds_the_named_one() -> None:
     policy = build_policy(metrics=[{"name": "cpu", "query": "c", "target": 1},
                                    {"name": "rps", "query": "r", "target": 10}])

@@ -26,6 +26,8 @@ PER_TASK = [{"name": "rps", "query": "q", "target": 100, "per_task": True}]
         pytest.param([150, 50], (0.5, 0.75), id="three-to-one"),
         pytest.param([100], None, id="one-task"),
         pytest.param([0, 0], None, id="no-load"),
+        pytest.param([1e308, 1e308], (0.0, 0.5), id="a-sum-past-the-floats-range"),
+        pytest.param([5e-324, 0, 0], (2 ** 0.5, 1.0), id="a-mean-under-the-floats-range"),
     ],
 )
 def test_spread(loads: list[float], expected: tuple[float, float] | None) -> None:
@@ -84,3 +86,24 @@ def test_a_lasting_imbalance_is_recorded_and_scaling_goes_on() -> None:
     assert first.balance.hottest_share == pytest.approx(0.85)
     assert [d.imbalanced for d in sink.decisions] == [False] * 5 + [True] * 2
     assert last.desired_replicas == 4
+
+
+@pytest.mark.parametrize("loads", [(1e308, 1e308), (5e-324, 0.0, 0.0)], ids=["huge", "tiny"])
+def test_task_loads_at_the_floats_limits_do_not_block_another_metrics_raise(
+    loads: tuple[float, ...],
+) -> None:
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    sink = ListSink()
+
+    def answer(query: str) -> list[Series]:
+        return [Series({"service": "web"}, 5.0)] if query == "cpu" \
+            else task_series("web", *loads)
+
+    policy = build_policy(service="web", max_replicas=50, metrics=[
+        {"name": "rps", "query": "rps", "target": 100, "per_task": True},
+        {"name": "cpu", "query": "cpu", "target": 0.5}])
+    engine_of(metrics=FakeMetrics(answer), swarm=swarm, sink=sink,
+              policies={"web.yaml": policy}).tick(NOW)
+
+    assert swarm.scaled == [("web", 6)], sink.decisions[-1].message

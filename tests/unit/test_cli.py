@@ -307,3 +307,20 @@ def test_ctrl_c_stops_an_offline_command_with_a_line_not_a_traceback(tmp_path: P
     assert process.returncode == 130, (out, err)
     assert "Traceback" not in err
     assert err.strip().endswith("autoscaler: interrupted")
+
+
+def test_validate_prints_a_keys_control_characters_as_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A key that spells a line break and a terminal's escape sequence cannot forge an `ok`
+    line nor hide the count of problems."""
+    forged = "zz\nok fine.yaml: service web, strategy target, 1..5 replicas\x1b[8m"
+    spelt = forged.encode("unicode_escape").decode()
+    (tmp_path / "evil.yaml").write_text(VALID + f'"{spelt}": 1\n')
+
+    assert main(["validate", str(tmp_path)]) == 2
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "1 problem in 1 file"
+    assert not any(line.startswith("ok ") for line in lines)
+    assert "zz\\nok fine.yaml" in lines[0] and "\\x1b[8m" in lines[0]

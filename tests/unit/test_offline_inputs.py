@@ -134,6 +134,15 @@ def test_resample_averages_duplicate_times_and_says_so(tmp_path: Path) -> None:
     )
 
 
+def test_resample_averages_values_near_the_floats_limit_without_overflow(tmp_path: Path
+                                                                         ) -> None:
+    trace = write_csv(tmp_path / "t.csv", [(0, 1e308), (0, 1e308), (1, 5)])
+
+    loaded = load_csv(trace, CsvOptions(resample=timedelta(minutes=1)))
+
+    assert loaded.values == [1e308, 5]
+
+
 # --- gaps, --fill and --resample ---------------------------------------------------------
 
 
