@@ -20,6 +20,7 @@ from autoscaler.core.ports import (
     Retrained,
     ServiceScaler,
     SourceUnavailable,
+    Training,
 )
 from autoscaler.core.queries import MetricValues
 from autoscaler.core.roster import Roster
@@ -136,19 +137,30 @@ class Engine:
     def retrain(self, now: datetime, history: HistorySource) -> list[Retrained]:
         """Let the planner train what is due, for the policies managed last tick (or the
         files' before the first tick), on the history before `now`."""
-        return [r for step in self.retraining(now, history) for r in step]
+        return [r for step in self.retraining(now, history) for r in self.train(step)]
 
-    def retraining(self, now: datetime, history: HistorySource) -> Iterator[list[Retrained]]:
-        """`retrain` one policy a step, so that a caller can let ticks run between steps.
-        Each step reads the policies in force anew: a tick between two steps may have
-        reloaded a policy or dropped a service, whose old version is then not trained (a
-        policy just trained is not due again)."""
+    def retraining(self, now: datetime, history: HistorySource) -> Iterator[Training]:
+        """`retrain` one policy a step, so that a caller can let ticks run between steps,
+        and fetch a step's history between ticks too (then `train` it). Each step reads the
+        policies in force anew: a tick between two steps may have reloaded a policy or
+        dropped a service, whose old version is then not trained (a policy just trained is
+        not due again). A service is a step once a run: one not trained (left out, or
+        reloaded since its fetch) waits for the next run."""
+        stepped: set[str] = set()
         while True:
-            policies = [m.policy for m in self._roster.last]
+            policies = [m.policy for m in self._roster.last if m.policy.service not in stepped]
             step = next(self._planner.retraining(policies, now, history), None)
             if step is None:
                 return
+            stepped.add(step.policy.service)
             yield step
+
+    def train(self, step: Training) -> list[Retrained]:
+        """Train `step` if its policy is still one in force ([] if a tick since its fetch
+        reloaded or dropped it: the new version, if any, is due in turn)."""
+        if step.policy not in [m.policy for m in self._roster.last]:
+            return []
+        return step.train()
 
     def _may_act(self, now: datetime, report: TickReport) -> bool:
         if self._dry_run or self._leadership is None:

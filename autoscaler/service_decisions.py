@@ -109,7 +109,8 @@ class ServiceDecisions:
             return decision_of(reason=hold.reason, message=hold.message,
                                current_replicas=current, spec_replicas=spec,
                                desired_replicas=current, placement=state.placement)
-        plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader)
+        plan = self._planner.plan(policy, metrics=values, spec=spec, now=now, leader=leader,
+                                  memory=memory)
         scaled_at = since_scaled(state, now)
         if not self._dry_run and not changed_by_someone_else(
                 record=recorded, spec=spec, replicas_changed_at=state.replicas_changed_at):

@@ -159,6 +159,8 @@ def clamp(*, desired: int, min_replicas: int, max_replicas: int) -> Limited:
 
 
 def history_to_keep(policy: Policy) -> timedelta:
-    """The longest window the policy's limits look back over: what a memory must keep."""
+    """The longest window the policy's limits look back over, its cooldowns too: what a
+    memory, and the record a restarted agent rebuilds it from, must keep."""
     up, down = policy.behavior.scale_up, policy.behavior.scale_down
-    return max(up.stabilization, down.stabilization, up.period, down.period)
+    return max(up.stabilization, down.stabilization, up.period, down.period, up.cooldown,
+               down.cooldown)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from autoscaler.core.decide import Plan
+from autoscaler.core.memory import ServiceMemory
 from autoscaler.core.model import Decision, Series, ServiceState
 from autoscaler.core.spec import Policy
 
@@ -94,14 +95,31 @@ class Retrained:
     seconds: float = 0.0
 
 
+class Training(Protocol):
+    """One policy's training."""
+
+    policy: Policy
+
+    def fetch(self) -> None:
+        """Read the history to train on: the slow part, which touches nothing the ticks
+        share, so that it can run without the tick lock."""
+        ...
+
+    def train(self) -> list[Retrained]:
+        """Train on what `fetch` read (fetching first if it has not run): what each of the
+        policy's trainings did."""
+        ...
+
+
 class Planner(Protocol):
     """What a strategy needs beside the metrics, kept between ticks (predictive: the
     forecasters and the target-alone run). The engine asks it for every policy and knows
     no strategy itself."""
 
     def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
-             now: datetime, leader: bool) -> Plan:
-        """The inputs `decide` needs for `policy` at `now` (NO_PLAN: none)."""
+             now: datetime, leader: bool, memory: ServiceMemory | None = None) -> Plan:
+        """The inputs `decide` needs for `policy` at `now` (NO_PLAN: none); `memory` is the
+        service's own, with the changes its record holds."""
         ...
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
@@ -110,9 +128,9 @@ class Planner(Protocol):
         ...
 
     def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
-                   ) -> Iterator[list[Retrained]]:
-        """Train what is due on the history before `now`, one policy a step: each step
-        trains one policy and yields what each of its trainings did."""
+                   ) -> Iterator[Training]:
+        """What is due for training on the history before `now`, one policy a step; each
+        step is trained before the next is asked for."""
         ...
 
     def keep_only(self, services: Collection[str]) -> None:

@@ -36,7 +36,11 @@ class PredictivePlanner:
         this tick, and its count, kept by `settle` once the spec is known."""
 
     def plan(self, policy: Policy, *, metrics: Mapping[str, float | None], spec: int,
-             now: datetime, leader: bool) -> Plan:
+             now: datetime, leader: bool, memory: ServiceMemory | None = None) -> Plan:
+        """A target-alone run this planner does not have yet (the agent restarted, or the
+        policy ran under another strategy) starts from the service's own `memory`: the
+        changes its record holds limit that run's raises (rate limits, cooldown) as they
+        limit the service's, so that its floor does not lift the count past them."""
         if policy.strategy != "predictive":
             return NO_PLAN
         previous = self._alone.get(policy.service)
@@ -52,11 +56,13 @@ class PredictivePlanner:
         record = {name: {"value": f.value, "with_margin": f.with_margin}
                   | ({"worst_case": f.worst_case} if name in limited else {})
                   for name, f in found.items()}
-        alone, memory = target_alone_step(policy, previous, spec=spec, metrics=metrics,
-                                          now=now, seeded=self._seeded,
-                                          keep=history_to_keep(policy))
-        changed_at = None if previous is None else as_of(previous, now).last_change_at
-        self._pending[policy.service] = (memory, changed_at, alone)
+        start = previous if previous is not None or memory is None \
+            else replace(memory, shadow=spec, seen_spec=spec)
+        alone, after = target_alone_step(policy, start, spec=spec, metrics=metrics,
+                                         now=now, seeded=self._seeded,
+                                         keep=history_to_keep(policy))
+        changed_at = None if start is None else as_of(start, now).last_change_at
+        self._pending[policy.service] = (after, changed_at, alone)
         return Plan(forecasts=found, target_alone=alone, target_alone_changed_at=changed_at,
                     record=record, fallback=fallback, note=fallback_note(found, fallback))
 
@@ -86,39 +92,71 @@ class PredictivePlanner:
         self.book.forget(service)
 
     def retraining(self, policies: Sequence[Policy], now: datetime, history: HistorySource
-                   ) -> Iterator[list[Retrained]]:
+                   ) -> Iterator[PolicyTraining]:
         for policy in policies:
             if policy.strategy != "predictive" or not self.book.due(policy, now):
                 continue
-            results = [self._train(policy, use, rendered, now, history)
-                       for rendered, uses in plan_queries([policy]).items() for use in uses]
-            self.book.trained(policy, now, ok=all(r.failure is None for r in results))
-            yield results
+            yield PolicyTraining(self.book, policy, now, history)
 
-    def _train(self, policy: Policy, use: QueryUse, rendered: str, now: datetime,
-               history: HistorySource) -> Retrained:
-        metric = next(m for m in policy.metrics if m.name == use.metric)
-        forecaster = self.book.forecaster(policy, metric)
-        settings = forecaster.settings
+
+History = tuple[list[datetime], list[float | None]]
+
+
+class PolicyTraining:
+    """One predictive policy's training, in two parts so that the agent can run the slow
+    one without the tick lock: `fetch` reads each metric's history (range queries, which
+    touch nothing the ticks share), `train` fits the forecasters on it."""
+
+    def __init__(self, book: ForecastBook, policy: Policy, now: datetime,
+                 history: HistorySource) -> None:
+        self.policy = policy
+        self._book, self._now, self._history = book, now, history
+        self._fetched: list[tuple[QueryUse, History | Retrained]] | None = None
+
+    def fetch(self) -> None:
+        self._fetched = [(use, self._history_of(use, rendered))
+                         for rendered, uses in plan_queries([self.policy]).items()
+                         for use in uses]
+
+    def train(self) -> list[Retrained]:
+        """Fit each metric's forecaster on what `fetch` read (fetched now if not yet), and
+        mark the policy trained: each training's result."""
+        if self._fetched is None:
+            self.fetch()
+        assert self._fetched is not None
+        results = [found if isinstance(found, Retrained) else self._fit(use, found)
+                   for use, found in self._fetched]
+        self._book.trained(self.policy, self._now, ok=all(r.failure is None for r in results))
+        return results
+
+    def _history_of(self, use: QueryUse, rendered: str) -> History | Retrained:
+        metric = next(m for m in self.policy.metrics if m.name == use.metric)
+        settings = self._book.settings_for(self.policy, metric)
         try:
             # To `now` included: trainings run after a tick, whose value the forecaster has
             # seen; a history that ended a step before would leave that value out of the new
             # model's lags, a gap for as many ticks as it looks back.
-            times, values = history.history(
-                rendered, service=policy.service, service_label=use.service_label,
-                per_service=use.service is not None, start=now - settings.history,
-                end=now + settings.step, step=settings.step,
+            return self._history.history(
+                rendered, service=self.policy.service, service_label=use.service_label,
+                per_service=use.service is not None, start=self._now - settings.history,
+                end=self._now + settings.step, step=settings.step,
             )
         except Exception as error:  # contained: even an answer no code expected fails this one
             detail = error if isinstance(error, SourceUnavailable) \
                 else f"{type(error).__name__}: {error}"
-            return Retrained(policy.service, use.metric, 0, f"HistoryUnavailable: {detail}")
+            return Retrained(self.policy.service, use.metric, 0,
+                             f"HistoryUnavailable: {detail}")
+
+    def _fit(self, use: QueryUse, history: History) -> Retrained:
+        times, values = history
+        metric = next(m for m in self.policy.metrics if m.name == use.metric)
+        forecaster = self._book.forecaster(self.policy, metric)
         started = time.perf_counter()
         try:
             reason = forecaster.train(times, values)
         except Exception as error:  # contained: one service's training, not all that follow
             reason = f"TrainingFailed: {type(error).__name__}: {error}"
-        return Retrained(policy.service, use.metric, sum(v is not None for v in values),
+        return Retrained(self.policy.service, use.metric, sum(v is not None for v in values),
                          reason, time.perf_counter() - started)
 
 

@@ -9,9 +9,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -19,12 +22,14 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from autoscaler.adapters.decision_log import tick_counts
 from autoscaler.adapters.http import serve
-from autoscaler.core.ports import HistorySource, Leadership
+from autoscaler.core.ports import HistorySource, Leadership, Training
 from autoscaler.engine import Engine, TickReport
 from autoscaler.policy_files import PolicyWatcher
 from autoscaler.runtime.telemetry import Telemetry
 
 log = structlog.get_logger("autoscaler.runtime.agent")
+
+T = TypeVar("T")
 
 RETRAIN_CHECK = timedelta(minutes=1)
 """How often the retrain job looks for predictive policies due for training."""
@@ -124,23 +129,22 @@ class Agent:
         each policy's `retrain_every`) on their history in Prometheus. The tick lock is
         taken for one policy's training at a time, so that ticks go on between them: with
         many predictive policies due at once (the agent's start), holding it for all would
-        hold the ticks for all their history queries and trainings."""
-        with self._lock:
-            try:
-                self._reload()
-                steps = self._engine.retraining(self._clock(), self._history)
-            except Exception:
-                log.exception("retrain_failed")
-                self._telemetry.tick_crashed()
+        hold the ticks for all their history queries and trainings. The history queries
+        (many range requests each, at up to the query deadline each) run without it."""
+        def start() -> Iterator[Training]:
+            self._reload()
+            return self._engine.retraining(self._clock(), self._history)
+
+        def fetched(step: Training) -> bool:
+            step.fetch()
+            return True
+
+        steps = self._retrain_part(start, locked=True)
+        while steps is not None:
+            step = self._retrain_part(lambda: next(steps, None), locked=True)
+            if step is None or not self._retrain_part(partial(fetched, step), locked=False):
                 return
-        while True:
-            with self._lock:
-                try:
-                    trained = next(steps, None)
-                except Exception:
-                    log.exception("retrain_failed")
-                    self._telemetry.tick_crashed()
-                    return
+            trained = self._retrain_part(partial(self._engine.train, step), locked=True)
             if trained is None:
                 return
             for result in trained:
@@ -150,6 +154,17 @@ class Agent:
                     log.info("forecaster_trained", **fields)
                 else:
                     log.warning("forecaster_not_trained", reason=result.failure, **fields)
+
+    def _retrain_part(self, part: Callable[[], T], *, locked: bool) -> T | None:
+        """One part of `retrain`, with the tick lock if `locked`: its result, or None once a
+        crash is logged and counted."""
+        with self._lock if locked else nullcontext():
+            try:
+                return part()
+            except Exception:
+                log.exception("retrain_failed")
+                self._telemetry.tick_crashed()
+                return None
 
     def tick(self) -> TickReport | None:
         """Run one tick; a crash inside it is logged and counted, never raised."""

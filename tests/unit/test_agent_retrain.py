@@ -85,7 +85,7 @@ def test_a_step_trains_the_policies_in_force_at_that_step(tmp_path: Path) -> Non
     events: list[str] = []
     steps = engine.retraining(NOW, _RecordingHistory(events))
 
-    next(steps)
+    engine.train(next(steps))
     (watcher_folder / "web.yaml").unlink()
     watcher.refresh()
     engine.set_policies(watcher.policies, watcher.templates)
@@ -101,8 +101,10 @@ class _SlowHistory(FakeHistory):
         super().__init__(daily_cycle(3))
         self.ticked = ticked
         self.ticked_first: bool | None = None
+        self.querying = threading.Event()
 
     def history(self, promql: str, *, service: str, **keys: Any) -> Any:
+        self.querying.set()
         self.ticked_first = self.ticked.wait(10)
         return super().history(promql, service=service, **keys)
 
@@ -146,3 +148,25 @@ def test_the_first_tick_does_not_wait_for_the_first_trainings(
     assert signal.getsignal(signal.SIGTERM) is before
     assert log.trained == ["forecaster_trained"]
 
+
+
+def test_a_tick_runs_while_a_training_reads_its_history(tmp_path: Path) -> None:
+    """The history queries, many range requests at up to the query deadline each, run
+    without the tick lock: a Prometheus slow to answer them does not hold the ticks."""
+    ticked = threading.Event()
+    history = _SlowHistory(ticked)
+    swarm = FakeSwarm()
+    (tmp_path / "web.yaml").write_text(POLICY.format(name="web"))
+    swarm.add("web", 2)
+    engine = engine_of(metrics=by_service({"web": 150.0}), swarm=swarm,
+                       sink=LogDecisionSink("all"), dry_run=True, tick=timedelta(minutes=1))
+    agent = Agent(engine, interval=timedelta(minutes=1), telemetry=Telemetry(),
+                  watcher=PolicyWatcher(tmp_path), history=history, clock=lambda: NOW)
+    training = threading.Thread(target=agent.retrain)
+    training.start()
+    assert history.querying.wait(10)
+
+    assert agent.tick() is not None
+    ticked.set()
+    training.join(20)
+    assert history.ticked_first is True

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from autoscaler.core.model import Reason, Series
 from autoscaler.core.record import RECORD_LABEL, read_record
 from autoscaler.engine import Engine
@@ -293,3 +295,60 @@ def test_a_service_made_again_under_its_name_starts_with_no_memory() -> None:
     agent.tick(NOW + timedelta(seconds=15))
 
     assert swarm.scaled[-1] == ("web", 7), "the old service's rate limit does not hold the new"
+
+
+@pytest.mark.parametrize("strategy", ["target", "predictive"])
+@pytest.mark.parametrize(
+    ("behavior", "reason"),
+    [
+        pytest.param({"scale_up": {"cooldown": "5m", "max_step": 10}}, Reason.COOLDOWN,
+                     id="cooldown"),
+        pytest.param({"scale_up": {"max_step": 2, "period": "10m"}}, Reason.SCALE_UP_LIMIT,
+                     id="rate-limit"),
+    ],
+)
+def test_a_restart_keeps_the_scale_up_limits_of_a_predictive_policy_too(
+    strategy: str, behavior: dict[str, object], reason: Reason,
+) -> None:
+    """A predictive policy's floor is where its `target` alone run would be; that run,
+    started afresh by the restart, must take the limits from the record as the service
+    does, or its floor lifts the count past them (2 -> 4, then 9 a moment later)."""
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    load = [400.0]
+
+    def agent() -> tuple[Engine, ListSink]:
+        sink = ListSink()
+        policy = build_policy(service="web", strategy=strategy, behavior=behavior,
+                              metrics=[{"name": "rps", "query": "q", "target": 100}])
+        metrics = FakeMetrics(lambda _: [Series({"service": "web"}, load[0])])
+        return engine_of(metrics=metrics, swarm=swarm, sink=sink,
+                         policies={"web.yaml": policy}), sink
+
+    agent()[0].tick(NOW)
+    assert swarm.scaled == [("web", 4)]
+    load[0] = 900.0
+    restarted, sink = agent()
+    restarted.tick(NOW + timedelta(seconds=15))
+
+    assert swarm.scaled == [("web", 4)], sink.decisions[-1].message
+    if strategy == "target":
+        assert sink.decisions[-1].reason == reason
+
+
+def test_a_restart_keeps_a_cooldown_longer_than_every_window_and_period() -> None:
+    """The record keeps the changes as long as the longest cooldown too: with a 30-minute
+    cooldown and 1-minute windows, a restart 5 minutes after a raise still waits."""
+    swarm = FakeSwarm()
+    swarm.add("web", 2)
+    behavior = {"scale_up": {"cooldown": "30m", "max_step": 10},
+                "scale_down": {"stabilization": "1m"}}
+    first, _ = fresh_agent(swarm, load=400, behavior=behavior)
+    first.tick(NOW)
+    assert swarm.scaled == [("web", 4)]
+
+    restarted, sink = fresh_agent(swarm, load=900, behavior=behavior)
+    restarted.tick(NOW + timedelta(minutes=5))
+
+    assert swarm.scaled == [("web", 4)]
+    assert sink.decisions[-1].reason == Reason.COOLDOWN
