@@ -61,15 +61,19 @@ class ServiceDecisions:
         self._memory: dict[str, ServiceMemory] = {}
         self._ids: dict[str, str] = {}
         """Each service's Swarm ID when last seen."""
+        self._kept: dict[str, timedelta] = {}
+        """How much history each service's memory was kept for, by its policy last tick."""
 
     def forget_all_but(self, services: set[str]) -> None:
         if not services.issuperset(self._memory):
             self._memory = {name: m for name, m in self._memory.items() if name in services}
             self._ids = {name: i for name, i in self._ids.items() if name in services}
+            self._kept = {name: k for name, k in self._kept.items() if name in services}
             self._planner.keep_only(services)
 
     def _forget(self, service: str) -> None:
         self._memory.pop(service, None)
+        self._kept.pop(service, None)
         self._planner.forget(service)
 
     def decide(self, entry: ManagedPolicy, state: ServiceState | None, values: MetricValues,
@@ -96,6 +100,11 @@ class ServiceDecisions:
         keep = history_to_keep(policy)
         memory = as_of(synced_shadow(self._memory.get(policy.service) or ServiceMemory.first_seen(
             replicas=spec, now=now, seeded=self._seed_history), spec), now)
+        if self._seed_history and keep > self._kept.get(policy.service, keep):
+            # A reload lengthened a window or period: the memory holds only the old span, so
+            # the count found now is held through the new one, as a restart would hold it.
+            memory = replace(memory, seed=(now, memory.shadow if self._dry_run else spec))
+        self._kept[policy.service] = keep
         recorded = read_record(state.labels)
         if not self._dry_run:
             memory = with_recorded(memory, recorded, now=now, keep=keep)

@@ -352,3 +352,39 @@ def test_a_restart_keeps_a_cooldown_longer_than_every_window_and_period() -> Non
 
     assert swarm.scaled == [("web", 4)]
     assert sink.decisions[-1].reason == Reason.COOLDOWN
+
+
+def test_a_reload_that_lengthens_the_scale_down_window_holds_the_count_as_a_restart_would(
+) -> None:
+    """The memory holds only the old window's span: after the reload (1m -> 10m) the count
+    found then is held for the new window, as a restart would hold it, not stepped down."""
+    def policy(window: str) -> dict[str, object]:
+        return {"scale_down": {"stabilization": window, "max_step": 1, "period": "15s"}}
+
+    swarm = FakeSwarm()
+    swarm.add("web", 10)
+    load = [1000.0]
+    sink = ListSink()
+    engine = engine_of(
+        metrics=FakeMetrics(lambda _: [Series({"service": "web"}, load[0])]), swarm=swarm,
+        sink=sink, policies={"web.yaml": build_policy(service="web", behavior=policy("1m"))})
+    at = NOW
+    for _ in range(8):
+        engine.tick(at)
+        at += timedelta(seconds=15)
+    load[0] = 200.0
+    for _ in range(6):
+        engine.tick(at)
+        at += timedelta(seconds=15)
+    held = swarm.services["web"].replicas
+    assert held < 10, "the old window let the count step down"
+
+    engine.set_policies({"web.yaml": build_policy(service="web", behavior=policy("10m"))}, {})
+    reloaded = at
+    while at < reloaded + timedelta(minutes=9):
+        engine.tick(at)
+        at += timedelta(seconds=15)
+    assert swarm.services["web"].replicas == held
+    at = reloaded + timedelta(minutes=10, seconds=15)
+    engine.tick(at)
+    assert swarm.services["web"].replicas == held - 1
