@@ -14,7 +14,7 @@ from autoscaler.apply import Applied, ScaleRequest
 from autoscaler.core.balance import is_imbalanced, least_even, uneven_since
 from autoscaler.core.decide import Outcome, Plan, decide
 from autoscaler.core.labels import ManagedPolicy
-from autoscaler.core.limits import history_to_keep
+from autoscaler.core.limits import history_to_keep, record_to_keep
 from autoscaler.core.memory import (
     ServiceMemory,
     as_of,
@@ -107,7 +107,7 @@ class ServiceDecisions:
         self._kept[policy.service] = keep
         recorded = read_record(state.labels)
         if not self._dry_run:
-            memory = with_recorded(memory, recorded, now=now, keep=keep)
+            memory = with_recorded(memory, recorded, now=now, keep=record_to_keep(policy))
         hold = operator_hold(
             labels=state.labels, paused_all=paused_all, record=recorded, spec=spec,
             replicas_changed_at=state.replicas_changed_at, updated_at=state.updated_at, now=now,
@@ -181,7 +181,7 @@ class ServiceDecisions:
 def scale_request(decided: Decided, now: datetime) -> ScaleRequest:
     """The scale call for a decision, with the record of the change in the same update."""
     changed = RecordedChange(now, decided.spec, decided.outcome.desired)
-    record_text = with_change(decided.recorded, changed, keep=history_to_keep(decided.policy))
+    record_text = with_change(decided.recorded, changed, keep=record_to_keep(decided.policy))
     return ScaleRequest(decided.state, decided.outcome.desired, {RECORD_LABEL: record_text})
 
 

@@ -159,8 +159,14 @@ def clamp(*, desired: int, min_replicas: int, max_replicas: int) -> Limited:
 
 
 def history_to_keep(policy: Policy) -> timedelta:
-    """The longest window the policy's limits look back over, its cooldowns too: what a
-    memory, and the record a restarted agent rebuilds it from, must keep."""
+    """The longest window the policy's limits look back over: what a memory must keep."""
     up, down = policy.behavior.scale_up, policy.behavior.scale_down
-    return max(up.stabilization, down.stabilization, up.period, down.period, up.cooldown,
-               down.cooldown)
+    return max(up.stabilization, down.stabilization, up.period, down.period)
+
+
+def record_to_keep(policy: Policy) -> timedelta:
+    """What the record a restarted agent rebuilds its memory from must keep: the memory's
+    span, and the cooldowns', which run from the last change (a memory keeps that time
+    apart from its changes, so its own span need not cover them)."""
+    up, down = policy.behavior.scale_up, policy.behavior.scale_down
+    return max(history_to_keep(policy), up.cooldown, down.cooldown)

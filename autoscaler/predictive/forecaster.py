@@ -438,8 +438,16 @@ class MetricForecaster:
                 for index, actual, forecast in zip(resolved.tolist(), seen.tolist(),
                                                    served.tolist(), strict=True):
                     self._misses.add(first + index * self.settings.step, actual, forecast)
+        # The values seen since the history's last point (ticks that ran while it was
+        # fetched, without the tick lock) are kept after it, not left as a gap in the lags.
+        step = self.settings.step
+        newer = [] if self._start is None else [
+            (self._start + index * step, value) for index, value in enumerate(self._logged)
+            if self._start + index * step > known[-1][0] + step / 2]
         self._logged = logged.tolist()[-self._keep:]
-        self._start = first + (size - len(self._logged)) * self.settings.step
+        self._start = first + (size - len(self._logged)) * step
+        for time, value in newer:
+            self._log(time, value)
         return None
 
     def _not_trained(self, reason: str) -> str:
@@ -453,6 +461,26 @@ class MetricForecaster:
     def observe(self, time: datetime, value: float | None) -> None:
         """The value seen at `time`; resolves the forecasts that targeted it."""
         logged = math.nan if value is None else math.log1p(max(value, 0.0))
+        self._log(time, logged)
+        assert self._start is not None  # `_log` sets it
+        index = round((time - self._start) / self.settings.step)
+        naive = self._logged[index - self._day] \
+            if value is not None and 0 <= index - self._day < len(self._logged) else math.nan
+        half_step = self.settings.step / 2
+        while self._pending and self._pending[0][0] <= time + half_step:
+            target, forecast = self._pending.popleft()
+            if abs(target - time) <= half_step and value is not None:
+                self._errors.append(logged - math.log1p(forecast))
+                self._shortfalls.append(value - forecast)
+                if self._misses is not None:
+                    self._misses.add(time, value, forecast)
+                self._smape.append(smape_term(value, forecast))
+                self._recent.append((time, value, forecast))
+                if naive == naive:
+                    self._naive.add(abs(value - forecast), abs(value - math.expm1(naive)))
+
+    def _log(self, time: datetime, logged: float) -> None:
+        """Keep the value (in log1p terms, NaN: missing) seen at `time`."""
         if self._start is None:
             self._start = time
         index = round((time - self._start) / self.settings.step)
@@ -479,21 +507,6 @@ class MetricForecaster:
             drop = len(self._logged) - self._keep
             del self._logged[:drop]
             self._start += drop * self.settings.step
-        index = round((time - self._start) / self.settings.step)
-        naive = self._logged[index - self._day] \
-            if value is not None and 0 <= index - self._day < len(self._logged) else math.nan
-        half_step = self.settings.step / 2
-        while self._pending and self._pending[0][0] <= time + half_step:
-            target, forecast = self._pending.popleft()
-            if abs(target - time) <= half_step and value is not None:
-                self._errors.append(logged - math.log1p(forecast))
-                self._shortfalls.append(value - forecast)
-                if self._misses is not None:
-                    self._misses.add(time, value, forecast)
-                self._smape.append(smape_term(value, forecast))
-                self._recent.append((time, value, forecast))
-                if naive == naive:
-                    self._naive.add(abs(value - forecast), abs(value - math.expm1(naive)))
 
     def forecast(self, now: datetime) -> Forecast:
         """The forecast for now + horizon, or the reason there is none to use."""

@@ -70,10 +70,10 @@ def validate(paths: Sequence[Path], now: datetime | None = None, *,
         print(printable(f"ok {file}: service {policy.service}, strategy {policy.strategy}, "
                         f"{policy.min_replicas}..{policy.max_replicas} replicas"))
         for index, window in enumerate(policy.schedule):
-            print(f"  {describe(index, window)}")
+            print(printable(f"  {describe(index, window)}"))
             windows = upcoming(window, now, NEXT_WINDOWS)
             for occurrence in windows:
-                print(f"    {describe_occurrence(window, occurrence, now)}")
+                print(printable(f"    {describe_occurrence(window, occurrence, now)}"))
             if not windows:
                 print("    no window to come: it has ended")
     for template in policy_set.templates.values():

@@ -122,6 +122,25 @@ def test_a_forecast_of_a_daily_cycle_is_close_and_the_margin_raises_it() -> None
     assert sum(errors) / len(errors) < 15
 
 
+def test_a_training_keeps_the_values_seen_since_its_history_ended() -> None:
+    """Ticks that ran while the history was fetched (the agent fetches it without the tick
+    lock) follow the history's last point after the training, not a gap in the lags: the
+    forecast is the one of the same model that saw them after its training."""
+    load = daily(3)
+    history = 2 * 1440
+    times = [START + i * STEP for i in range(history + 3)]
+    seen_after = MetricForecaster(settings())
+    seen_during = MetricForecaster(settings())
+    assert seen_after.train(times[:history], load[:history]) is None
+    for index in range(history, history + 3):
+        seen_after.observe(times[index], load[index])
+        seen_during.observe(times[index], load[index])
+    assert seen_during.train(times[:history], load[:history]) is None
+
+    after, during = seen_after.forecast(times[-1]), seen_during.forecast(times[-1])
+    assert during.point is not None and during.point == pytest.approx(after.point)
+
+
 def test_a_long_history_is_fitted_on_at_most_the_row_budget_the_newest_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
