@@ -1,8 +1,8 @@
 """The forecasters of the predictive policies: one per (service, metric), trained when due,
 and the forecasts they serve, with what keeps their count from thrashing: the cap's base
 (the point forecast), the confirmation a large raise waits for, the raise held for a
-horizon (`RaiseHold`), and the limit that needless raises set (`NeedlessRaises`);
-`autoscaler.core.strategies` applies them.
+horizon (`RaiseHold`), the limit that needless raises set (`NeedlessRaises`), and the
+budget of scaling actions (`ActionBudget`); `autoscaler.core.strategies` applies them.
 
 The forecaster module (numpy, scikit-learn) is imported when the book first needs it, at a
 predictive policy's first forecast or training: an agent without one never loads them.
@@ -25,6 +25,7 @@ from autoscaler.core.strategies import (
     ceil_slack,
     metric_forecast_count,
 )
+from autoscaler.predictive.actions import ActionBudget
 from autoscaler.predictive.needless import NeedlessRaises
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 RETRY = timedelta(hours=1)
 """The longest wait before training again after a failed training."""
+
+TOO_MANY_ACTIONS = "TooManyActions"
+"""The fall-back reason while a service's budget of scaling actions is spent."""
 
 LATE = 1.5
 """What a tick earlier is, in ticks: a forecast made more than this many ticks before (an
@@ -143,6 +147,12 @@ class ForecastBook:
         self._needless: dict[tuple[str, str], NeedlessRaises] = {}
         """Per (service, metric): its raises awaiting a verdict, and the limit the needless
         ones set. Kept over a release, as it judges the forecaster, which is kept too."""
+        self._budgets: dict[str, ActionBudget] = {}
+        """Per service: its scaling actions and `target` alone's over the last day."""
+        self._ticked: dict[str, datetime] = {}
+        """Per service: when its forecasts were last asked for, until `settled`."""
+        self._metrics: dict[str, frozenset[str]] = {}
+        """Per service: the metrics its policy had at its last forecast."""
 
     def settings_for(self, policy: Policy, metric: MetricSpec | None = None) -> ForecastSettings:
         """The forecast settings of `policy`, and of `metric` (its limit) if given."""
@@ -188,16 +198,20 @@ class ForecastBook:
         """Feed this tick's values and forecast each metric; the first fall-back reason. Each
         forecast carries its cap's base, the most it may ask for unconfirmed, while its
         needless raises limit it and while the load contradicts it, and the raise it
-        holds."""
+        holds. None is used while the service's budget of scaling actions is spent."""
         forecasts: dict[str, MetricForecast] = {}
-        reasons = []
+        self._keep_metrics_of(policy)
+        budget = self._budgets.setdefault(policy.service, ActionBudget())
+        reasons = [] if budget.allows(now) else [TOO_MANY_ACTIONS]
+        self._ticked[policy.service] = now
         hold = policy.predictive.horizon_for(self.tick)
         unsettled = self._unsettled[policy.service] = []
         for metric in policy.metrics:
             found = self.forecast_metric(policy, metric, values.get(metric.name), now)
+            unused = found.reason or budget.spent
             forecast = MetricForecast(
-                found.point, None if found.reason else found.with_margin,
-                None if found.reason else found.worst_case, cap_base=found.point,
+                found.point, None if unused else found.with_margin,
+                None if unused else found.worst_case, cap_base=found.point,
                 spread=found.spread)
             raises = self._hold(policy.service, metric)
             forecast = raises.confirm(forecast, metric, values.get(metric.name), now,
@@ -220,42 +234,71 @@ class ForecastBook:
         """The service's count in force after this tick (`in_force`: the spec after the
         apply, or a dry run's shadow count): no raise of its forecasts is held above it. A
         raise above the count in force before and `target` alone's count (`alone`) is
-        judged once its horizon has passed."""
+        judged once its horizon has passed. A change of either since the tick before is a
+        scaling action of its budget."""
         for raises, needless, at in self._unsettled.pop(service, ()):
             made = raises.settle(in_force)
             if needless is not None:
                 needless.settled(at, made, in_force, alone)
+        ticked = self._ticked.pop(service, None)
+        budget = self._budgets.get(service)
+        if ticked is not None and budget is not None:
+            budget.settled(ticked, in_force, alone)
+
+    def budget_note(self, service: str) -> str:
+        """What the decision's message says of the service's spent budget of actions."""
+        budget = self._budgets.get(service)
+        return "" if budget is None else budget.describe()
 
     def forget_all_but(self, services: Collection[str]) -> None:
         """Drop the forecasters, raises and training times of services not managed any
         more."""
         known = {service for service, _ in self._forecasters} | set(self._next_training) \
             | {service for service, _ in self._holds} | set(self._unsettled) \
-            | {service for service, _ in self._needless}
+            | {service for service, _ in self._needless} | set(self._budgets) \
+            | set(self._metrics)
         for service in known.difference(services):
             self.forget(service)
 
+    def _keep_metrics_of(self, policy: Policy) -> None:
+        """Drop what is kept for the service's metrics that its policy no longer has (a
+        metric renamed or removed by a reload), once, when its metrics change."""
+        names = frozenset(m.name for m in policy.metrics)
+        if self._metrics.get(policy.service, names) != names:
+            for keyed in (self._forecasters, self._settings, self._holds, self._needless):
+                for key in [key for key in keyed
+                            if key[0] == policy.service and key[1] not in names]:
+                    del keyed[key]
+        self._metrics[policy.service] = names
+
     def forget(self, service: str) -> None:
-        """Drop one service's forecasters, raises (needless ones too) and training time: a
-        service made again under the same name starts afresh."""
+        """Drop one service's forecasters, raises (needless ones too), budget of actions and
+        training time: a service made again under the same name starts afresh."""
         for keyed in (self._forecasters, self._settings, self._needless):
             for key in [key for key in keyed if key[0] == service]:
                 del keyed[key]
+        self._budgets.pop(service, None)
+        self._metrics.pop(service, None)
         self.release(service)
         self._next_training.pop(service, None)
 
-    def release(self, service: str) -> None:
+    def release(self, service: str, in_force: int | None = None) -> None:
         """Drop one service's held raises, and what its forecasts asked for last, but not
         its forecasters: the count they were held at is no longer the one in force (someone
         else set another, or another strategy ran in between), and a raise held from before
         would lift the count back to it. The verdicts on its raises stay, as the forecasters
-        do, but not the count in force they were judged against."""
+        do, and its actions, but not the count in force they were judged against; its
+        actions are counted from `in_force` (the count someone else set; None: unknown):
+        someone else's change is not one of them, the agent's answer to it is."""
         for key in [key for key in self._holds if key[0] == service]:
             del self._holds[key]
         for key, needless in self._needless.items():
             if key[0] == service:
                 needless.in_force = None
+        if service in self._budgets:
+            self._budgets[service].in_force = in_force
         self._unsettled.pop(service, None)
+        self._ticked.pop(service, None)
 
     def _needless_raises(self, service: str, metric: MetricSpec) -> NeedlessRaises | None:
         """The metric's needless raises, counted at its present target (None: no target)."""

@@ -20,7 +20,7 @@ from autoscaler.core.ports import HistorySource, Retrained, SourceUnavailable
 from autoscaler.core.queries import QueryUse, plan_queries
 from autoscaler.core.spec import Policy
 from autoscaler.core.strategies import MetricForecast
-from autoscaler.predictive.book import ForecastBook
+from autoscaler.predictive.book import TOO_MANY_ACTIONS, ForecastBook
 
 
 class PredictivePlanner:
@@ -50,7 +50,7 @@ class PredictivePlanner:
         if previous is None or previous.seen_spec != spec:
             # Another strategy ran the tick before, or someone else set the count since (an
             # override that ended, or none): a raise held from before is no floor over it.
-            self.book.release(policy.service)
+            self.book.release(policy.service, in_force=spec)
         found, fallback = self.book.forecast(policy, metrics, now)
         limited = {m.name for m in policy.metrics if m.limit}
         record = {name: {"value": f.value, "with_margin": f.with_margin}
@@ -63,8 +63,10 @@ class PredictivePlanner:
                                          keep=history_to_keep(policy))
         changed_at = None if start is None else as_of(start, now).last_change_at
         self._pending[policy.service] = (after, changed_at, alone)
+        detail = self.book.budget_note(policy.service) if fallback == TOO_MANY_ACTIONS else ""
         return Plan(forecasts=found, target_alone=alone, target_alone_changed_at=changed_at,
-                    record=record, fallback=fallback, note=fallback_note(found, fallback))
+                    record=record, fallback=fallback,
+                    note=fallback_note(found, fallback, detail))
 
     def settle(self, service: str, *, spec: int, in_force: int) -> None:
         """The forecasts' raises are held as far as the count in force (`in_force`: a dry
@@ -200,11 +202,14 @@ def raise_held_to(memory: ServiceMemory, in_force: int, changed_before: datetime
                    last_change_at=at if kept else changed_before)
 
 
-def fallback_note(used: Mapping[str, MetricForecast], fallback: str | None) -> str:
-    """What the decision's message says of metrics whose forecast was not used."""
+def fallback_note(used: Mapping[str, MetricForecast], fallback: str | None,
+                  detail: str = "") -> str:
+    """What the decision's message says of metrics whose forecast was not used, and why
+    (`detail`: more than the fall-back reason says)."""
     if not fallback:
         return ""
+    why = f"{fallback}: {detail}" if detail else fallback
     unused = [name for name, forecast in used.items() if forecast.with_margin is None]
     if len(unused) == len(used):
-        return f"; forecast not used ({fallback}): the target rule alone"
-    return f"; forecast of {', '.join(unused)} not used ({fallback})"
+        return f"; forecast not used ({why}): the target rule alone"
+    return f"; forecast of {', '.join(unused)} not used ({why})"

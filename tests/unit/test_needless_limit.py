@@ -5,6 +5,8 @@ forecast's raises, for a day per such raise, to what the load needs and half as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -202,24 +204,40 @@ def test_the_planner_leaves_a_raise_the_target_rule_alone_made_too_unjudged() ->
     `target` alone raises to 2 too, so the raise is not the forecast's to answer for, though
     the load falls back to 50 at once; the next hour's forecast of 200 raises the count
     again."""
-    planner = PredictivePlanner(MixtureBook())
-    memory, current, raised = ServiceMemory(seed=None), 1, []
-    for minute in range(-1, 62):
+    decided = agent_ticks(PredictivePlanner(MixtureBook()), POLICY, range(-1, 62),
+                          lambda minute: 200.0 if minute == 0 else 50.0, current=1)
+
+    assert [tick.minute for tick in decided if tick.after > tick.before] == [0, 60]
+
+
+@dataclass(frozen=True)
+class Tick:
+    minute: int
+    before: int
+    after: int
+    message: str
+    """The decision's message, with the plan's note."""
+
+
+def agent_ticks(planner: PredictivePlanner, policy: Policy, minutes: range,
+                load_at: Callable[[int], float], *, current: int) -> list[Tick]:
+    """The agent's ticks a minute apart from NOW, through the planner, `decide` and the
+    settle, on the load `load_at` each minute gives (its one metric, `rps`)."""
+    memory, ticks = ServiceMemory(seed=None), []
+    for minute in minutes:
         now = NOW + minute * MINUTE
-        load = {"rps": 200.0 if minute == 0 else 50.0}
-        plan = planner.plan(POLICY, metrics=load, spec=current, now=now, leader=True)
-        outcome = decide(POLICY, current=current, metrics=load, memory=memory,
+        load = {"rps": load_at(minute)}
+        plan = planner.plan(policy, metrics=load, spec=current, now=now, leader=True)
+        outcome = decide(policy, current=current, metrics=load, memory=memory,
                          last_change_at=None, now=now, forecasts=plan.forecasts,
                          target_alone=plan.target_alone,
                          target_alone_changed_at=plan.target_alone_changed_at)
         memory = remember(memory, now=now, recommended=outcome.remembered,
                           change=outcome.desired - current, keep=timedelta(hours=1))
-        planner.settle(POLICY.service, spec=outcome.desired, in_force=outcome.desired)
-        if outcome.desired > current:
-            raised.append(minute)
+        planner.settle(policy.service, spec=outcome.desired, in_force=outcome.desired)
+        ticks.append(Tick(minute, current, outcome.desired, outcome.message + plan.note))
         current = outcome.desired
-
-    assert raised == [0, 60]
+    return ticks
 
 
 class PointsBook(ForecastBook):
@@ -251,3 +269,17 @@ def test_after_a_release_no_raise_is_judged_against_the_count_from_before() -> N
             book.release(POLICY.service)
 
     assert counts[-1] == 6
+
+
+def test_a_metric_renamed_by_a_reload_leaves_nothing_of_the_old_name_behind() -> None:
+    book = ForecastBook(MINUTE)
+    book.forecast(POLICY, {"rps": 50.0}, NOW)
+    old = book.forecaster(POLICY, POLICY.metrics[0])
+    assert book.forecaster(POLICY, POLICY.metrics[0]) is old
+    renamed = build_policy(strategy="predictive", max_replicas=1000,
+                           predictive={"startup": "1m"},
+                           metrics=[{"name": "requests", "query": "q", "target": 100}])
+
+    book.forecast(renamed, {"requests": 50.0}, NOW + MINUTE)
+
+    assert book.forecaster(POLICY, POLICY.metrics[0]) is not old
