@@ -64,6 +64,7 @@ def build_engine(
     apply_workers: int = DEFAULT_WORKERS,
     apply_time: timedelta | None = None,
     query_time: timedelta | None = None,
+    answer_time: timedelta | None = None,
 ) -> Engine:
     """An engine over these sources, with the predictive planner. `book` (default: a new
     one at `tick`) lets replays share forecasts; `seed_history` False starts each service
@@ -72,7 +73,7 @@ def build_engine(
     return Engine(metrics=metrics, swarm=swarm, sink=sink, planner=planner, dry_run=dry_run,
                   leadership=leadership, policies=policies, templates=templates,
                   seed_history=seed_history, apply_workers=apply_workers,
-                  apply_time=apply_time, query_time=query_time)
+                  apply_time=apply_time, query_time=query_time, answer_time=answer_time)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,9 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
     update of the listed spec: SwarmScaler.scale), and none starts later than one such
     deadline plus `AFTER_APPLIES` of the interval before the next tick is due, so that the
     applies end, and the tick records its decisions, by then; but for the first round,
-    which starts however late the tick got there (`Applier`)."""
+    which starts however late the tick got there (`Applier`). No query starts later than
+    one deadline into the tick once one failed, nor than an interval however Prometheus
+    answers (`MetricsGatherer`)."""
     deadline = call_deadline(interval)
     connection = DockerConnection(timeout=deadline, pool=apply_workers + 2)
     leadership = None if dry_run else SwarmLease(
@@ -105,5 +108,5 @@ def build_live(*, prometheus: PrometheusAccess | str, interval: timedelta, dry_r
                           leadership=leadership, apply_workers=apply_workers,
                           apply_time=interval * (1 - AFTER_APPLIES)
                           - timedelta(seconds=deadline),
-                          query_time=timedelta(seconds=deadline))
+                          query_time=timedelta(seconds=deadline), answer_time=interval)
     return LiveParts(engine, source, leadership)

@@ -69,11 +69,13 @@ class Engine:
         apply_workers: int = DEFAULT_WORKERS,
         apply_time: timedelta | None = None,
         query_time: timedelta | None = None,
+        answer_time: timedelta | None = None,
     ) -> None:
         """`seed_history`: as in `ServiceDecisions`. Applies run on `apply_workers` threads;
         none but the first round starts later than `apply_time` into the tick (None: no
-        limit; see `Applier`), and no query later than `query_time` (`MetricsGatherer`)."""
-        self._gatherer = MetricsGatherer(metrics, query_time)
+        limit; see `Applier`), and no query later than `query_time` once one failed, nor
+        than `answer_time` (`MetricsGatherer`)."""
+        self._gatherer = MetricsGatherer(metrics, query_time, answer_time)
         self._swarm = swarm
         self._applier = Applier(swarm, workers=apply_workers)
         self._apply_time = apply_time

@@ -25,9 +25,11 @@ class SlowPrometheus:
         self.seconds = seconds
         self.answers = answers
         self.asked = 0
+        self.queries: list[str] = []
 
     def query(self, promql: str) -> list[Series]:
         self.asked += 1
+        self.queries.append(promql)
         time.sleep(self.seconds)
         if self.answers:
             return []
@@ -74,6 +76,27 @@ def test_a_prometheus_that_answers_is_asked_every_query_past_the_time_for_querie
 
     assert prometheus.asked == len(SERVICES)
     assert queried.errors == {}
+
+
+def test_a_slow_prometheus_that_answers_is_asked_until_the_time_for_answers_in_turn(
+) -> None:
+    """40 queries answered in 0.05 s each, eight at a time, with 0.06 s for answers: a
+    tick asks the rounds that start within it, not all five; the next starts with those
+    not asked, so that within five ticks every service's query has been asked."""
+    prometheus = SlowPrometheus(0.05, answers=True)
+    gatherer = MetricsGatherer(prometheus, answer_time=timedelta(seconds=0.06))
+    policies = per_service_policies()
+
+    asked_by_tick = []
+    for _ in range(5):
+        before = len(prometheus.queries)
+        queried = gatherer.gather(policies)
+        asked_by_tick.append(prometheus.queries[before:])
+        not_asked = [q for q, e in queried.errors.items() if e.startswith("not asked")]
+        assert len(not_asked) == len(SERVICES) - len(asked_by_tick[-1])
+
+    assert all(8 <= len(asked) < len(SERVICES) for asked in asked_by_tick)
+    assert len({q for asked in asked_by_tick for q in asked}) == len(SERVICES)
 
 
 class OneBadQuery:
