@@ -48,6 +48,7 @@ class MetricsGatherer:
         self._plan: dict[str, list[QueryUse]] = {}
         self._first = 0
         """Where in the plan the next tick's queries start: the first not asked."""
+
     def gather(self, managed: Sequence[ManagedPolicy]) -> Queried:
         key = tuple(id(m.policy) for m in managed)
         if key != self._plan_key:

@@ -38,12 +38,13 @@ class ActionBudget:
     own: deque[datetime] = field(default_factory=deque)
     alone: deque[datetime] = field(default_factory=deque)
     in_force: int | None = None
-    """The count in force after the tick before (None: none settled yet, or someone else
-    set one since: the next change is not counted)."""
+    """The count in force after the tick before, or the one someone else set since (None:
+    none known yet: the next change is not counted)."""
     alone_count: int | None = None
     """`target` alone's count of the tick before (None: none yet)."""
     spent: bool = False
-    """The forecasts are not used, until the actions are RESUME_MARGIN under the budget."""
+    """The forecasts are not used, until more than RESERVE + RESUME_MARGIN actions are
+    left."""
 
     def allowance(self) -> int:
         """How many actions the last WINDOW allows the service."""
